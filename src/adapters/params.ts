@@ -1,0 +1,58 @@
+/**
+ * Parameter accounting as pure functions of a plan and the module shapes.
+ * An expert of rank r on a module in -> out holds r*(in+out) weights (A [r,in], B [out,r]);
+ * a router (only when experts > 1) holds experts*in weights (Linear(in, E, bias=false)).
+ * Closed form: sum_l n_l * (r_l * sum_m (in_m + out_m) + sum_m in_m) for uniform n_l, r_l.
+ */
+import type { ModuleShapes } from '../model/shapes.ts';
+import type { AdapterPlan, ModulePlan } from './plan.ts';
+
+export interface ParamCount {
+  trainable: number;
+  /** Parameters touched per token: active experts' LoRA weights + the router. */
+  active: number;
+}
+
+/** Experts whose LoRA weights a token uses, on average, under the plan's strategy. */
+export function activeExperts(m: ModulePlan, strategy: AdapterPlan['strategy']): number {
+  if (m.experts <= 1 || strategy === 'dense') return m.experts;
+  // topp activates a data-dependent number of experts; count its upper bound, top-k's min(k, E) otherwise.
+  if (strategy === 'topp') return m.experts;
+  return Math.min(m.topK, m.experts);
+}
+
+export function countModule(m: ModulePlan, shape: { in: number; out: number }, strategy: AdapterPlan['strategy']): ParamCount {
+  const lora = m.rank * (shape.in + shape.out);
+  const router = m.experts > 1 ? m.experts * shape.in : 0;
+  return { trainable: m.experts * lora + router, active: activeExperts(m, strategy) * lora + router };
+}
+
+export interface PlanCount extends ParamCount {
+  perLayer: ParamCount[];
+  perModule: Array<Record<string, ParamCount>>;
+}
+
+export function countPlan(plan: Pick<AdapterPlan, 'layers' | 'strategy'>, shapes: ModuleShapes): PlanCount {
+  const perLayer: ParamCount[] = [];
+  const perModule: Array<Record<string, ParamCount>> = [];
+  let trainable = 0;
+  let active = 0;
+  plan.layers.forEach((mods, l) => {
+    const layer: ParamCount = { trainable: 0, active: 0 };
+    const byModule: Record<string, ParamCount> = {};
+    for (const [path, m] of Object.entries(mods)) {
+      const shape = shapes[l]?.[path];
+      if (!shape) throw new Error(`plan.layers[${l}]: module ${JSON.stringify(path)} does not exist in layer ${l}`);
+      const c = countModule(m, shape, plan.strategy);
+      byModule[path] = c;
+      layer.trainable += c.trainable;
+      layer.active += c.active;
+    }
+    perLayer.push(layer);
+    perModule.push(byModule);
+    trainable += layer.trainable;
+    active += layer.active;
+  });
+  return { trainable, active, perLayer, perModule };
+}
+

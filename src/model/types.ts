@@ -1,0 +1,100 @@
+/**
+ * The contract between the frozen model and everything that wraps or drives it.
+ * Architectures live one per file (llama.ts, gpt2.ts); adapters replace entries of
+ * `CausalLM.modules` with wrappers that keep the frozen module as their base (PEFT style).
+ */
+import type * as tf from '@tensorflow/tfjs';
+
+export type Arch = 'llama' | 'gpt2';
+
+/** Normalised model configuration: HF config.json fields mapped to one vocabulary. */
+export interface ModelConfig {
+  arch: Arch;
+  modelType: string;            // config.json model_type as given: llama, mistral, qwen2, gpt2, ...
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;           // = numHeads without GQA
+  headDim: number;
+  intermediateSize: number;
+  maxPositions: number;
+  tieWordEmbeddings: boolean;
+  // Llama family
+  ropeTheta: number;
+  ropeScaling: Record<string, unknown> | null;
+  rmsNormEps: number;
+  attentionBias: boolean;       // Qwen2: q/k/v biases (o_proj has none)
+  mlpBias: boolean;
+  hiddenAct: string;            // silu | gelu_new | ...
+  // GPT-2
+  layerNormEps: number;
+  scaleAttnByInverseLayerIdx: boolean;
+  bosTokenId: number | null;
+  eosTokenId: number | number[] | null;
+  padTokenId: number | null;
+}
+
+/**
+ * State shared by one forward pass. Mixture layers push their router losses here so the
+ * training loop can add them inside the same gradient tape.
+ */
+export interface ForwardContext {
+  training: boolean;
+  /** [N] float32, 1 for real tokens and 0 for padding, N = B*T in row-major (b, t) order. */
+  tokenMask?: tf.Tensor1D;
+  /** Weighted balance (and z-) losses, one scalar per router, pushed during forward. */
+  auxLosses: tf.Scalar[];
+  /** When set, routers write their per-expert selection fractions here (kept tensors, caller disposes). */
+  routerStats?: Map<string, tf.Tensor1D>;
+  /** Seed source for dropout; advanced by each dropout call. */
+  dropoutSeed?: { next(): number };
+}
+
+/** A linear map over rows: x [N, in] -> y [N, out]. */
+export interface LinearModule {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  forward(x: tf.Tensor2D, ctx?: ForwardContext): tf.Tensor2D;
+}
+
+/**
+ * A frozen linear layer of the base model. `kernel` is stored [in, out] so the forward
+ * product is an untransposed matMul (the fast path on wasm); HF Linear weights are [out, in]
+ * and are transposed once at load, GPT-2 Conv1D weights are already [in, out].
+ */
+export interface FrozenLinear extends LinearModule {
+  readonly name: string;              // HF path, e.g. model.layers.0.self_attn.q_proj
+  readonly kernel: tf.Variable;       // [in, out]
+  readonly bias: tf.Variable | null;  // [out]
+  readonly hfLayout: 'linear' | 'conv1d';
+}
+
+export interface ForwardOptions {
+  /** [B, T] 1 for real tokens, 0 for padding (right or left padding). */
+  attentionMask?: tf.Tensor2D;
+  /** [B, T] int32; defaults to 0..T-1 per row. */
+  positionIds?: tf.Tensor2D;
+  ctx?: ForwardContext;
+}
+
+export interface CausalLM {
+  readonly config: ModelConfig;
+  /** Every adaptable linear, by HF module path. Adapters swap entries for wrappers. */
+  readonly modules: Map<string, LinearModule>;
+  /** The frozen base modules as loaded (never replaced), by HF module path. */
+  readonly baseModules: Map<string, FrozenLinear>;
+  /** All base weights by HF tensor name (non-trainable variables, in the model's own layouts). */
+  readonly weights: Map<string, tf.Variable>;
+  /** Logits [B, T, vocab] for int32 ids [B, T]. */
+  forward(inputIds: tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D;
+  /** Base weights as HF tensors (original names, layouts and shapes) for saving. */
+  hfTensors(): Map<string, tf.Tensor>;
+  dispose(): void;
+}
+
+/** Layer index and short module name (q_proj, c_attn, ...) of an HF module path. */
+export interface ModuleAddress {
+  layer: number;
+  short: string;
+}
