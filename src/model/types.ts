@@ -98,3 +98,14 @@ export interface ModuleAddress {
   layer: number;
   short: string;
 }
+
+/** Text <-> ids, as loaded from a model directory's tokenizer.json. */
+export interface TextTokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  readonly padId: number | null;
+  /** Ids of `text`; with addSpecialTokens the tokenizer's post-processor adds e.g. BOS. */
+  encode(text: string, addSpecialTokens?: boolean): number[];
+  decode(ids: number[], skipSpecialTokens?: boolean): string;
+}
