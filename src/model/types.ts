@@ -33,6 +33,12 @@ export interface ModelConfig {
   bosTokenId: number | null;
   eosTokenId: number | number[] | null;
   padTokenId: number | null;
+  /** Bias on o_proj; absent = same as attentionBias (Llama), false for Qwen2 (q/k/v only). */
+  attentionOutputBias?: boolean;
+  /** Std of the normal init (HF initializer_range), for training from scratch. */
+  initializerRange?: number;
+  /** config.json as read, kept so saving a model writes back every field it came with. */
+  raw?: Record<string, unknown>;
 }
 
 /**

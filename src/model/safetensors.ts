@@ -1,0 +1,319 @@
+/**
+ * safetensors, read and written by hand: an 8-byte little-endian header length N, N bytes of
+ * JSON `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {str: str}}`, then
+ * the raw little-endian data (offsets count from the first byte after the header).
+ *
+ * The reader trusts nothing in the header: the length is checked against the file size before
+ * anything is allocated, and the tensors must tile the data section exactly (no gaps, no
+ * overlaps, nothing past the end), so a truncated or hand-edited file fails with the file and
+ * tensor named instead of yielding garbage weights.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { HiloError } from '../errors.ts';
+
+export const ST_DTYPES = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'] as const;
+export type StDtype = (typeof ST_DTYPES)[number];
+/** Dtypes the writer can produce. */
+export type StWriteDtype = 'F32' | 'F16' | 'BF16' | 'I32';
+
+const ITEM_BYTES: Record<StDtype, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+const FLOAT_DTYPES = new Set<StDtype>(['F64', 'F32', 'F16', 'BF16']);
+
+/** A header larger than this is taken as corruption, not as a real file (real ones are ~MBs). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface StEntry {
+  dtype: StDtype;
+  shape: number[];
+  /** [begin, end) in bytes, relative to the start of the data section. */
+  offsets: [number, number];
+}
+
+export interface StHeader {
+  /** Bytes before the data section: 8 + header length. */
+  dataStart: number;
+  entries: Map<string, StEntry>;
+  metadata: Record<string, string> | null;
+}
+
+/** A decoded tensor: floating dtypes become Float32Array, integer and bool dtypes Int32Array. */
+export interface StTensor {
+  dtype: StDtype;
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+/** What the writer takes: float data is written as F32 unless `dtype` says F16/BF16. */
+export interface StTensorInput {
+  shape: number[];
+  data: Float32Array | Int32Array;
+  dtype?: StWriteDtype;
+}
+
+function fail(file: string, what: string): HiloError {
+  return new HiloError(`${file}: ${what}`);
+}
+
+function numel(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Parse and validate the header of `file` (reads only the header bytes). */
+export function readSafetensorsHeader(file: string): StHeader {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size < 8) throw fail(file, `truncated safetensors file: ${size} bytes, less than the 8-byte header length`);
+    const lenBuf = Buffer.alloc(8);
+    fs.readSync(fd, lenBuf, 0, 8, 0);
+    const n = lenBuf.readBigUInt64LE(0);
+    if (n > BigInt(MAX_HEADER_BYTES)) {
+      throw fail(file, `header length ${n} bytes is absurd (limit ${MAX_HEADER_BYTES}); not a safetensors file?`);
+    }
+    if (8n + n > BigInt(size)) {
+      throw fail(file, `header length ${n} bytes runs past the end of the ${size}-byte file (truncated?)`);
+    }
+    const headerBuf = Buffer.alloc(Number(n));
+    fs.readSync(fd, headerBuf, 0, Number(n), 8);
+    return parseHeader(file, headerBuf, 8 + Number(n), size - 8 - Number(n));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function parseHeader(file: string, headerBuf: Buffer, dataStart: number, dataBytes: number): StHeader {
+  let json: unknown;
+  try {
+    json = JSON.parse(headerBuf.toString('utf8'));
+  } catch (e) {
+    throw fail(file, `header is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw fail(file, 'header is not a JSON object');
+  const entries = new Map<string, StEntry>();
+  let metadata: Record<string, string> | null = null;
+  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      metadata = parseMetadata(file, raw);
+      continue;
+    }
+    entries.set(name, parseEntry(file, name, raw, dataBytes));
+  }
+  checkTiling(file, entries, dataBytes);
+  return { dataStart, entries, metadata };
+}
+
+function parseMetadata(file: string, raw: unknown): Record<string, string> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fail(file, '__metadata__ is not an object');
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v !== 'string') throw fail(file, `__metadata__.${k} is not a string`);
+  }
+  return raw as Record<string, string>;
+}
+
+function parseEntry(file: string, name: string, raw: unknown, dataBytes: number): StEntry {
+  const where = `tensor "${name}"`;
+  if (typeof raw !== 'object' || raw === null) throw fail(file, `${where}: entry is not an object`);
+  const { dtype, shape, data_offsets: offs } = raw as Record<string, unknown>;
+  if (!(ST_DTYPES as readonly unknown[]).includes(dtype)) {
+    throw fail(file, `${where}: unknown dtype ${JSON.stringify(dtype)}; allowed: ${ST_DTYPES.join(' | ')}`);
+  }
+  const isDim = (d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0;
+  if (!Array.isArray(shape) || !shape.every(isDim)) throw fail(file, `${where}: bad shape ${JSON.stringify(shape)}`);
+  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isDim) || offs[0] > offs[1]) {
+    throw fail(file, `${where}: bad data_offsets ${JSON.stringify(offs)}`);
+  }
+  const [begin, end] = offs as [number, number];
+  if (end > dataBytes) {
+    throw fail(file, `${where}: data_offsets [${begin}, ${end}] run past the ${dataBytes}-byte data section (truncated file?)`);
+  }
+  const dt = dtype as StDtype;
+  const want = numel(shape) * ITEM_BYTES[dt];
+  if (end - begin !== want) {
+    throw fail(file, `${where}: ${dt}[${shape.join(', ')}] needs ${want} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+  }
+  return { dtype: dt, shape: shape as number[], offsets: [begin, end] };
+}
+
+/** Tensors must cover the data section exactly once: sorted by offset, each starts where the last ended. */
+function checkTiling(file: string, entries: Map<string, StEntry>, dataBytes: number): void {
+  const sorted = [...entries].sort((a, b) => a[1].offsets[0] - b[1].offsets[0] || a[1].offsets[1] - b[1].offsets[1]);
+  let pos = 0;
+  let prev = '(start of data)';
+  for (const [name, e] of sorted) {
+    const [begin, end] = e.offsets;
+    if (begin < pos) throw fail(file, `tensor "${name}": data_offsets [${begin}, ${end}] overlap "${prev}" (which ends at ${pos})`);
+    if (begin > pos) throw fail(file, `tensor "${name}": gap of ${begin - pos} unused bytes before it (after "${prev}")`);
+    pos = end;
+    if (end > begin) prev = name;
+  }
+  if (pos !== dataBytes) {
+    throw fail(file, `data section is ${dataBytes} bytes but the tensors cover ${pos}: ${dataBytes - pos} trailing bytes`);
+  }
+}
+
+/** Read every tensor of `file` (or only those in `names`), decoded to float32 / int32. */
+export function readSafetensors(file: string, names?: Iterable<string>): { tensors: Map<string, StTensor>; metadata: Record<string, string> | null } {
+  const header = readSafetensorsHeader(file);
+  const wanted = names ? [...names] : [...header.entries.keys()];
+  const tensors = new Map<string, StTensor>();
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (const name of wanted) {
+      const e = header.entries.get(name);
+      if (!e) throw fail(file, `no tensor named "${name}"`);
+      const bytes = new Uint8Array(e.offsets[1] - e.offsets[0]);
+      const got = fs.readSync(fd, bytes, 0, bytes.length, header.dataStart + e.offsets[0]);
+      if (got !== bytes.length) throw fail(file, `tensor "${name}": short read (${got} of ${bytes.length} bytes)`);
+      tensors.set(name, { dtype: e.dtype, shape: e.shape, data: decode(e.dtype, bytes, numel(e.shape)) });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { tensors, metadata: header.metadata };
+}
+
+/** float16 bits -> float32 value (exact: every half is a float). */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** float32 -> float16 bits, round to nearest even (as torch's .half()). */
+export function floatToHalf(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer)[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000; // make the implicit 1 explicit, then shift into subnormal range
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = mant >> shift;
+    const rest = mant & ((1 << shift) - 1);
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = mant >> 13;
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) {
+    r++;
+    if (r === 0x400) { r = 0; e++; if (e >= 31) return sign | 0x7c00; }
+  }
+  return sign | (e << 10) | r;
+}
+
+/** float32 -> bfloat16 bits, round to nearest even (as torch's .bfloat16()). */
+export function floatToBf16(x: number): number {
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0];
+  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff; // keep NaN a NaN
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function decode(dtype: StDtype, bytes: Uint8Array, n: number): Float32Array | Int32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (FLOAT_DTYPES.has(dtype)) {
+    const out = new Float32Array(n);
+    if (dtype === 'F32') for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
+    else if (dtype === 'F64') for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
+    else if (dtype === 'F16') for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+    else {
+      const bits = new Uint32Array(out.buffer); // bf16 is the top half of a float32: exact
+      for (let i = 0; i < n; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+    }
+    return out;
+  }
+  const out = new Int32Array(n);
+  if (dtype === 'I32') for (let i = 0; i < n; i++) out[i] = view.getInt32(4 * i, true);
+  else if (dtype === 'I16') for (let i = 0; i < n; i++) out[i] = view.getInt16(2 * i, true);
+  else if (dtype === 'I8') for (let i = 0; i < n; i++) out[i] = view.getInt8(i);
+  else if (dtype === 'U8' || dtype === 'BOOL') for (let i = 0; i < n; i++) out[i] = view.getUint8(i);
+  else {
+    for (let i = 0; i < n; i++) {
+      const v = view.getBigInt64(8 * i, true);
+      if (v > 2147483647n || v < -2147483648n) throw new HiloError(`I64 value ${v} does not fit in int32`);
+      out[i] = Number(v);
+    }
+  }
+  return out;
+}
+
+function encode(name: string, t: StTensorInput): { dtype: StWriteDtype; bytes: Uint8Array } {
+  const n = numel(t.shape);
+  if (t.data.length !== n) throw new HiloError(`tensor "${name}": shape [${t.shape.join(', ')}] needs ${n} values, got ${t.data.length}`);
+  const dtype: StWriteDtype = t.dtype ?? (t.data instanceof Int32Array ? 'I32' : 'F32');
+  if ((dtype === 'I32') !== t.data instanceof Int32Array) throw new HiloError(`tensor "${name}": cannot write ${t.data.constructor.name} as ${dtype}`);
+  const bytes = new Uint8Array(n * (dtype === 'F16' || dtype === 'BF16' ? 2 : 4));
+  const view = new DataView(bytes.buffer);
+  const d = t.data;
+  if (dtype === 'F32') for (let i = 0; i < n; i++) view.setFloat32(4 * i, d[i], true);
+  else if (dtype === 'I32') for (let i = 0; i < n; i++) view.setInt32(4 * i, d[i], true);
+  else if (dtype === 'F16') for (let i = 0; i < n; i++) view.setUint16(2 * i, floatToHalf(d[i]), true);
+  else for (let i = 0; i < n; i++) view.setUint16(2 * i, floatToBf16(d[i]), true);
+  return { dtype, bytes };
+}
+
+/** The bytes of a safetensors file: keys sorted, data laid out in that order, header space-padded to 8. */
+export function encodeSafetensors(
+  tensors: Map<string, StTensorInput> | Record<string, StTensorInput>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
+  const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+  const names = [...map.keys()].sort();
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const name of names) {
+    const t = map.get(name)!;
+    const { dtype, bytes } = encode(name, t);
+    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    chunks.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  let headerBytes = Buffer.from(json, 'utf8');
+  json += ' '.repeat((8 - (headerBytes.length % 8)) % 8);
+  headerBytes = Buffer.from(json, 'utf8');
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  let pos = 8 + headerBytes.length;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.length;
+  }
+  return out;
+}
+
+/** Write `file` atomically (temp file in the same folder, then rename). */
+export function writeSafetensors(
+  file: string,
+  tensors: Map<string, StTensorInput> | Record<string, StTensorInput>,
+  metadata: Record<string, string> = {},
+): void {
+  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+}
+
+/** Write bytes or text to `file` via a temp file + rename, so readers never see half a file. */
+export function writeFileAtomic(file: string, data: Uint8Array | string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+}
