@@ -1,0 +1,83 @@
+import * as tf from '@tensorflow/tfjs';
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.ts';
+import { AdamW } from '../../src/train/adamw.ts';
+import { clipByGlobalNorm } from '../../src/train/clip.ts';
+import { crossEntropy, shiftedLabels } from '../../src/train/loss.ts';
+import { lrAt, resolveWarmup, type SchedulerType } from '../../src/train/schedule.ts';
+
+// Values from PyTorch: scripts/make-train-fixtures.py
+const ref = JSON.parse(readFileSync(new URL('../fixtures/train/reference.json', import.meta.url), 'utf8'));
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+describe('lrAt matches transformers schedules (via torch LambdaLR)', () => {
+  for (const type of ['cosine', 'linear', 'constant'] as SchedulerType[]) {
+    it(type, () => {
+      const { base, warmup, total, lrs } = ref.schedules;
+      const ours = lrs[type].map((_: number, step: number) => lrAt({ type, baseLr: base, warmupSteps: warmup, totalSteps: total }, step));
+      ours.forEach((v: number, i: number) => expect(v).toBeCloseTo(lrs[type][i], 12));
+    });
+  }
+  it('reads warmup below 1 as a fraction of the steps', () => {
+    expect(resolveWarmup(0.1, 200)).toBe(20);
+    expect(resolveWarmup(7, 200)).toBe(7);
+  });
+});
+
+describe('AdamW matches torch.optim.AdamW', () => {
+  for (const key of ['adamw_wd0.0', 'adamw_wd0.1']) {
+    it(key, () => {
+      const r = ref[key];
+      const p = tf.variable(tf.tensor(r.p0, [3, 4]), true);
+      const opt = new AdamW(new Map([['p', p]]), { weightDecay: Number(key.slice(8)) });
+      const before = tf.memory().numTensors;
+      r.grads.forEach((g: number[], i: number) => {
+        const grad = tf.tensor(g, [3, 4]);
+        opt.apply(new Map([['p', grad]]), r.lr);
+        grad.dispose();
+        const got = Array.from(p.dataSync());
+        got.forEach((v, j) => expect(v).toBeCloseTo(r.traj[i][j], 5));
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      // state round trip
+      const state = opt.getState();
+      const opt2 = new AdamW(new Map([['p', p]]));
+      opt2.setState(state);
+      expect(Array.from(opt2.getState().m.get('p')!)).toEqual(Array.from(state.m.get('p')!));
+      opt.dispose();
+      opt2.dispose();
+      p.dispose();
+    });
+  }
+});
+
+describe('clipByGlobalNorm matches clip_grad_norm_', () => {
+  it('scales every gradient by max_norm / norm', () => {
+    const c = ref.clip;
+    const grads = new Map<string, tf.Tensor>(c.grads.map((g: number[], i: number) => [`g${i}`, tf.tensor(g, c.shapes[i])]));
+    const norm = clipByGlobalNorm(grads, c.max_norm);
+    expect(norm).toBeCloseTo(c.norm, 4);
+    [...grads.values()].forEach((g, i) => {
+      Array.from(g.dataSync()).forEach((v, j) => expect(v).toBeCloseTo(c.clipped[i][j], 5));
+      g.dispose();
+    });
+  });
+});
+
+describe('crossEntropy matches F.cross_entropy(ignore_index=-100) with the HF shift', () => {
+  it('on a [2,5,7] batch', () => {
+    const c = ref.cross_entropy;
+    const [b, t, v] = c.shape;
+    const before = tf.memory().numTensors;
+    const logits = tf.tensor2d(c.logits, [b * t, v]);
+    const { loss, count } = crossEntropy(logits, shiftedLabels(Int32Array.from(c.labels), b, t));
+    expect(count).toBe(5);
+    expect(loss.dataSync()[0]).toBeCloseTo(c.loss, 5);
+    tf.dispose([logits, loss]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
