@@ -1,0 +1,97 @@
+/**
+ * GPT-2 with Hugging Face semantics: token + learned position embeddings -> N x [LayerNorm ->
+ * attention (fused c_attn) -> residual -> LayerNorm -> MLP (gelu_new) -> residual] ->
+ * LayerNorm -> LM head tied to the token embedding.
+ *
+ * Shapes: B batch, T sequence, N = B*T rows, H hidden (n_embd), d head_dim, V vocab.
+ * Conv1D weights are stored [in, out] in the file already, so no transpose at load.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { BaseCausalLM, defaultPositions, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { activate, additiveMask, groupedAttention, layerNorm } from './ops.ts';
+import type { ForwardOptions, ModelConfig } from './types.ts';
+
+/** Every tensor of a GPT-2 checkpoint, in HF names and shapes. */
+export function gpt2WeightSpecs(c: ModelConfig): WeightSpec[] {
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  // HF scales the residual projections' init by 1/sqrt(2 * n_layer) (GPT-2 paper, section 2.3)
+  const residualScale = 1 / Math.sqrt(2 * c.numLayers);
+  const specs: WeightSpec[] = [
+    { name: 'transformer.wte.weight', shape: [c.vocabSize, H], layout: 'plain', init: 'normal' },
+    { name: 'transformer.wpe.weight', shape: [c.maxPositions, H], layout: 'plain', init: 'normal' },
+  ];
+  const norm = (name: string) => {
+    specs.push({ name: `${name}.weight`, shape: [H], layout: 'plain', init: 'ones' });
+    specs.push({ name: `${name}.bias`, shape: [H], layout: 'plain', init: 'zeros' });
+  };
+  const conv = (name: string, inp: number, out: number, stdScale = 1) => {
+    specs.push({ name: `${name}.weight`, shape: [inp, out], layout: 'conv1d', adaptable: true, init: 'normal', stdScale });
+    specs.push({ name: `${name}.bias`, shape: [out], layout: 'plain', init: 'zeros' });
+  };
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `transformer.h.${l}`;
+    norm(`${p}.ln_1`);
+    conv(`${p}.attn.c_attn`, H, 3 * H);
+    conv(`${p}.attn.c_proj`, H, H, residualScale);
+    norm(`${p}.ln_2`);
+    conv(`${p}.mlp.c_fc`, H, I);
+    conv(`${p}.mlp.c_proj`, I, H, residualScale);
+  }
+  norm('transformer.ln_f');
+  return specs;
+}
+
+/**
+ * The HF name for a tensor of a GPT-2 file, or null for tensors that are not weights: the
+ * original openai-community/gpt2 files lack the `transformer.` prefix and carry `attn.bias`
+ * / `attn.masked_bias` causal-mask buffers; lm_head.weight is a copy of the tied wte.
+ */
+export function gpt2TensorName(name: string): string | null {
+  if (/\.attn\.(bias|masked_bias)$/.test(name) || name === 'lm_head.weight') return null;
+  return name.startsWith('transformer.') ? name : `transformer.${name}`;
+}
+
+export class GPT2LMHeadModel extends BaseCausalLM {
+  /** Frozen: wte transposed once, [H, V], so the tied head is a plain matMul. */
+  private headKernel: tf.Tensor2D | null = null;
+
+  constructor(config: ModelConfig, hf: Map<string, HfTensorData>, opts: { trainable?: boolean; source?: string } = {}) {
+    super(config, gpt2WeightSpecs(config), hf, opts.trainable ?? false, opts.source);
+    if (!this.trainable) {
+      this.headKernel = tf.tidy(() => tf.transpose(this.w<tf.Rank.R2>('transformer.wte.weight')));
+      this.derived.push(this.headKernel);
+    }
+  }
+
+  /** Logits [B, T, V] for ids [B, T]; positions must stay below n_positions. */
+  forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+    const c = this.config;
+    const [B, T] = inputIds.shape;
+    return tf.tidy(() => {
+      const positions = defaultPositions(B, T, opts.positionIds).reshape([B * T]);
+      const ids = tf.cast(inputIds, 'int32').reshape([B * T]);
+      let x = tf.add(tf.gather(this.w('transformer.wte.weight'), ids), tf.gather(this.w('transformer.wpe.weight'), positions)) as tf.Tensor2D; // [N, H]
+      const mask = additiveMask(B, T, opts.attentionMask); // [B, 1, T, T]
+      for (let l = 0; l < c.numLayers; l++) x = this.block(l, x, B, T, mask, opts);
+      x = layerNorm(x, this.w('transformer.ln_f.weight'), this.w('transformer.ln_f.bias'), c.layerNormEps);
+      const head = this.headKernel ?? tf.transpose(this.w<tf.Rank.R2>('transformer.wte.weight')); // [H, V]
+      return tf.matMul(x, head).reshape([B, T, c.vocabSize]) as tf.Tensor3D; // [N, H] x [H, V]
+    });
+  }
+
+  /** One transformer block on rows x [N, H]. */
+  private block(l: number, x: tf.Tensor2D, B: number, T: number, mask: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+    const c = this.config;
+    const p = `transformer.h.${l}`;
+    const ctx = opts.ctx;
+    const h = layerNorm(x, this.w(`${p}.ln_1.weight`), this.w(`${p}.ln_1.bias`), c.layerNormEps);
+    const qkv = this.linear(`${p}.attn.c_attn`).forward(h, ctx); // [N, 3H]
+    const [q, k, v] = tf.split(qkv, 3, 1).map((t) => t.reshape([B, T, c.numHeads, c.headDim]) as tf.Tensor4D);
+    const scale = c.headDim ** -0.5 / (c.scaleAttnByInverseLayerIdx ? l + 1 : 1);
+    x = tf.add(x, this.linear(`${p}.attn.c_proj`).forward(groupedAttention(q, k, v, mask, scale), ctx));
+    const h2 = layerNorm(x, this.w(`${p}.ln_2.weight`), this.w(`${p}.ln_2.bias`), c.layerNormEps);
+    const inner = activate(c.hiddenAct, this.linear(`${p}.mlp.c_fc`).forward(h2, ctx)) as tf.Tensor2D; // [N, I]
+    return tf.add(x, this.linear(`${p}.mlp.c_proj`).forward(inner, ctx));
+  }
+}

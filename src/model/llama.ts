@@ -1,0 +1,181 @@
+/**
+ * The Llama family (Llama, Mistral, Qwen2, SmolLM) with Hugging Face semantics, read top to
+ * bottom: token embedding -> N x [RMSNorm -> GQA attention with RoPE -> residual -> RMSNorm ->
+ * SwiGLU MLP -> residual] -> RMSNorm -> LM head (tied to the embedding or not).
+ *
+ * Shapes: B batch, T sequence, N = B*T rows, H hidden, Hq/Hkv query/kv heads, d head_dim, V vocab.
+ * Activations travel as [N, H] rows so every projection is one [N, in] x [in, out] matMul
+ * through `modules` (which adapters may have wrapped).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { BaseCausalLM, defaultPositions, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { activate, additiveMask, groupedAttention, rmsNorm } from './ops.ts';
+import type { ForwardOptions, ModelConfig } from './types.ts';
+
+/** Every tensor of a Llama-family checkpoint, in HF names and shapes. */
+export function llamaWeightSpecs(c: ModelConfig): WeightSpec[] {
+  const H = c.hiddenSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const I = c.intermediateSize;
+  const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H], layout: 'plain', init: 'normal' }];
+  const linear = (name: string, out: number, inp: number, bias: boolean) => {
+    specs.push({ name: `${name}.weight`, shape: [out, inp], layout: 'linear', adaptable: true, init: 'normal' });
+    if (bias) specs.push({ name: `${name}.bias`, shape: [out], layout: 'plain', init: 'zeros' });
+  };
+  const norm = (name: string) => specs.push({ name: `${name}.weight`, shape: [H], layout: 'plain', init: 'ones' });
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    norm(`${p}.input_layernorm`);
+    linear(`${p}.self_attn.q_proj`, q, H, c.attentionBias);
+    linear(`${p}.self_attn.k_proj`, kv, H, c.attentionBias);
+    linear(`${p}.self_attn.v_proj`, kv, H, c.attentionBias);
+    linear(`${p}.self_attn.o_proj`, H, q, c.attentionOutputBias ?? c.attentionBias);
+    norm(`${p}.post_attention_layernorm`);
+    linear(`${p}.mlp.gate_proj`, I, H, c.mlpBias);
+    linear(`${p}.mlp.up_proj`, I, H, c.mlpBias);
+    linear(`${p}.mlp.down_proj`, H, I, c.mlpBias);
+  }
+  norm('model.norm');
+  if (!c.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, H], layout: 'linear', init: 'normal' });
+  return specs;
+}
+
+/**
+ * RoPE inverse frequencies exactly as transformers computes them in float32, including the
+ * `linear` and `llama3` rope_scaling rules (config.ts has validated the block).
+ */
+export function ropeInvFreq(c: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>): Float32Array {
+  const f = Math.fround;
+  const d = c.headDim;
+  const inv = new Float32Array(d / 2);
+  for (let i = 0; i < d / 2; i++) inv[i] = f(1 / f(Math.pow(c.ropeTheta, f((2 * i) / d))));
+  const rs = c.ropeScaling;
+  const type = rs ? (rs.rope_type ?? rs.type ?? 'default') : 'default';
+  if (type === 'linear') {
+    for (let i = 0; i < inv.length; i++) inv[i] = inv[i] / Number(rs!.factor);
+  } else if (type === 'llama3') {
+    const factor = Number(rs!.factor);
+    const low = Number(rs!.low_freq_factor);
+    const high = Number(rs!.high_freq_factor);
+    const oldLen = Number(rs!.original_max_position_embeddings);
+    for (let i = 0; i < inv.length; i++) {
+      const wavelen = (2 * Math.PI) / inv[i];
+      // long wavelengths are slowed by `factor`, short ones kept, the band between interpolated
+      const slowed = wavelen > oldLen / low ? inv[i] / factor : inv[i];
+      const medium = !(wavelen < oldLen / high) && !(wavelen > oldLen / low);
+      const smooth = (oldLen / wavelen - low) / (high - low);
+      inv[i] = medium ? (1 - smooth) * (slowed / factor) + smooth * slowed : slowed;
+    }
+  }
+  return inv;
+}
+
+/**
+ * cos and "signed sin" tables [L, d] for positions 0..L-1: emb = cat(freqs, freqs) (HF
+ * rotate_half pairs i with i + d/2). sinRot = cat(-sin, sin), so that
+ * rotate_half(x) * sin == cat(x2, x1) * sinRot and the negation is paid once, here.
+ */
+export function ropeTables(invFreq: Float32Array, length: number): { cos: Float32Array; sinRot: Float32Array } {
+  const half = invFreq.length;
+  const d = 2 * half;
+  const cos = new Float32Array(length * d);
+  const sinRot = new Float32Array(length * d);
+  for (let p = 0; p < length; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(p * invFreq[i]); // float32 product, as HF
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      cos[p * d + i] = c;
+      cos[p * d + half + i] = c;
+      sinRot[p * d + i] = -s;
+      sinRot[p * d + half + i] = s;
+    }
+  }
+  return { cos, sinRot };
+}
+
+/** x [B, T, heads, d] rotated by the per-row tables cos, sinRot [B, T, 1, d]. */
+function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sinRot: tf.Tensor): tf.Tensor4D {
+  const [x1, x2] = tf.split(x, 2, -1); // [B, T, heads, d/2] each
+  return tf.add(tf.mul(x, cos), tf.mul(tf.concat([x2, x1], -1), sinRot));
+}
+
+export class LlamaForCausalLM extends BaseCausalLM {
+  private readonly invFreq: Float32Array;
+  private cosTable!: tf.Tensor2D; // [L, d]
+  private sinTable!: tf.Tensor2D; // [L, d]
+  /** Tied and frozen: the embedding transposed once, [H, V], so the head is a plain matMul. */
+  private headKernel: tf.Tensor2D | null = null;
+
+  constructor(config: ModelConfig, hf: Map<string, HfTensorData>, opts: { trainable?: boolean; source?: string } = {}) {
+    super(config, llamaWeightSpecs(config), hf, opts.trainable ?? false, opts.source);
+    this.invFreq = ropeInvFreq(config);
+    this.buildRope(config.maxPositions);
+    if (config.tieWordEmbeddings && !this.trainable) {
+      this.headKernel = tf.tidy(() => tf.transpose(this.w<tf.Rank.R2>('model.embed_tokens.weight')));
+      this.derived.push(this.headKernel);
+    }
+  }
+
+  private buildRope(length: number): void {
+    for (const old of [this.cosTable, this.sinTable]) {
+      if (!old) continue;
+      this.derived.splice(this.derived.indexOf(old), 1);
+      old.dispose();
+    }
+    const { cos, sinRot } = ropeTables(this.invFreq, length);
+    const d = this.config.headDim;
+    this.cosTable = tf.tensor2d(cos, [length, d]);
+    this.sinTable = tf.tensor2d(sinRot, [length, d]);
+    this.derived.push(this.cosTable, this.sinTable);
+  }
+
+  /** Logits [B, T, V] for ids [B, T]. Explicit positionIds must be below max(max_position_embeddings, T). */
+  forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+    const c = this.config;
+    const [B, T] = inputIds.shape;
+    if (T > this.cosTable.shape[0]) this.buildRope(Math.max(T, 2 * this.cosTable.shape[0]));
+    return tf.tidy(() => {
+      const positions = defaultPositions(B, T, opts.positionIds).reshape([B * T]);
+      const cos = tf.gather(this.cosTable, positions).reshape([B, T, 1, c.headDim]); // [B, T, 1, d]
+      const sin = tf.gather(this.sinTable, positions).reshape([B, T, 1, c.headDim]);
+      const mask = additiveMask(B, T, opts.attentionMask); // [B, 1, T, T]
+      let x = tf.gather(this.w<tf.Rank.R2>('model.embed_tokens.weight'), tf.cast(inputIds, 'int32').reshape([B * T])) as tf.Tensor2D; // [N, H]
+      for (let l = 0; l < c.numLayers; l++) x = this.layer(l, x, B, T, cos, sin, mask, opts);
+      x = rmsNorm(x, this.w<tf.Rank.R1>('model.norm.weight'), c.rmsNormEps);
+      const head = this.headKernel ?? (c.tieWordEmbeddings
+        ? tf.transpose(this.w<tf.Rank.R2>('model.embed_tokens.weight')) // trainable tie: follow the embedding
+        : this.w<tf.Rank.R2>('lm_head.weight')); // [H, V]
+      return tf.matMul(x, head).reshape([B, T, c.vocabSize]) as tf.Tensor3D; // [N, H] x [H, V]
+    });
+  }
+
+  /** One decoder layer on rows x [N, H]. */
+  private layer(l: number, x: tf.Tensor2D, B: number, T: number, cos: tf.Tensor, sin: tf.Tensor, mask: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+    const c = this.config;
+    const p = `model.layers.${l}`;
+    const ctx = opts.ctx;
+    const h = rmsNorm(x, this.w(`${p}.input_layernorm.weight`), c.rmsNormEps);
+    const q = this.linear(`${p}.self_attn.q_proj`).forward(h, ctx).reshape([B, T, c.numHeads, c.headDim]) as tf.Tensor4D;
+    const k = this.linear(`${p}.self_attn.k_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
+    const v = this.linear(`${p}.self_attn.v_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
+    const attn = groupedAttention(applyRope(q, cos, sin), applyRope(k, cos, sin), v, mask, c.headDim ** -0.5); // [N, Hq*d]
+    x = tf.add(x, this.linear(`${p}.self_attn.o_proj`).forward(attn, ctx));
+    const h2 = rmsNorm(x, this.w(`${p}.post_attention_layernorm.weight`), c.rmsNormEps);
+    const gate = activate(c.hiddenAct, this.linear(`${p}.mlp.gate_proj`).forward(h2, ctx)); // [N, I]
+    const up = this.linear(`${p}.mlp.up_proj`).forward(h2, ctx); // [N, I]
+    return tf.add(x, this.linear(`${p}.mlp.down_proj`).forward(tf.mul(gate, up) as tf.Tensor2D, ctx));
+  }
+}
+
+/**
+ * The HF name for a tensor of a Llama-family file, or null for what is not a weight: old
+ * checkpoints carry rotary_emb.inv_freq buffers, and a tied model may still hold a copy of
+ * lm_head.weight (HF ties it to the embedding regardless).
+ */
+export function llamaTensorName(name: string, c: ModelConfig): string | null {
+  if (name.endsWith('rotary_emb.inv_freq')) return null;
+  if (name === 'lm_head.weight' && c.tieWordEmbeddings) return null;
+  return name;
+}
