@@ -1,0 +1,138 @@
+/**
+ * The mixture-of-LoRA-experts linear layer. It wraps a frozen linear (PEFT style: the base is
+ * kept as `base` and called unchanged) and adds
+ *
+ *     y = base(x) + Σ_e g_e(x) · scale · B_e A_e dropout(x)
+ *
+ * with g the router's gates (renormalised top-k / top-p probabilities, or all probabilities
+ * for `dense`). One expert is plain LoRA: no router, g = 1.
+ *
+ * All experts of a module run as one batched product (the `dense` compute mode of ref_moe.py):
+ * the A's side by side as one [in, E·r] kernel, the gates broadcast over each expert's r columns,
+ * then one [E·r, out] product. For small E this beats gathering tokens per expert on CPU/wasm
+ * (scripts/bench-moe.ts measures both). Kernels are stored [in, ·] like FrozenLinear's so every
+ * forward product is a plain matMul; the transposes live only in the file format (io.ts).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ForwardContext, LinearModule } from '../model/types.ts';
+import { balanceLoss, routeTokens, routerZLoss, selectionFractions, type Routing, type RoutingOptions } from './routing.ts';
+
+/** A module's adapter tensors in compute layout. Expert e owns columns/rows e·r .. (e+1)·r. */
+export interface MixtureWeights {
+  /** [in, E·r]: every expert's A ([r, in] in HF layout) transposed, side by side. */
+  loraA: tf.Tensor2D;
+  /** [E·r, out]: every expert's B ([out, r] in HF layout) transposed, stacked. */
+  loraB: tf.Tensor2D;
+  /** [in, E]: the router (HF `moe_gate.weight` [E, in]) transposed; null for one expert. */
+  router: tf.Tensor2D | null;
+}
+
+export interface MixtureSpec {
+  experts: number;
+  rank: number;
+  /** The LoRA scale (loraScale(plan, rank)). */
+  scale: number;
+  routing: RoutingOptions;
+}
+
+export interface MixtureOutput {
+  /** [N, out] the adapter's contribution, without base(x). */
+  delta: tf.Tensor2D;
+  /** [N, E] router logits; null for one expert. */
+  logits: tf.Tensor2D | null;
+  routing: Routing | null;
+}
+
+/**
+ * The adapter delta for rows x [N, in]. `xd` is what the experts see (dropout(x) when training,
+ * else x); the router always sees x, as in MoLA/ref_moe.py.
+ */
+export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec): MixtureOutput {
+  const N = x.shape[0];
+  const h = tf.matMul(xd, w.loraA); // [N, in] x [in, E·r] -> [N, E·r]
+  if (w.router === null) {
+    const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
+    return { delta, logits: null, routing: null };
+  }
+  const logits = tf.matMul(x, w.router); // [N, in] x [in, E] -> [N, E]
+  const routing = routeTokens(logits, spec.routing);
+  const gate = tf.expandDims(tf.mul(routing.gates, spec.scale), 2); // [N, E, 1]: scale folded into the small tensor
+  const gated = tf.reshape(tf.mul(tf.reshape(h, [N, spec.experts, spec.rank]), gate), [N, spec.experts * spec.rank]); // [N,E,r] -> [N, E·r]
+  const delta = tf.matMul(gated, w.loraB) as tf.Tensor2D; // [N, E·r] x [E·r, out] -> [N, out]
+  return { delta, logits, routing };
+}
+
+/** PEFT's get_delta_weight for one expert, as a kernel: scale · A·B, [in, r] x [r, out] -> [in, out]. */
+export function loraDeltaKernel(loraA: tf.Tensor2D, loraB: tf.Tensor2D, scale: number): tf.Tensor2D {
+  return tf.tidy(() => tf.mul(tf.matMul(loraA, loraB), scale) as tf.Tensor2D);
+}
+
+export interface MixtureOptions {
+  /** Dropout rate on the experts' input while training. */
+  dropout: number;
+  /** Weight of the balance loss pushed onto ctx.auxLosses (0: not computed). */
+  balanceCoef: number;
+  /** Weight of the router z-loss (0: not computed). */
+  zLossCoef: number;
+}
+
+/** A frozen linear plus its LoRA experts and router; drops in for the base in CausalLM.modules. */
+export class MixtureLinear implements LinearModule {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  /** Used for dropout when the context carries no seed source, so runs stay reproducible. */
+  private fallbackSeed: number;
+
+  constructor(
+    /** HF module path, e.g. model.layers.0.self_attn.q_proj; keys ctx.routerStats. */
+    readonly name: string,
+    readonly base: LinearModule,
+    readonly spec: MixtureSpec,
+    readonly weights: { loraA: tf.Variable<tf.Rank.R2>; loraB: tf.Variable<tf.Rank.R2>; router: tf.Variable<tf.Rank.R2> | null },
+    readonly options: MixtureOptions,
+    seed = 0,
+  ) {
+    this.inFeatures = base.inFeatures;
+    this.outFeatures = base.outFeatures;
+    this.fallbackSeed = seed;
+  }
+
+  /** The trainable variables: A, B and (more than one expert) the router. */
+  variables(): tf.Variable[] {
+    const w = this.weights;
+    return w.router ? [w.loraA, w.loraB, w.router] : [w.loraA, w.loraB];
+  }
+
+  forward(x: tf.Tensor2D, ctx?: ForwardContext): tf.Tensor2D {
+    const N = x.shape[0];
+    const mask = ctx?.tokenMask;
+    if (mask && mask.shape[0] !== N) {
+      throw new Error(`${this.name}: ctx.tokenMask has ${mask.shape[0]} entries but the input has ${N} rows`);
+    }
+    const { dropout, balanceCoef, zLossCoef } = this.options;
+    const seed = ctx?.training && dropout > 0 ? (ctx.dropoutSeed ? ctx.dropoutSeed.next() : this.fallbackSeed++) : 0;
+    const out = tf.tidy(() => {
+      const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
+      const { delta, logits, routing } = mixtureDelta(x, xd, this.weights, this.spec);
+      const y = tf.add(this.base.forward(x, ctx), delta) as tf.Tensor2D;
+      let aux: tf.Scalar | null = null;
+      let usage: tf.Tensor1D | null = null;
+      if (ctx && routing && logits) {
+        if (balanceCoef > 0) aux = tf.mul(balanceCoef, balanceLoss(routing.probs, routing.mask, mask));
+        if (zLossCoef > 0) {
+          const z = tf.mul(zLossCoef, routerZLoss(logits, mask)) as tf.Scalar;
+          aux = aux ? tf.add(aux, z) : z;
+        }
+        if (ctx.routerStats) usage = selectionFractions(routing.mask, mask);
+      }
+      return { y, aux, usage };
+    });
+    if (out.aux) ctx!.auxLosses.push(out.aux);
+    if (out.usage) {
+      // kept past any enclosing tidy: the caller reads and disposes the stats
+      ctx!.routerStats!.get(this.name)?.dispose();
+      ctx!.routerStats!.set(this.name, tf.keep(out.usage));
+    }
+    return out.y;
+  }
+}

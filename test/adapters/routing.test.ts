@@ -1,0 +1,83 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { balanceLoss, routerZLoss, routeTokens, selectionFractions } from '../../src/adapters/routing.ts';
+import { initBackend } from '../../src/backend/index.ts';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+// probabilities chosen so every case's selection is unambiguous; logits = log(p) gives softmax = p exactly
+const P = [
+  [0.5, 0.3, 0.15, 0.05],
+  [0.1, 0.2, 0.3, 0.4],
+  [0.7, 0.1, 0.1, 0.1],
+];
+const logits = () => tf.log(tf.tensor2d(P));
+
+function gates(strategy: 'topk' | 'topp' | 'dense', topK: number, topP: number) {
+  return tf.tidy(() => {
+    const r = routeTokens(logits() as tf.Tensor2D, { strategy, topK, topP });
+    return { mask: r.mask.arraySync(), gates: r.gates.arraySync() };
+  });
+}
+
+describe('routeTokens', () => {
+  it.each([
+    ['topk k=1', 'topk', 1, 0, [[1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], [[1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]]],
+    ['topk k=2', 'topk', 2, 0, [[1, 1, 0, 0], [0, 0, 1, 1], null], [[0.5 / 0.8, 0.3 / 0.8, 0, 0], [0, 0, 3 / 7, 4 / 7], null]],
+    // p=0.6: row 0 keeps 0.5 (mass before 0.5 is 0) and 0.3 (mass before 0.5 < 0.6), stops at 0.15 (0.8 >= 0.6)
+    ['topp p=0.6', 'topp', 0, 0.6, [[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0]], [[0.625, 0.375, 0, 0], [0, 0, 3 / 7, 4 / 7], [1, 0, 0, 0]]],
+    ['topp p=0.85', 'topp', 0, 0.85, [[1, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 0]], [[0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0], [0, 2 / 9, 3 / 9, 4 / 9], [0.7 / 0.9, 0.1 / 0.9, 0.1 / 0.9, 0]]],
+    ['dense', 'dense', 0, 0, [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]], P],
+  ] as const)('%s', (_name, strategy, k, p, wantMask, wantGates) => {
+    const before = tf.memory().numTensors;
+    const got = gates(strategy, k, p);
+    wantMask.forEach((row, n) => {
+      if (row) expect(got.mask[n]).toEqual(row);
+    });
+    wantGates.forEach((row, n) => {
+      if (!row) return;
+      row.forEach((v, e) => expect(got.gates[n][e]).toBeCloseTo(v, 6));
+    });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('top-k with ties in the third row still picks exactly k experts', () => {
+    const got = gates('topk', 2, 0);
+    expect(got.mask[2].reduce((a, b) => a + b, 0)).toBe(2);
+    expect(got.mask[2][0]).toBe(1);
+  });
+});
+
+describe('balance and z losses', () => {
+  it('balance loss is E·Σ f·P with f over selections and P over real tokens', () => {
+    const before = tf.memory().numTensors;
+    const [aux, auxMasked, frac] = tf.tidy(() => {
+      const r = routeTokens(logits() as tf.Tensor2D, { strategy: 'topk', topK: 1, topP: 0 });
+      const tok = tf.tensor1d([1, 1, 0]); // third token is padding
+      return [balanceLoss(r.probs, r.mask).arraySync(), balanceLoss(r.probs, r.mask, tok).arraySync(), selectionFractions(r.mask, tok).arraySync()];
+    });
+    // all tokens: picks e0, e3, e0 -> f = [2/3, 0, 0, 1/3]; P = column means
+    const Pm = [0, 1, 2, 3].map((e) => (P[0][e] + P[1][e] + P[2][e]) / 3);
+    expect(aux).toBeCloseTo(4 * ((2 / 3) * Pm[0] + (1 / 3) * Pm[3]), 6);
+    // padding masked: picks e0, e3 -> f = [1/2, 0, 0, 1/2]; P over the first two rows
+    expect(frac).toEqual([0.5, 0, 0, 0.5]);
+    expect(auxMasked).toBeCloseTo(4 * (0.5 * (0.5 + 0.1) / 2 + 0.5 * (0.05 + 0.4) / 2), 6);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('a uniform router scores exactly 1', () => {
+    const v = tf.tidy(() => {
+      const r = routeTokens(tf.zeros([8, 4]) as tf.Tensor2D, { strategy: 'dense', topK: 0, topP: 0 });
+      return balanceLoss(r.probs, r.mask).arraySync();
+    });
+    expect(v).toBeCloseTo(1, 6);
+  });
+
+  it('z-loss is the masked mean of logsumexp² ', () => {
+    const z = tf.tidy(() => routerZLoss(tf.tensor2d([[0, 0], [1, 2], [5, 5]]), tf.tensor1d([1, 1, 0])).arraySync());
+    const lse = [Math.log(2), Math.log(Math.E + Math.E ** 2)];
+    expect(z).toBeCloseTo((lse[0] ** 2 + lse[1] ** 2) / 2, 5);
+  });
+});
