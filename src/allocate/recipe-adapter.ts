@@ -1,0 +1,33 @@
+/**
+ * The recipe's `adapter:` section as allocation reads it (snake_case, as written in YAML).
+ * The schema (src/recipe/schema.ts) owns the documentation and defaults of every field; this
+ * type only lists what allocation uses, so it stays assignable from `Recipe['adapter']`.
+ */
+import type { RoutingStrategy, ScalingRule } from '../adapters/plan.ts';
+import type { Budget } from './budget.ts';
+
+export const METHODS = ['none', 'lora', 'moe-uniform', 'mola', 'alphalora', 'hilo', 'manual'] as const;
+export type Method = (typeof METHODS)[number];
+
+export interface AdapterSection {
+  method: string;
+  plan_path?: string | null;
+  target_modules: readonly string[] | 'all-linear' | string;
+  probe: string;
+  experts: {
+    pattern?: string | number | null;
+    total?: number | null;
+    beta: number;
+    groups: number;
+    per_layer: number;
+  };
+  rank: { r: number; min: number; max: number };
+  strategy: RoutingStrategy;
+  top_k: number;
+  top_p: number;
+  alpha: number;
+  scaling: ScalingRule;
+  fixed_scale: number;
+  dropout: number;
+  budget?: Budget | null;
+}
