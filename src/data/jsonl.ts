@@ -1,0 +1,58 @@
+/**
+ * JSONL reading that refuses bad data before a run starts: every malformed line is reported as
+ * `file:line: reason` (1-based lines, as editors show them), all files are checked, and one
+ * HiloError lists the first MAX_SHOWN problems plus how many more there are.
+ */
+import { readFileSync } from 'node:fs';
+import { HiloError } from '../errors.ts';
+import { checkRecord, isBad, type Example, type RecordRules } from './formats.ts';
+
+export const MAX_SHOWN = 20;
+
+export interface ParsedFile {
+  examples: Example[];
+  /** `file:line: reason`, one per problem. */
+  problems: string[];
+}
+
+/** Check JSONL text; blank lines are skipped. `file` is only used in the messages. */
+export function parseJsonl(text: string, file: string, rules: RecordRules): ParsedFile {
+  const examples: Example[] = [];
+  const problems: string[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].replace(/\r$/, '');
+    if (line.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (e) {
+      problems.push(`${file}:${i + 1}: bad JSON (${(e as Error).message})`);
+      continue;
+    }
+    const checked = checkRecord(value, rules);
+    if (isBad(checked)) for (const reason of checked.errors) problems.push(`${file}:${i + 1}: ${reason}`);
+    else examples.push(checked);
+  }
+  if (examples.length === 0 && problems.length === 0) problems.push(`${file}: no records (the file is empty)`);
+  return { examples, problems };
+}
+
+/** Read and check one JSONL file; a missing file is a problem like any other. */
+export function readJsonl(file: string, rules: RecordRules): ParsedFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    return { examples: [], problems: [`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`] };
+  }
+  return parseJsonl(text, file, rules);
+}
+
+/** Throw one HiloError for all problems (capped), or return quietly when there are none. */
+export function throwIfProblems(problems: readonly string[], what = 'data'): void {
+  if (problems.length === 0) return;
+  const shown = problems.slice(0, MAX_SHOWN).map((p) => `  ${p}`);
+  if (problems.length > MAX_SHOWN) shown.push(`  ... and ${problems.length - MAX_SHOWN} more`);
+  throw new HiloError(`${what}: ${problems.length} problem${problems.length === 1 ? '' : 's'}; fix them before training:\n${shown.join('\n')}`);
+}
