@@ -1,0 +1,92 @@
+/**
+ * `hilo wandb sync RUN_DIR`: upload a run folder's queued W&B records (an offline run, or an
+ * online run whose server was unreachable). It asks the server how many history lines it already
+ * has (RunResumeStatus) and sends only the rest, at their own offsets, so syncing twice, or
+ * after a partial upload, never duplicates a line.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { HiloError } from '../../errors.ts';
+import { WandbApi } from './api.ts';
+import { fromWandbJson, toWandbJson } from './encode.ts';
+import { RunQueue, summaryFrom } from './queue.ts';
+import { callWithRetries, DEFAULT_BACKOFF } from './retry.ts';
+import { FileStreamSender, type PacingOptions } from './sender.ts';
+import { resolveWandbSettings, runUrl, type Env } from './settings.ts';
+
+export interface SyncOptions extends PacingOptions {
+  env?: Env;
+  home?: string;
+  log?: (msg: string) => void;
+  /** Give up (leaving the rest for another sync) after this long. */
+  timeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+export interface SyncResult {
+  url: string;
+  /** History lines sent by this sync. */
+  sent: number;
+  upToDate: boolean;
+}
+
+/** The queue folder for a path: a run folder (holding wandb/) or the queue folder itself. */
+export function findQueue(path: string): RunQueue {
+  for (const dir of [path, join(path, 'wandb')]) {
+    if (existsSync(join(dir, 'run.json'))) return new RunQueue(dir);
+  }
+  throw new HiloError(`wandb sync: ${JSON.stringify(path)} holds no W&B records (no run.json in it or in its wandb/ folder)`);
+}
+
+export async function syncRun(path: string, opts: SyncOptions = {}): Promise<SyncResult> {
+  const env = opts.env ?? process.env;
+  const report = opts.log ?? ((m: string) => process.stdout.write(m + '\n'));
+  const queue = findQueue(path);
+  const run = queue.readRun()!;
+  // Only the connection comes from the environment; who the run is was fixed when it ran.
+  const settings = resolveWandbSettings({ mode: 'online' }, { ...env, WANDB_MODE: 'online' }, opts.home);
+  const api = new WandbApi(settings.baseUrl, settings.apiKey!, opts.requestTimeoutMs);
+  const backoff = opts.backoff ?? DEFAULT_BACKOFF;
+  const history = queue.readHistory();
+  const state = queue.readState();
+  const explicit = queue.readSummary();
+  const summaryText = () => toWandbJson(summaryFrom(history, explicit));
+
+  try {
+    run.entity ??= settings.entity ?? (await callWithRetries(() => api.viewerEntity(), backoff));
+    const status = await callWithRetries(() => api.resumeStatus(run), backoff);
+    const onServer = Math.min(status?.historyLineCount ?? 0, history.length);
+    const summaryThere = status?.summaryMetrics != null && sameJson(status.summaryMetrics, summaryText());
+    const url = runUrl(settings.appUrl, run.entity, run.project, run.runId);
+    if (status && onServer === history.length && summaryThere && (state.exitCode === null || state.completeAcked)) {
+      report(`W&B: ${url} is up to date (${history.length} history lines); nothing to send.`);
+      await api.close();
+      return { url, sent: 0, upToDate: true };
+    }
+    // What the server holds is the truth; re-sending from there is idempotent (offsets).
+    state.historyAcked = onServer;
+    if (summaryThere) state.summaryAcked = summaryText();
+    else state.summaryAcked = null;
+    if (!status) state.completeAcked = false;
+    const sender = new FileStreamSender(
+      { api, queue, run, state, config: queue.readConfig(), appUrl: settings.appUrl, unacked: history.slice(onServer), summaryText, report },
+      { ...opts, transmitIntervalMs: opts.transmitIntervalMs ?? 0 },
+    );
+    const done = await sender.finish(opts.timeoutMs ?? 10 * 60_000);
+    const sent = history.length - onServer - sender.pending;
+    if (!done) throw new HiloError(`wandb sync: sent ${sent} of ${history.length - onServer} history lines; the server did not take the rest, run the sync again`);
+    report(`W&B: sent ${sent} history lines (the server had ${onServer}): ${url}`);
+    return { url, sent, upToDate: false };
+  } catch (e) {
+    await api.close().catch(() => {});
+    throw e;
+  }
+}
+
+function sameJson(a: string, b: string): boolean {
+  try {
+    return JSON.stringify(fromWandbJson(a)) === JSON.stringify(fromWandbJson(b));
+  } catch {
+    return false;
+  }
+}
