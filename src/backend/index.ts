@@ -1,59 +1,95 @@
 /**
  * Choosing and initialising the tfjs engine. One code path runs on every backend; `auto`
- * takes the fastest that initialises: tensorflow (tfjs-node-gpu, then tfjs-node), webgpu,
- * wasm, cpu. Heavy modules are imported only here, and only when asked for.
+ * takes the fastest that initialises: tensorflow (tfjs-node-gpu, then tfjs-node), webgpu
+ * on a hardware adapter, wasm, cpu. Heavy modules are imported only here, and only when
+ * asked for: src/cli/options.ts imports this file on the `hilo --help` path.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fieldError } from '../errors.ts';
+import type * as TF from '@tensorflow/tfjs';
+import { HiloError, fieldError } from '../errors.ts';
+import { setDeviceLimit } from './limits.ts';
+
+export { assertFitsDevice, deviceLimit, formatBytes, tensorBytes, type DeviceLimit } from './limits.ts';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
+/** The order `auto` tries. */
+export const AUTO_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+type Engine = (typeof AUTO_ORDER)[number];
 
 export interface BackendInfo {
   /** The tfjs backend name in use (tensorflow, webgpu, wasm, cpu). */
   name: string;
+  /** What exactly runs, e.g. the GPU adapter or the package that loaded. */
+  detail: string;
   /** Why the faster ones were skipped, for `auto`. */
   skipped: Array<{ name: string; reason: string }>;
 }
 
 const require = createRequire(import.meta.url);
 
-async function initWasm(tf: typeof import('@tensorflow/tfjs')): Promise<void> {
+async function initWasm(tf: typeof TF): Promise<string> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   wasm.setWasmPaths(`${dir}/dist/`);
   if (!(await tf.setBackend('wasm'))) throw new Error('tfjs refused to initialise the wasm backend');
+  const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
+  useFastWasmMatMul(tf, true);
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+  return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, 1 thread; transposed matmuls use the untransposed kernel`;
 }
 
-async function initCpu(tf: typeof import('@tensorflow/tfjs')): Promise<void> {
+async function initCpu(tf: typeof TF): Promise<string> {
   if (!(await tf.setBackend('cpu'))) throw new Error('tfjs refused to initialise the cpu backend');
+  return 'tfjs-backend-cpu (plain JavaScript, slowest)';
 }
 
-const INITIALISERS: Record<string, (tf: typeof import('@tensorflow/tfjs')) => Promise<void>> = {
-  wasm: initWasm,
-  cpu: initCpu,
-};
+async function initTensorflowEngine(tf: typeof TF): Promise<string> {
+  const { initTensorflow } = await import('./tensorflow.ts');
+  return `libtensorflow via ${await initTensorflow(tf)}`;
+}
 
-/** Initialise `name` (or the best available for `auto`) and make it the active tfjs backend. */
+/** webgpu for `auto` refuses a software adapter: lavapipe is exact but slower than wasm. */
+async function initWebgpuEngine(tf: typeof TF, explicit: boolean): Promise<string> {
+  const { initWebgpu } = await import('./webgpu.ts');
+  return (await initWebgpu(tf, { allowSoftware: explicit })).detail;
+}
+
+async function initEngine(tf: typeof TF, engine: Engine, explicit: boolean): Promise<string> {
+  if (engine === 'webgpu') return initWebgpuEngine(tf, explicit);
+  setDeviceLimit(null);
+  if (engine === 'tensorflow') return initTensorflowEngine(tf);
+  if (engine === 'wasm') return initWasm(tf);
+  return initCpu(tf);
+}
+
+/**
+ * Initialise `name` (or the best available for `auto`) and make it the active tfjs backend.
+ * An explicit name initialises exactly that engine or throws a HiloError saying why and what
+ * to do. Call shutdownBackend() when done: a live WebGPU device keeps Node from exiting.
+ */
 export async function initBackend(name: string = 'auto'): Promise<BackendInfo> {
   if (!(BACKENDS as readonly string[]).includes(name)) throw fieldError('--backend', name, BACKENDS);
   const tf = await import('@tensorflow/tfjs');
-  const order = name === 'auto' ? Object.keys(INITIALISERS) : [name];
+  const explicit = name !== 'auto';
+  const order: readonly Engine[] = explicit ? [name as Engine] : AUTO_ORDER;
   const skipped: BackendInfo['skipped'] = [];
-  for (const candidate of order) {
-    const init = INITIALISERS[candidate];
-    if (!init) {
-      skipped.push({ name: candidate, reason: 'not supported by this build' });
-      continue;
-    }
+  for (const engine of order) {
     try {
-      await init(tf);
-      return { name: tf.getBackend(), skipped };
+      const detail = await initEngine(tf, engine, explicit);
+      return { name: tf.getBackend(), detail, skipped };
     } catch (e) {
-      skipped.push({ name: candidate, reason: (e as Error).message });
+      skipped.push({ name: engine, reason: (e as Error).message });
     }
   }
+  if (explicit) throw new HiloError(`--backend ${name}: ${skipped[0].reason}. \`hilo doctor\` lists every backend's status.`);
   const why = skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
-  throw new Error(`no tfjs backend could be initialised (${why}); run \`hilo doctor\` for details`);
+  throw new HiloError(`no tfjs backend could be initialised (${why}); run \`hilo doctor\` for details`);
+}
+
+/** Release what the engine holds outside tfjs (the WebGPU device and Dawn), so Node can exit. */
+export async function shutdownBackend(): Promise<void> {
+  const { shutdownWebgpu } = await import('./webgpu.ts');
+  await shutdownWebgpu(await import('@tensorflow/tfjs'));
 }
