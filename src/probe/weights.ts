@@ -1,0 +1,41 @@
+/**
+ * Weight matrices straight from a model directory's safetensors files, one tensor at a time, so
+ * weight-only probes (alpha-hill) need neither tfjs nor the whole model in memory.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { HiloError } from '../errors.ts';
+import { readSafetensors, readSafetensorsHeader } from '../model/safetensors.ts';
+import type { ModelConfig } from '../model/types.ts';
+import type { WeightMatrix } from './hill.ts';
+
+/** The safetensors files of `dir`: model.safetensors, or the shards of its index, sorted. */
+export function safetensorsFiles(dir: string): string[] {
+  const single = path.join(dir, 'model.safetensors');
+  if (fs.existsSync(single)) return [single];
+  const index = path.join(dir, 'model.safetensors.index.json');
+  if (!fs.existsSync(index)) throw new HiloError(`${dir}: no model.safetensors or model.safetensors.index.json`);
+  const map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
+  return [...new Set(Object.values(map))].sort().map((f) => path.join(dir, f));
+}
+
+/**
+ * `matrixOf(modulePath)` for the HF module path of an adaptable linear (e.g.
+ * `model.layers.0.mlp.up_proj`, `transformer.h.0.attn.c_attn`). GPT-2 checkpoints often store
+ * names without the `transformer.` prefix; both spellings are looked up.
+ */
+export function checkpointMatrices(dir: string, config: ModelConfig): (modulePath: string) => WeightMatrix {
+  const where = new Map<string, string>();
+  for (const file of safetensorsFiles(dir)) {
+    for (const name of readSafetensorsHeader(file).entries.keys()) where.set(name, file);
+  }
+  return (modulePath) => {
+    const candidates = [`${modulePath}.weight`];
+    if (config.arch === 'gpt2') candidates.push(`${modulePath.replace(/^transformer\./, '')}.weight`);
+    const name = candidates.find((n) => where.has(n));
+    if (!name) throw new HiloError(`${dir}: no tensor ${candidates.map((c) => `"${c}"`).join(' or ')} for module ${modulePath}`);
+    const t = readSafetensors(where.get(name)!, [name]).tensors.get(name)!;
+    if (t.shape.length !== 2) throw new HiloError(`${dir}: tensor "${name}" has shape [${t.shape.join(', ')}]; a linear weight is 2-D`);
+    return { rows: t.shape[0], cols: t.shape[1], data: t.data };
+  };
+}
