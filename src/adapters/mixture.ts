@@ -54,10 +54,10 @@ export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights,
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
     return { delta, logits: null, routing: null };
   }
-  const logits = tf.matMul(x, w.router); // [N, in] x [in, E] -> [N, E]
+  const logits = tf.matMul(x, w.router) as tf.Tensor2D; // [N, in] x [in, E] -> [N, E]
   const routing = routeTokens(logits, spec.routing);
   const gate = tf.expandDims(tf.mul(routing.gates, spec.scale), 2); // [N, E, 1]: scale folded into the small tensor
-  const gated = tf.reshape(tf.mul(tf.reshape(h, [N, spec.experts, spec.rank]), gate), [N, spec.experts * spec.rank]); // [N,E,r] -> [N, E·r]
+  const gated = tf.reshape(tf.mul(tf.reshape(h, [N, spec.experts, spec.rank]), gate), [N, spec.experts * spec.rank]) as tf.Tensor2D; // [N,E,r] -> [N, E·r]
   const delta = tf.matMul(gated, w.loraB) as tf.Tensor2D; // [N, E·r] x [E·r, out] -> [N, out]
   return { delta, logits, routing };
 }
@@ -74,6 +74,13 @@ export interface MixtureOptions {
   balanceCoef: number;
   /** Weight of the router z-loss (0: not computed). */
   zLossCoef: number;
+}
+
+/** What one forward's tidy hands out: the output and, with a context, the router's loss and usage. */
+interface ForwardParts extends tf.TensorContainerObject {
+  y: tf.Tensor2D;
+  aux?: tf.Scalar;
+  usage?: tf.Tensor1D;
 }
 
 /** A frozen linear plus its LoRA experts and router; drops in for the base in CausalLM.modules. */
@@ -111,21 +118,19 @@ export class MixtureLinear implements LinearModule {
     }
     const { dropout, balanceCoef, zLossCoef } = this.options;
     const seed = ctx?.training && dropout > 0 ? (ctx.dropoutSeed ? ctx.dropoutSeed.next() : this.fallbackSeed++) : 0;
-    const out = tf.tidy(() => {
+    const out = tf.tidy((): ForwardParts => {
       const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
       const { delta, logits, routing } = mixtureDelta(x, xd, this.weights, this.spec);
       const y = tf.add(this.base.forward(x, ctx), delta) as tf.Tensor2D;
-      let aux: tf.Scalar | null = null;
-      let usage: tf.Tensor1D | null = null;
-      if (ctx && routing && logits) {
-        if (balanceCoef > 0) aux = tf.mul(balanceCoef, balanceLoss(routing.probs, routing.mask, mask));
-        if (zLossCoef > 0) {
-          const z = tf.mul(zLossCoef, routerZLoss(logits, mask)) as tf.Scalar;
-          aux = aux ? tf.add(aux, z) : z;
-        }
-        if (ctx.routerStats) usage = selectionFractions(routing.mask, mask);
+      const parts: ForwardParts = { y };
+      if (!ctx || !routing || !logits) return parts;
+      if (balanceCoef > 0) parts.aux = tf.mul<tf.Scalar>(balanceCoef, balanceLoss(routing.probs, routing.mask, mask));
+      if (zLossCoef > 0) {
+        const z = tf.mul<tf.Scalar>(zLossCoef, routerZLoss(logits, mask));
+        parts.aux = parts.aux ? tf.add<tf.Scalar>(parts.aux, z) : z;
       }
-      return { y, aux, usage };
+      if (ctx.routerStats) parts.usage = selectionFractions(routing.mask, mask);
+      return parts;
     });
     if (out.aux) ctx!.auxLosses.push(out.aux);
     if (out.usage) {

@@ -29,36 +29,45 @@ export interface RoutingOptions {
 }
 
 /**
- * [N, E] mask of each row's k largest probabilities; zero gradient (TopK has none in tfjs).
- * oneHot is cast rather than asked for float32: on wasm (tfjs 4.22) oneHot(..., 'float32') is all zeros.
+ * A selection mask computed from `probs` by `select`, recorded as one op whose gradient is zero:
+ * the choice of experts is piecewise constant, and TopK has no gradient in tfjs.
  */
+function selectionMask(probs: tf.Tensor2D, select: (p: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...args) => {
+    const p = args[0] as tf.Tensor2D;
+    return { value: tf.tidy(() => select(p)), gradFunc: () => tf.zerosLike(p) };
+  });
+  return op(probs) as tf.Tensor2D;
+}
+
+/**
+ * [N, E] 0/1 rows of the given expert indices [N, j]. oneHot is cast rather than asked for
+ * float32: on wasm (tfjs 4.22) oneHot(..., 'float32') returns all zeros.
+ */
+function oneHotFloat(indices: tf.Tensor2D, E: number): tf.Tensor3D {
+  return tf.cast(tf.oneHot(indices, E), 'float32') as tf.Tensor3D; // [N, j, E]
+}
+
+/** [N, E] mask of each row's k largest probabilities. */
 function topKMask(probs: tf.Tensor2D, k: number): tf.Tensor2D {
   const E = probs.shape[1];
-  const masked = tf.customGrad((p: tf.Tensor) => ({
-    value: tf.tidy(() => tf.sum(tf.cast(tf.oneHot(tf.topk(p, k).indices, E), 'float32'), 1)), // [N,k,E] -> [N,E]
-    gradFunc: () => tf.zerosLike(p),
-  }));
-  return masked(probs) as tf.Tensor2D;
+  return selectionMask(probs, (p) => tf.sum(oneHotFloat(tf.topk(p, k).indices, E), 1)); // [N,k,E] -> [N,E]
 }
 
 /**
  * [N, E] mask of the experts kept by top-p: in descending probability, an expert is kept while the
  * probability mass before it is still below p, so the first is always kept and the count varies
- * per token (MixLoRA's dynamic routing). Zero gradient.
+ * per token (MixLoRA's dynamic routing).
  */
-function topPMask(probs: tf.Tensor2D, p: number): tf.Tensor2D {
+function topPMask(probs: tf.Tensor2D, topP: number): tf.Tensor2D {
   const E = probs.shape[1];
-  const masked = tf.customGrad((pr: tf.Tensor) => ({
-    value: tf.tidy(() => {
-      const { values, indices } = tf.topk(pr, E); // [N, E] sorted descending
-      const before = tf.sub(tf.cumsum(values, 1), values); // mass of the experts ranked above
-      const keep = tf.cast(tf.less(before, p), 'float32'); // [N, E] in sorted order
-      // back to expert order: sum_j onehot(indices[n, j]) * keep[n, j]
-      return tf.sum(tf.mul(tf.cast(tf.oneHot(indices, E), 'float32'), tf.expandDims(keep, 2)), 1); // [N,E,E] -> [N,E]
-    }),
-    gradFunc: () => tf.zerosLike(pr),
-  }));
-  return masked(probs) as tf.Tensor2D;
+  return selectionMask(probs, (p) => {
+    const { values, indices } = tf.topk(p, E); // [N, E] sorted descending
+    const before = tf.sub(tf.cumsum(values, 1), values); // mass of the experts ranked above
+    const keep = tf.cast(tf.less(before, topP), 'float32'); // [N, E] in sorted order
+    // back to expert order: sum_j onehot(indices[n, j]) * keep[n, j]
+    return tf.sum(tf.mul(oneHotFloat(indices, E), tf.expandDims(keep, 2)), 1); // [N,E,E] -> [N,E]
+  });
 }
 
 /** Softmax, selection and renormalised gates for router logits [N, E]. */
