@@ -1,0 +1,32 @@
+/**
+ * `hilo validate RECIPE [key=value ...] [--explain]`: every problem of a recipe at once, or "ok"
+ * and what it will do. Loads only the recipe code (never tfjs), so it answers instantly.
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { HiloError } from '../errors.ts';
+
+export const command: CommandModule = {
+  command: 'validate [recipe] [overrides..]',
+  describe: 'Check a recipe and list every problem at once; --explain documents every field',
+  builder: (y: Argv) =>
+    y
+      .positional('recipe', { type: 'string', describe: 'the recipe YAML' })
+      .positional('overrides', { type: 'string', array: true, default: [], describe: 'key=value overrides, dotted keys (train.max_steps=100)' })
+      .option('explain', { type: 'boolean', default: false, describe: 'print every field: type, default, allowed values, doc (and the resolved value)' })
+      .example('$0 validate recipes/sentiment/hilo.yaml adapter.top_k=1', 'check a recipe with an override')
+      .example('$0 validate --explain', 'document every recipe field'),
+  handler: async (argv) => {
+    const { loadRecipe } = await import('../recipe/load.ts');
+    const { explainRecipe, summarizeRecipe } = await import('../recipe/explain.ts');
+    const file = argv.recipe as string | undefined;
+    if (file === undefined) {
+      if (!argv.explain) throw new HiloError('validate: name a recipe file, or pass --explain to document every field');
+      process.stdout.write(`${explainRecipe()}\n`);
+      return;
+    }
+    const recipe = loadRecipe(file, (argv.overrides as string[]).map(String));
+    process.stdout.write(argv.explain ? `${explainRecipe(recipe)}\n` : `ok ${file}\n${summarizeRecipe(recipe)}\n`);
+  },
+};
+
+export default command;
