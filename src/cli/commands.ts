@@ -1,4 +1,6 @@
 /** The command table: one import per command file. Add new commands here. */
 import type { CommandModule } from 'yargs';
+import { command as validate } from './validate.ts';
+import { command as wandb } from './wandb.ts';
 
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [validate, wandb];
