@@ -1,6 +1,9 @@
 /** The command table: one import per command file. Add new commands here. */
 import type { CommandModule } from 'yargs';
+import { command as doctor } from './doctor.ts';
+import { command as generate } from './generate.ts';
+import { command as score } from './score.ts';
 import { command as validate } from './validate.ts';
 import { command as wandb } from './wandb.ts';
 
-export const commands: CommandModule<any, any>[] = [validate, wandb];
+export const commands: CommandModule<any, any>[] = [doctor, generate, score, validate, wandb];

@@ -1,0 +1,58 @@
+/**
+ * `hilo score --model DIR (--text TEXT | --ids 1,2,3)`: the log-probability the model gives
+ * each token after the first (and with --logits the full logits rows).
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { HiloError } from '../errors.ts';
+import { checkIdsInVocab, parseIdList } from './generate.ts';
+import { withBackend } from './options.ts';
+
+export const command: CommandModule = {
+  command: 'score',
+  describe: 'Per-token log-probabilities of a text or of token ids under a model',
+  builder: (y: Argv) =>
+    withBackend(y)
+      .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face model directory' })
+      .option('text', { type: 'string', describe: 'text to score (needs tokenizer.json; BOS added as the tokenizer says)' })
+      .option('ids', { type: 'string', describe: 'comma-separated token ids to score (works without a tokenizer)' })
+      .option('logits', { type: 'boolean', default: false, describe: 'also print the full logits row of every position' })
+      .option('json', { type: 'boolean', default: false, describe: 'print {ids, tokens, logprobs[, logits]} as JSON' })
+      .conflicts('text', 'ids')
+      .example('$0 score --model ../shared/models/stories260K --ids 1,403,407,261,378 --json', 'score token ids'),
+  handler: async (argv) => {
+    if (argv.text === undefined && argv.ids === undefined) throw new HiloError('score: give --text TEXT or --ids 1,2,3');
+    const given = argv.ids === undefined ? undefined : parseIdList('--ids', argv.ids);
+    const { initBackend } = await import('../backend/index.ts');
+    const { loadModel } = await import('../model/load.ts');
+    const { loadTokenizer } = await import('../model/tokenizer.ts');
+    const { scoreIds } = await import('../model/generate.ts');
+    const dir = argv.model as string;
+    const tokenizer = loadTokenizer(dir);
+    const ids = given ?? tokenizer.encode(argv.text as string, true);
+    await initBackend(argv.backend as string);
+    const model = await loadModel(dir);
+    try {
+      checkIdsInVocab(given ? '--ids' : '--text', ids, model.config.vocabSize);
+      const r = await scoreIds(model, ids, { logits: argv.logits as boolean });
+      const tokens = ids.map((id) => tokenizer.tokenText(id));
+      if (argv.json) {
+        process.stdout.write(`${JSON.stringify({ ids, tokens, logprobs: r.logprobs, ...(r.logits ? { logits: r.logits } : {}) })}\n`);
+        return;
+      }
+      const lines = ['pos\tid\ttoken\tlogprob'];
+      ids.forEach((id, t) => {
+        const lp = r.logprobs[t];
+        lines.push(`${t}\t${id}\t${JSON.stringify(tokens[t] ?? '')}\t${lp === null ? '-' : lp.toFixed(6)}`);
+        if (r.logits) lines.push(`\tlogits ${r.logits[t].map((x) => x.toPrecision(7)).join(' ')}`);
+      });
+      const scored = r.logprobs.filter((x): x is number => x !== null);
+      const total = scored.reduce((a, b) => a + b, 0);
+      if (scored.length) lines.push(`sum ${total.toFixed(6)} over ${scored.length} tokens; perplexity ${Math.exp(-total / scored.length).toFixed(4)}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    } finally {
+      model.dispose();
+    }
+  },
+};
+
+export default command;

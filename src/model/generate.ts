@@ -1,0 +1,112 @@
+/**
+ * Text generation and scoring on a CausalLM. Generation recomputes the whole prefix each step
+ * (no KV cache yet): simple, exact, and fast enough for the small models hilo trains.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { HiloError } from '../errors.ts';
+import { seededUniform } from './init.ts';
+import type { CausalLM } from './types.ts';
+
+export interface GenerateOptions {
+  maxNewTokens?: number; // default 32
+  /** 0 = greedy (first index on ties); otherwise sample softmax(logits / temperature). Default 0. */
+  temperature?: number;
+  seed?: number; // for sampling; default 0
+  /** Stop after emitting one of these; default the config's eos_token_id(s). */
+  stopIds?: number[];
+}
+
+export interface GenerateResult {
+  /** The new ids only (a stop id that ended generation is included). */
+  ids: number[];
+  stoppedBy: 'stop-id' | 'max-new-tokens' | 'max-positions';
+}
+
+/** Index of the largest value; the first one on ties (as torch.argmax and run.c). */
+export function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+/** Draw an index from softmax(row / temperature) with a uniform draw u in [0, 1). */
+export function sampleIndex(row: ArrayLike<number>, temperature: number, u: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
+  const w = new Float64Array(row.length);
+  let total = 0;
+  for (let i = 0; i < row.length; i++) total += w[i] = Math.exp((row[i] - max) / temperature);
+  let acc = 0;
+  const target = u * total;
+  for (let i = 0; i < row.length; i++) {
+    acc += w[i];
+    if (target < acc) return i;
+  }
+  return row.length - 1;
+}
+
+export function defaultStopIds(model: CausalLM): number[] {
+  const eos = model.config.eosTokenId;
+  return eos === null ? [] : Array.isArray(eos) ? eos : [eos];
+}
+
+/** Logits [V] of the last position for one sequence of ids. */
+async function lastLogits(model: CausalLM, ids: number[]): Promise<Float32Array> {
+  const last = tf.tidy(() => {
+    const logits = model.forward(tf.tensor2d([ids], [1, ids.length], 'int32')); // [1, T, V]
+    return logits.slice([0, ids.length - 1, 0], [1, 1, -1]).reshape([-1]); // [V]
+  });
+  const data = (await last.data()) as Float32Array;
+  last.dispose();
+  return data;
+}
+
+/** Continue `promptIds` (BOS included if the model wants one). */
+export async function generate(model: CausalLM, promptIds: number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
+  if (promptIds.length === 0) throw new HiloError('generate: the prompt has no tokens (give text or at least a BOS id)');
+  const maxNew = opts.maxNewTokens ?? 32;
+  const temperature = opts.temperature ?? 0;
+  if (!(temperature >= 0)) throw new HiloError(`--temperature: got ${temperature}; allowed: a number >= 0`);
+  const stop = new Set(opts.stopIds ?? defaultStopIds(model));
+  const uniform = seededUniform(opts.seed ?? 0);
+  // learned position tables end at max_position_embeddings; RoPE models may go past it
+  const limit = model.config.arch === 'gpt2' ? model.config.maxPositions : Infinity;
+  const ids = [...promptIds];
+  const out: number[] = [];
+  while (out.length < maxNew) {
+    if (ids.length >= limit) return { ids: out, stoppedBy: 'max-positions' };
+    const row = await lastLogits(model, ids);
+    const next = temperature === 0 ? argmax(row) : sampleIndex(row, temperature, uniform());
+    ids.push(next);
+    out.push(next);
+    if (stop.has(next)) return { ids: out, stoppedBy: 'stop-id' };
+  }
+  return { ids: out, stoppedBy: 'max-new-tokens' };
+}
+
+export interface ScoreResult {
+  ids: number[];
+  /** logprobs[t] = log p(ids[t] | ids[<t]); null at t = 0 (nothing predicts the first token). */
+  logprobs: Array<number | null>;
+  /** With `logits`: row t is the logits at position t (predicting ids[t+1]). */
+  logits?: number[][];
+}
+
+/** Per-position log-probabilities of `ids` under the model (one forward pass). */
+export async function scoreIds(model: CausalLM, ids: number[], opts: { logits?: boolean } = {}): Promise<ScoreResult> {
+  if (ids.length === 0) throw new HiloError('score: no token ids to score');
+  const T = ids.length;
+  const [logits, picked] = tf.tidy(() => {
+    const l = model.forward(tf.tensor2d([ids], [1, T], 'int32')).reshape([T, -1]) as tf.Tensor2D; // [T, V]
+    const V = l.shape[1];
+    if (T === 1) return [opts.logits ? l : null, tf.zeros([0])];
+    const logp = tf.logSoftmax(l.slice([0, 0], [T - 1, V]), -1); // [T-1, V]: row t predicts ids[t+1]
+    // gather the observed next ids: flat index t*V + ids[t+1] (no one-hot over the vocabulary)
+    const flat = tf.tensor1d(ids.slice(1).map((id, t) => t * V + id), 'int32');
+    return [opts.logits ? l : null, tf.gather(logp.reshape([-1]), flat)];
+  });
+  const lp: number[] = Array.from((await picked.data()) as Float32Array);
+  const rows = logits ? ((await logits.array()) as number[][]) : undefined;
+  tf.dispose([picked, logits ?? []]);
+  return { ids, logprobs: [null, ...lp], logits: rows };
+}

@@ -1,0 +1,67 @@
+/**
+ * A randomly initialised model for pretraining from scratch, with transformers' _init_weights:
+ * linear and embedding weights ~ N(0, initializer_range) (GPT-2 residual projections scaled
+ * by 1/sqrt(2 n_layer)), biases 0, norm weights 1, the pad token's embedding row 0 (Llama).
+ * Seeded in JS, so the same seed gives the same weights on every backend.
+ */
+import type { BaseCausalLM, HfTensorData } from './causal-lm.ts';
+import { gpt2WeightSpecs } from './gpt2.ts';
+import { llamaWeightSpecs } from './llama.ts';
+import { buildModel } from './load.ts';
+import type { ModelConfig } from './types.ts';
+
+/** mulberry32: a small, fast, well-mixed 32-bit PRNG; returns floats in [0, 1). */
+export function seededUniform(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard normal draws (Box-Muller) from a seeded uniform source. */
+export function seededNormal(seed: number): () => number {
+  const u = seededUniform(seed);
+  let spare: number | null = null;
+  return () => {
+    if (spare !== null) {
+      const s = spare;
+      spare = null;
+      return s;
+    }
+    const r = Math.sqrt(-2 * Math.log(1 - u()));
+    const theta = 2 * Math.PI * u();
+    spare = r * Math.sin(theta);
+    return r * Math.cos(theta);
+  };
+}
+
+/** HF-initialised weights for `config`, in HF names and layouts. */
+export function randomWeights(config: ModelConfig, seed: number): Map<string, HfTensorData> {
+  const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
+  const normal = seededNormal(seed);
+  const std = config.initializerRange ?? 0.02;
+  const out = new Map<string, HfTensorData>();
+  for (const s of specs) {
+    const data = new Float32Array(s.shape.reduce((a, b) => a * b, 1));
+    if (s.init === 'ones') data.fill(1);
+    else if (s.init === 'normal') {
+      const sd = std * (s.stdScale ?? 1);
+      for (let i = 0; i < data.length; i++) data[i] = normal() * sd;
+    }
+    out.set(s.name, { shape: s.shape, data });
+  }
+  const pad = config.padTokenId;
+  if (config.arch === 'llama' && pad !== null && pad >= 0 && pad < config.vocabSize) {
+    out.get('model.embed_tokens.weight')!.data.fill(0, pad * config.hiddenSize, (pad + 1) * config.hiddenSize);
+  }
+  return out;
+}
+
+/** A new model with HF initialisation; trainable by default (it exists to be trained). */
+export function createRandomModel(config: ModelConfig, seed: number, opts: { trainable?: boolean } = {}): BaseCausalLM {
+  return buildModel(config, randomWeights(config, seed), { trainable: opts.trainable ?? true, source: 'random init' });
+}

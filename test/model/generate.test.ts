@@ -1,0 +1,91 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.ts';
+import type { BaseCausalLM } from '../../src/model/causal-lm.ts';
+import { argmax, generate, sampleIndex, scoreIds } from '../../src/model/generate.ts';
+import { loadModel } from '../../src/model/load.ts';
+import { loadTokenizer } from '../../src/model/tokenizer.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const stories = path.resolve(here, '../../../shared/models/stories260K');
+interface PromptRef { prompt: string; prompt_ids: number[]; generated_ids: number[]; full_text: string; last_prompt_position_logits: number[] }
+const reference = JSON.parse(fs.readFileSync(path.join(stories, 'reference.json'), 'utf8')) as {
+  prompts: PromptRef[]; tokenizer_cases: Array<{ text: string; ids: number[] }>;
+};
+
+let model: BaseCausalLM;
+beforeAll(async () => {
+  await initBackend('wasm');
+  model = await loadModel(stories);
+});
+afterAll(() => model?.dispose());
+
+describe('greedy generation on stories260K', () => {
+  it.each([0, 1, 2])('prompt %i reproduces run.c token for token, without leaking', async (i) => {
+    const p = reference.prompts[i];
+    const before = tf.memory().numTensors;
+    const r = await generate(model, p.prompt_ids, { maxNewTokens: 32, temperature: 0 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.ids).toEqual(p.generated_ids);
+    expect(r.stoppedBy).toBe('max-new-tokens');
+    expect(loadTokenizer(stories).decode([...p.prompt_ids, ...r.ids])).toBe(p.full_text);
+  });
+
+  it('stops on a stop id and includes it', async () => {
+    const p = reference.prompts[0];
+    const r = await generate(model, p.prompt_ids, { maxNewTokens: 32, stopIds: [p.generated_ids[3]] });
+    expect(r).toEqual({ ids: p.generated_ids.slice(0, 4), stoppedBy: 'stop-id' });
+  });
+
+  it('sampling is reproducible per seed and differs across seeds', async () => {
+    const ids = reference.prompts[0].prompt_ids;
+    const a = await generate(model, ids, { maxNewTokens: 12, temperature: 1.5, seed: 7 });
+    const b = await generate(model, ids, { maxNewTokens: 12, temperature: 1.5, seed: 7 });
+    const c = await generate(model, ids, { maxNewTokens: 12, temperature: 1.5, seed: 8 });
+    expect(a.ids).toEqual(b.ids);
+    expect(c.ids).not.toEqual(a.ids);
+  });
+});
+
+describe('scoring', () => {
+  it('log-probabilities equal log_softmax of the reference logits, rows equal forward', async () => {
+    const p = reference.prompts[0];
+    const ids = [...p.prompt_ids, p.generated_ids[0]];
+    const before = tf.memory().numTensors;
+    const r = await scoreIds(model, ids, { logits: true });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.logprobs[0]).toBeNull();
+    const ref = p.last_prompt_position_logits;
+    const max = Math.max(...ref);
+    const lse = max + Math.log(ref.reduce((s, x) => s + Math.exp(x - max), 0));
+    expect(r.logprobs[ids.length - 1]).toBeCloseTo(ref[p.generated_ids[0]] - lse, 4);
+    expect(r.logits![p.prompt_ids.length - 1][7]).toBeCloseTo(ref[7], 4);
+    expect(r.logprobs.slice(1).every((x) => x! < 0)).toBe(true);
+  });
+});
+
+describe('picking tokens', () => {
+  it.each([
+    [[1, 3, 3, 2], 1],
+    [[5, 5], 0],
+    [[-1, -0.5, -2], 1],
+  ])('argmax %j -> first max %i', (row, want) => expect(argmax(row)).toBe(want));
+
+  it.each([
+    [[0, 0], 0.49, 0], [[0, 0], 0.51, 1], [[0, Math.log(3)], 0.26, 1], [[0, Math.log(3)], 0.24, 0],
+  ])('sampleIndex(%j, T=1, u=%d) = %i', (row, u, want) => expect(sampleIndex(row, 1, u)).toBe(want));
+});
+
+describe('stories260K tokenizer', () => {
+  const tok = loadTokenizer(stories);
+  it('knows its special ids', () => {
+    expect([tok.bosId, tok.eosId, tok.padId, tok.vocabSize, tok.available]).toEqual([1, 2, null, 512, true]);
+  });
+  it.each(reference.tokenizer_cases.map((c) => [c.text, c.ids] as const))('encodes %j like run.c (BOS included)', (text, ids) => {
+    expect(tok.encode(text)).toEqual(ids);
+    expect(tok.decode(ids)).toBe(text);
+  });
+});
