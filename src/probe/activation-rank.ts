@@ -1,0 +1,93 @@
+/**
+ * The activation-rank probe: effective rank (Roy & Vetterli 2007) of the inputs each layer's
+ * adapters see, on the calibration batches. For layer l, X stacks the input rows of the layer's
+ * first adapted module (q_proj / c_attn by default: the normed hidden state) over every real
+ * (unpadded) token; with singular values sigma of X and p = sigma / sum(sigma),
+ *   erank = exp(-sum p ln p)   (between 1 and the width; not mean-centred).
+ * X is never stored whole: each batch's rows are folded into the Gram X^T X, accumulated in float64
+ * (a float32 Gram loses the small singular values the entropy depends on), whose eigenvalues
+ * give sigma^2.
+ * The inputs are recorded by temporarily wrapping the model.modules entries (restored after).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import type { Batch } from '../data/batch.ts';
+import { HiloError } from '../errors.ts';
+import { layerPrefix, moduleShapes } from '../model/shapes.ts';
+import type { CausalLM, ForwardContext, LinearModule } from '../model/types.ts';
+
+/** exp(entropy of sigma / sum sigma) from the eigenvalues of a Gram matrix (= sigma^2). */
+export function effectiveRankFromGram(eigenvalues: ArrayLike<number>): number {
+  const sigma = Array.from(eigenvalues, (x) => Math.sqrt(Math.max(0, x)));
+  const total = sigma.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) return 0;
+  let h = 0;
+  for (const s of sigma) if (s > 0) h -= (s / total) * Math.log(s / total);
+  return Math.exp(h);
+}
+
+/** gram += sum over rows r with mask[r] = 1 of x_r^T x_r, for x [N, d] row-major (upper triangle mirrored). */
+function addRowsToGram(gram: Float64Array, x: ArrayLike<number>, mask: ArrayLike<number>, d: number): void {
+  for (let r = 0; r < mask.length; r++) {
+    if (mask[r] === 0) continue;
+    const base = r * d;
+    for (let i = 0; i < d; i++) {
+      const xi = x[base + i];
+      for (let j = i; j < d; j++) gram[i * d + j] += xi * x[base + j];
+    }
+  }
+  for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) gram[i * d + j] = gram[j * d + i];
+}
+
+/** Eigenvalues of a symmetric d x d matrix held row-major in float64. */
+function symmetricEigenvalues(gram: Float64Array, d: number): number[] {
+  const m = new Matrix(d, d);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) m.set(i, j, gram[i * d + j]);
+  return new EigenvalueDecomposition(m, { assumeSymmetric: true }).realEigenvalues;
+}
+
+/**
+ * `inputModule` is the in-layer path whose inputs are recorded (default: the layer's first
+ * adaptable module). Returns the effective rank per layer.
+ */
+export function activationRankScores(model: CausalLM, batches: readonly Batch[], inputModule?: string): { layers: number[]; inputModule: string } {
+  if (batches.length === 0) throw new HiloError('activation-rank: no calibration batches; recipe.adapter.calibration.batches must be >= 1');
+  const shapes = moduleShapes(model.config);
+  const path = inputModule ?? Object.keys(shapes[0])[0];
+  const L = model.config.numLayers;
+  const d = shapes[0][path].in;
+  const grams = Array.from({ length: L }, () => new Float64Array(d * d));
+  const pending: Array<{ l: number; x: tf.Tensor2D }> = [];
+  const originals = new Map<string, LinearModule>();
+  for (let l = 0; l < L; l++) {
+    const name = `${layerPrefix(model.config, l)}.${path}`;
+    const inner = model.modules.get(name)!;
+    originals.set(name, inner);
+    const recorder: LinearModule = {
+      inFeatures: inner.inFeatures,
+      outFeatures: inner.outFeatures,
+      forward(x: tf.Tensor2D, ctx?: ForwardContext): tf.Tensor2D {
+        pending.push({ l, x: tf.keep(tf.clone(x)) }); // [N, in], read after the forward
+        return inner.forward(x, ctx);
+      },
+    };
+    model.modules.set(name, recorder);
+  }
+  try {
+    for (const b of batches) {
+      tf.tidy(() => {
+        model.forward(tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32'), {
+          attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen]),
+        });
+      });
+      for (const { l, x } of pending.splice(0)) {
+        addRowsToGram(grams[l], x.dataSync(), b.attentionMask, d);
+        x.dispose();
+      }
+    }
+  } finally {
+    for (const [name, m] of originals) model.modules.set(name, m);
+    tf.dispose(pending.map((p) => p.x));
+  }
+  return { layers: grams.map((g) => effectiveRankFromGram(symmetricEigenvalues(g, d))), inputModule: path };
+}
