@@ -93,10 +93,11 @@ function makeMixture(path: string, base: LinearModule, m: ModulePlan, plan: Adap
   const er = m.experts * m.rank;
   const bound = 1 / Math.sqrt(din); // kaiming_uniform_(a=√5) with fan_in = in
   const seed = (what: string) => `${opts.seed}:${path}:${what}`; // per-module streams: plans can differ elsewhere
-  const loraA = tf.variable(tf.tidy(() => tf.randomUniform([din, er], -bound, bound, 'float32', seed('lora_A'))) as tf.Tensor2D, true);
-  const loraB = tf.variable(tf.zeros([er, dout]) as tf.Tensor2D, true);
+  // tidy: tf.variable shares the initial tensor's data, which would otherwise stay alive
+  const loraA = tf.tidy(() => tf.variable(tf.randomUniform([din, er], -bound, bound, 'float32', seed('lora_A')) as tf.Tensor2D, true));
+  const loraB = tf.tidy(() => tf.variable(tf.zeros([er, dout]) as tf.Tensor2D, true));
   const router = m.experts > 1
-    ? tf.variable(tf.tidy(() => tf.randomUniform([din, m.experts], -bound, bound, 'float32', seed('moe_gate'))) as tf.Tensor2D, true)
+    ? tf.tidy(() => tf.variable(tf.randomUniform([din, m.experts], -bound, bound, 'float32', seed('moe_gate')) as tf.Tensor2D, true))
     : null;
   const spec = {
     experts: m.experts,

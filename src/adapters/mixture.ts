@@ -124,17 +124,19 @@ export class MixtureLinear implements LinearModule {
       const y = tf.add(this.base.forward(x, ctx), delta) as tf.Tensor2D;
       const parts: ForwardParts = { y };
       if (!ctx || !routing || !logits) return parts;
+      if (ctx.routerStats) parts.usage = selectionFractions(routing.mask, mask);
+      if (!ctx.training) return parts; // router losses are training losses: eval contexts get none
       if (balanceCoef > 0) parts.aux = tf.mul<tf.Scalar>(balanceCoef, balanceLoss(routing.probs, routing.mask, mask));
       if (zLossCoef > 0) {
         const z = tf.mul<tf.Scalar>(zLossCoef, routerZLoss(logits, mask));
         parts.aux = parts.aux ? tf.add<tf.Scalar>(parts.aux, z) : z;
       }
-      if (ctx.routerStats) parts.usage = selectionFractions(routing.mask, mask);
       return parts;
     });
-    if (out.aux) ctx!.auxLosses.push(out.aux);
+    // Both are kept past the model's own tidy; whoever made the context disposes them
+    // (tf.dispose(ctx.auxLosses) once the loss is taken, and the routerStats values).
+    if (out.aux) ctx!.auxLosses.push(tf.keep(out.aux));
     if (out.usage) {
-      // kept past any enclosing tidy: the caller reads and disposes the stats
       ctx!.routerStats!.get(this.name)?.dispose();
       ctx!.routerStats!.set(this.name, tf.keep(out.usage));
     }
