@@ -51,7 +51,10 @@ async function initTensorflowEngine(tf: typeof TF): Promise<string> {
 }
 
 /** webgpu for `auto` refuses a software adapter: lavapipe is exact but slower than wasm. */
+let webgpuTried = false;
+
 async function initWebgpuEngine(tf: typeof TF, explicit: boolean): Promise<string> {
+  webgpuTried = true;
   const { initWebgpu } = await import('./webgpu.ts');
   return (await initWebgpu(tf, { allowSoftware: explicit })).detail;
 }
@@ -90,6 +93,7 @@ export async function initBackend(name: string = 'auto'): Promise<BackendInfo> {
 
 /** Release what the engine holds outside tfjs (the WebGPU device and Dawn), so Node can exit. */
 export async function shutdownBackend(): Promise<void> {
+  if (!webgpuTried) return; // nothing outside tfjs to release; keeps this free for CLI exits
   const { shutdownWebgpu } = await import('./webgpu.ts');
   await shutdownWebgpu(await import('@tensorflow/tfjs'));
 }

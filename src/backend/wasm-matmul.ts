@@ -21,27 +21,52 @@ function swapLastTwo(tf: typeof TF, x: TF.TensorInfo, backend: TF.KernelBackend)
   return transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm } }) as TF.TensorInfo;
 }
 
+const size = (x: TF.TensorInfo) => x.shape.reduce((n, d) => n * d, 1);
+
+/**
+ * Elements to transpose for each way of computing C = op(A) op(B) with untransposed products:
+ *  - operands: transpose each transposed operand, then A' B';
+ *  - output:   C^T = op(B)^T op(A)^T, whose operands are untransposed exactly where op() transposed,
+ *              then transpose C. Cheaper when the transposed operand is large and C is small
+ *              (LoRA's dA = x^T dY: x is [1024,256], C only [256,8]).
+ */
+export function transposeCosts(aSize: number, bSize: number, cSize: number, tA: boolean, tB: boolean) {
+  return { operands: (tA ? aSize : 0) + (tB ? bSize : 0), output: (tA ? 0 : aSize) + (tB ? 0 : bSize) + cSize };
+}
+
 function untransposed(tf: typeof TF, original: TF.KernelConfig): TF.KernelConfig {
   return {
     ...original,
     kernelFunc: (args) => {
       const attrs = args.attrs as { transposeA: boolean; transposeB: boolean };
-      if (!attrs.transposeA && !attrs.transposeB) return original.kernelFunc(args);
+      const tA = attrs.transposeA;
+      const tB = attrs.transposeB;
+      if (!tA && !tB) return original.kernelFunc(args);
       const backend = args.backend as TF.KernelBackend;
       const a = args.inputs.a as TF.TensorInfo;
       const b = args.inputs.b as TF.TensorInfo;
+      const m = tA ? a.shape.at(-1)! : a.shape.at(-2)!;
+      const n = tB ? b.shape.at(-2)! : b.shape.at(-1)!;
+      const batch = Math.max(size(a) / (a.shape.at(-1)! * a.shape.at(-2)!), size(b) / (b.shape.at(-1)! * b.shape.at(-2)!));
+      const cost = transposeCosts(size(a), size(b), batch * m * n, tA, tB);
       const temps: TF.TensorInfo[] = [];
-      // a [..., K, M] -> [..., M, K]; b [..., N, K] -> [..., K, N]
-      const a2 = attrs.transposeA ? swapLastTwo(tf, a, backend) : a;
-      const b2 = attrs.transposeB ? swapLastTwo(tf, b, backend) : b;
-      if (a2 !== a) temps.push(a2);
-      if (b2 !== b) temps.push(b2);
+      const swap = (x: TF.TensorInfo) => {
+        const t = swapLastTwo(tf, x, backend);
+        temps.push(t);
+        return t;
+      };
+      const run = (x: TF.TensorInfo, y: TF.TensorInfo) =>
+        original.kernelFunc({ ...args, inputs: { ...args.inputs, a: x, b: y }, attrs: { ...args.attrs, transposeA: false, transposeB: false } }) as TF.TensorInfo;
       try {
-        return original.kernelFunc({
-          ...args,
-          inputs: { ...args.inputs, a: a2, b: b2 },
-          attrs: { ...args.attrs, transposeA: false, transposeB: false },
-        });
+        // FusedMatMul's bias/activation apply to C, so only plain BatchMatMul may compute C^T.
+        if (cost.output < cost.operands && original.kernelName === 'BatchMatMul') {
+          // C^T [.., n, m] = B' [.., n, k] · A' [.., k, m]
+          const ct = run(tB ? b : swap(b), tA ? a : swap(a));
+          temps.push(ct);
+          return swapLastTwo(tf, ct, backend);
+        }
+        // C [.., m, n] = A' [.., m, k] · B' [.., k, n]
+        return run(tA ? swap(a) : a, tB ? swap(b) : b);
       } finally {
         for (const t of temps) backend.disposeData(t.dataId);
       }
