@@ -29,7 +29,11 @@ const DATA_PATHS = ['train_path', 'eval_path', 'test_path'] as const;
 const LABEL_WORDS_EXAMPLE = 'a map from each label to the word the model says for it, e.g. {positive: " good", negative: " bad"}';
 
 const RULES: Rule[] = [
-  { reads: ['model.path'], check: (r, dir) => mustExist('recipe.model.path', r.model.path, dir, 'directory') },
+  {
+    reads: ['model.path'],
+    check: ({ model }, dir) => when(!existsSync(path.resolve(dir, model.path, 'config.json')), () => problem('recipe.model.path', model.path,
+      `an HF model directory with config.json (looked in ${path.resolve(dir, model.path)})`)),
+  },
   {
     reads: ['data.task', 'data.train_path'],
     check: ({ data }) => when(data.task === null && data.train_path === null, () => problem('recipe.data.task', null,

@@ -42,6 +42,9 @@ export function core(s: Schema): Schema {
   return s;
 }
 
+/** The kind of value under the wrappers: object, enum, string, number, union... */
+export const coreType = (s: Schema): string => defOf(core(s)).type;
+
 /** The field's doc: the first `.describe()` text met while unwrapping. */
 export function docOf(s: Schema): string {
   for (let t = s; ; t = inner(t)) {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { fieldError, HiloError } from '../errors.ts';
-import { isPathField, listFields } from './describe.ts';
+import { coreType, isPathField, listFields, schemaAt } from './describe.ts';
 import { problem, RecipeError, type Problem } from './problems.ts';
 import { aliasesOf, canonicalKey, deleteAt, getAt, isMap, prepareRaw, setAt, type RawMap } from './raw.ts';
 import { recipeSchema, type Recipe } from './schema.ts';
@@ -37,6 +37,22 @@ export function readRecipeFile(file: string): unknown {
 }
 
 /**
+ * The value of `key=TEXT`: YAML (`3e-4`, `true`, `null`, `[q_proj, v_proj]`, `{percent: 1}`), except
+ * that a string field takes the text as it is unless quoted or null, so `data.template=Review: {text}`
+ * stays a string; text that is not valid YAML is kept as a string for the schema to judge.
+ */
+function overrideValue(key: string, text: string): unknown {
+  const schema = schemaAt(key.split('.'));
+  const plain = !/^\s*(null|~|["']|$)/.test(text);
+  if (schema && plain && coreType(schema) === 'string') return text;
+  try {
+    return YAML.parse(text) ?? null;
+  } catch {
+    return text;
+  }
+}
+
+/**
  * Apply `key=value` overrides (dotted keys, aliases allowed; values are YAML: `3e-4`, `true`,
  * `[q_proj, v_proj]`, `null`). An override replaces the key and every alias of it. Relative paths
  * given on the command line are taken from `cwd`, where the user typed them.
@@ -53,13 +69,7 @@ export function applyOverrides(raw: unknown, overrides: readonly string[], cwd =
       problems.push(problem(`override ${i + 1}`, arg, 'key=value with a dotted key, e.g. train.max_steps=100 or adapter.target_modules=[q_proj,v_proj]'));
       return;
     }
-    let parsed: unknown;
-    try {
-      parsed = YAML.parse(arg.slice(eq + 1)) ?? null;
-    } catch (e) {
-      problems.push(problem(`override ${i + 1}`, arg, `a YAML value after "=" (${(e as Error).message.split('\n')[0]})`));
-      return;
-    }
+    let parsed = overrideValue(key, arg.slice(eq + 1));
     if (typeof parsed === 'string' && PATH_FIELDS.includes(key)) parsed = path.resolve(cwd, parsed);
     for (const alias of aliasesOf(key)) deleteAt(value, alias.split('.'));
     const blocked = setAt(value, key.split('.'), parsed);

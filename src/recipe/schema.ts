@@ -43,7 +43,7 @@ const patternString = z.preprocess(
 ).meta({ allowed: 'a digit string such as "2468" or a comma list such as "10,8,6,4" (every count >= 1)' });
 
 const model = z.strictObject({
-  path: path().describe('HF model directory (config.json, model.safetensors, tokenizer.json). Required.'),
+  path: path().describe('HF model directory (config.json, model.safetensors, tokenizer.json).'),
 }).describe('The frozen base model.');
 
 const data = z.strictObject({

@@ -62,8 +62,11 @@ export function suggestKey(parent: readonly string[], key: string): string | nul
     ...(keysOf(schemaAt(parent) ?? recipeSchema) ?? []),
     ...Object.keys(ALIASES).filter((a) => a.startsWith(prefix) && !a.slice(prefix.length).includes('.')).map((a) => a.slice(prefix.length)),
   ];
+  // A shortened or lengthened name (max / maximum) counts as one edit away.
+  const distance = (leaf: string) =>
+    Math.min(leaf.length, lower.length) >= 3 && (lower.startsWith(leaf) || leaf.startsWith(lower)) ? 1 : editDistance(lower, leaf);
   const near = (cands: string[], limit: number) => cands
-    .map((c) => ({ c, d: editDistance(lower, c.split('.').at(-1)!) }))
+    .map((c) => ({ c, d: distance(c.split('.').at(-1)!) }))
     .filter(({ d }) => d <= limit)
     .sort((x, y) => x.d - y.d)[0]?.c;
   const sibling = near(siblings, Math.max(1, Math.floor(key.length / 3)));
