@@ -73,10 +73,18 @@ export function tokenizerTraits(tok: TextTokenizer): TokenizerTraits {
   return traits;
 }
 
-/** Ids of text that follows other text (a response after its prompt). */
+const shortCache = new WeakMap<TextTokenizer, Map<string, number[]>>();
+
+/** Ids of text that follows other text (a response after its prompt). Short ones (label words) are cached. */
 export function encodeContinuation(tok: TextTokenizer, text: string): number[] {
+  let cache = shortCache.get(tok);
+  if (!cache) shortCache.set(tok, (cache = new Map()));
+  const hit = cache.get(text);
+  if (hit) return hit.slice();
   const t = tokenizerTraits(tok).dummyPrefix && text.startsWith(' ') ? text.slice(1) : text;
-  return t === '' ? [] : tok.encode(t, false);
+  const ids = t === '' ? [] : tok.encode(t, false);
+  if (text.length <= 32 && cache.size < 4096) cache.set(text, ids.slice());
+  return ids;
 }
 
 /** The prompt text of an example (classification and multiple choice: before the label/choice). */

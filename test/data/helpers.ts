@@ -1,8 +1,7 @@
 /** Deterministic test tokenizers: one id per character, so a token position is a character position. */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { loadTokenizer } from '../../src/model/tokenizer.ts';
 import type { TextTokenizer } from '../../src/model/types.ts';
 
 export const BOS = 1;
@@ -33,14 +32,9 @@ export function charTokenizer(opts: { bos?: boolean; eos?: boolean; dummyPrefix?
 export const STORIES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared/models/stories260K');
 export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/data');
 
-/** The real stories260K tokenizer (legacy Llama sentencepiece BPE, 512 ids) through @huggingface/tokenizers. */
+/** The real stories260K tokenizer (legacy Llama sentencepiece BPE, 512 ids), as the model stage loads it. */
 export function storiesTokenizer(dir = STORIES): TextTokenizer {
-  const tok = new Tokenizer(JSON.parse(readFileSync(`${dir}/tokenizer.json`, 'utf8')), JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, 'utf8')));
-  return {
-    vocabSize: 512, bosId: 1, eosId: 2, padId: null,
-    encode: (text, addSpecialTokens = true) => tok.encode(text, { add_special_tokens: addSpecialTokens }).ids,
-    decode: (ids, skip = false) => tok.decode(ids, { skip_special_tokens: skip }),
-  };
+  return loadTokenizer(dir);
 }
 
 export const ids = (tok: TextTokenizer, s: string) => tok.encode(s, false);
