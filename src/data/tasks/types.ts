@@ -27,3 +27,6 @@ export interface Task {
 
 /** The seed of every built-in task's fixed splits; independent of the recipe's seed on purpose. */
 export const TASK_SPLIT_SEED = 20261128;
+
+/** The fraction of each label a stratified task holds out as its test split. */
+export const TEST_FRACTION = 0.2;
