@@ -43,14 +43,14 @@ export const command: CommandModule = {
     if (!Number.isInteger(maxNew) || maxNew < 0) throw fieldError('--max-new-tokens', maxNew, 'an integer >= 0');
     const stopIds = argv['stop-ids'] === undefined ? undefined : parseIdList('--stop-ids', argv['stop-ids']);
     const promptIdsGiven = argv.ids === undefined ? undefined : parseIdList('--ids', argv.ids);
-    const { initBackend } = await import('../backend/index.ts');
-    const { loadModel } = await import('../model/load.ts');
     const { loadTokenizer } = await import('../model/tokenizer.ts');
-    const { generate } = await import('../model/generate.ts');
-    await initBackend(argv.backend as string);
     const dir = argv.model as string;
     const tokenizer = loadTokenizer(dir);
-    const promptIds = promptIdsGiven ?? tokenizer.encode(argv.prompt as string, true);
+    const promptIds = promptIdsGiven ?? tokenizer.encode(argv.prompt as string, true); // fails before tfjs loads
+    const { initBackend } = await import('../backend/index.ts');
+    const { loadModel } = await import('../model/load.ts');
+    const { generate } = await import('../model/generate.ts');
+    await initBackend(argv.backend as string);
     const model = await loadModel(dir);
     try {
       checkIdsInVocab(argv.ids === undefined ? '--prompt' : '--ids', promptIds, model.config.vocabSize);

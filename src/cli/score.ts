@@ -22,13 +22,13 @@ export const command: CommandModule = {
   handler: async (argv) => {
     if (argv.text === undefined && argv.ids === undefined) throw new HiloError('score: give --text TEXT or --ids 1,2,3');
     const given = argv.ids === undefined ? undefined : parseIdList('--ids', argv.ids);
-    const { initBackend } = await import('../backend/index.ts');
-    const { loadModel } = await import('../model/load.ts');
     const { loadTokenizer } = await import('../model/tokenizer.ts');
-    const { scoreIds } = await import('../model/generate.ts');
     const dir = argv.model as string;
     const tokenizer = loadTokenizer(dir);
-    const ids = given ?? tokenizer.encode(argv.text as string, true);
+    const ids = given ?? tokenizer.encode(argv.text as string, true); // fails before tfjs loads
+    const { initBackend } = await import('../backend/index.ts');
+    const { loadModel } = await import('../model/load.ts');
+    const { scoreIds } = await import('../model/generate.ts');
     await initBackend(argv.backend as string);
     const model = await loadModel(dir);
     try {
