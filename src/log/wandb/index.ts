@@ -6,16 +6,16 @@
  * `hilo wandb sync RUN_DIR` uploads them later. Re-opening a run folder continues its run.
  */
 import { existsSync, renameSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { WandbApi } from './api.ts';
 import { encodeMetric, fromWandbJson, historyRow, toWandbJson } from './encode.ts';
-import { RunQueue, summaryFrom, type RunRecord } from './queue.ts';
+import { queueDirFor, RunQueue, summaryFrom, type RunRecord } from './queue.ts';
 import { FileStreamSender, type PacingOptions } from './sender.ts';
 import { newRunId, runUrl, type WandbSettings } from './settings.ts';
 
 export { resolveWandbSettings, type WandbSettings, type WandbRecipeSection } from './settings.ts';
 export type { Histogram, Table } from './encode.ts';
+export { queueDirFor } from './queue.ts';
 
 export interface MetricSink {
   /** Record metrics at a training step; calls at the same step merge into one row. Never throws. */
@@ -41,11 +41,6 @@ export interface WandbOptions extends PacingOptions {
 
 /** The sink that does nothing, for mode `disabled`. */
 export const noopSink: MetricSink = { log() {}, summary() {}, async finish() {}, url: null };
-
-/** Where the queue lives: RUN_DIR/wandb, or WANDB_DIR/wandb/<run folder name>. */
-export function queueDirFor(settings: Pick<WandbSettings, 'dir'>, runDir: string): string {
-  return settings.dir ? join(settings.dir, 'wandb', basename(resolve(runDir))) : join(runDir, 'wandb');
-}
 
 export function createWandb(settings: WandbSettings, runDir: string, opts: WandbOptions = {}): MetricSink {
   if (settings.mode === 'disabled') return noopSink;
@@ -139,7 +134,10 @@ export function createWandb(settings: WandbSettings, runDir: string, opts: Wandb
       state.exitCode = exitCode;
       queue.writeState(state);
       queue.close();
-      if (!sender) return;
+      if (!sender) {
+        report(`W&B offline run ${run.runId} saved in ${queue.dir}; upload it with \`hilo wandb sync ${runDir}\`.`);
+        return;
+      }
       const allSent = await sender.finish(opts.finishTimeoutMs ?? 60_000);
       if (!allSent) {
         report(`W&B: ${sender.pending} history lines are not on the server yet; they are kept in ${queue.dir}. ` +

@@ -9,7 +9,7 @@
  * Offline runs and runs whose server was down are uploaded from here by `hilo wandb sync`.
  */
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fromWandbJson, toWandbJson } from './encode.ts';
 
 export interface RunRecord {
@@ -34,6 +34,11 @@ export interface QueueState {
   /** Set by finish(); sync sends `complete` only for runs that ended. */
   exitCode: number | null;
   completeAcked: boolean;
+}
+
+/** Where the queue lives: RUN_DIR/wandb, or WANDB_DIR/wandb/<run folder name>. */
+export function queueDirFor(settings: { dir: string | null }, runDir: string): string {
+  return settings.dir ? join(settings.dir, 'wandb', basename(resolve(runDir))) : join(runDir, 'wandb');
 }
 
 export const freshState = (): QueueState => ({ historyAcked: 0, summaryAcked: null, exitCode: null, completeAcked: false });

@@ -114,7 +114,7 @@ export class FileStreamSender {
         const wait = this.msUntilDue();
         if (wait > 0) {
           // In slices of the transmit interval, so lines pushed during an idle wait go out soon.
-          await this.sleep(Math.min(wait, this.pace.transmitIntervalMs || wait));
+          await this.sleep(Math.min(wait, this.pace.transmitIntervalMs || wait), true);
           continue;
         }
         this.p.beforeSend?.();
@@ -129,7 +129,7 @@ export class FileStreamSender {
         if (this.stopped) return;
         if (!this.handleFailure(e)) return;
         const err = e as { serverWaitMs?: number | null };
-        await this.sleep(retryDelayMs(attempt++, this.pace.backoff, err.serverWaitMs ?? null));
+        await this.sleep(retryDelayMs(attempt++, this.pace.backoff, err.serverWaitMs ?? null), false);
       }
     }
   }
@@ -213,8 +213,11 @@ export class FileStreamSender {
     this.p.queue.writeState(s);
   }
 
-  /** Sleep that finish() cuts short; unref'd so a forgotten finish() does not keep the process up. */
-  private sleep(ms: number): Promise<void> {
+  /**
+   * Sleep, unref'd so a forgotten finish() does not keep the process up. finish() cuts a pacing
+   * wait short, never a backoff: the server asked for that pause.
+   */
+  private sleep(ms: number, wakeable: boolean): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(t);
@@ -223,7 +226,7 @@ export class FileStreamSender {
       };
       const t = setTimeout(done, ms);
       t.unref();
-      this.wake = done;
+      if (wakeable) this.wake = done;
     });
   }
 }

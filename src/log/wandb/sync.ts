@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { HiloError } from '../../errors.ts';
 import { WandbApi } from './api.ts';
 import { fromWandbJson, toWandbJson } from './encode.ts';
-import { RunQueue, summaryFrom } from './queue.ts';
+import { queueDirFor, RunQueue, summaryFrom } from './queue.ts';
 import { callWithRetries, DEFAULT_BACKOFF } from './retry.ts';
 import { FileStreamSender, type PacingOptions } from './sender.ts';
 import { resolveWandbSettings, runUrl, type Env } from './settings.ts';
@@ -30,9 +30,11 @@ export interface SyncResult {
   upToDate: boolean;
 }
 
-/** The queue folder for a path: a run folder (holding wandb/) or the queue folder itself. */
-export function findQueue(path: string): RunQueue {
-  for (const dir of [path, join(path, 'wandb')]) {
+/** The queue folder for a path: a run folder (holding wandb/ or, with WANDB_DIR, its queue there) or the queue itself. */
+export function findQueue(path: string, env: Env = process.env): RunQueue {
+  const candidates = [path, join(path, 'wandb')];
+  if (env.WANDB_DIR) candidates.push(queueDirFor({ dir: env.WANDB_DIR }, path));
+  for (const dir of candidates) {
     if (existsSync(join(dir, 'run.json'))) return new RunQueue(dir);
   }
   throw new HiloError(`wandb sync: ${JSON.stringify(path)} holds no W&B records (no run.json in it or in its wandb/ folder)`);
@@ -41,7 +43,7 @@ export function findQueue(path: string): RunQueue {
 export async function syncRun(path: string, opts: SyncOptions = {}): Promise<SyncResult> {
   const env = opts.env ?? process.env;
   const report = opts.log ?? ((m: string) => process.stdout.write(m + '\n'));
-  const queue = findQueue(path);
+  const queue = findQueue(path, env);
   const run = queue.readRun()!;
   // Only the connection comes from the environment; who the run is was fixed when it ran.
   const settings = resolveWandbSettings({ mode: 'online' }, { ...env, WANDB_MODE: 'online' }, opts.home);

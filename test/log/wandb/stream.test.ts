@@ -71,6 +71,16 @@ async function train(s: MetricSink, from: number, to: number, stepMs = 10, durin
   return { logMs, loopMs: performance.now() - t0 };
 }
 
+/**
+ * log() must not wait on the network: any wait would cost at least a request timeout (300 ms)
+ * or a rate-limit pause (1 s). The bounds leave room for a loaded machine's scheduling hiccups.
+ */
+function expectFast(logMs: number[]) {
+  const sorted = [...logMs].sort((a, b) => a - b);
+  expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(2);
+  expect(sorted[sorted.length - 1]).toBeLessThan(100);
+}
+
 function localHistory(runDir = join(dir, 'run')): string[] {
   return readFileSync(join(runDir, 'wandb', 'history.jsonl'), 'utf8').split('\n').filter(Boolean);
 }
@@ -84,7 +94,7 @@ function theRun() {
 describe('online W&B logging', () => {
   it('logs a simulated run: history equals the local JSONL, config wrapped, summary, complete', async () => {
     const s = sink();
-    const { logMs } = await train(s, 0, 50);
+    const { logMs, loopMs } = await train(s, 0, 50);
     s.summary({ trainable_params: 12345, 'eval/best_accuracy': 0.4 });
     await s.finish(0);
 
@@ -113,10 +123,11 @@ describe('online W&B logging', () => {
     expect(run.exitcode).toBe(0);
     expect(run.rewrites).toBe(0);
 
-    // Batched: far fewer requests than rows, each offset continuing where the last ended.
+    // Batched: at most one request per transmit interval, each offset continuing where the last ended.
     const streams = server.fileStreams().filter((r) => r.body.files?.['wandb-history.jsonl']);
     expect(streams.length).toBeGreaterThan(1);
-    expect(streams.length).toBeLessThan(25);
+    expect(streams.length).toBeLessThanOrEqual(Math.ceil(loopMs / FAST.transmitIntervalMs!) + 2);
+    for (let i = 1; i < streams.length; i++) expect(streams[i].at - streams[i - 1].at).toBeGreaterThanOrEqual(FAST.transmitIntervalMs! - 5);
     let next = 0;
     for (const r of streams) {
       expect(r.body.files['wandb-history.jsonl'].offset).toBe(next);
@@ -124,7 +135,7 @@ describe('online W&B logging', () => {
     }
     const url = `${server.url}/team/proj/runs/${run.name}`;
     expect(messages.filter((m) => m.includes(url))).toHaveLength(2); // at start and at the end
-    expect(Math.max(...logMs)).toBeLessThan(25);
+    expectFast(logMs);
   });
 
   it('survives 500s, 429 with RateLimit-Reset and hung requests: nothing lost or duplicated, loop not held up', async () => {
@@ -143,7 +154,7 @@ describe('online W&B logging', () => {
       return null;
     };
     const s = sink();
-    const { logMs, loopMs } = await train(s, 0, 50, 20);
+    const { logMs } = await train(s, 0, 50, 20);
     await s.finish(3);
 
     const run = theRun();
@@ -158,8 +169,9 @@ describe('online W&B logging', () => {
     const afterLimit = server.fileStreams().find((r) => r.at > rateLimitedAt)!;
     expect(afterLimit.at - rateLimitedAt).toBeGreaterThanOrEqual(950); // RateLimit-Reset: 1 s honoured
     expect(messages.filter((m) => m.includes('retrying with backoff'))).toHaveLength(1);
-    expect(Math.max(...logMs)).toBeLessThan(25);
-    expect(loopMs).toBeLessThan(50 * 20 + 600); // the loop ran at its own pace despite the failures
+    expectFast(logMs);
+    // The failures cost the server seconds; they cost the loop only its own log() calls.
+    expect(logMs.reduce((a, b) => a + b, 0)).toBeLessThan(150);
   });
 
   it('the server goes away and comes back on the same port: every line arrives exactly once', async () => {
@@ -176,7 +188,7 @@ describe('online W&B logging', () => {
     expect(run.complete).toBe(true);
     expect(messages.filter((m) => m.includes('retrying with backoff'))).toHaveLength(1); // it was really down
     expect(messages.filter((m) => m.includes('answers again'))).toHaveLength(1);
-    expect(Math.max(...logMs)).toBeLessThan(25);
+    expectFast(logMs);
   });
 
   it('a restarted process resumes the queued lines from disk', async () => {
@@ -186,13 +198,36 @@ describe('online W&B logging', () => {
     await first.finish(1); // server down: lines stay queued, the user is told to sync
     expect(messages.some((m) => m.includes('hilo wandb sync'))).toBe(true);
     await server.start();
-    const second = sink();
+    const second = sink(GOOD_KEY, { maxRequestBytes: 600 }); // small requests: the backlog goes out in pieces
     await train(second, 20, 30, 2);
     await second.finish(0);
     const run = theRun();
     expect(run.history).toEqual(localHistory());
     expect(run.history.map((l) => JSON.parse(l)._step)).toEqual([...Array(30).keys()]);
     expect(run.exitcode).toBe(0);
+    const pieces = server.fileStreams().map((r) => r.body.files?.['wandb-history.jsonl']).filter(Boolean);
+    expect(pieces.length).toBeGreaterThanOrEqual(4);
+    expect(pieces.map((h) => h.offset)).toEqual(pieces.map((_, i) => pieces.slice(0, i).reduce((n, h) => n + h.content.length, 0)));
+  });
+
+  it('sends an empty heartbeat when idle, and nothing faster than the transmit interval', async () => {
+    const s = sink(GOOD_KEY, { heartbeatMs: 100, transmitIntervalMs: 60 });
+    s.log(0, { loss: 1 });
+    s.log(1, { loss: 0.5 });
+    await sleep(450);
+    const streams = server.fileStreams();
+    expect(streams.filter((r) => JSON.stringify(r.body) === '{}').length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < streams.length; i++) expect(streams[i].at - streams[i - 1].at).toBeGreaterThanOrEqual(55);
+    await s.finish(0);
+    expect(theRun().history).toEqual(localHistory());
+  });
+
+  it('WANDB_DIR moves the queue out of the run folder', async () => {
+    const settings = resolveWandbSettings({ mode: 'offline' }, { WANDB_DIR: join(dir, 'wd') }, dir);
+    const s = createWandb(settings, join(dir, 'myrun'), { log: () => {} });
+    s.log(0, { loss: 1 });
+    await s.finish(0);
+    expect(readFileSync(join(dir, 'wd', 'wandb', 'myrun', 'history.jsonl'), 'utf8')).toMatch(/^\{"loss":1,"_step":0,/);
   });
 
   it('a refused API key is reported once; the run goes on with complete local logs', async () => {
@@ -205,6 +240,6 @@ describe('online W&B logging', () => {
     expect(server.runs.size).toBe(0);
     const local = localHistory();
     expect(local.map((l) => JSON.parse(l)._step)).toEqual([...Array(30).keys()]);
-    expect(Math.max(...logMs)).toBeLessThan(25);
+    expectFast(logMs);
   });
 });

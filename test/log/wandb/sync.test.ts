@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createWandb, resolveWandbSettings } from '../../../src/log/wandb/index.ts';
-import { syncRun } from '../../../src/log/wandb/sync.ts';
+import { findQueue, syncRun } from '../../../src/log/wandb/sync.ts';
 import { FakeWandb, GOOD_KEY } from './fake-server.ts';
 
 let server: FakeWandb;
@@ -99,6 +99,14 @@ describe('offline runs and hilo wandb sync', () => {
     expect(run.history).toEqual(lines);
     expect(run.rewrites).toBe(0);
     expect(run.complete).toBe(true);
+  });
+
+  it('finds the queue under WANDB_DIR from the run folder path', async () => {
+    const settings = resolveWandbSettings({ mode: 'offline' }, { WANDB_DIR: join(dir, 'wd') }, dir);
+    const s = createWandb(settings, join(dir, 'myrun'), { log: () => {} });
+    s.log(0, { loss: 1 });
+    await s.finish(0);
+    expect(findQueue(join(dir, 'myrun'), { WANDB_DIR: join(dir, 'wd') }).dir).toBe(join(dir, 'wd', 'wandb', 'myrun'));
   });
 
   it('says clearly when a folder holds no W&B records', async () => {
