@@ -124,3 +124,23 @@ export function nextTokenTargets(batch: Batch): { targets: Int32Array; weights: 
 export function padIdOf(tok: { padId: number | null; eosId: number | null }): number {
   return tok.padId ?? tok.eosId ?? 0;
 }
+
+/**
+ * FNV-1a over every sequence's ids and labels: stored with a checkpoint, it shows whether a
+ * resumed run sees the same encoded data (same task, caps, template, tokenizer, max_length).
+ */
+export function dataFingerprint(examples: readonly EncodedExample[]): string {
+  let h = 0x811c9dc5;
+  const mix = (v: number) => {
+    h ^= v & 0xffff;
+    h = Math.imul(h, 0x01000193);
+    h ^= v >>> 16;
+    h = Math.imul(h, 0x01000193);
+  };
+  for (const e of examples) {
+    mix(e.inputIds.length);
+    for (const id of e.inputIds) mix(id);
+    for (const l of e.labels) mix(l);
+  }
+  return (h >>> 0).toString(16).padStart(8, '0');
+}

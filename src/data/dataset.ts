@@ -189,3 +189,26 @@ function checkLabelTokens(words: Record<string, string>, tok: TextTokenizer): vo
     seen.set(key, label);
   }
 }
+
+/** Sizes and label counts, for the run log and results files. */
+export interface DatasetSummary {
+  name: string;
+  format: Format;
+  metric: Metric;
+  sizes: { train: number; eval: number; test: number };
+  /** classification only: per split, label -> count in label order. */
+  labels: { train: Record<string, number>; eval: Record<string, number>; test: Record<string, number> } | null;
+}
+
+export function summarizeDataset(ds: Dataset): DatasetSummary {
+  const count = (xs: Example[]) => {
+    const c: Record<string, number> = Object.fromEntries(Object.keys(ds.labelWords ?? {}).map((l) => [l, 0]));
+    for (const x of xs) if (x.format === 'classification') c[x.label] += 1;
+    return c;
+  };
+  return {
+    name: ds.name, format: ds.format, metric: ds.metric,
+    sizes: { train: ds.train.length, eval: ds.eval.length, test: ds.test.length },
+    labels: ds.format === 'classification' ? { train: count(ds.train), eval: count(ds.eval), test: count(ds.test) } : null,
+  };
+}

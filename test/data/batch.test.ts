@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { batchesPerEpoch, epochOrder, evalBatches, makeBatches, nextTokenTargets, padBatch, padIdOf, type Batch, type BatchPosition } from '../../src/data/batch.ts';
+import { batchesPerEpoch, dataFingerprint, epochOrder, evalBatches, makeBatches, nextTokenTargets, padBatch, padIdOf, type Batch, type BatchPosition } from '../../src/data/batch.ts';
 import { IGNORE_INDEX, type EncodedExample } from '../../src/data/encode.ts';
 
 const X = IGNORE_INDEX;
@@ -90,5 +90,16 @@ describe('evalBatches', () => {
     const bs = [...evalBatches(examples, 4, 0)];
     expect(bs.map((b) => b.batchSize)).toEqual([4, 4, 2]);
     expect(bs.flatMap(firstIds)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
+
+describe('dataFingerprint', () => {
+  it('changes with any id or label and is stable otherwise', () => {
+    const f = dataFingerprint(examples);
+    expect(dataFingerprint(examples.map((e) => ({ ...e })))).toBe(f);
+    expect(f).toMatch(/^[0-9a-f]{8}$/);
+    const changedLabel = examples.map((e, k) => (k === 3 ? { ...e, labels: e.labels.map(() => X) } : e));
+    expect(dataFingerprint(changedLabel)).not.toBe(f);
+    expect(dataFingerprint(examples.slice(1))).not.toBe(f);
   });
 });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodeDataset, loadDataset, type DataRecipe } from '../../src/data/dataset.ts';
+import { encodeDataset, loadDataset, summarizeDataset, type DataRecipe } from '../../src/data/dataset.ts';
 import { IGNORE_INDEX } from '../../src/data/encode.ts';
 import { flattenCandidates, pickAnswers } from '../../src/data/score.ts';
 import { HiloError } from '../../src/errors.ts';
@@ -58,6 +58,10 @@ describe('loadDataset: user JSONL', () => {
     const ds = loadDataset({ ...base, task: 'sentiment-cross', label_words: { positive: ' good', negative: ' bad' }, template: '{text} =>' }, FIXTURES);
     expect(ds.labelWords).toEqual({ negative: ' bad', positive: ' good' }); // the task's label order
     expect(ds.template).toBe('{text} =>');
+    expect(summarizeDataset(ds)).toEqual({
+      name: 'sentiment-cross', format: 'classification', metric: 'accuracy', sizes: { train: 1800, eval: 200, test: 1000 },
+      labels: { train: { negative: 900, positive: 900 }, eval: { negative: 100, positive: 100 }, test: { negative: 500, positive: 500 } },
+    });
     expect(ds.train.length + ds.eval.length).toBe(2000);
     expect(ds.eval).toHaveLength(200);
   });
