@@ -20,10 +20,10 @@ export type { Problem } from './problems.ts';
 const PATH_FIELDS = listFields().filter((f) => !f.isSection && isPathField(f.schema)).map((f) => f.path);
 
 /** Read a recipe file as plain data; YAML syntax errors name file:line:column. */
-export function readRecipeFile(file: string): unknown {
+export function readRecipeFile(file: string, cwd = process.cwd()): unknown {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(path.resolve(cwd, file), 'utf8');
   } catch {
     throw fieldError('recipe', file, 'an existing YAML file');
   }
@@ -107,6 +107,6 @@ export function parseRecipe(raw: unknown, source: RecipeSource, extra: Problem[]
 
 /** Load `file`, apply overrides, and return the resolved recipe; throws one error listing every problem. */
 export function loadRecipe(file: string, overrides: readonly string[] = [], cwd = process.cwd()): Recipe {
-  const { value, problems } = applyOverrides(readRecipeFile(file), overrides, cwd);
+  const { value, problems } = applyOverrides(readRecipeFile(file, cwd), overrides, cwd);
   return parseRecipe(value, { baseDir: path.dirname(path.resolve(cwd, file)), name: file, cwd }, problems);
 }

@@ -146,7 +146,7 @@ const wandb = z.strictObject({
   entity: optionalString('W&B team or user; null = the API key\'s default.'),
   name: optionalString('Run display name; null = chosen by W&B.'),
   group: optionalString('Group runs together (e.g. a comparison grid).'),
-  tags: z.array(z.string()).default([]).describe('Run tags.'),
+  tags: z.array(z.string()).default([]).describe('Run tags, for filtering runs in the W&B UI.'),
   notes: optionalString('Free-text run notes.'),
 }).prefault({}).describe('Experiment tracking.');
 
