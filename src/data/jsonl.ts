@@ -19,7 +19,8 @@ export interface ParsedFile {
 export function parseJsonl(text: string, file: string, rules: RecordRules): ParsedFile {
   const examples: Example[] = [];
   const problems: string[] = [];
-  const lines = text.split('\n');
+  // A UTF-8 byte-order mark (some editors write one) is not part of the first record.
+  const lines = text.replace(/^\uFEFF/, '').split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].replace(/\r$/, '');
     if (line.trim() === '') continue;

@@ -43,6 +43,8 @@ describe('JSONL reading', () => {
     expect(ins.examples.map((e) => e.format === 'instruction' && e.input)).toEqual(['', '2 and 3', '']);
     const num = parseJsonl('{"text":"a","label":1}\n', 'x.jsonl', { format: 'classification', labels: ['0', '1'], extraSlots: [] });
     expect(num.examples[0]).toMatchObject({ label: '1' });
+    const bomCrlf = parseJsonl('\uFEFF{"text":"a"}\r\n{"text":"b"}\r\n', 'w.jsonl', { format: 'text', labels: null, extraSlots: [] });
+    expect(bomCrlf).toEqual({ examples: [{ format: 'text', text: 'a', fields: { text: 'a' } }, { format: 'text', text: 'b', fields: { text: 'b' } }], problems: [] });
   });
 
   it('template slots beyond the format must be in every record', () => {
