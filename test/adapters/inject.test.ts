@@ -124,6 +124,30 @@ describe('injectAdapters on stories260K', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('no tensor leaks across 100 forward/backward passes of the adapted model', () => {
+    // a few modules (plain LoRA, top-p experts, dense-sized MLP experts): each pass costs mostly the base model
+    const plan = testPlan('topp');
+    plan.layers = plan.layers.map((mods, l) => Object.fromEntries(Object.entries(mods).filter(([m]) => (l === 0 && m === 'self_attn.q_proj') || (l === 1 && m === 'self_attn.v_proj') || (l === 4 && m === 'mlp.down_proj'))));
+    const adapters = injectAdapters(model, plan, { seed: 4, zLossCoef: 0.001 });
+    randomiseB(adapters, 40);
+    const tok = tokenMask();
+    const vars = [...adapters.variables.values()];
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 100; i++) {
+      let s = i * 1000;
+      const ctx: ForwardContext = { training: true, auxLosses: [], tokenMask: tok, routerStats: new Map(), dropoutSeed: { next: () => s++ } };
+      const { value, grads } = tf.variableGrads(() => {
+        const lg = model.forward(ids(), { attentionMask: attentionMask(), ctx });
+        return tf.add(tf.mean(tf.square(lg)), tf.addN(ctx.auxLosses)) as tf.Scalar;
+      }, vars);
+      expect(Object.keys(grads).length).toBe(vars.length);
+      tf.dispose([value, ...Object.values(grads), ...ctx.auxLosses, ...ctx.routerStats!.values()]);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tok.dispose();
+    adapters.dispose();
+  });
+
   it('remove() puts the base modules back', () => {
     const base = logits();
     const adapters = injectAdapters(model, testPlan('dense'));
