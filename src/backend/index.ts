@@ -35,7 +35,9 @@ async function initWasm(tf: typeof TF): Promise<string> {
   wasm.setWasmPaths(`${dir}/dist/`);
   if (!(await tf.setBackend('wasm'))) throw new Error('tfjs refused to initialise the wasm backend');
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
+  const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
   useFastWasmMatMul(tf, true);
+  registerWasmFallbacks(tf);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, 1 thread; transposed matmuls use the untransposed kernel`;
 }

@@ -1,0 +1,154 @@
+/**
+ * WebGPU must compute what wasm computes, for the ops the models and adapters use, int32
+ * paths included; must refuse tensors above the adapter's binding limit instead of returning
+ * zeros; must surface Dawn validation errors; and a process using it must exit.
+ * Without a WebGPU adapter these tests are skipped, loudly (scripts/setup-webgpu.sh installs one).
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
+import { openAdapter } from '../../src/backend/webgpu.ts';
+import { HiloError } from '../../src/errors.ts';
+
+const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
+if (noAdapter) console.warn(`\n*** SKIPPING webgpu tests: ${noAdapter}\n`);
+
+function values(n: number, seed: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 2 ** 31 - 1) * scale;
+  }
+  return out;
+}
+const rand = (shape: number[], seed: number, scale = 1) => tf.tensor(values(shape.reduce((a, b) => a * b, 1), seed, scale), shape);
+/**
+ * int32 values above 2^24, so a detour through float32 would show. Made from a JS array:
+ * webgpu's int32 Add itself computes in f32 (exact only below 2^24, enough for token ids).
+ */
+const bigInts = (shape: number[]) => {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Int32Array.from({ length: n }, (_, i) => 2 ** 24 + 1 + i), shape, 'int32');
+};
+const INT_RESULTS = ['transposeInt2d', 'transposeInt3d', 'transposeInt4d', 'transposePositions', 'argMax'];
+
+/** The ops the model and adapters use, on whatever backend is active; shapes off the tile sizes. */
+async function opSuite(): Promise<Record<string, number[]>> {
+  const out = tf.tidy(() => {
+    const x = rand([33, 40], 1);
+    const w = rand([40, 27], 2);
+    const q = rand([4, 17, 8], 3);
+    const k = rand([4, 19, 8], 4);
+    const logits = rand([6, 50], 5, 4);
+    const table = rand([50, 16], 6);
+    const ids = tf.tensor2d([[1, 4, 9, 49, 0, 3, 3], [7, 7, 2, 10, 11, 48, 5], [0, 1, 2, 3, 4, 5, 6]], undefined, 'int32');
+    const positions = tf.tile(tf.range(0, 7, 1, 'int32').expandDims(0), [3, 1]); // [B, T] position ids
+    const x4 = rand([2, 5, 3, 4], 7);
+    // LoRA-like: softmax(x W + 2 x A B) against targets, gradients for A and B only
+    const A = rand([40, 4], 8, 0.5);
+    const B = rand([4, 27], 9, 0.5);
+    const target = rand([33, 27], 10);
+    const lora = (a: tf.Tensor, b: tf.Tensor) => tf.softmax(x.matMul(w).add(x.matMul(a).matMul(b).mul(2))).mul(target).sum();
+    const [gA, gB] = tf.grads(lora)([A, B]);
+    const embedLoss = (t: tf.Tensor) => tf.gather(t, ids).square().sum();
+    const [gTable] = tf.grads(embedLoss)([table]);
+    return {
+      matMul: x.matMul(w),
+      matMulTransposeB: x.matMul(rand([27, 40], 11), false, true),
+      batchedMatMul: q.matMul(k, false, true), // [4,17,19]
+      batchedMatMulTransposeA: tf.matMul(q, rand([4, 17, 5], 12), true, false),
+      softmax: tf.softmax(logits),
+      exp: tf.exp(logits),
+      gather: tf.gather(table, ids),
+      gatherPositions: tf.gather(rand([7, 3], 13), positions),
+      transposeFloat4d: tf.transpose(x4, [0, 2, 1, 3]),
+      transposeInt2d: tf.transpose(bigInts([9, 70])),
+      transposeInt3d: tf.transpose(bigInts([3, 20, 30]), [0, 2, 1]),
+      transposeInt4d: tf.transpose(bigInts([2, 5, 3, 4]), [0, 2, 1, 3]),
+      transposePositions: tf.transpose(positions),
+      sum: tf.sum(logits, -1),
+      mean: tf.mean(logits, 0),
+      max: tf.max(logits, -1),
+      logSumExp: tf.logSumExp(logits, -1),
+      argMax: tf.argMax(logits, -1),
+      loraLoss: lora(A, B),
+      loraGradA: gA,
+      loraGradB: gB,
+      embeddingGrad: gTable,
+    } as Record<string, tf.Tensor>;
+  });
+  const result: Record<string, number[]> = {};
+  for (const [name, t] of Object.entries(out)) result[name] = Array.from(await t.data());
+  tf.dispose(Object.values(out));
+  return result;
+}
+
+describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'adapter found'})`, () => {
+  afterAll(async () => {
+    await shutdownBackend();
+  });
+
+  it('computes the same numbers as wasm for the ops the model uses, int32 included', async () => {
+    await initBackend('wasm');
+    const want = await opSuite();
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false); // every op on the GPU, not tfjs's CPU shortcut
+    const before = tf.memory().numTensors;
+    const got = await opSuite();
+    expect(tf.memory().numTensors).toBe(before);
+    for (const [name, w] of Object.entries(want)) {
+      expect(got[name].length, name).toBe(w.length);
+      if (INT_RESULTS.includes(name)) {
+        expect(got[name], name).toEqual(w);
+        continue;
+      }
+      const worst = Math.max(...w.map((v, i) => Math.abs(got[name][i] - v) / Math.max(1, Math.abs(v))));
+      expect(worst, name).toBeLessThan(1e-4);
+    }
+    // the int32 transposes are exact (and not zeros: tfjs 4.22's own kernel fails Dawn's WGSL check)
+    expect(got.transposeInt3d.slice(0, 3)).toEqual([2 ** 24 + 1, 2 ** 24 + 31, 2 ** 24 + 61]);
+  });
+
+  it('refuses a tensor above the adapter binding limit instead of returning zeros', async () => {
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    const limit = (await import('../../src/backend/limits.ts')).deviceLimit()!;
+    expect(limit.maxTensorBytes).toBeGreaterThan(0);
+    const n = limit.maxTensorBytes / 4 + 1024;
+    const before = tf.memory().numTensors;
+    expect(() => tf.fill([n], 1)).toThrow(/above the largest tensor webgpu can bind/);
+    expect(() => tf.fill([n], 1)).toThrow(HiloError);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('turns a Dawn validation error into an exception at the next read', async () => {
+    await initBackend('webgpu');
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    device.createBuffer({ size: 4, usage: 0 }); // usage 0 is invalid: an uncaptured validation error
+    await new Promise((r) => setTimeout(r, 50));
+    const y = tf.tidy(() => rand([64, 64], 1).matMul(rand([64, 64], 2)));
+    await expect(y.data()).rejects.toThrow(/GPU rejected 1 command/);
+    // reported once: the next read is clean again
+    expect((await y.data()).length).toBe(64 * 64);
+    y.dispose();
+  });
+
+  it('lets a process that used webgpu exit, without Dawn noise on stderr', () => {
+    const script = path.join(import.meta.dirname, 'fixtures', 'webgpu-exit.ts');
+    // stderr to a file, as in a terminal or a CI log (a Node parent's pipe is a socket, which
+    // cannot be reopened through /proc, so Dawn's two adapter warnings do show there)
+    const errFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-test-')), 'stderr.txt');
+    const errFd = fs.openSync(errFile, 'w');
+    const run = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 90_000, stdio: ['ignore', 'pipe', errFd] });
+    fs.closeSync(errFd);
+    const stderr = fs.readFileSync(errFile, 'utf8');
+    expect(run.status, stderr).toBe(0);
+    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toEqual({ backend: 'webgpu', sum: 328350 });
+    expect(stderr).not.toMatch(/Warning: max|validation/);
+  });
+});
