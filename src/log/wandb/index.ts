@@ -66,8 +66,12 @@ export function createWandb(settings: WandbSettings, runDir: string, opts: Wandb
     warned.add(key);
   };
 
-  const commit = () => {
+  // A row sent early (it waited a transmit interval) may still get values for its step: those
+  // go in a second row with the same _step. Otherwise a step at or before the last is skipped.
+  let lastSentEarly = false;
+  const commit = (early = false) => {
     if (!pending) return;
+    lastSentEarly = early;
     const runtime = runtimeBefore + (performance.now() - t0) / 1000;
     const row = historyRow(pending.metrics, pending.step, runtime, Date.now() / 1000);
     const line = toWandbJson(row);
@@ -89,7 +93,7 @@ export function createWandb(settings: WandbSettings, runDir: string, opts: Wandb
             summaryText,
             // A row still collecting values goes out once it has waited a transmit interval.
             beforeSend: () => {
-              if (pending && performance.now() - pending.since >= pace) commit();
+              if (pending && performance.now() - pending.since >= pace) commit(true);
             },
             report,
           },
@@ -110,8 +114,8 @@ export function createWandb(settings: WandbSettings, runDir: string, opts: Wandb
           return;
         }
         commit();
-        if (!Number.isFinite(step) || step < lastStep) {
-          warnOnce('step', `W&B: step ${step} is before step ${lastStep} already logged; W&B steps only go forward, so such rows are skipped.`);
+        if (!Number.isFinite(step) || step < lastStep || (step === lastStep && !lastSentEarly)) {
+          warnOnce('step', `W&B: step ${step} is not after step ${lastStep} already logged; W&B steps only go forward, so such rows are skipped.`);
           return;
         }
         const encoded: Record<string, unknown> = {};

@@ -110,7 +110,7 @@ export function resolveWandbSettings(
     apiKey: apiKey || null,
     baseUrl: base.origin + base.pathname.replace(/\/+$/, ''),
     appUrl: appUrlFor(baseRaw, env),
-    project: project ?? 'uncategorized',
+    project: project ?? 'hilo', // the recipe schema documents this default
     entity,
     name: text('WANDB_NAME', 'name'),
     runId,

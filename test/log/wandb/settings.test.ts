@@ -42,8 +42,8 @@ describe('resolveWandbSettings', () => {
     expect(resolveWandbSettings(recipe, env, home)).toMatchObject(expected);
   });
 
-  it('defaults: disabled, project "uncategorized", no key needed', () => {
-    expect(resolveWandbSettings(null, { NETRC: '/nonexistent' }, home)).toMatchObject({ mode: 'disabled', project: 'uncategorized', apiKey: null, tags: [] });
+  it('defaults: disabled, project "hilo", no key needed', () => {
+    expect(resolveWandbSettings(null, { NETRC: '/nonexistent' }, home)).toMatchObject({ mode: 'disabled', project: 'hilo', apiKey: null, tags: [] });
   });
 
   it('finds the key in ~/.netrc under the base URL host (host:port first), env key first', () => {

@@ -222,6 +222,18 @@ describe('online W&B logging', () => {
     expect(theRun().history).toEqual(localHistory());
   });
 
+  it('a row waiting for more values goes out after a transmit interval; late values for its step follow in a row of their own', async () => {
+    const s = sink();
+    s.log(0, { loss: 1 });
+    await sleep(200);
+    expect(theRun().history.map((l) => JSON.parse(l))).toMatchObject([{ _step: 0, loss: 1 }]);
+    s.log(0, { 'eval/acc': 0.5 });
+    s.log(1, { loss: 0.5 });
+    await s.finish(0);
+    expect(theRun().history).toEqual(localHistory());
+    expect(theRun().history.map((l) => JSON.parse(l))).toMatchObject([{ _step: 0, loss: 1 }, { _step: 0, 'eval/acc': 0.5 }, { _step: 1, loss: 0.5 }]);
+  });
+
   it('WANDB_DIR moves the queue out of the run folder', async () => {
     const settings = resolveWandbSettings({ mode: 'offline' }, { WANDB_DIR: join(dir, 'wd') }, dir);
     const s = createWandb(settings, join(dir, 'myrun'), { log: () => {} });
