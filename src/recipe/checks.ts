@@ -8,7 +8,8 @@ import path from 'node:path';
 import { showValue } from '../errors.ts';
 import { problem, type Problem } from './problems.ts';
 import { FORMATS } from '../data/formats.ts';
-import { TASKS, type ParsedRecipe } from './schema.ts';
+import { TASKS } from '../data/tasks/index.ts';
+import type { ParsedRecipe } from './schema.ts';
 
 /** A check and the fields it reads; it is skipped when one of them is itself invalid. */
 interface Rule {

@@ -3,7 +3,8 @@
  * their canonical keys, and the defaults that depend on another field (a task's format,
  * alphalora's probe), which a static schema default cannot express.
  */
-import { ALIASES, TASKS } from './schema.ts';
+import { TASKS } from '../data/tasks/index.ts';
+import { ALIASES } from './schema.ts';
 import { fieldName, problem, type Problem } from './problems.ts';
 
 export type RawMap = Record<string, unknown>;
@@ -76,7 +77,7 @@ export function foldAliases(raw: RawMap): Problem[] {
 export function fillDerivedDefaults(raw: RawMap): void {
   const data = raw.data;
   if (isMap(data) && typeof data.task === 'string' && Object.hasOwn(TASKS, data.task) && data.format == null) {
-    data.format = TASKS[data.task as keyof typeof TASKS].format;
+    data.format = TASKS[data.task].format;
   }
   const adapter = raw.adapter;
   if (isMap(adapter) && adapter.method === 'alphalora' && adapter.probe === undefined) adapter.probe = 'alpha-hill';

@@ -9,18 +9,10 @@
 import { z } from 'zod';
 import { BACKENDS } from '../backend/index.ts';
 import { FORMATS, type Format } from '../data/formats.ts';
+import { TASKS } from '../data/tasks/index.ts';
 
-/** Built-in tasks and the record format each one produces (every classification task has label words). */
-export const TASKS = {
-  sentiment: { format: 'classification', doc: 'UCI sentiment sentences (imdb+yelp+amazon), positive/negative, fixed 2,400/600 split' },
-  'sentiment-cross': { format: 'classification', doc: 'the same sentences across domains: train imdb+yelp, test amazon' },
-  spam: { format: 'classification', doc: 'SpamAssassin emails, spam/ham' },
-  'sotu-party': { format: 'classification', doc: 'State of the Union sentences, the speaker\'s party' },
-  'names-gender': { format: 'classification', doc: 'English first names, female/male' },
-  'moby-lm': { format: 'text', doc: 'Moby Dick as plain text for causal language modelling' },
-} as const satisfies Record<string, { format: Format; doc: string }>;
-export type TaskName = keyof typeof TASKS;
-const TASK_NAMES = Object.keys(TASKS) as [TaskName, ...TaskName[]];
+/** Built-in task names, from the data stage's registry (the one place tasks are defined). */
+const TASK_NAMES = Object.keys(TASKS) as [string, ...string[]];
 
 export const METHODS = ['none', 'lora', 'moe-uniform', 'mola', 'alphalora', 'hilo', 'manual'] as const;
 export const PROBES = ['depth', 'alpha-hill', 'grad-sensitivity', 'activation-rank'] as const;
@@ -48,7 +40,7 @@ const model = z.strictObject({
 
 const data = z.strictObject({
   task: z.enum(TASK_NAMES).nullable().default(null).describe(
-    `A built-in task (${TASK_NAMES.map((t) => `${t}: ${TASKS[t].doc}`).join('; ')}). Give either task or train_path.`),
+    `A built-in task (${TASK_NAMES.map((t) => `${t}: ${TASKS[t].description}`).join('; ')}). Give either task or train_path.`),
   train_path: optionalPath('Your own training data as JSONL in `format`; instead of a task.'),
   eval_path: optionalPath('JSONL evaluated every train.eval_steps; null = carve eval_fraction from train_path.'),
   test_path: optionalPath('JSONL scored by `hilo eval`; null = no test split for your own data.'),
