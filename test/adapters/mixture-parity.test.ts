@@ -26,16 +26,15 @@ beforeAll(async () => {
 });
 
 /** HF per-expert tensors -> the layer's packed kernels (the layout io.ts converts to and from). */
-function packed(c: Case) {
+function packedVariables(c: Case) {
   const { experts: E, rank: r } = c;
   const out = c.W0.length;
-  return tf.tidy(() => {
-    const A = tf.transpose(tf.tensor2d(c.A)); // [E·r, in] -> [in, E·r]
-    const Bs = tf.reshape(tf.tensor2d(c.B), [E, out, r]); // [E, out, r]
-    const B = tf.reshape(tf.transpose(Bs, [0, 2, 1]), [E * r, out]); // [E, r, out] -> [E·r, out]
-    const R = c.router ? tf.transpose(tf.tensor2d(c.router)) : null; // [E, in] -> [in, E]
-    return { A, B, R };
-  });
+  const v = (make: () => tf.Tensor) => tf.tidy(() => tf.variable(make() as tf.Tensor2D));
+  return {
+    loraA: v(() => tf.transpose(tf.tensor2d(c.A))), // [E·r, in] -> [in, E·r]
+    loraB: v(() => tf.reshape(tf.transpose(tf.reshape(tf.tensor2d(c.B), [E, out, r]), [0, 2, 1]), [E * r, out])), // [E,out,r] -> [E,r,out] -> [E·r, out]
+    router: c.router ? v(() => tf.transpose(tf.tensor2d(c.router!))) : null, // [E, in] -> [in, E]
+  };
 }
 
 /** Max |got - want| relative to max(1, |want|). */
@@ -50,12 +49,8 @@ function worst(got: ArrayLike<number>, want: M): number {
 describe('mixture layer vs PyTorch reference (ref_moe.py)', () => {
   it.each(fixture.cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
     const before = tf.memory().numTensors;
-    const p = packed(c);
-    const loraA = tf.variable(p.A);
-    const loraB = tf.variable(p.B);
-    const router = p.R ? tf.variable(p.R) : null;
+    const { loraA, loraB, router } = packedVariables(c);
     const xv = tf.tidy(() => tf.variable(tf.tensor2d(c.x)));
-    tf.dispose([p.A, p.B, p.R ?? []]); // the variables hold their own reference to the data
     const kernel = tf.tidy(() => tf.transpose(tf.tensor2d(c.W0))); // [out, in] -> [in, out]
     const base: LinearModule = { inFeatures: c.x[0].length, outFeatures: c.W0.length, forward: (x) => tf.matMul(x, kernel) };
     const spec = { experts: c.experts, rank: c.rank, scale: c.scale, routing: { strategy: c.strategy, topK: c.top_k, topP: c.top_p } };
