@@ -94,7 +94,7 @@ describe('wasm matmul fast path', () => {
     // relu(a^T b^T + bias) [4,5], by hand
     const want = [0, 1, 2, 3].map((i) => [0, 1, 2, 3, 4].map((j) => Math.max(0, a.reduce((acc, row, k) => acc + row[i] * b[j][k], 0) + bias[j])));
     useFastWasmMatMul(tf, true);
-    const got = tf.tidy(() => tf.fused.matMul({ a: tf.tensor2d(a), b: tf.tensor2d(b), transposeA: true, transposeB: true, bias: tf.tensor1d(bias), activation: 'relu' }).arraySync());
+    const got = tf.tidy(() => tf.fused.matMul({ a: tf.tensor2d(a), b: tf.tensor2d(b), transposeA: true, transposeB: true, bias: tf.tensor1d(bias), activation: 'relu' }).arraySync() as number[][]);
     got.forEach((row, i) => row.forEach((v, j) => expect(v).toBeCloseTo(want[i][j], 5)));
     expect(want.flat().filter((v) => v === 0).length).toBeGreaterThan(3); // relu really clips
   });
