@@ -71,9 +71,10 @@ export function loadDataset(data: DataRecipe, baseDir: string, seed = 0): Datase
   if (train.length === 0) throw new HiloError(`recipe.data: no training examples in ${ds.name}`);
   return {
     name: ds.name, format: ds.format, metric: ds.metric, template: ds.template, labelWords: ds.labelWords,
-    train: capSample(train, data.max_train_examples, mixSeed(seed, SEED_TAG.sample, 1)),
-    eval: capSample(evalSet, data.max_eval_examples, mixSeed(seed, SEED_TAG.sample, 2)),
-    test: ds.test,
+    // Fresh arrays: built-in tasks keep their examples cached for the process (never mutate examples).
+    train: capSample(train, data.max_train_examples, mixSeed(seed, SEED_TAG.sample, 1)).slice(),
+    eval: capSample(evalSet, data.max_eval_examples, mixSeed(seed, SEED_TAG.sample, 2)).slice(),
+    test: ds.test.slice(),
   };
 }
 
