@@ -126,8 +126,8 @@ const train = z.strictObject({
   weight_decay: z.number().min(0).default(0.0).describe('AdamW decoupled weight decay.'),
   max_grad_norm: z.number().min(0).default(1.0).describe('Clip the global gradient norm to this; 0 = no clipping.'),
   logging_steps: int(1).default(10).describe('Log loss, lr and speed every this many steps.'),
-  eval_steps: int(1).default(50).describe('Evaluate every this many steps (and at the end).'),
-  save_steps: int(1).default(100).describe('Write a checkpoint every this many steps (and at the end).'),
+  eval_steps: int(0).default(50).describe('Evaluate every this many steps and at the end; 0 = only at the end.'),
+  save_steps: int(0).default(100).describe('Write a checkpoint every this many steps and at the end; 0 = only at the end.'),
   resume: z.union([z.boolean(), path()]).default(false).describe(
     'true = continue from the latest checkpoint in output_dir; a path = from that checkpoint; false = start fresh.'),
 }).prefault({}).describe('The optimisation loop.');

@@ -88,6 +88,7 @@ describe('key=value overrides', () => {
   const base = { ...minimal(), lr: 0.1, adapter: { top_k: 2 } };
   const cases: Array<[string, string, unknown]> = [
     ['train.max_steps=50', 'train.max_steps', 50],
+    ['train.eval_steps=0', 'train.eval_steps', 0],
     ['lr=3e-4', 'train.learning_rate', 3e-4],
     ['train.learning_rate=0.2', 'train.learning_rate', 0.2],
     ['recipe.adapter.top_k=1', 'adapter.top_k', 1],

@@ -27,6 +27,7 @@ describe('validateRecipe: one bad thing, the exact message', () => {
       ['recipe.backend: got "gpu"; allowed: "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu"']],
     ['unknown wandb mode', edit((r) => { r.wandb = { mode: 'on' }; }), ['recipe.wandb.mode: got "on"; allowed: "disabled" | "online" | "offline"']],
     ['max_steps 0', edit((r) => { r.train = { max_steps: 0 }; }), ['recipe.train.max_steps: got 0; allowed: -1 or an integer >= 1']],
+    ['eval_steps negative', edit((r) => { r.train = { eval_steps: -1 }; }), ['recipe.train.eval_steps: got -1; allowed: an integer >= 0']],
     ['warmup 2.5 steps', edit((r) => { r.train = { warmup_steps: 2.5 }; }),
       ['recipe.train.warmup_steps: got 2.5; allowed: a whole number of steps, or a fraction < 1 of the total']],
     ['resume a number', edit((r) => { r.train = { resume: 3 }; }),
