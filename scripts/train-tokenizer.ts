@@ -3,8 +3,10 @@
  * and writes it as a Hugging Face tokenizer.json (+ tokenizer_config.json,
  * special_tokens_map.json), loadable by @huggingface/tokenizers and transformers.
  *
- *   npx tsx scripts/train-tokenizer.ts models/hilo-base [vocab=4096]
+ *   npx tsx scripts/train-tokenizer.ts models/hilo-base [vocab=4096] [corpus-ids.bin]
  *
+ * With a third argument it also writes the whole corpus as uint16 token ids (documents joined
+ * by <|bos|>), which scripts/pretrain-base.py trains on.
  * Deterministic: merges are chosen by highest pair count, ties broken by the pair's string.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -144,6 +146,15 @@ async function main(): Promise<void> {
   writeFileSync(path.join(outDir, 'special_tokens_map.json'), JSON.stringify({
     bos_token: '<|bos|>', eos_token: '<|eos|>', pad_token: '<|pad|>',
   }, null, 2));
+  const idsOut = process.argv[4];
+  if (idsOut) {
+    const { Tokenizer } = await import('@huggingface/tokenizers');
+    const tok = new Tokenizer(tokenizerJson(vocab, merges) as never, {});
+    const ids: number[] = [];
+    for (const d of docs) ids.push(...tok.encode(d.text).ids); // each document starts with <|bos|>
+    writeFileSync(idsOut, Buffer.from(Uint16Array.from(ids).buffer));
+    console.log(`${ids.length} corpus tokens -> ${idsOut}`);
+  }
   console.log(`${vocab.size} tokens, ${merges.length} merges from ${docs.length} documents in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${outDir}`);
 }
 

@@ -20,22 +20,37 @@ export function shiftedLabels(labels: Int32Array, batch: number, seqLen: number)
 
 /**
  * Per-token negative log-likelihood [N] for logits [N, V] and targets (already shifted) with
- * IGNORE_INDEX for positions that do not count (their value is 0).
+ * IGNORE_INDEX for positions that do not count (their value is 0). The gradient is the fused
+ * softmax-minus-one-hot, so no Gather gradient (a scatter wasm lacks) is ever needed.
  */
 export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
   const [n, v] = logits.shape;
   const flatIdx = new Int32Array(n);
+  const rowIdx = new Int32Array(n);
   const weight = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const ok = targets[i] !== IGNORE_INDEX;
-    flatIdx[i] = i * v + (ok ? targets[i] : 0);
+    rowIdx[i] = ok ? targets[i] : 0;
+    flatIdx[i] = i * v + rowIdx[i];
     weight[i] = ok ? 1 : 0;
   }
-  return tf.tidy(() => {
-    const lse = tf.logSumExp(logits, 1); // [N]
-    const picked = tf.gather(logits.reshape([n * v]), tf.tensor1d(flatIdx, 'int32')); // [N]
-    return lse.sub(picked).mul(tf.tensor1d(weight));
+  const nll = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const l = x as tf.Tensor2D;
+    const w = tf.tensor1d(weight);
+    const lse = tf.logSumExp(l, 1); // [N]
+    const picked = tf.gather(l.reshape([n * v]), tf.tensor1d(flatIdx, 'int32')); // [N]
+    save([l, lse, w]);
+    return {
+      value: lse.sub(picked).mul(w),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [ls, lseS, wS] = saved;
+        const probs = tf.exp(ls.sub(lseS.reshape([n, 1]))); // softmax [N, V]
+        const onehot = tf.oneHot(tf.tensor1d(rowIdx, 'int32'), v); // [N, V]
+        return probs.sub(onehot).mul(dy.mul(wS).reshape([n, 1]));
+      },
+    };
   });
+  return tf.tidy(() => nll(logits) as tf.Tensor1D);
 }
 
 /** Mean NLL over counted tokens (0 when none count). */

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { AdamW } from '../../src/train/adamw.ts';
 import { clipByGlobalNorm } from '../../src/train/clip.ts';
-import { crossEntropy, shiftedLabels } from '../../src/train/loss.ts';
+import { crossEntropy, shiftedLabels, tokenNll } from '../../src/train/loss.ts';
 import { lrAt, resolveWarmup, type SchedulerType } from '../../src/train/schedule.ts';
 
 // Values from PyTorch: scripts/make-train-fixtures.py
@@ -79,5 +79,17 @@ describe('crossEntropy matches F.cross_entropy(ignore_index=-100) with the HF sh
     expect(loss.dataSync()[0]).toBeCloseTo(c.loss, 5);
     tf.dispose([logits, loss]);
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('tokenNll gradient', () => {
+  it('equals softmax minus one-hot on counted rows and zero on ignored rows', () => {
+    const logits = tf.tensor2d([[1, 2, 0.5], [0.3, -1, 2], [0, 0, 0]]);
+    const targets = Int32Array.from([1, -100, 2]);
+    const g = tf.grad((x: tf.Tensor) => tokenNll(x as tf.Tensor2D, targets).sum())(logits);
+    const p = (row: number[]) => { const e = row.map(Math.exp); const s = e.reduce((a, b) => a + b); return e.map((v) => v / s); };
+    const want = [...p([1, 2, 0.5]).map((v, j) => v - (j === 1 ? 1 : 0)), 0, 0, 0, ...p([0, 0, 0]).map((v, j) => v - (j === 2 ? 1 : 0))];
+    Array.from(g.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
+    tf.dispose([logits, g]);
   });
 });
