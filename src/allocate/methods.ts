@@ -142,7 +142,9 @@ function solveBudget(adapter: AdapterSection, config: ModelConfig, scores: numbe
   }
   const paths = buildPlan(adapter, config, { experts: [1], ranks: [1] }).layers[0];
   const rankCap = Math.min(...Object.keys(paths).map((p) => Math.min(shapes[0][p].in, shapes[0][p].out)));
-  const fewest = range ? (adapter.method === 'moe-uniform' ? '1 expert per layer' : `T = ${range.lo} experts`) : `${adapter.method}'s expert counts`;
+  const fewest = adapter.method === 'lora' || adapter.method === 'moe-uniform' ? '1 expert per layer'
+    : range ? `T = ${range.lo} experts, one per layer`
+    : `experts.pattern "${adapter.experts.pattern ?? '2468'}"`;
   return largestWithin(target, shapes, 1, rankCap, (r) => planAt({ ...k, rankTop: r }), `${fewest} at rank 1`).plan;
 }
 

@@ -4,9 +4,11 @@
  * type only lists what allocation uses, so it stays assignable from `Recipe['adapter']`.
  */
 import type { RoutingStrategy, ScalingRule } from '../adapters/plan.ts';
+import type { Recipe } from '../recipe/schema.ts';
+import { METHODS } from '../recipe/schema.ts';
 import type { Budget } from './budget.ts';
 
-export const METHODS = ['none', 'lora', 'moe-uniform', 'mola', 'alphalora', 'hilo', 'manual'] as const;
+export { METHODS };
 export type Method = (typeof METHODS)[number];
 
 export interface AdapterSection {
@@ -31,3 +33,6 @@ export interface AdapterSection {
   dropout: number;
   budget?: Budget | null;
 }
+
+/** Compile-time proof that a loaded recipe's adapter section is accepted as is. */
+export const recipeAdapterFits: Recipe['adapter'] extends AdapterSection ? true : never = true;

@@ -3,7 +3,10 @@
  * experts / higher rank), optionally one per adapted module, with the settings and the model
  * fingerprint that make a saved probe.json reusable.
  */
-export const PROBE_KINDS = ['depth', 'alpha-hill', 'grad-sensitivity', 'activation-rank'] as const;
+import { PROBES } from '../recipe/schema.ts';
+
+/** depth | alpha-hill | grad-sensitivity | activation-rank (declared with the recipe field). */
+export const PROBE_KINDS = PROBES;
 export type ProbeKind = (typeof PROBE_KINDS)[number];
 
 export interface ProbeResult {

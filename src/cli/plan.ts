@@ -1,0 +1,70 @@
+/**
+ * `hilo plan RECIPE [--json] [key=value ...]`: the adapter plan a recipe yields on its model
+ * (experts, rank and top-k per layer, parameters per layer, totals and % of the base model),
+ * written to <output_dir>/plan.json for training. Probes run (or are reused) only when the
+ * method needs scores other than depth.
+ */
+import type { Argv, CommandModule } from 'yargs';
+import type { PlanSummary } from '../allocate/plan-file.ts';
+import { fieldError } from '../errors.ts';
+import { withBackend } from './options.ts';
+
+const n = (x: number) => x.toLocaleString('en-US');
+
+/** The plan as an aligned text table with a totals footer. */
+export function planTable(s: PlanSummary): string {
+  const head = ['layer', 'experts', 'rank', 'top-k', 'trainable', 'active/token'];
+  const body = s.rows.map((r) => [String(r.layer), r.experts, r.rank, r.topK, n(r.trainable), n(r.active)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [
+    line(head),
+    ...body.map(line),
+    `trainable ${n(s.trainable)} (${s.percentOfBase.toPrecision(3)}% of ${n(s.baseParams)} base parameters); active per token ${n(s.active)}`,
+  ].join('\n');
+}
+
+export const command: CommandModule = {
+  command: 'plan <recipe> [overrides..]',
+  describe: 'Allocate experts, ranks and top-k per layer for a recipe; write plan.json into output_dir',
+  builder: (y: Argv) =>
+    withBackend(y)
+      .positional('recipe', { type: 'string', describe: 'the recipe YAML' })
+      .positional('overrides', { type: 'string', array: true, default: [], describe: 'key=value overrides (adapter.budget.percent=0.5)' })
+      .option('json', { type: 'boolean', default: false, describe: 'print {plan, summary} as JSON' })
+      .example('$0 plan recipes/sentiment/hilo.yaml', 'the HILO plan of the sentiment recipe')
+      .example('$0 plan recipes/sentiment/hilo.yaml adapter.budget.trainable=20000', 'the largest plan within 20,000 parameters'),
+  handler: async (argv) => {
+    const path = await import('node:path');
+    const { loadRecipe } = await import('../recipe/load.ts');
+    const { readModelConfig } = await import('../model/load.ts');
+    const { planFromRecipe, probeKindFor } = await import('../allocate/methods.ts');
+    const { readPlan, summarizePlan, writePlanFile } = await import('../allocate/plan-file.ts');
+    const recipe = loadRecipe(argv.recipe as string, (argv.overrides as string[]).map(String));
+    const config = readModelConfig(recipe.model.path);
+    let plan;
+    if (recipe.adapter.method === 'manual') {
+      if (!recipe.adapter.plan_path) throw fieldError('recipe.adapter.plan_path', null, 'a plan.json path when adapter.method is "manual"');
+      plan = readPlan(recipe.adapter.plan_path, config);
+    } else {
+      const kind = probeKindFor(recipe.adapter);
+      let probe;
+      if (kind && (kind !== 'depth' || recipe.adapter.probe_path)) {
+        const { probeForRecipe } = await import('../probe/for-recipe.ts');
+        const backend = argv.backend === 'auto' ? recipe.backend : (argv.backend as string);
+        probe = (await probeForRecipe(recipe, { backend })).result;
+      }
+      plan = planFromRecipe(recipe.adapter, config, probe);
+    }
+    const file = path.join(recipe.output_dir, 'plan.json');
+    writePlanFile(file, plan);
+    const summary = summarizePlan(plan, config);
+    if (argv.json) {
+      process.stdout.write(`${JSON.stringify({ plan, summary })}\n`);
+      return;
+    }
+    process.stdout.write(`${recipe.adapter.method} plan for ${recipe.model.path}\n${planTable(summary)}\nwrote ${file}\n`);
+  },
+};
+
+export default command;

@@ -1,0 +1,81 @@
+/**
+ * The probe a recipe asks for, measured or reused: adapter.probe_path if given, else
+ * <output_dir>/probe.json when it matches kind, settings and model, else a fresh run saved there.
+ * Only the data probes load the model (and tfjs); depth needs config.json alone and alpha-hill
+ * reads the safetensors files tensor by tensor.
+ */
+import path from 'node:path';
+import { probeKindFor } from '../allocate/methods.ts';
+import type { Batch } from '../data/batch.ts';
+import { fieldError, HiloError } from '../errors.ts';
+import { readModelConfig } from '../model/load.ts';
+import type { Recipe } from '../recipe/schema.ts';
+import { DATA_PROBES, fingerprintOf, readProbeFile, reusableProbe, runProbe, writeProbeFile, type ProbeModel } from './run.ts';
+import type { ProbeKind, ProbeResult } from './types.ts';
+
+export interface RecipeProbe {
+  result: ProbeResult;
+  /** Where it was read from or written to. */
+  file: string;
+  reused: boolean;
+}
+
+/** The kind a recipe measures: alphalora is alpha-hill by definition; otherwise adapter.probe. */
+export function recipeProbeKind(recipe: Pick<Recipe, 'adapter'>): ProbeKind {
+  return (probeKindFor(recipe.adapter) ?? recipe.adapter.probe) as ProbeKind;
+}
+
+/** The first adapter.calibration.batches training batches, in the run's seeded order. */
+export async function calibrationBatches(recipe: Recipe): Promise<Batch[]> {
+  const { loadDataset, encodeDataset, makeBatches, padIdOf } = await import('../data/index.ts');
+  const { loadTokenizer } = await import('../model/tokenizer.ts');
+  const tok = loadTokenizer(recipe.model.path);
+  const encoded = encodeDataset(loadDataset(recipe.data, path.dirname(recipe.model.path), recipe.seed), tok, recipe.data);
+  if (encoded.train.length === 0) throw new HiloError('recipe.data: no training examples to calibrate the probe on');
+  const { batches, batch_size: batchSize } = recipe.adapter.calibration;
+  const out: Batch[] = [];
+  for (const { batch } of makeBatches(encoded.train, { batchSize: Math.min(batchSize, encoded.train.length), seed: recipe.seed, padId: padIdOf(tok) })) {
+    out.push(batch);
+    if (out.length === batches) break;
+  }
+  return out;
+}
+
+/** Measure (or reuse) the recipe's probe. `backend` is initialised only when a data probe must run. */
+export async function probeForRecipe(recipe: Recipe, opts: { backend?: string; force?: boolean } = {}): Promise<RecipeProbe> {
+  const kind = recipeProbeKind(recipe);
+  const dir = recipe.model.path;
+  const source: ProbeModel = { config: readModelConfig(dir), dir };
+  if (recipe.adapter.probe_path) {
+    const file = recipe.adapter.probe_path;
+    const result = readProbeFile(file);
+    if (result.kind !== kind) throw fieldError('recipe.adapter.probe_path', file, `a probe.json of kind "${kind}" (this one is "${result.kind}")`);
+    if (result.fingerprint !== fingerprintOf(source)) {
+      throw fieldError('recipe.adapter.probe_path', file, `a probe.json measured on ${dir} (its model fingerprint differs)`);
+    }
+    return { result, file, reused: true };
+  }
+  const file = path.join(recipe.output_dir, 'probe.json');
+  const data = DATA_PROBES.includes(kind);
+  const batches = data ? await calibrationBatches(recipe) : undefined;
+  if (!opts.force) {
+    const saved = reusableProbe(file, kind, source, { batches });
+    if (saved) return { result: saved, file, reused: true };
+  }
+  let result: ProbeResult;
+  if (data) {
+    const { initBackend } = await import('../backend/index.ts');
+    const { loadModel } = await import('../model/load.ts');
+    await initBackend(opts.backend ?? recipe.backend);
+    const lm = await loadModel(dir);
+    try {
+      result = runProbe(kind, { ...source, lm }, { batches });
+    } finally {
+      lm.dispose();
+    }
+  } else {
+    result = runProbe(kind, source);
+  }
+  writeProbeFile(file, result);
+  return { result, file, reused: false };
+}
