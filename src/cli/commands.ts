@@ -2,8 +2,10 @@
 import type { CommandModule } from 'yargs';
 import { command as doctor } from './doctor.ts';
 import { command as generate } from './generate.ts';
+import { command as plan } from './plan.ts';
+import { command as probe } from './probe.ts';
 import { command as score } from './score.ts';
 import { command as validate } from './validate.ts';
 import { command as wandb } from './wandb.ts';
 
-export const commands: CommandModule<any, any>[] = [doctor, generate, score, validate, wandb];
+export const commands: CommandModule<any, any>[] = [doctor, generate, score, validate, wandb, probe, plan];
