@@ -31,7 +31,8 @@ export interface RecordRules {
   extraSlots: readonly string[];
 }
 
-type Checked<T> = T | { errors: string[] };
+/** A checked record: the example, or every reason it is bad. */
+export type Checked<T> = T | { errors: string[] };
 
 /** Check one parsed JSON value against the format; collects every reason, not just the first. */
 export function checkRecord(value: unknown, rules: RecordRules): Checked<Example> {
