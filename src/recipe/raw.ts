@@ -4,6 +4,7 @@
  * alphalora's probe), which a static schema default cannot express.
  */
 import { TASKS } from '../data/tasks/index.ts';
+import { listFields } from './describe.ts';
 import { ALIASES } from './schema.ts';
 import { fieldName, problem, type Problem } from './problems.ts';
 
@@ -83,10 +84,22 @@ export function fillDerivedDefaults(raw: RawMap): void {
   if (isMap(adapter) && adapter.method === 'alphalora' && adapter.probe === undefined) adapter.probe = 'alpha-hill';
 }
 
+/** Sections that take their defaults when left out (all but model; budget's null means "no budget"). */
+const DEFAULTED_SECTIONS = listFields().filter((f) => f.isSection && f.schema.safeParse(undefined).success && !f.schema.safeParse(null).success);
+
+/**
+ * A section written as a bare `wandb:` (every line under it commented out) reads as null in YAML;
+ * it means "all defaults", not an error.
+ */
+function dropEmptySections(raw: RawMap): void {
+  for (const { path } of DEFAULTED_SECTIONS) if (getAt(raw, path.split('.')) === null) deleteAt(raw, path.split('.'));
+}
+
 /** A deep copy with aliases folded and derived defaults filled, plus the alias problems. */
 export function prepareRaw(raw: unknown): { value: unknown; problems: Problem[] } {
   if (!isMap(raw)) return { value: raw, problems: [] };
   const value = structuredClone(raw);
+  dropEmptySections(value);
   const problems = foldAliases(value);
   fillDerivedDefaults(value);
   return { value, problems };

@@ -56,6 +56,11 @@ describe('defaults', () => {
     expect([chosen.data.format, chosen.adapter.probe]).toEqual(['classification', 'depth']);
   });
 
+  it('a section left empty in YAML (null) takes its defaults; a null budget stays "no budget"', () => {
+    const r = parseRecipe({ ...minimal(), wandb: null, train: null, adapter: { rank: null, budget: null } }, { baseDir: dir, name: 'x.yaml' });
+    expect([r.wandb.mode, r.train.max_steps, r.adapter.rank, r.adapter.budget]).toEqual(['disabled', 200, { r: 8, min: 2, max: 8 }, null]);
+  });
+
   it('YAML spellings of an expert pattern become its string form', () => {
     const src = { baseDir: dir, name: 'x.yaml' };
     const pattern = (p: unknown) => parseRecipe({ ...minimal(), adapter: { experts: { pattern: p } } }, src).adapter.experts.pattern;
