@@ -8,6 +8,7 @@ import { initBackend } from '../../src/backend/index.ts';
 import { readModelConfig, loadModel } from '../../src/model/load.ts';
 import { configFingerprint, modelFingerprint } from '../../src/probe/fingerprint.ts';
 import { readProbeFile, reusableProbe, runProbe, writeProbeFile } from '../../src/probe/run.ts';
+import type { ProbeKind } from '../../src/probe/types.ts';
 
 const MODEL = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
 const ref = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../fixtures/probe/alpha-hill-stories260K.json'), 'utf8')) as { layers: number[] };
@@ -51,11 +52,11 @@ describe('runProbe', () => {
   });
 
   it.each([
-    ['gradients', /recipe\.adapter\.probe: got "gradients"; allowed: "depth" \| "alpha-hill" \| "grad-sensitivity" \| "activation-rank"/, {}],
-    ['grad-sensitivity', /grad-sensitivity: needs a loaded model/, {}],
-    ['alpha-hill', /alpha-hill: needs the model directory or a loaded model/, {}],
-  ] as const)('refuses %s without what it needs', (kind, msg) => {
-    expect(() => runProbe(kind as never, { config })).toThrow(msg);
+    ['gradients', /recipe\.adapter\.probe: got "gradients"; allowed: "depth" \| "alpha-hill" \| "grad-sensitivity" \| "activation-rank"/],
+    ['grad-sensitivity', /grad-sensitivity: needs a loaded model/],
+    ['alpha-hill', /alpha-hill: needs the model directory or a loaded model/],
+  ])('refuses %s without what it needs', (kind, msg) => {
+    expect(() => runProbe(kind as ProbeKind, { config })).toThrow(msg);
   });
 });
 
