@@ -1,7 +1,8 @@
 /**
  * validateRecipe: every problem of a recipe at once. Schema issues are re-phrased from the
  * schema itself (what the field allows), unknown keys get the closest known key, and the
- * cross-field and file checks run on every section that parsed on its own.
+ * cross-field and file checks run even when some fields were rejected (skipping only the rules
+ * that read those fields).
  */
 import type { z } from 'zod';
 import { crossChecks } from './checks.ts';
