@@ -125,9 +125,3 @@ export abstract class BaseCausalLM implements CausalLM {
     this.baseModules.clear();
   }
 }
-
-/** Position ids [B, T] int32: the given ones, or 0..T-1 in every row. */
-export function defaultPositions(batch: number, seq: number, positionIds?: tf.Tensor2D): tf.Tensor2D {
-  if (positionIds) return tf.cast(positionIds, 'int32');
-  return tf.tile(tf.range(0, seq, 1, 'int32').reshape([1, seq]), [batch, 1]) as tf.Tensor2D;
-}

@@ -7,7 +7,8 @@
  * Conv1D weights are stored [in, out] in the file already, so no transpose at load.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BaseCausalLM, defaultPositions, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { HiloError } from '../errors.ts';
+import { BaseCausalLM, type HfTensorData, type WeightSpec } from './causal-lm.ts';
 import { activate, additiveMask, groupedAttention, layerNorm } from './ops.ts';
 import type { ForwardOptions, ModelConfig } from './types.ts';
 
@@ -68,10 +69,17 @@ export class GPT2LMHeadModel extends BaseCausalLM {
   forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     const c = this.config;
     const [B, T] = inputIds.shape;
+    if (!opts.positionIds && T > c.maxPositions) {
+      throw new HiloError(`sequence of ${T} tokens is longer than this GPT-2's n_positions (${c.maxPositions})`);
+    }
     return tf.tidy(() => {
-      const positions = defaultPositions(B, T, opts.positionIds).reshape([B * T]);
-      const ids = tf.cast(inputIds, 'int32').reshape([B * T]);
-      let x = tf.add(tf.gather(this.w('transformer.wte.weight'), ids), tf.gather(this.w('transformer.wpe.weight'), positions)) as tf.Tensor2D; // [N, H]
+      const H = c.hiddenSize;
+      const tokens = tf.gather(this.w('transformer.wte.weight'), tf.cast(inputIds, 'int32').reshape([B * T])).reshape([B, T, H]);
+      const wpe = this.w<tf.Rank.R2>('transformer.wpe.weight');
+      const positions = opts.positionIds
+        ? tf.gather(wpe, tf.cast(opts.positionIds, 'int32').reshape([B * T])).reshape([B, T, H]) // [B, T, H]
+        : wpe.slice([0, 0], [T, H]).reshape([1, T, H]); // [1, T, H], same for every row
+      let x = tf.add(tokens, positions).reshape([B * T, H]) as tf.Tensor2D; // [N, H]
       const mask = additiveMask(B, T, opts.attentionMask); // [B, 1, T, T]
       for (let l = 0; l < c.numLayers; l++) x = this.block(l, x, B, T, mask, opts);
       x = layerNorm(x, this.w('transformer.ln_f.weight'), this.w('transformer.ln_f.bias'), c.layerNormEps);

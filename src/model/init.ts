@@ -40,11 +40,11 @@ export function seededNormal(seed: number): () => number {
 }
 
 /** HF-initialised weights for `config`, in HF names and layouts. */
-export function randomWeights(config: ModelConfig, seed: number): Map<string, HfTensorData> {
+export function randomWeights(config: ModelConfig, seed: number): Map<string, HfTensorData & { data: Float32Array }> {
   const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
   const normal = seededNormal(seed);
   const std = config.initializerRange ?? 0.02;
-  const out = new Map<string, HfTensorData>();
+  const out = new Map<string, HfTensorData & { data: Float32Array }>();
   for (const s of specs) {
     const data = new Float32Array(s.shape.reduce((a, b) => a * b, 1));
     if (s.init === 'ones') data.fill(1);

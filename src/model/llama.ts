@@ -8,7 +8,7 @@
  * through `modules` (which adapters may have wrapped).
  */
 import * as tf from '@tensorflow/tfjs';
-import { BaseCausalLM, defaultPositions, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { BaseCausalLM, type HfTensorData, type WeightSpec } from './causal-lm.ts';
 import { activate, additiveMask, groupedAttention, rmsNorm } from './ops.ts';
 import type { ForwardOptions, ModelConfig } from './types.ts';
 
@@ -137,9 +137,9 @@ export class LlamaForCausalLM extends BaseCausalLM {
     const [B, T] = inputIds.shape;
     if (T > this.cosTable.shape[0]) this.buildRope(Math.max(T, 2 * this.cosTable.shape[0]));
     return tf.tidy(() => {
-      const positions = defaultPositions(B, T, opts.positionIds).reshape([B * T]);
-      const cos = tf.gather(this.cosTable, positions).reshape([B, T, 1, c.headDim]); // [B, T, 1, d]
-      const sin = tf.gather(this.sinTable, positions).reshape([B, T, 1, c.headDim]);
+      const [cos, sin] = [this.cosTable, this.sinTable].map((table) => opts.positionIds
+        ? tf.gather(table, tf.cast(opts.positionIds, 'int32').reshape([B * T])).reshape([B, T, 1, c.headDim]) // [B, T, 1, d]
+        : table.slice([0, 0], [T, c.headDim]).reshape([1, T, 1, c.headDim])); // [1, T, 1, d], same for every row
       const mask = additiveMask(B, T, opts.attentionMask); // [B, 1, T, T]
       let x = tf.gather(this.w<tf.Rank.R2>('model.embed_tokens.weight'), tf.cast(inputIds, 'int32').reshape([B * T])) as tf.Tensor2D; // [N, H]
       for (let l = 0; l < c.numLayers; l++) x = this.layer(l, x, B, T, cos, sin, mask, opts);
