@@ -56,3 +56,44 @@ export function countPlan(plan: Pick<AdapterPlan, 'layers' | 'strategy'>, shapes
   return { trainable, active, perLayer, perModule };
 }
 
+
+/** One row of the parameter table: an adapted module and what it holds. */
+export interface ParamRow extends ParamCount {
+  layer: number;
+  module: string;
+  experts: number;
+  rank: number;
+  /** Experts a token uses under the plan's strategy (activeExperts). */
+  activeExperts: number;
+  /** Router weights (experts·in when experts > 1), included in trainable and active. */
+  router: number;
+}
+
+/** Per-module rows in plan order, for logging and result files; sums match countPlan. */
+export function paramRows(plan: Pick<AdapterPlan, 'layers' | 'strategy'>, shapes: ModuleShapes): ParamRow[] {
+  const counts = countPlan(plan, shapes); // validates the modules against the shapes
+  const rows: ParamRow[] = [];
+  plan.layers.forEach((mods, l) => {
+    for (const [module, m] of Object.entries(mods)) {
+      const router = m.experts > 1 ? m.experts * shapes[l][module].in : 0;
+      rows.push({
+        layer: l, module, experts: m.experts, rank: m.rank, activeExperts: activeExperts(m, plan.strategy), router,
+        ...counts.perModule[l][module],
+      });
+    }
+  });
+  return rows;
+}
+
+/** A fixed-width text table of paramRows plus per-layer subtotals and the total. */
+export function formatParamTable(plan: Pick<AdapterPlan, 'layers' | 'strategy'>, shapes: ModuleShapes): string {
+  const rows = paramRows(plan, shapes);
+  const c = countPlan(plan, shapes);
+  const n = (v: number) => v.toLocaleString('en-US');
+  const lines = [['layer', 'module', 'experts', 'rank', 'active', 'router', 'trainable', 'active params']];
+  for (const r of rows) lines.push([String(r.layer), r.module, String(r.experts), String(r.rank), String(r.activeExperts), n(r.router), n(r.trainable), n(r.active)]);
+  c.perLayer.forEach((p, l) => lines.push([String(l), '(layer)', '', '', '', '', n(p.trainable), n(p.active)]));
+  lines.push(['all', '(total)', '', '', '', '', n(c.trainable), n(c.active)]);
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((row) => row[i].length)));
+  return lines.map((row) => row.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')).join('\n');
+}

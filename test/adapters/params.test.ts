@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countPlan } from '../../src/adapters/params.ts';
+import { countPlan, formatParamTable, paramRows } from '../../src/adapters/params.ts';
 import type { AdapterPlan, ModulePlan } from '../../src/adapters/plan.ts';
 import { moduleShapes } from '../../src/model/shapes.ts';
 import type { ModelConfig } from '../../src/model/types.ts';
@@ -45,5 +45,24 @@ describe('countPlan on Llama-2-7B (closed form sum_l n_l (r_l sum(in+out) + sum 
   it('names the module when a plan does not match the model', () => {
     expect(() => countPlan({ strategy: 'topk', layers: [{ 'self_attn.qq_proj': { experts: 1, rank: 1, topK: 1 } }] }, shapes))
       .toThrow(/qq_proj/);
+  });
+});
+
+describe('paramRows / formatParamTable', () => {
+  const shapes = moduleShapes(llama7b);
+  it('rows add up to countPlan and split out the router', () => {
+    const p = plan((l) => ({ experts: quarter(l, [2, 4, 6, 8]), rank: quarter(l, [2, 4, 6, 8]), topK: 2 }));
+    const rows = paramRows(p, shapes);
+    expect(rows.length).toBe(32 * 7);
+    expect(rows.reduce((s, r) => s + r.trainable, 0)).toBe(80_650_240);
+    expect(rows.reduce((s, r) => s + r.active, 0)).toBe(30_679_040);
+    // layer 31 down_proj: 8 experts of rank 8 on 11008 -> 4096, router 8 x 11008
+    const down = rows.find((r) => r.layer === 31 && r.module === 'mlp.down_proj')!;
+    expect(down).toMatchObject({ experts: 8, rank: 8, activeExperts: 2, router: 88_064, trainable: 8 * 8 * 15_104 + 88_064, active: 2 * 8 * 15_104 + 88_064 });
+  });
+  it('the table ends with the total', () => {
+    const text = formatParamTable(plan(() => ({ experts: 1, rank: 8, topK: 1 })), shapes);
+    expect(text.split('\n').at(-1)).toMatch(/^all\s+\(total\)\s+19,988,480\s+19,988,480$/);
+    expect(text.split('\n').length).toBe(1 + 32 * 7 + 32 + 1);
   });
 });
