@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { HiloError } from '../../errors.ts';
-import { WandbApi } from './api.ts';
+import { WandbApi, WandbHttpError, WandbNetworkError } from './api.ts';
 import { fromWandbJson, toWandbJson } from './encode.ts';
 import { queueDirFor, RunQueue, summaryFrom } from './queue.ts';
 import { callWithRetries, DEFAULT_BACKOFF } from './retry.ts';
@@ -54,9 +54,12 @@ export async function syncRun(path: string, opts: SyncOptions = {}): Promise<Syn
   const explicit = queue.readSummary();
   const summaryText = () => toWandbJson(summaryFrom(history, explicit));
 
+  const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const deadlineAt = Date.now() + timeoutMs;
   try {
-    run.entity ??= settings.entity ?? (await callWithRetries(() => api.viewerEntity(), backoff));
-    const status = await callWithRetries(() => api.resumeStatus(run), backoff);
+    run.entity ??= settings.entity ?? (await callWithRetries(() => api.viewerEntity(deadline), backoff, deadline));
+    const status = await callWithRetries(() => api.resumeStatus(run, deadline), backoff, deadline);
     const onServer = Math.min(status?.historyLineCount ?? 0, history.length);
     const summaryThere = status?.summaryMetrics != null && sameJson(status.summaryMetrics, summaryText());
     const url = runUrl(settings.appUrl, run.entity, run.project, run.runId);
@@ -74,13 +77,19 @@ export async function syncRun(path: string, opts: SyncOptions = {}): Promise<Syn
       { api, queue, run, state, config: queue.readConfig(), appUrl: settings.appUrl, unacked: history.slice(onServer), summaryText, report },
       { ...opts, transmitIntervalMs: opts.transmitIntervalMs ?? 0 },
     );
-    const done = await sender.finish(opts.timeoutMs ?? 10 * 60_000);
+    const done = await sender.finish(Math.max(0, deadlineAt - Date.now()));
     const sent = history.length - onServer - sender.pending;
     if (!done) throw new HiloError(`wandb sync: sent ${sent} of ${history.length - onServer} history lines; the server did not take the rest, run the sync again`);
     report(`W&B: sent ${sent} history lines (the server had ${onServer}): ${url}`);
     return { url, sent, upToDate: false };
   } catch (e) {
     await api.close().catch(() => {});
+    if (e instanceof HiloError) throw e;
+    if (e instanceof WandbHttpError && e.authRefused) {
+      throw new HiloError(`wandb sync: the server refused the API key (HTTP ${e.status}); check WANDB_API_KEY or ~/.netrc (machine ${new URL(settings.baseUrl).host})`);
+    }
+    if (e instanceof WandbHttpError || e instanceof WandbNetworkError) throw new HiloError(`wandb sync: ${e.message}`);
+    if (deadline.aborted) throw new HiloError(`wandb sync: ${settings.baseUrl} did not answer within the timeout; nothing was sent, run the sync again`);
     throw e;
   }
 }

@@ -84,7 +84,7 @@ describe('offline runs and hilo wandb sync', () => {
     const lines = local(runDir);
     // As if an earlier upload got 12 lines through before the connection dropped.
     server.fault = (r) => (r.path.endsWith('/file_stream') ? { status: 503 } : null);
-    await expect(syncRun(runDir, { env: { WANDB_BASE_URL: server.url, WANDB_API_KEY: GOOD_KEY }, home: dir, log: () => {}, timeoutMs: 200, backoff: { minMs: 20, maxMs: 40 } }))
+    await expect(syncRun(runDir, { env: { WANDB_BASE_URL: server.url, WANDB_API_KEY: GOOD_KEY }, home: dir, log: () => {}, timeoutMs: 1500, backoff: { minMs: 20, maxMs: 40 } }))
       .rejects.toThrow(/sent 0 of 30/);
     server.fault = null;
     const run = [...server.runs.values()][0];
@@ -107,6 +107,15 @@ describe('offline runs and hilo wandb sync', () => {
     s.log(0, { loss: 1 });
     await s.finish(0);
     expect(findQueue(join(dir, 'myrun'), { WANDB_DIR: join(dir, 'wd') }).dir).toBe(join(dir, 'wd', 'wandb', 'myrun'));
+  });
+
+  it('a refused key or an unreachable server ends the sync with a clear message', async () => {
+    const runDir = await offlineRun(3);
+    await expect(syncRun(runDir, { env: { WANDB_BASE_URL: server.url, WANDB_API_KEY: 'f'.repeat(40) }, home: dir }))
+      .rejects.toThrow(`wandb sync: the server refused the API key (HTTP 401); check WANDB_API_KEY or ~/.netrc (machine 127.0.0.1:${server.port})`);
+    server.fault = () => ({ status: 502 });
+    await expect(syncRun(runDir, { env: { WANDB_BASE_URL: server.url, WANDB_API_KEY: GOOD_KEY }, home: dir, timeoutMs: 300, backoff: { minMs: 20, maxMs: 40 } }))
+      .rejects.toThrow('did not answer within the timeout; nothing was sent');
   });
 
   it('says clearly when a folder holds no W&B records', async () => {
