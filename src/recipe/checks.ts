@@ -57,8 +57,17 @@ const RULES: Rule[] = [
   },
   {
     reads: ['data.task', 'data.format', 'data.label_words'],
-    check: ({ data }) => when(data.format === 'classification' && data.task === null && data.label_words === null, () =>
+    check: ({ data }) => when(data.format === 'classification' && data.label_words === null && !(data.task && TASKS[data.task].labelWords), () =>
       problem('recipe.data.label_words', null, `${LABEL_WORDS_EXAMPLE} (required for classification without a task)`)),
+  },
+  {
+    reads: ['data.task', 'data.label_words'],
+    check: ({ data }) => {
+      const want = data.task ? Object.keys(TASKS[data.task].labelWords ?? {}) : [];
+      const given = Object.keys(data.label_words ?? {});
+      return when(want.length > 0 && given.length > 0 && [...given].sort().join('\n') !== [...want].sort().join('\n'), () =>
+        problem('recipe.data.label_words', data.label_words, `one word for each label of task ${data.task}: ${want.map(showValue).join(', ')}`));
+    },
   },
   {
     reads: ['data.format', 'data.label_words'],

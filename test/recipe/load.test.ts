@@ -61,6 +61,11 @@ describe('defaults', () => {
     expect([r.wandb.mode, r.train.max_steps, r.adapter.rank, r.adapter.budget]).toEqual(['disabled', 200, { r: 8, min: 2, max: 8 }, null]);
   });
 
+  it('a task\'s label words may be replaced, label for label', () => {
+    const r = parseRecipe({ ...minimal(), data: { task: 'sentiment', label_words: { positive: ' good', negative: ' bad' } } }, { baseDir: dir, name: 'x.yaml' });
+    expect(r.data.label_words).toEqual({ positive: ' good', negative: ' bad' });
+  });
+
   it('YAML spellings of an expert pattern become its string form', () => {
     const src = { baseDir: dir, name: 'x.yaml' };
     const pattern = (p: unknown) => parseRecipe({ ...minimal(), adapter: { experts: { pattern: p } } }, src).adapter.experts.pattern;

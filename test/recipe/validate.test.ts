@@ -64,6 +64,8 @@ describe('validateRecipe: one bad thing, the exact message', () => {
       [`recipe.data.task: got null; allowed: ${TASKS}, or your own JSONL in recipe.data.train_path`]],
     ['a task and files', edit((r) => { r.data.train_path = 'data/train.jsonl'; }),
       ['recipe.data.train_path: got "data/train.jsonl"; allowed: null when recipe.data.task is set (task sentiment brings its own splits)']],
+    ['label words that are not the task\'s labels', edit((r) => { r.data.label_words = { good: ' good', bad: ' bad' }; }),
+      ['recipe.data.label_words: got {"good":" good","bad":" bad"}; allowed: one word for each label of task sentiment: "negative", "positive"']],
     ['a task with the wrong format', edit((r) => { r.data.format = 'text'; }),
       ['recipe.data.format: got "text"; allowed: "classification" (the format of task sentiment)']],
     ['own files without a format', { model: { path: 'model' }, data: { train_path: 'data/train.jsonl' } },
