@@ -50,6 +50,7 @@ export abstract class BaseCausalLM implements CausalLM {
   /** Tensors derived once from the weights or config (RoPE tables, transposed tied head). */
   protected readonly derived: tf.Tensor[] = [];
 
+  /** Consumes `hf`: each entry is removed once its variable exists; what is left was not used. */
   protected constructor(
     readonly config: ModelConfig,
     private readonly specs: WeightSpec[],
@@ -58,7 +59,10 @@ export abstract class BaseCausalLM implements CausalLM {
     source = 'model',
   ) {
     try {
-      for (const s of specs) this.weights.set(s.name, this.makeVariable(s, hf.get(s.name), source));
+      for (const s of specs) {
+        this.weights.set(s.name, this.makeVariable(s, hf.get(s.name), source));
+        hf.delete(s.name); // let the host copy be collected as soon as the backend holds it
+      }
     } catch (e) {
       this.dispose();
       throw e;

@@ -61,7 +61,7 @@ export function readCheckpoint(dir: string): Map<string, HfTensorData> {
   return out;
 }
 
-/** Build the architecture of `config` from HF-named tensors (unknown tensor names fail). */
+/** Build the architecture of `config` from HF-named tensors, consuming the map (unknown names fail). */
 export function buildModel(config: ModelConfig, tensors: Map<string, HfTensorData>, opts: LoadOptions & { source?: string } = {}): BaseCausalLM {
   const source = opts.source ?? 'model';
   const rename = config.arch === 'gpt2' ? gpt2TensorName : (n: string) => llamaTensorName(n, config);
@@ -70,9 +70,10 @@ export function buildModel(config: ModelConfig, tensors: Map<string, HfTensorDat
     const canonical = rename(name);
     if (canonical !== null) hf.set(canonical, t);
   }
+  tensors.clear(); // consumed: the host copies go as soon as each weight is on the backend
   const Model = config.arch === 'gpt2' ? GPT2LMHeadModel : LlamaForCausalLM;
   const model = new Model(config, hf, { trainable: opts.trainable, source });
-  const unexpected = [...hf.keys()].filter((n) => !model.weights.has(n));
+  const unexpected = [...hf.keys()]; // the model took (and removed) every tensor it knows
   if (unexpected.length > 0) {
     model.dispose();
     const more = unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : '';

@@ -221,7 +221,14 @@ export function floatToBf16(x: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** `bytes` must own its buffer from offset 0 (as readSafetensors allocates it): F32/I32 are then viewed, not copied. */
 function decode(dtype: StDtype, bytes: Uint8Array, n: number): Float32Array | Int32Array {
+  if (LITTLE_ENDIAN && bytes.byteOffset === 0) {
+    if (dtype === 'F32') return new Float32Array(bytes.buffer, 0, n);
+    if (dtype === 'I32') return new Int32Array(bytes.buffer, 0, n);
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (FLOAT_DTYPES.has(dtype)) {
     const out = new Float32Array(n);
