@@ -5,7 +5,8 @@ import { command as generate } from './generate.ts';
 import { command as plan } from './plan.ts';
 import { command as probe } from './probe.ts';
 import { command as score } from './score.ts';
+import { command as train } from './train.ts';
 import { command as validate } from './validate.ts';
 import { command as wandb } from './wandb.ts';
 
-export const commands: CommandModule<any, any>[] = [doctor, generate, score, validate, wandb, probe, plan];
+export const commands: CommandModule<any, any>[] = [train, doctor, generate, score, validate, wandb, probe, plan];

@@ -34,8 +34,9 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
     flatIdx[i] = i * v + rowIdx[i];
     weight[i] = ok ? 1 : 0;
   }
-  const nll = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
-    const l = x as tf.Tensor2D;
+  const nll = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const l = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
     const w = tf.tensor1d(weight);
     const lse = tf.logSumExp(l, 1); // [N]
     const picked = tf.gather(l.reshape([n * v]), tf.tensor1d(flatIdx, 'int32')); // [N]

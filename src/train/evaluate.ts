@@ -1,0 +1,82 @@
+/**
+ * Evaluation of a (possibly adapted) model on encoded examples: mean next-token loss and
+ * perplexity, accuracy by comparing candidate log-likelihoods (classification, multiple choice),
+ * and per-router expert usage. No gradients; every tensor freed before returning.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { evalBatches, type Batch } from '../data/batch.ts';
+import type { EncodedExample, ScoringItem } from '../data/encode.ts';
+import { flattenCandidates, pickAnswers } from '../data/score.ts';
+import type { CausalLM, ForwardContext } from '../model/types.ts';
+import { shiftedLabels, tokenNll } from './loss.ts';
+
+export interface EvalMetrics {
+  loss?: number;
+  perplexity?: number;
+  accuracy?: number;
+  examples?: number;
+  /** Router name -> fraction of selections per expert, from the first eval batch. */
+  expertUsage?: Record<string, number[]>;
+}
+
+/** Summed NLL of the labelled tokens per sequence [B] and the token count per sequence, for one batch. */
+export function sequenceNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): { nll: Float32Array; tokens: Int32Array } {
+  const { batchSize: B, seqLen: T } = batch;
+  const targets = shiftedLabels(batch.labels, B, T);
+  const nll = tf.tidy(() => {
+    const ids = tf.tensor2d(batch.inputIds, [B, T], 'int32');
+    const mask = tf.tensor2d(batch.attentionMask, [B, T]);
+    const logits = model.forward(ids, { attentionMask: mask, ctx }); // [B, T, V]
+    const V = logits.shape[2];
+    return tokenNll(logits.reshape([B * T, V]), targets).reshape([B, T]).sum(1); // [B]
+  });
+  const out = nll.dataSync() as Float32Array;
+  nll.dispose();
+  const tokens = new Int32Array(B);
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (targets[b * T + t] !== -100) tokens[b]++;
+  return { nll: out, tokens };
+}
+
+function evalContext(withStats: boolean): ForwardContext {
+  return { training: false, auxLosses: [], routerStats: withStats ? new Map() : undefined };
+}
+
+function readUsage(ctx: ForwardContext): Record<string, number[]> {
+  const usage: Record<string, number[]> = {};
+  for (const [name, t] of ctx.routerStats ?? []) {
+    usage[name] = Array.from(t.dataSync());
+    t.dispose();
+  }
+  return usage;
+}
+
+/** Mean loss over all labelled tokens of `examples`, and perplexity; expert usage from the first batch. */
+export function evaluateLoss(model: CausalLM, examples: readonly EncodedExample[], batchSize: number, padId: number): EvalMetrics {
+  let total = 0;
+  let count = 0;
+  let expertUsage: Record<string, number[]> | undefined;
+  for (const batch of evalBatches(examples, batchSize, padId)) {
+    const ctx = evalContext(expertUsage === undefined);
+    const { nll, tokens } = sequenceNll(model, batch, ctx);
+    if (expertUsage === undefined) expertUsage = readUsage(ctx);
+    for (let b = 0; b < nll.length; b++) {
+      total += nll[b];
+      count += tokens[b];
+    }
+  }
+  const loss = count ? total / count : NaN;
+  return { loss, perplexity: Math.exp(loss), examples: examples.length, expertUsage };
+}
+
+/** Accuracy: an item is right when its answer's candidate has the highest summed log-likelihood. */
+export function evaluateAccuracy(model: CausalLM, items: readonly ScoringItem[], batchSize: number, padId: number): EvalMetrics {
+  const rows = flattenCandidates(items);
+  const scores = new Float64Array(rows.sequences.length);
+  let k = 0;
+  for (const batch of evalBatches(rows.sequences, batchSize, padId)) {
+    const { nll } = sequenceNll(model, batch, evalContext(false));
+    for (const v of nll) scores[k++] = -v;
+  }
+  const { accuracy } = pickAnswers(items, rows, scores);
+  return { accuracy, examples: items.length };
+}

@@ -1,0 +1,47 @@
+/** The train stage as the CLI and other stages use it: recipe file in, results out. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadRecipe } from '../recipe/load.ts';
+import { finishRun, type RunResults } from './finish.ts';
+import { latestCheckpoint } from './checkpoint.ts';
+import { train } from './loop.ts';
+import { prepareRun } from './run.ts';
+
+export { train, evaluateRun, totalSteps, type TrainResult } from './loop.ts';
+export { prepareRun, planForRecipe, type Run } from './run.ts';
+export { finishRun, type RunResults } from './finish.ts';
+
+function fmt(v: unknown): string {
+  return typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(4)) : String(v);
+}
+
+/** Load a recipe, train, evaluate on the test split, save; prints where everything went. */
+export async function trainRecipe(file: string, overrides: readonly string[] = [], log = (m: string) => process.stderr.write(`${m}\n`)): Promise<RunResults> {
+  const recipe = loadRecipe(file, overrides);
+  // `--resume RUN_DIR` means the run's latest checkpoint.
+  const resume = recipe.train.resume;
+  if (typeof resume === 'string' && fs.existsSync(path.join(resume)) && !fs.existsSync(path.join(resume, 'trainer_state.json'))) {
+    const latest = latestCheckpoint(resume);
+    if (latest) recipe.train.resume = latest;
+  }
+  log(`run folder ${recipe.output_dir}`);
+  const run = await prepareRun(recipe, { log });
+  try {
+    const result = await train(run);
+    const results = await finishRun(run, result);
+    const lines = [
+      `${result.stopped} after ${result.steps} steps in ${result.wallSeconds.toFixed(1)} s (${Math.round(result.tokensPerSecond).toLocaleString('en-US')} tokens/s on ${run.backend})`,
+      ...Object.entries(results.test ?? {}).map(([k, v]) => `test ${k}: ${fmt(v)}`),
+      `trained weights: ${results.output}`,
+      `results: ${path.join(run.runDir, 'results.json')}`,
+    ];
+    for (const l of lines) log(l);
+    await run.sink?.finish(result.stopped === 'finished' ? 0 : 1);
+    return results;
+  } catch (e) {
+    await run.sink?.finish(1);
+    throw e;
+  } finally {
+    run.dispose();
+  }
+}

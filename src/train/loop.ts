@@ -1,0 +1,195 @@
+/**
+ * The training loop, in one visible function. Everything it touches was prepared by run.ts:
+ * the frozen model with adapters injected (or made trainable), the encoded data, the list of
+ * trainable variables. Per optimizer step:
+ *
+ *   for each of gradient_accumulation_steps micro-batches:
+ *     loss = CE(next token, labelled positions) + Σ router losses (already weighted)
+ *     grads += ∂loss/∂trainables / accumulation
+ *   clip to max_grad_norm; stop on a NaN/Inf loss (last good checkpoint kept)
+ *   AdamW(lr(step)); log; eval every eval_steps; checkpoint every save_steps
+ */
+import * as tf from '@tensorflow/tfjs';
+import { makeBatches, type Batch, type BatchPosition } from '../data/batch.ts';
+import { mixSeed } from '../data/rng.ts';
+import { HiloError } from '../errors.ts';
+import { MetricsFile } from '../log/metrics.ts';
+import { Progress } from '../log/progress.ts';
+import type { ForwardContext } from '../model/types.ts';
+import { AdamW } from './adamw.ts';
+import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { clipByGlobalNorm } from './clip.ts';
+import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
+import { crossEntropy, shiftedLabels } from './loss.ts';
+import type { Run } from './run.ts';
+import { lrAt, resolveWarmup, type Schedule } from './schedule.ts';
+
+export interface TrainResult {
+  steps: number;
+  finalLoss: number | null;
+  eval: EvalMetrics | null;
+  tokensPerSecond: number;
+  wallSeconds: number;
+  /** Why the loop ended: finished, interrupted (SIGINT) or diverged (NaN/Inf loss). */
+  stopped: 'finished' | 'interrupted' | 'diverged';
+}
+
+/** Total optimizer steps: max_steps, or epochs over the training sequences. */
+export function totalSteps(run: Pick<Run, 'recipe' | 'train'>): number {
+  const t = run.recipe.train;
+  if (t.max_steps > 0) return t.max_steps;
+  const perEpoch = Math.ceil(run.train.length / t.batch_size);
+  return Math.max(1, Math.ceil((perEpoch * t.num_train_epochs) / t.gradient_accumulation_steps));
+}
+
+/** Loss of one micro-batch (CE + weighted router losses), for use inside a gradient tape. */
+function batchLoss(run: Run, batch: Batch, ctx: ForwardContext): tf.Scalar {
+  const { batchSize: B, seqLen: T } = batch;
+  const ids = tf.tensor2d(batch.inputIds, [B, T], 'int32');
+  const mask = tf.tensor2d(batch.attentionMask, [B, T]);
+  ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
+  const logits = run.model.forward(ids, { attentionMask: mask, ctx }); // [B, T, V]
+  const V = logits.shape[2];
+  const { loss } = crossEntropy(logits.reshape([B * T, V]), shiftedLabels(batch.labels, B, T));
+  return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
+}
+
+/** Evaluate on the run's eval data: loss/perplexity, accuracy when the task has candidates. */
+export function evaluateRun(run: Run, split: 'eval' | 'test' = 'eval'): EvalMetrics {
+  const seqs = split === 'eval' ? run.evalSeqs : run.testSeqs;
+  const items = split === 'eval' ? run.evalItems : run.testItems;
+  const bs = run.recipe.train.eval_batch_size;
+  const metrics = seqs.length ? evaluateLoss(run.model, seqs, bs, run.padId) : {};
+  if (items && items.length) Object.assign(metrics, evaluateAccuracy(run.model, items, bs, run.padId));
+  return metrics;
+}
+
+export async function train(run: Run): Promise<TrainResult> {
+  const t = run.recipe.train;
+  const total = totalSteps(run);
+  const schedule: Schedule = {
+    type: t.lr_scheduler_type, baseLr: t.learning_rate, totalSteps: total,
+    warmupSteps: resolveWarmup(t.warmup_steps, total),
+  };
+  const optimizer = new AdamW(run.trainables, { weightDecay: t.weight_decay });
+  const metrics = new MetricsFile(run.runDir);
+  const progress = new Progress();
+  const varKey = new Map([...run.trainables].map(([key, v]) => [v.name, key]));
+  const varList = [...run.trainables.values()];
+
+  // Resume: weights, optimizer moments, step and data position from the checkpoint.
+  let state: TrainerState = { step: 0, data: { epoch: 0, index: 0 }, seed: run.recipe.seed, tokensSeen: 0, elapsedSeconds: 0, lastLoss: null };
+  const resume = t.resume === true ? latestCheckpoint(run.runDir) : t.resume || null;
+  if (t.resume === true && !resume) progress.message(`resume: no checkpoint in ${run.runDir} yet; starting from step 0`);
+  if (resume) {
+    state = restoreCheckpoint(resume, run.trainables, optimizer);
+    metrics.truncateAfter(state.step);
+    progress.message(`resumed from ${resume} at step ${state.step}`);
+  }
+  const save = () =>
+    saveCheckpoint(run.runDir, { trainables: run.trainables, optimizer, state, recipe: run.recipe, plan: run.plan });
+
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+  };
+  process.once('SIGINT', onSigint);
+
+  const batches = makeBatches(run.train, { batchSize: t.batch_size, seed: run.recipe.seed, padId: run.padId }, state.data as BatchPosition);
+  const started = performance.now() - state.elapsedSeconds * 1000;
+  let windowLoss = 0;
+  let windowSteps = 0;
+  let windowTokens = 0;
+  let windowStart = performance.now();
+  let lastEval: EvalMetrics | null = null;
+  let stopped: TrainResult['stopped'] = 'finished';
+
+  try {
+    while (state.step < total) {
+      const lr = lrAt(schedule, state.step);
+      const accum = new Map<string, tf.Tensor>();
+      let stepLoss = 0;
+      let stepTokens = 0;
+      let position = state.data as BatchPosition;
+      for (let micro = 0; micro < t.gradient_accumulation_steps; micro++) {
+        const { batch, position: next } = batches.next().value!;
+        position = next;
+        let dropoutCounter = 0;
+        const ctx: ForwardContext = {
+          training: true, auxLosses: [],
+          dropoutSeed: { next: () => mixSeed(run.recipe.seed, state.step, micro, dropoutCounter++) },
+        };
+        const { value, grads } = tf.variableGrads(() => batchLoss(run, batch, ctx), varList);
+        stepLoss += value.dataSync()[0] / t.gradient_accumulation_steps;
+        value.dispose();
+        for (const [name, g] of Object.entries(grads)) {
+          const key = varKey.get(name)!;
+          const scaled = tf.tidy(() => (accum.has(key) ? accum.get(key)!.add(g.div(t.gradient_accumulation_steps)) : g.div(t.gradient_accumulation_steps)));
+          accum.get(key)?.dispose();
+          accum.set(key, scaled);
+          g.dispose();
+        }
+        stepTokens += batch.attentionMask.reduce((a: number, b: number) => a + b, 0);
+      }
+      if (!Number.isFinite(stepLoss)) {
+        tf.dispose([...accum.values()]);
+        progress.message(
+          `loss is ${stepLoss} at step ${state.step + 1}: stopping. The last good checkpoint in ${run.runDir} is kept; ` +
+            'lower train.learning_rate or set train.max_grad_norm.',
+        );
+        stopped = 'diverged';
+        break;
+      }
+      const gradNorm = clipByGlobalNorm(accum, t.max_grad_norm);
+      optimizer.apply(accum, lr);
+      tf.dispose([...accum.values()]);
+
+      state = {
+        ...state, step: state.step + 1, data: position, lastLoss: stepLoss,
+        tokensSeen: state.tokensSeen + stepTokens, elapsedSeconds: (performance.now() - started) / 1000,
+      };
+      windowLoss += stepLoss;
+      windowSteps += 1;
+      windowTokens += stepTokens;
+      const isLast = state.step === total;
+      if (state.step % t.logging_steps === 0 || isLast) {
+        const secs = (performance.now() - windowStart) / 1000;
+        const record = {
+          step: state.step, loss: windowLoss / windowSteps, lr, grad_norm: gradNorm,
+          tokens_per_second: windowTokens / secs, elapsed_seconds: state.elapsedSeconds,
+        };
+        metrics.append(record);
+        run.sink?.log(state.step, record);
+        progress.update({ step: state.step, total, loss: record.loss, lr, tokensPerSecond: record.tokens_per_second, elapsedSeconds: state.elapsedSeconds }, true);
+        windowLoss = windowSteps = windowTokens = 0;
+        windowStart = performance.now();
+      }
+      if ((t.eval_steps > 0 && state.step % t.eval_steps === 0) || isLast) {
+        lastEval = evaluateRun(run);
+        const { expertUsage, ...scalars } = lastEval;
+        const record = { step: state.step, ...Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`eval_${k}`, v])) };
+        metrics.append({ ...record, ...(expertUsage && Object.keys(expertUsage).length ? { eval_expert_usage: expertUsage } : {}) });
+        run.sink?.log(state.step, record);
+        progress.message(`eval @ ${state.step}: ${Object.entries(scalars).map(([k, v]) => `${k} ${Number(v).toFixed(4)}`).join(', ')}`);
+      }
+      if ((t.save_steps > 0 && state.step % t.save_steps === 0) || isLast || interrupted) save();
+      if (interrupted) {
+        progress.message(`interrupted: checkpoint saved at step ${state.step} in ${run.runDir}; continue with resume=true`);
+        stopped = 'interrupted';
+        break;
+      }
+      // Let signals and logging I/O through between steps.
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    progress.done();
+    optimizer.dispose();
+  }
+  const wall = (performance.now() - started) / 1000;
+  if (stopped === 'diverged') throw new HiloError(`training diverged (loss NaN/Inf) at step ${state.step + 1}; see the message above`);
+  return {
+    steps: state.step, finalLoss: state.lastLoss, eval: lastEval, wallSeconds: wall,
+    tokensPerSecond: state.tokensSeen / Math.max(1e-9, wall), stopped,
+  };
+}

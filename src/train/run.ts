@@ -1,0 +1,134 @@
+/**
+ * Everything a training run needs, prepared from a recipe: backend, frozen model (or a
+ * trainable one for `adapter.method: none`), tokenizer, encoded data, probe, plan, injected
+ * adapters, parameter counts and the run folder with the resolved recipe and plan beside it.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { injectAdapters, type Adapters } from '../adapters/inject.ts';
+import type { AdapterPlan } from '../adapters/plan.ts';
+import { countPlan } from '../adapters/params.ts';
+import { baseParamCount } from '../allocate/base-params.ts';
+import { planFromRecipe, probeKindFor } from '../allocate/methods.ts';
+import { readPlan, writePlanFile } from '../allocate/plan-file.ts';
+import { initBackend } from '../backend/index.ts';
+import { encodeDataset, loadDataset, padIdOf, summarizeDataset, type DatasetSummary } from '../data/index.ts';
+import type { EncodedExample, ScoringItem } from '../data/encode.ts';
+import { writeFileAtomic } from '../model/safetensors.ts';
+import { createRandomModel } from '../model/init.ts';
+import { loadModel, readModelConfig } from '../model/load.ts';
+import { moduleShapes } from '../model/shapes.ts';
+import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
+import type { CausalLM } from '../model/types.ts';
+import { probeForRecipe } from '../probe/for-recipe.ts';
+import type { Recipe } from '../recipe/schema.ts';
+import { createWandb, resolveWandbSettings, type MetricSink } from '../log/wandb/index.ts';
+
+export interface ParamSummary {
+  /** Parameters the optimizer updates. */
+  trainable: number;
+  /** Adapter parameters a token touches (all trainable ones for full training). */
+  active: number;
+  /** Parameters of the frozen base model. */
+  base: number;
+  /** trainable as a percentage of base. */
+  trainablePercent: number;
+}
+
+export interface Run {
+  recipe: Recipe;
+  runDir: string;
+  backend: string;
+  model: CausalLM;
+  tokenizer: ModelTokenizer;
+  plan: AdapterPlan;
+  adapters: Adapters | null;
+  /** Variables the optimizer updates, by stable name (adapter keys, or HF weight names). */
+  trainables: Map<string, tf.Variable>;
+  params: ParamSummary;
+  data: DatasetSummary;
+  train: EncodedExample[];
+  evalSeqs: EncodedExample[];
+  testSeqs: EncodedExample[];
+  evalItems: ScoringItem[] | null;
+  testItems: ScoringItem[] | null;
+  padId: number;
+  sink: MetricSink | null;
+  dispose(): void;
+}
+
+function hasWeights(dir: string): boolean {
+  return fs.readdirSync(dir).some((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json');
+}
+
+/** The adapter plan the recipe asks for (a probe is measured or reused when the method needs one). */
+export async function planForRecipe(recipe: Recipe, log: (msg: string) => void = () => {}): Promise<AdapterPlan> {
+  const config = readModelConfig(recipe.model.path);
+  const a = recipe.adapter;
+  if (a.method === 'manual') return readPlan(a.plan_path!, config);
+  if (a.method !== 'none' && probeKindFor(a)) {
+    const probe = await probeForRecipe(recipe);
+    log(`probe ${probe.result.kind}: ${probe.reused ? 'reused' : 'measured'} (${probe.file})`);
+    return planFromRecipe(a, config, probe.result);
+  }
+  return planFromRecipe(a, config);
+}
+
+export async function prepareRun(recipe: Recipe, opts: { log?: (msg: string) => void; sink?: boolean } = {}): Promise<Run> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const runDir = recipe.output_dir;
+  fs.mkdirSync(runDir, { recursive: true });
+  const full = recipe.adapter.method === 'none';
+  const plan = await planForRecipe(recipe, log);
+  const backend = await initBackend(recipe.backend);
+  log(`backend ${backend.name}${backend.skipped.length ? ` (skipped ${backend.skipped.map((s) => s.name).join(', ')})` : ''}`);
+
+  const dir = recipe.model.path;
+  const config = readModelConfig(dir);
+  const model = hasWeights(dir) ? await loadModel(dir, { trainable: full }) : createRandomModel(config, recipe.seed, { trainable: true });
+  if (!hasWeights(dir)) {
+    if (!full) {
+      model.dispose();
+      throw new Error(`recipe.model.path: ${dir} has no *.safetensors weights; only adapter.method "none" (pretraining) starts from random weights`);
+    }
+    log(`${dir} has no weights: pretraining from a random initialisation (seed ${recipe.seed})`);
+  }
+  const tokenizer = loadTokenizer(dir);
+  const ds = loadDataset(recipe.data, runDir, recipe.seed);
+  const enc = encodeDataset(ds, tokenizer, recipe.data);
+
+  const adapters = full ? null : injectAdapters(model, plan, {
+    seed: recipe.seed, balanceCoef: recipe.adapter.balance_coef, zLossCoef: recipe.adapter.z_loss_coef,
+  });
+  const trainables = adapters ? adapters.variables : model.weights;
+  const base = baseParamCount(config);
+  const counted = countPlan(plan, moduleShapes(config));
+  const trainable = adapters ? adapters.numParams() : [...model.weights.values()].reduce((s, v) => s + v.size, 0);
+  const params: ParamSummary = {
+    trainable, active: adapters ? counted.active : trainable, base,
+    trainablePercent: (100 * trainable) / base,
+  };
+
+  writeFileAtomic(path.join(runDir, 'recipe.json'), JSON.stringify(recipe, null, 2));
+  writePlanFile(path.join(runDir, 'plan.json'), plan);
+  const data = summarizeDataset(ds);
+  log(
+    `data ${data.name}: ${data.sizes.train} train / ${data.sizes.eval} eval / ${data.sizes.test} test examples; ` +
+      `${enc.train.length} training sequences`,
+  );
+  log(`params: ${trainable.toLocaleString('en-US')} trainable (${params.trainablePercent.toFixed(3)}% of ${base.toLocaleString('en-US')}), ${params.active.toLocaleString('en-US')} active per token`);
+
+  const sink = opts.sink === false ? null : createWandb(resolveWandbSettings(recipe.wandb), runDir, {
+    config: { recipe, plan, params, data }, log,
+  });
+  return {
+    recipe, runDir, backend: backend.name, model, tokenizer, plan, adapters, trainables, params, data,
+    train: enc.train, evalSeqs: enc.eval, testSeqs: enc.test, evalItems: enc.evalItems, testItems: enc.testItems,
+    padId: padIdOf(tokenizer), sink,
+    dispose() {
+      adapters?.dispose();
+      model.dispose();
+    },
+  };
+}
