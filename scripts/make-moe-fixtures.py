@@ -1,6 +1,7 @@
 """Reference values for hilo's mixture-of-LoRA-experts layer, from the PyTorch reference.
 
-    /usr/bin/python3 scripts/make-moe-fixtures.py      # writes test/fixtures/moe/layer.json
+    /usr/bin/python3 scripts/make-moe-fixtures.py
+        # writes test/fixtures/moe/layer.json and test/fixtures/moe/stories260K-adapter/
 
 Debian's python3-torch (see the team notes); CI never runs this, the JSON is committed.
 
@@ -27,9 +28,12 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "bench"))
+import ref_model as rm  # noqa: E402
 import ref_moe as mo  # noqa: E402
 
 OUT = os.path.join(HERE, "..", "test", "fixtures", "moe", "layer.json")
+MODEL_DIR = os.path.join(HERE, "..", "..", "shared", "models", "stories260K")
+ADAPTER_DIR = os.path.join(HERE, "..", "test", "fixtures", "moe", "stories260K-adapter")
 N, IN, OUTF = 8, 16, 12
 TOKEN_MASK = [1, 1, 1, 1, 1, 1, 0, 0]  # the last two rows are padding
 
@@ -114,6 +118,56 @@ def case(name, strategy, E, r, k, p, alpha, seed):
     return rec
 
 
+def whole_model():
+    """stories260K with ref_moe adapters (per-layer experts/ranks, B ~ N(0, 0.02)), written in
+    hilo's adapter format, plus the reference logits and summed aux loss for a padded batch."""
+    torch.manual_seed(0)
+    model = rm.load_model(MODEL_DIR, dtype=torch.float64)
+    targets = ["q_proj", "v_proj", "down_proj"]
+    experts, ranks, alpha = [1, 2, 3, 4, 2], [2, 2, 4, 4, 2], 8.0
+    added = mo.attach_moe_lora(model, targets, experts, ranks, 2, alpha, mode="gather", seed=7, b_std=0.02)
+    tensors, plan_layers = {}, [dict() for _ in experts]
+    for name, m in added:
+        parts = name.split(".")  # model.layers.{l}.{self_attn|mlp}.{proj}
+        plan_layers[int(parts[2])][".".join(parts[3:])] = {"experts": m.num_experts, "rank": m.rank, "topK": 2}
+        if m.num_experts == 1:
+            tensors[f"{name}.lora_A.weight"] = m.lora_A[0].detach().float()
+            tensors[f"{name}.lora_B.weight"] = m.lora_B[0].detach().float()
+            continue
+        tensors[f"{name}.moe_gate.weight"] = m.router.weight.detach().float()
+        for e in range(m.num_experts):
+            tensors[f"{name}.experts.{e}.lora_A.weight"] = m.lora_A[e].detach().float()
+            tensors[f"{name}.experts.{e}.lora_B.weight"] = m.lora_B[e].detach().float()
+    # compute in float64 from exactly the float32 values written
+    with torch.no_grad():
+        for name, m in added:
+            m.lora_A.copy_(m.lora_A.float().double())
+            m.lora_B.copy_(m.lora_B.float().double())
+            if m.router is not None:
+                m.router.weight.copy_(m.router.weight.float().double())
+    os.makedirs(ADAPTER_DIR, exist_ok=True)
+    rm.write_safetensors(os.path.join(ADAPTER_DIR, "adapter_model.safetensors"), tensors, {"hilo": "hilo-moe-lora"})
+    plan = {"method": "manual", "targetModules": targets, "strategy": "topk", "topP": 0.8, "alpha": alpha,
+            "scaling": "alpha/r", "fixedScale": 1.0, "dropout": 0.0, "layers": plan_layers}
+    config = {"format": "hilo-moe-lora", "format_version": 1, "router_aux_loss_coef": 1.0, "router_z_loss_coef": 0.0,
+              "seed": 7, "written_by": "scripts/make-moe-fixtures.py from ref_moe.attach_moe_lora", "plan": plan}
+    with open(os.path.join(ADAPTER_DIR, "adapter_config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    ids = torch.tensor([[1, 200, 37, 90, 4, 450], [1, 5, 6, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        logits = model(ids, attention_mask=mask)["logits"]
+        aux = mo.moe_aux_loss(model).item()  # ref_moe counts padded tokens too
+    ref = {"tokens": ids.tolist(), "attention_mask": mask.tolist(), "aux_loss_unmasked": aux,
+           "logits": [[[float(f"{v:.8g}") for v in row] for row in b] for b in logits.tolist()]}
+    with open(os.path.join(ADAPTER_DIR, "reference.json"), "w") as f:
+        json.dump(ref, f, separators=(",", ":"))
+        f.write("\n")
+    sizes = {n: os.path.getsize(os.path.join(ADAPTER_DIR, n)) for n in os.listdir(ADAPTER_DIR)}
+    print(f"wrote {ADAPTER_DIR}: {sizes}")
+
+
 def main():
     cases = [
         case("lora r4", "topk", 1, 4, 1, 0.0, 8.0, 1),
@@ -133,6 +187,7 @@ def main():
         json.dump(doc, f, separators=(",", ":"))
         f.write("\n")
     print(f"wrote {OUT}: {os.path.getsize(OUT)} bytes, {len(cases)} cases")
+    whole_model()
 
 
 if __name__ == "__main__":

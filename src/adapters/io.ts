@@ -155,7 +155,14 @@ export function loadAdapters(model: CausalLM, dir: string): Adapters {
   const file = path.join(dir, ADAPTER_WEIGHTS_FILE);
   if (!fs.existsSync(file)) throw new HiloError(`${dir}: no ${ADAPTER_WEIGHTS_FILE}`);
   const { tensors } = readSafetensors(file);
-  const adapters = injectAdapters(model, plan, { seed, balanceCoef, zLossCoef });
+  let adapters: Adapters;
+  try {
+    adapters = injectAdapters(model, plan, { seed, balanceCoef, zLossCoef });
+  } catch (e) {
+    // the plan came from the file: say which
+    if (e instanceof HiloError) throw new HiloError(`${path.join(dir, ADAPTER_CONFIG_FILE)}: ${e.message}`);
+    throw e;
+  }
   try {
     assignTensors(adapters, tensors, file);
   } catch (e) {
