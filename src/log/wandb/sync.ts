@@ -61,7 +61,7 @@ export async function syncRun(path: string, opts: SyncOptions = {}): Promise<Syn
     run.entity ??= settings.entity ?? (await callWithRetries(() => api.viewerEntity(deadline), backoff, deadline));
     const status = await callWithRetries(() => api.resumeStatus(run, deadline), backoff, deadline);
     const onServer = Math.min(status?.historyLineCount ?? 0, history.length);
-    const summaryThere = status?.summaryMetrics != null && sameJson(status.summaryMetrics, summaryText());
+    const summaryThere = status?.summaryMetrics != null && summaryOnServer(status.summaryMetrics, summaryText());
     const url = runUrl(settings.appUrl, run.entity, run.project, run.runId);
     if (status && onServer === history.length && summaryThere && (state.exitCode === null || state.completeAcked)) {
       report(`W&B: ${url} is up to date (${history.length} history lines); nothing to send.`);
@@ -94,9 +94,11 @@ export async function syncRun(path: string, opts: SyncOptions = {}): Promise<Syn
   }
 }
 
-function sameJson(a: string, b: string): boolean {
+/** Every local summary key holds the same value on the server (which may add its own, e.g. `_wandb`). */
+function summaryOnServer(server: string, local: string): boolean {
   try {
-    return JSON.stringify(fromWandbJson(a)) === JSON.stringify(fromWandbJson(b));
+    const there = fromWandbJson(server) as Record<string, unknown>;
+    return Object.entries(fromWandbJson(local) as Record<string, unknown>).every(([k, v]) => JSON.stringify(there[k]) === JSON.stringify(v));
   } catch {
     return false;
   }
