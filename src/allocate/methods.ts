@@ -19,7 +19,7 @@ import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { moduleShapes } from '../model/shapes.ts';
 import type { ModelConfig } from '../model/types.ts';
-import type { ProbeResult } from '../probe/types.ts';
+import { PROBE_KINDS, type ProbeResult } from '../probe/types.ts';
 import { depthScores } from '../probe/depth.ts';
 import { baseParamCount } from './base-params.ts';
 import { budgetTarget, largestWithin, type BudgetTarget } from './budget.ts';
@@ -69,6 +69,7 @@ export function probeKindFor(adapter: Pick<AdapterSection, 'method' | 'probe'>):
 
 function scoresFor(adapter: AdapterSection, config: ModelConfig, probe?: ProbeResult): number[] {
   const kind = probeKindFor(adapter)!;
+  if (!(PROBE_KINDS as readonly string[]).includes(kind)) throw fieldError(`${F}.probe`, kind, PROBE_KINDS);
   if (kind === 'depth' && !probe) return depthScores(config.numLayers);
   if (!probe) {
     throw new HiloError(`${F}.probe: method ${JSON.stringify(adapter.method)} needs ${JSON.stringify(kind)} scores; run \`hilo probe RECIPE\` first or set adapter.probe_path`);

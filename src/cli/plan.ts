@@ -6,7 +6,6 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import type { PlanSummary } from '../allocate/plan-file.ts';
-import { fieldError } from '../errors.ts';
 import { withBackend } from './options.ts';
 
 const n = (x: number) => x.toLocaleString('en-US');
@@ -38,24 +37,12 @@ export const command: CommandModule = {
     const path = await import('node:path');
     const { loadRecipe } = await import('../recipe/load.ts');
     const { readModelConfig } = await import('../model/load.ts');
-    const { planFromRecipe, probeKindFor } = await import('../allocate/methods.ts');
-    const { readPlan, summarizePlan, writePlanFile } = await import('../allocate/plan-file.ts');
+    const { planForRecipe } = await import('../allocate/for-recipe.ts');
+    const { summarizePlan, writePlanFile } = await import('../allocate/plan-file.ts');
     const recipe = loadRecipe(argv.recipe as string, (argv.overrides as string[]).map(String));
+    const backend = argv.backend === 'auto' ? recipe.backend : (argv.backend as string);
+    const { plan } = await planForRecipe(recipe, { backend });
     const config = readModelConfig(recipe.model.path);
-    let plan;
-    if (recipe.adapter.method === 'manual') {
-      if (!recipe.adapter.plan_path) throw fieldError('recipe.adapter.plan_path', null, 'a plan.json path when adapter.method is "manual"');
-      plan = readPlan(recipe.adapter.plan_path, config);
-    } else {
-      const kind = probeKindFor(recipe.adapter);
-      let probe;
-      if (kind && (kind !== 'depth' || recipe.adapter.probe_path)) {
-        const { probeForRecipe } = await import('../probe/for-recipe.ts');
-        const backend = argv.backend === 'auto' ? recipe.backend : (argv.backend as string);
-        probe = (await probeForRecipe(recipe, { backend })).result;
-      }
-      plan = planFromRecipe(recipe.adapter, config, probe);
-    }
     const file = path.join(recipe.output_dir, 'plan.json');
     writePlanFile(file, plan);
     const summary = summarizePlan(plan, config);

@@ -131,3 +131,48 @@ describe('errors name the field, the value and what is allowed', () => {
     expect(() => checkPlanFitsModel(zero, stories260K)).toThrow('plan.layers[0]["mlp.up_proj"].experts: got 0; allowed: an integer >= 1');
   });
 });
+
+describe('budget sweep: never over, and the next size up would be', () => {
+  const shapes = moduleShapes(stories260K);
+  const alphas = [3.3, 2.9, 4.0, 3.7, 2.95];
+  it.each(['lora', 'moe-uniform', 'mola', 'alphalora', 'hilo'])('%s on stories260K', (m) => {
+    for (const measure of ['trainable', 'active'] as const) {
+      for (const limit of [6_000, 9_999, 20_000, 33_333, 80_000, 150_000, 400_000]) {
+        const a = adapterSection({ method: m, budget: { [measure]: limit } });
+        const p = m === 'alphalora' ? probe('alpha-hill', alphas) : undefined;
+        let plan;
+        try {
+          plan = planFromRecipe(a, stories260K, p);
+        } catch (e) {
+          // only when even the smallest plan is over, and the message says how small that is
+          expect(String(e)).toMatch(new RegExp(`budget\\.${measure}: got ${limit} .*allowed: at least [0-9,]+ ${measure} parameters`));
+          const least = Number(/at least ([0-9,]+)/.exec(String(e))![1].replace(/,/g, ''));
+          expect(least).toBeGreaterThan(limit);
+          continue;
+        }
+        const c = countPlan(plan, shapes);
+        expect(c[measure]).toBeLessThanOrEqual(limit);
+        // the largest plan: every bigger setting of the knob the solver turned is over the limit (or no bigger)
+        const first = (k: 'experts' | 'rank') => plan.layers.map((x) => Object.values(x)[0][k]);
+        const T = first('experts').reduce((x, y) => x + y, 0);
+        const rankTop = Math.max(...first('rank'));
+        const unbudgeted = { ...a, budget: null };
+        const sizeAt = (over: Partial<typeof a>) => countPlan(planFromRecipe({ ...unbudgeted, ...over }, stories260K, p), shapes)[measure];
+        const turnedExperts = (m === 'moe-uniform' || m === 'alphalora' || m === 'hilo') && rankTop === (m === 'hilo' ? 8 : 8);
+        if (turnedExperts) {
+          for (let more = 1; more <= 10 && T + 5 * more <= 64 * 5; more++) { // the solver stops at 64 experts per layer
+            const over = m === 'moe-uniform'
+              ? { experts: { ...a.experts, per_layer: T / 5 + more } }
+              : { experts: { ...a.experts, total: T + more } };
+            const size = sizeAt(over);
+            expect(size > limit || size <= c[measure], `${measure} ${limit}: T ${T} + ${more} -> ${size} (chose ${c[measure]})`).toBe(true);
+          }
+        } else if (rankTop < 32) {
+          const fewest = m === 'moe-uniform' ? { experts: { ...a.experts, per_layer: 1 } } : m === 'lora' || m === 'mola' ? {} : { experts: { ...a.experts, total: 5 } };
+          const rank = m === 'hilo' ? { min: Math.max(1, Math.round((2 * (rankTop + 1)) / 8)), max: rankTop + 1, r: 8 } : { ...a.rank, r: rankTop + 1 };
+          expect(sizeAt({ ...fewest, rank })).toBeGreaterThan(limit);
+        }
+      }
+    }
+  });
+});
