@@ -1,6 +1,7 @@
 /**
  * `hilo validate RECIPE [key=value ...] [--explain]`: every problem of a recipe at once, or "ok"
  * and what it will do. Loads only the recipe code (never tfjs), so it answers instantly.
+ * `--json-schema` prints the schema for editors.
  */
 import type { Argv, CommandModule } from 'yargs';
 import { HiloError } from '../errors.ts';
@@ -13,12 +14,19 @@ export const command: CommandModule = {
       .positional('recipe', { type: 'string', describe: 'the recipe YAML' })
       .positional('overrides', { type: 'string', array: true, default: [], describe: 'key=value overrides, dotted keys (train.max_steps=100)' })
       .option('explain', { type: 'boolean', default: false, describe: 'print every field: type, default, allowed values, doc (and the resolved value)' })
+      .option('json-schema', { type: 'boolean', default: false, describe: 'print the recipe as JSON Schema, for editors (yaml-language-server)' })
       .example('$0 validate recipes/sentiment/hilo.yaml adapter.top_k=1', 'check a recipe with an override')
-      .example('$0 validate --explain', 'document every recipe field'),
+      .example('$0 validate --explain', 'document every recipe field')
+      .example('$0 validate --json-schema > recipe.schema.json', 'a schema for editor completion'),
   handler: async (argv) => {
     const { loadRecipe } = await import('../recipe/load.ts');
     const { explainRecipe, summarizeRecipe } = await import('../recipe/explain.ts');
     const file = argv.recipe as string | undefined;
+    if (argv.jsonSchema) {
+      const { recipeJsonSchema } = await import('../recipe/json-schema.ts');
+      process.stdout.write(`${JSON.stringify(recipeJsonSchema(), null, 2)}\n`);
+      return;
+    }
     if (file === undefined) {
       if (!argv.explain) throw new HiloError('validate: name a recipe file, or pass --explain to document every field');
       process.stdout.write(`${explainRecipe()}\n`);

@@ -71,4 +71,10 @@ describe('hilo validate', () => {
     expect(withRecipe.out).toContain('      value: 1\n');
     expect(withRecipe.out).toContain('      value: "spam"\n');
   });
+
+  it('--json-schema prints the schema as JSON', () => {
+    const r = hilo('--json-schema');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out).properties.train.properties.max_steps.default).toBe(200);
+  });
 });
