@@ -1,27 +1,38 @@
 /**
- * Fast transposed products on tfjs-backend-wasm. Its BatchMatMul kernel is fast only when
- * neither operand is transposed ([1024,256]x[256,4096]: ~17 GFLOP/s, but x[4096,256]^T:
- * ~1.4), and backward passes are made of transposed products (dA = dY B^T, dB = A^T dY),
- * as are tied lm heads (x E^T) and attention scores (Q K^T). A transpose is a memory-bound
- * copy, far cheaper than the slow path, so the replacement kernels transpose the operand
- * explicitly and run the untransposed kernel. Registering kernels (rather than changing
- * callers) makes every product take the fast path, gradients included.
+ * Fast products on tfjs-backend-wasm. Its BatchMatMul kernel is fast (XNNPACK) only for one
+ * untransposed matrix pair ([1024,256]x[256,4096]: ~17 GFLOP/s idle); a transposed operand
+ * ([1024,256]x[4096,256]^T: ~1.4) or a batch ([64,128,32]x[64,32,128]: ~0.4) takes a naive
+ * loop. Training is made of exactly those: backward passes are transposed products
+ * (dA = dY B^T, dB = A^T dY), tied lm heads multiply by E^T, attention is batched Q K^T.
+ *
+ * The replacement kernels feed the fast kernel only untransposed 2-D pairs: a transposed
+ * operand is transposed first (a blocked copy in JS, ~3x faster than tfjs-wasm's own Transpose),
+ * or the output is computed transposed when that moves fewer elements; a batch runs as one
+ * 2-D product per matrix. Registering kernels (rather than changing callers) makes every
+ * product take the fast path, gradients included.
  */
 import type * as TF from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 const KERNELS = ['BatchMatMul', '_FusedMatMul'] as const;
 const originals = new Map<string, TF.KernelConfig>();
 
-/** Transpose the last two axes with the backend's own Transpose kernel. */
-function swapLastTwo(tf: typeof TF, x: TF.TensorInfo, backend: TF.KernelBackend): TF.TensorInfo {
-  const r = x.shape.length;
-  const perm = [...Array(r).keys()];
-  [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
-  const transpose = tf.getKernel('Transpose', 'wasm')!;
-  return transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm } }) as TF.TensorInfo;
-}
+const size = (shape: readonly number[]) => shape.reduce((n, d) => n * d, 1);
 
-const size = (x: TF.TensorInfo) => x.shape.reduce((n, d) => n * d, 1);
+/** dst[j * rows + i] = src[i * cols + j], in 32x32 blocks so both sides stay in cache. */
+export function transposeInto(src: Float32Array, dst: Float32Array, rows: number, cols: number): void {
+  const B = 32;
+  for (let i0 = 0; i0 < rows; i0 += B) {
+    const i1 = Math.min(i0 + B, rows);
+    for (let j0 = 0; j0 < cols; j0 += B) {
+      const j1 = Math.min(j0 + B, cols);
+      for (let i = i0; i < i1; i++) {
+        const row = i * cols;
+        for (let j = j0; j < j1; j++) dst[j * rows + i] = src[row + j];
+      }
+    }
+  }
+}
 
 /**
  * Elements to transpose for each way of computing C = op(A) op(B) with untransposed products:
@@ -34,39 +45,70 @@ export function transposeCosts(aSize: number, bSize: number, cSize: number, tA: 
   return { operands: (tA ? aSize : 0) + (tB ? bSize : 0), output: (tA ? 0 : aSize) + (tB ? 0 : bSize) + cSize };
 }
 
-function untransposed(tf: typeof TF, original: TF.KernelConfig): TF.KernelConfig {
+/** Matrix `index` of x [..., r, c] as a new [r, c] tensor, or [c, r] when `transpose`. */
+function matrixOf(backend: BackendWasm, x: TF.TensorInfo, index: number, transpose: boolean): TF.TensorInfo {
+  const [r, c] = x.shape.slice(-2);
+  const out = backend.makeOutput(transpose ? [c, r] : [r, c], 'float32');
+  // Views after the allocation: malloc may grow wasm memory and detach older views.
+  const src = (backend.typedArrayFromHeap(x) as Float32Array).subarray(index * r * c, (index + 1) * r * c);
+  const dst = backend.typedArrayFromHeap(out) as Float32Array;
+  if (transpose) transposeInto(src, dst, r, c);
+  else dst.set(src);
+  return out;
+}
+
+/** x [r, c] -> x^T [c, r] (a 2-D tensor, or one matrix of a batch). */
+const transposed = (backend: BackendWasm, x: TF.TensorInfo) => matrixOf(backend, x, 0, true);
+
+function fastKernel(original: TF.KernelConfig): TF.KernelConfig {
   return {
     ...original,
     kernelFunc: (args) => {
       const attrs = args.attrs as { transposeA: boolean; transposeB: boolean };
-      const tA = attrs.transposeA;
-      const tB = attrs.transposeB;
-      if (!tA && !tB) return original.kernelFunc(args);
-      const backend = args.backend as TF.KernelBackend;
+      const backend = args.backend as BackendWasm;
       const a = args.inputs.a as TF.TensorInfo;
       const b = args.inputs.b as TF.TensorInfo;
+      const { transposeA: tA, transposeB: tB } = attrs;
+      const batchA = size(a.shape.slice(0, -2));
+      const batchB = size(b.shape.slice(0, -2));
+      const batch = Math.max(batchA, batchB);
+      const fused = original.kernelName !== 'BatchMatMul'; // bias/activation: leave batches to tfjs
+      if ((!tA && !tB && batch === 1) || a.dtype !== 'float32' || b.dtype !== 'float32') return original.kernelFunc(args);
+      if (batch > 1 && (fused || (batchA !== batchB && Math.min(batchA, batchB) !== 1))) return original.kernelFunc(args);
+
       const m = tA ? a.shape.at(-1)! : a.shape.at(-2)!;
       const n = tB ? b.shape.at(-2)! : b.shape.at(-1)!;
-      const batch = Math.max(size(a) / (a.shape.at(-1)! * a.shape.at(-2)!), size(b) / (b.shape.at(-1)! * b.shape.at(-2)!));
-      const cost = transposeCosts(size(a), size(b), batch * m * n, tA, tB);
-      const temps: TF.TensorInfo[] = [];
-      const swap = (x: TF.TensorInfo) => {
-        const t = swapLastTwo(tf, x, backend);
-        temps.push(t);
-        return t;
-      };
+      const batchShape = (batchA >= batchB ? a : b).shape.slice(0, -2);
       const run = (x: TF.TensorInfo, y: TF.TensorInfo) =>
         original.kernelFunc({ ...args, inputs: { ...args.inputs, a: x, b: y }, attrs: { ...args.attrs, transposeA: false, transposeB: false } }) as TF.TensorInfo;
+      const temps: TF.TensorInfo[] = [];
+      const keep = (t: TF.TensorInfo) => (temps.push(t), t);
       try {
-        // FusedMatMul's bias/activation apply to C, so only plain BatchMatMul may compute C^T.
-        if (cost.output < cost.operands && original.kernelName === 'BatchMatMul') {
-          // C^T [.., n, m] = B' [.., n, k] · A' [.., k, m]
-          const ct = run(tB ? b : swap(b), tA ? a : swap(a));
-          temps.push(ct);
-          return swapLastTwo(tf, ct, backend);
+        if (batch === 1) {
+          const cost = transposeCosts(size(a.shape), size(b.shape), m * n, tA, tB);
+          // Keep the leading 1s: the fused kernel expects the rank-3 shapes its op made.
+          const T = (x: TF.TensorInfo) => {
+            const t = keep(transposed(backend, x));
+            return { ...t, shape: [...x.shape.slice(0, -2), ...t.shape] };
+          };
+          if (!fused && cost.output < cost.operands) {
+            // C^T [n, m] = B' [n, k] · A' [k, m], then C = (C^T)^T
+            const ct = keep(run(tB ? b : T(b), tA ? a : T(a)));
+            return { ...transposed(backend, ct), shape: [...batchShape, m, n] };
+          }
+          // C [m, n] = A' [m, k] · B' [k, n]
+          return run(tA ? T(a) : a, tB ? T(b) : b);
         }
-        // C [.., m, n] = A' [.., m, k] · B' [.., k, n]
-        return run(tA ? swap(a) : a, tB ? swap(b) : b);
+        // One fast 2-D product per matrix: C_i [m, n] = op(A_i) op(B_i)
+        const out = backend.makeOutput([...batchShape, m, n], 'float32');
+        for (let i = 0; i < batch; i++) {
+          const ai = keep(matrixOf(backend, a, batchA === 1 ? 0 : i, tA));
+          const bi = keep(matrixOf(backend, b, batchB === 1 ? 0 : i, tB));
+          const ci = keep(run(ai, bi));
+          (backend.typedArrayFromHeap(out) as Float32Array).set(backend.typedArrayFromHeap(ci) as Float32Array, i * m * n);
+          for (const t of temps.splice(0)) backend.disposeData(t.dataId);
+        }
+        return out;
       } finally {
         for (const t of temps) backend.disposeData(t.dataId);
       }
@@ -87,6 +129,6 @@ export function useFastWasmMatMul(tf: typeof TF, on: boolean): void {
     }
     const original = originals.get(name)!;
     tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel(on ? untransposed(tf, original) : original);
+    tf.registerKernel(on ? fastKernel(original) : original);
   }
 }

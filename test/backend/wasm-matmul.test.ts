@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { transposeCosts, useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
+import { transposeCosts, transposeInto, useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
 
 /** Deterministic values in [-1, 1) so stock and fast runs see identical inputs. */
 function values(n: number, seed: number): Float32Array {
@@ -28,6 +28,9 @@ const CASES: Array<{ a: number[]; b: number[]; tA: boolean; tB: boolean }> = [
   { a: [64, 16], b: [64, 2], tA: true, tB: false }, // LoRA dA shape: C^T rewrite
   { a: [4, 6, 5], b: [4, 3, 5], tA: false, tB: true }, // attention Q K^T
   { a: [4, 5, 6], b: [4, 5, 3], tA: true, tB: false },
+  { a: [3, 6, 5], b: [3, 5, 4], tA: false, tB: false }, // plain batch: one 2-D product per matrix
+  { a: [2, 3, 6, 5], b: [2, 3, 4, 5], tA: false, tB: true }, // rank 4 [B, H, T, d] attention
+  { a: [1, 40, 33], b: [1, 40, 2], tA: true, tB: false }, // batch of one, C^T rewrite
 ];
 /** tfjs's BatchMatMul gradient does not support a broadcast batch, so this one is forward only. */
 const BROADCAST = { a: [1, 5, 6], b: [4, 3, 5], tA: true, tB: true };
@@ -97,6 +100,14 @@ describe('wasm matmul fast path', () => {
     const got = tf.tidy(() => tf.fused.matMul({ a: tf.tensor2d(a), b: tf.tensor2d(b), transposeA: true, transposeB: true, bias: tf.tensor1d(bias), activation: 'relu' }).arraySync() as number[][]);
     got.forEach((row, i) => row.forEach((v, j) => expect(v).toBeCloseTo(want[i][j], 5)));
     expect(want.flat().filter((v) => v === 0).length).toBeGreaterThan(3); // relu really clips
+  });
+
+  it('transposes in blocks exactly, on shapes off the block size', () => {
+    const [r, c] = [37, 70];
+    const src = Float32Array.from({ length: r * c }, (_, i) => i);
+    const dst = new Float32Array(r * c);
+    transposeInto(src, dst, r, c);
+    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) expect(dst[j * r + i]).toBe(i * c + j);
   });
 
   it('chooses the cheaper transposes', () => {
