@@ -22,6 +22,29 @@ export function checkIdsInVocab(option: string, ids: number[], vocabSize: number
   if (bad !== undefined) throw fieldError(option, bad, `token ids below the model's vocab_size (${vocabSize})`);
 }
 
+/**
+ * What generate and score start from: the directory's tokenizer, the input ids (`--ids`, or
+ * the text of `textOption` encoded with BOS: a missing tokenizer fails here, before tfjs
+ * loads), the backend, and the model (the caller disposes it), ids checked against its vocab.
+ */
+export async function openModelInput(dir: string, backend: string, idsArg: unknown, text: string | undefined, textOption: string) {
+  const given = idsArg === undefined ? undefined : parseIdList('--ids', idsArg);
+  const { loadTokenizer } = await import('../model/tokenizer.ts');
+  const tokenizer = loadTokenizer(dir);
+  const ids = given ?? tokenizer.encode(text ?? '', true);
+  const { initBackend } = await import('../backend/index.ts');
+  const { loadModel } = await import('../model/load.ts');
+  await initBackend(backend);
+  const model = await loadModel(dir);
+  try {
+    checkIdsInVocab(given ? '--ids' : textOption, ids, model.config.vocabSize);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return { model, tokenizer, ids };
+}
+
 export const command: CommandModule = {
   command: 'generate',
   describe: 'Continue a prompt with a Hugging Face model directory (greedy at --temperature 0)',
@@ -42,18 +65,9 @@ export const command: CommandModule = {
     const maxNew = argv['max-new-tokens'] as number;
     if (!Number.isInteger(maxNew) || maxNew < 0) throw fieldError('--max-new-tokens', maxNew, 'an integer >= 0');
     const stopIds = argv['stop-ids'] === undefined ? undefined : parseIdList('--stop-ids', argv['stop-ids']);
-    const promptIdsGiven = argv.ids === undefined ? undefined : parseIdList('--ids', argv.ids);
-    const { loadTokenizer } = await import('../model/tokenizer.ts');
-    const dir = argv.model as string;
-    const tokenizer = loadTokenizer(dir);
-    const promptIds = promptIdsGiven ?? tokenizer.encode(argv.prompt as string, true); // fails before tfjs loads
-    const { initBackend } = await import('../backend/index.ts');
-    const { loadModel } = await import('../model/load.ts');
+    const { model, tokenizer, ids: promptIds } = await openModelInput(argv.model as string, argv.backend as string, argv.ids, argv.prompt as string | undefined, '--prompt');
     const { generate } = await import('../model/generate.ts');
-    await initBackend(argv.backend as string);
-    const model = await loadModel(dir);
     try {
-      checkIdsInVocab(argv.ids === undefined ? '--prompt' : '--ids', promptIds, model.config.vocabSize);
       const result = await generate(model, promptIds, {
         maxNewTokens: maxNew, temperature: argv.temperature as number, seed: argv.seed as number, stopIds,
       });

@@ -4,7 +4,7 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { HiloError } from '../errors.ts';
-import { checkIdsInVocab, parseIdList } from './generate.ts';
+import { openModelInput } from './generate.ts';
 import { withBackend } from './options.ts';
 
 export const command: CommandModule = {
@@ -21,18 +21,9 @@ export const command: CommandModule = {
       .example('$0 score --model ../shared/models/stories260K --ids 1,403,407,261,378 --json', 'score token ids'),
   handler: async (argv) => {
     if (argv.text === undefined && argv.ids === undefined) throw new HiloError('score: give --text TEXT or --ids 1,2,3');
-    const given = argv.ids === undefined ? undefined : parseIdList('--ids', argv.ids);
-    const { loadTokenizer } = await import('../model/tokenizer.ts');
-    const dir = argv.model as string;
-    const tokenizer = loadTokenizer(dir);
-    const ids = given ?? tokenizer.encode(argv.text as string, true); // fails before tfjs loads
-    const { initBackend } = await import('../backend/index.ts');
-    const { loadModel } = await import('../model/load.ts');
+    const { model, tokenizer, ids } = await openModelInput(argv.model as string, argv.backend as string, argv.ids, argv.text as string | undefined, '--text');
     const { scoreIds } = await import('../model/generate.ts');
-    await initBackend(argv.backend as string);
-    const model = await loadModel(dir);
     try {
-      checkIdsInVocab(given ? '--ids' : '--text', ids, model.config.vocabSize);
       const r = await scoreIds(model, ids, { logits: argv.logits as boolean });
       const tokens = ids.map((id) => tokenizer.tokenText(id));
       if (argv.json) {

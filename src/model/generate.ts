@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { seededUniform } from './init.ts';
+import { mulberry32 } from '../data/rng.ts';
 import type { CausalLM } from './types.ts';
 
 export interface GenerateOptions {
@@ -68,7 +68,7 @@ export async function generate(model: CausalLM, promptIds: number[], opts: Gener
   const temperature = opts.temperature ?? 0;
   if (!(temperature >= 0)) throw new HiloError(`--temperature: got ${temperature}; allowed: a number >= 0`);
   const stop = new Set(opts.stopIds ?? defaultStopIds(model));
-  const uniform = seededUniform(opts.seed ?? 0);
+  const uniform = mulberry32(opts.seed ?? 0);
   // learned position tables end at max_position_embeddings; RoPE models may go past it
   const limit = model.config.arch === 'gpt2' ? model.config.maxPositions : Infinity;
   const ids = [...promptIds];

@@ -4,27 +4,16 @@
  * by 1/sqrt(2 n_layer)), biases 0, norm weights 1, the pad token's embedding row 0 (Llama).
  * Seeded in JS, so the same seed gives the same weights on every backend.
  */
+import { mulberry32 } from '../data/rng.ts';
 import type { BaseCausalLM, HfTensorData } from './causal-lm.ts';
 import { gpt2WeightSpecs } from './gpt2.ts';
 import { llamaWeightSpecs } from './llama.ts';
 import { buildModel } from './load.ts';
 import type { ModelConfig } from './types.ts';
 
-/** mulberry32: a small, fast, well-mixed 32-bit PRNG; returns floats in [0, 1). */
-export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Standard normal draws (Box-Muller) from a seeded uniform source. */
 export function seededNormal(seed: number): () => number {
-  const u = seededUniform(seed);
+  const u = mulberry32(seed);
   let spare: number | null = null;
   return () => {
     if (spare !== null) {

@@ -1,0 +1,50 @@
+/**
+ * float32 <-> float16 / bfloat16 bit conversions for safetensors F16/BF16 data, rounding to
+ * nearest even as torch's .half() and .bfloat16() do.
+ */
+
+/** float16 bits -> float32 value (exact: every half is a float). */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** float32 -> float16 bits, round to nearest even (as torch's .half()). */
+export function floatToHalf(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer)[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000; // make the implicit 1 explicit, then shift into subnormal range
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = mant >> shift;
+    const rest = mant & ((1 << shift) - 1);
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = mant >> 13;
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) {
+    r++;
+    if (r === 0x400) { r = 0; e++; if (e >= 31) return sign | 0x7c00; }
+  }
+  return sign | (e << 10) | r;
+}
+
+/** float32 -> bfloat16 bits, round to nearest even (as torch's .bfloat16()). */
+export function floatToBf16(x: number): number {
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0];
+  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff; // keep NaN a NaN
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
