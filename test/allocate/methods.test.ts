@@ -62,6 +62,13 @@ describe('methods on Llama-2-7B (from config.json)', () => {
     expect(n[0]).toBeGreaterThan(n[31]);
   });
 
+  it('topp plans keep p; top-k is still min(k, n_l) per layer', () => {
+    const plan = planFromRecipe(adapterSection({ method: 'mola', strategy: 'topp', top_p: 0.7, top_k: 3 }), llama7b);
+    expect(plan.strategy).toBe('topp');
+    expect(plan.topP).toBe(0.7);
+    expect(perLayer(plan, 'topK')).toEqual(byQuarter([2, 3, 3, 3]));
+  });
+
   it('is deterministic', () => {
     const a = adapterSection({ method: 'hilo' });
     expect(planFromRecipe(a, llama7b)).toEqual(planFromRecipe(a, llama7b));
