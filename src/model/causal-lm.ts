@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { FrozenLinearLayer } from './linear.ts';
-import type { CausalLM, ForwardOptions, FrozenLinear, LinearModule, ModelConfig } from './types.ts';
+import type { CausalLM, ForwardOptions, FrozenLinear, KvCache, LinearModule, ModelConfig } from './types.ts';
 
 /** One HF tensor an architecture needs. */
 export interface WeightSpec {
@@ -128,4 +128,34 @@ export abstract class BaseCausalLM implements CausalLM {
     this.modules.clear();
     this.baseModules.clear();
   }
+}
+
+/** An empty cache for incremental decoding; dispose it with disposeKvCache. */
+export function createKvCache(): KvCache {
+  return { length: 0, keys: [], values: [] };
+}
+
+export function disposeKvCache(cache: KvCache): void {
+  tf.dispose([...cache.keys, ...cache.values]);
+  cache.keys = [];
+  cache.values = [];
+  cache.length = 0;
+}
+
+/**
+ * Layer `l`'s keys/values with the new ones [B, T, KV, d] appended after the cached ones,
+ * kept (they outlive the forward's tidy) in `next`, the cache's state after this forward.
+ */
+export function appendToCache(cache: KvCache, next: KvCache, l: number, k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
+  const keys = cache.length > 0 ? tf.concat([cache.keys[l], k], 1) : k; // [B, past+T, KV, d]
+  const values = cache.length > 0 ? tf.concat([cache.values[l], v], 1) : v;
+  next.keys[l] = tf.keep(keys);
+  next.values[l] = tf.keep(values);
+  return [keys, values];
+}
+
+/** Replace `cache`'s state by `next` (after a forward succeeded), freeing the old tensors. */
+export function commitCache(cache: KvCache, next: KvCache): void {
+  tf.dispose([...cache.keys, ...cache.values]);
+  Object.assign(cache, next);
 }

@@ -1,11 +1,12 @@
 /**
- * Text generation and scoring on a CausalLM. Generation recomputes the whole prefix each step
- * (no KV cache yet): simple, exact, and fast enough for the small models hilo trains.
+ * Text generation and scoring on a CausalLM. Generation runs the prompt once, then one token
+ * per step against a KV cache (useCache: false recomputes the whole prefix instead).
  */
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { mulberry32 } from '../data/rng.ts';
-import type { CausalLM } from './types.ts';
+import { createKvCache, disposeKvCache } from './causal-lm.ts';
+import type { CausalLM, KvCache } from './types.ts';
 
 export interface GenerateOptions {
   maxNewTokens?: number; // default 32
@@ -14,6 +15,8 @@ export interface GenerateOptions {
   seed?: number; // for sampling; default 0
   /** Stop after emitting one of these; default the config's eos_token_id(s). */
   stopIds?: number[];
+  /** Keep each layer's keys/values between steps instead of recomputing the prefix (default true). */
+  useCache?: boolean;
 }
 
 export interface GenerateResult {
@@ -50,10 +53,10 @@ export function defaultStopIds(model: CausalLM): number[] {
   return eos === null ? [] : Array.isArray(eos) ? eos : [eos];
 }
 
-/** Logits [V] of the last position for one sequence of ids. */
-async function lastLogits(model: CausalLM, ids: number[]): Promise<Float32Array> {
+/** Logits [V] of the last position for one sequence of ids (the new ones only, with a cache). */
+async function lastLogits(model: CausalLM, ids: number[], cache?: KvCache): Promise<Float32Array> {
   const last = tf.tidy(() => {
-    const logits = model.forward(tf.tensor2d([ids], [1, ids.length], 'int32')); // [1, T, V]
+    const logits = model.forward(tf.tensor2d([ids], [1, ids.length], 'int32'), { cache }); // [1, T, V]
     return logits.slice([0, ids.length - 1, 0], [1, 1, -1]).reshape([-1]); // [V]
   });
   const data = (await last.data()) as Float32Array;
@@ -71,17 +74,24 @@ export async function generate(model: CausalLM, promptIds: number[], opts: Gener
   const uniform = mulberry32(opts.seed ?? 0);
   // learned position tables end at max_position_embeddings; RoPE models may go past it
   const limit = model.config.arch === 'gpt2' ? model.config.maxPositions : Infinity;
+  const cache = opts.useCache === false ? undefined : createKvCache();
   const ids = [...promptIds];
   const out: number[] = [];
-  while (out.length < maxNew) {
-    if (ids.length >= limit) return { ids: out, stoppedBy: 'max-positions' };
-    const row = await lastLogits(model, ids);
-    const next = temperature === 0 ? argmax(row) : sampleIndex(row, temperature, uniform());
-    ids.push(next);
-    out.push(next);
-    if (stop.has(next)) return { ids: out, stoppedBy: 'stop-id' };
+  try {
+    let input = ids.slice();
+    while (out.length < maxNew) {
+      if (ids.length >= limit) return { ids: out, stoppedBy: 'max-positions' };
+      const row = await lastLogits(model, input, cache);
+      const next = temperature === 0 ? argmax(row) : sampleIndex(row, temperature, uniform());
+      ids.push(next);
+      out.push(next);
+      if (stop.has(next)) return { ids: out, stoppedBy: 'stop-id' };
+      input = cache ? [next] : ids.slice(); // with a cache only the new token goes through the model
+    }
+    return { ids: out, stoppedBy: 'max-new-tokens' };
+  } finally {
+    if (cache) disposeKvCache(cache);
   }
-  return { ids: out, stoppedBy: 'max-new-tokens' };
 }
 
 export interface ScoreResult {

@@ -8,9 +8,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { BaseCausalLM, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { appendToCache, BaseCausalLM, commitCache, type HfTensorData, type WeightSpec } from './causal-lm.ts';
 import { activate, additiveMask, groupedAttention, layerNorm } from './ops.ts';
-import type { ForwardOptions, ModelConfig } from './types.ts';
+import type { ForwardOptions, KvCache, ModelConfig } from './types.ts';
 
 /** Every tensor of a GPT-2 checkpoint, in HF names and shapes. */
 export function gpt2WeightSpecs(c: ModelConfig): WeightSpec[] {
@@ -69,33 +69,38 @@ export class GPT2LMHeadModel extends BaseCausalLM {
   forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     const c = this.config;
     const [B, T] = inputIds.shape;
-    if (!opts.positionIds && T > c.maxPositions) {
-      throw new HiloError(`sequence of ${T} tokens is longer than this GPT-2's n_positions (${c.maxPositions})`);
+    const past = opts.cache?.length ?? 0;
+    if (!opts.positionIds && past + T > c.maxPositions) {
+      throw new HiloError(`sequence of ${past + T} tokens is longer than this GPT-2's n_positions (${c.maxPositions})`);
     }
-    return tf.tidy(() => {
+    const next = opts.cache ? { length: past + T, keys: [], values: [] } : undefined;
+    const logits = tf.tidy(() => {
       const H = c.hiddenSize;
       const tokens = tf.gather(this.w('transformer.wte.weight'), tf.cast(inputIds, 'int32').reshape([B * T])).reshape([B, T, H]);
       const wpe = this.w<tf.Rank.R2>('transformer.wpe.weight');
       const positions = opts.positionIds
         ? tf.gather(wpe, tf.cast(opts.positionIds, 'int32').reshape([B * T])).reshape([B, T, H]) // [B, T, H]
-        : wpe.slice([0, 0], [T, H]).reshape([1, T, H]); // [1, T, H], same for every row
+        : wpe.slice([past, 0], [T, H]).reshape([1, T, H]); // [1, T, H], same for every row
       let x = tf.add(tokens, positions).reshape([B * T, H]) as tf.Tensor2D; // [N, H]
-      const mask = additiveMask(B, T, opts.attentionMask); // [B, 1, T, T]
-      for (let l = 0; l < c.numLayers; l++) x = this.block(l, x, B, T, mask, opts);
+      const mask = additiveMask(B, T, opts.attentionMask, past); // [B, 1, T, past+T]
+      for (let l = 0; l < c.numLayers; l++) x = this.block(l, x, B, T, mask, opts, next);
       x = layerNorm(x, this.w('transformer.ln_f.weight'), this.w('transformer.ln_f.bias'), c.layerNormEps);
       const head = this.headKernel ?? tf.transpose(this.w<tf.Rank.R2>('transformer.wte.weight')); // [H, V]
       return tf.matMul(x, head).reshape([B, T, c.vocabSize]) as tf.Tensor3D; // [N, H] x [H, V]
     });
+    if (opts.cache && next) commitCache(opts.cache, next);
+    return logits;
   }
 
   /** One transformer block on rows x [N, H]. */
-  private block(l: number, x: tf.Tensor2D, B: number, T: number, mask: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+  private block(l: number, x: tf.Tensor2D, B: number, T: number, mask: tf.Tensor4D, opts: ForwardOptions, next?: KvCache): tf.Tensor2D {
     const c = this.config;
     const p = `transformer.h.${l}`;
     const ctx = opts.ctx;
     const h = layerNorm(x, this.w(`${p}.ln_1.weight`), this.w(`${p}.ln_1.bias`), c.layerNormEps);
     const qkv = this.linear(`${p}.attn.c_attn`).forward(h, ctx); // [N, 3H]
-    const [q, k, v] = tf.split(qkv, 3, 1).map((t) => t.reshape([B, T, c.numHeads, c.headDim]) as tf.Tensor4D);
+    let [q, k, v] = tf.split(qkv, 3, 1).map((t) => t.reshape([B, T, c.numHeads, c.headDim]) as tf.Tensor4D);
+    if (opts.cache && next) [k, v] = appendToCache(opts.cache, next, l, k, v); // [B, past+T, heads, d]
     const scale = c.headDim ** -0.5 / (c.scaleAttnByInverseLayerIdx ? l + 1 : 1);
     x = tf.add(x, this.linear(`${p}.attn.c_proj`).forward(groupedAttention(q, k, v, mask, scale), ctx));
     const h2 = layerNorm(x, this.w(`${p}.ln_2.weight`), this.w(`${p}.ln_2.bias`), c.layerNormEps);

@@ -8,9 +8,9 @@
  * through `modules` (which adapters may have wrapped).
  */
 import * as tf from '@tensorflow/tfjs';
-import { BaseCausalLM, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { appendToCache, BaseCausalLM, commitCache, type HfTensorData, type WeightSpec } from './causal-lm.ts';
 import { activate, additiveMask, groupedAttention, rmsNorm } from './ops.ts';
-import type { ForwardOptions, ModelConfig } from './types.ts';
+import type { ForwardOptions, KvCache, ModelConfig } from './types.ts';
 
 /** Every tensor of a Llama-family checkpoint, in HF names and shapes. */
 export function llamaWeightSpecs(c: ModelConfig): WeightSpec[] {
@@ -135,24 +135,30 @@ export class LlamaForCausalLM extends BaseCausalLM {
   forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     const c = this.config;
     const [B, T] = inputIds.shape;
-    if (T > this.cosTable.shape[0]) this.buildRope(Math.max(T, 2 * this.cosTable.shape[0]));
-    return tf.tidy(() => {
+    const past = opts.cache?.length ?? 0;
+    if (past + T > this.cosTable.shape[0]) this.buildRope(Math.max(past + T, 2 * this.cosTable.shape[0]));
+    const next = opts.cache ? { length: past + T, keys: [], values: [] } : undefined;
+    const logits = tf.tidy(() => {
       const [cos, sin] = [this.cosTable, this.sinTable].map((table) => opts.positionIds
         ? tf.gather(table, tf.cast(opts.positionIds, 'int32').reshape([B * T])).reshape([B, T, 1, c.headDim]) // [B, T, 1, d]
-        : table.slice([0, 0], [T, c.headDim]).reshape([1, T, 1, c.headDim])); // [1, T, 1, d], same for every row
-      const mask = additiveMask(B, T, opts.attentionMask); // [B, 1, T, T]
+        : table.slice([past, 0], [T, c.headDim]).reshape([1, T, 1, c.headDim])); // [1, T, 1, d], same for every row
+      const mask = additiveMask(B, T, opts.attentionMask, past); // [B, 1, T, past+T]
       let x = tf.gather(this.w<tf.Rank.R2>('model.embed_tokens.weight'), tf.cast(inputIds, 'int32').reshape([B * T])) as tf.Tensor2D; // [N, H]
-      for (let l = 0; l < c.numLayers; l++) x = this.layer(l, x, B, T, cos, sin, mask, opts);
+      for (let l = 0; l < c.numLayers; l++) x = this.layer(l, x, B, T, cos, sin, mask, opts, next);
       x = rmsNorm(x, this.w<tf.Rank.R1>('model.norm.weight'), c.rmsNormEps);
       const head = this.headKernel ?? (c.tieWordEmbeddings
         ? tf.transpose(this.w<tf.Rank.R2>('model.embed_tokens.weight')) // trainable tie: follow the embedding
         : this.w<tf.Rank.R2>('lm_head.weight')); // [H, V]
       return tf.matMul(x, head).reshape([B, T, c.vocabSize]) as tf.Tensor3D; // [N, H] x [H, V]
     });
+    if (opts.cache && next) commitCache(opts.cache, next);
+    return logits;
   }
 
   /** One decoder layer on rows x [N, H]. */
-  private layer(l: number, x: tf.Tensor2D, B: number, T: number, cos: tf.Tensor, sin: tf.Tensor, mask: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+  private layer(
+    l: number, x: tf.Tensor2D, B: number, T: number, cos: tf.Tensor, sin: tf.Tensor, mask: tf.Tensor4D, opts: ForwardOptions, next?: KvCache,
+  ): tf.Tensor2D {
     const c = this.config;
     const p = `model.layers.${l}`;
     const ctx = opts.ctx;
@@ -160,7 +166,9 @@ export class LlamaForCausalLM extends BaseCausalLM {
     const q = this.linear(`${p}.self_attn.q_proj`).forward(h, ctx).reshape([B, T, c.numHeads, c.headDim]) as tf.Tensor4D;
     const k = this.linear(`${p}.self_attn.k_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
     const v = this.linear(`${p}.self_attn.v_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
-    const attn = groupedAttention(applyRope(q, cos, sin), applyRope(k, cos, sin), v, mask, c.headDim ** -0.5); // [N, Hq*d]
+    let [keys, values] = [applyRope(k, cos, sin), v];
+    if (opts.cache && next) [keys, values] = appendToCache(opts.cache, next, l, keys, values); // [B, past+T, Hkv, d]
+    const attn = groupedAttention(applyRope(q, cos, sin), keys, values, mask, c.headDim ** -0.5); // [N, Hq*d]
     x = tf.add(x, this.linear(`${p}.self_attn.o_proj`).forward(attn, ctx));
     const h2 = rmsNorm(x, this.w(`${p}.post_attention_layernorm.weight`), c.rmsNormEps);
     const gate = activate(c.hiddenAct, this.linear(`${p}.mlp.gate_proj`).forward(h2, ctx)); // [N, I]

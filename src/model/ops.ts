@@ -47,35 +47,37 @@ export function layerNorm(x: tf.Tensor2D, weight: tf.Tensor1D, bias: tf.Tensor1D
 }
 
 /**
- * Additive attention mask [B, 1, T, T]: 0 where query t may see key s (s <= t and key s is not
- * padding), NEG elsewhere. Rows of padded queries are meaningless, as in HF.
+ * Additive attention mask [B, 1, T, past+T]: 0 where query t (at position past+t) may see key s
+ * (s <= past+t and key s is not padding), NEG elsewhere. Rows of padded queries are
+ * meaningless, as in HF. attentionMask covers all past+T keys.
  */
-export function additiveMask(batch: number, seq: number, attentionMask?: tf.Tensor2D): tf.Tensor4D {
-  const rows = tf.range(0, seq, 1, 'int32').reshape([seq, 1]);
-  const cols = tf.range(0, seq, 1, 'int32').reshape([1, seq]);
-  let allowed: tf.Tensor = tf.cast(tf.lessEqual(cols, rows), 'float32').reshape([1, 1, seq, seq]); // [1, 1, T, T]
-  if (attentionMask) allowed = tf.mul(allowed, tf.cast(attentionMask, 'float32').reshape([batch, 1, 1, seq]));
+export function additiveMask(batch: number, seq: number, attentionMask?: tf.Tensor2D, past = 0): tf.Tensor4D {
+  const keys = past + seq;
+  const rows = tf.range(past, keys, 1, 'int32').reshape([seq, 1]);
+  const cols = tf.range(0, keys, 1, 'int32').reshape([1, keys]);
+  let allowed: tf.Tensor = tf.cast(tf.lessEqual(cols, rows), 'float32').reshape([1, 1, seq, keys]); // [1, 1, T, past+T]
+  if (attentionMask) allowed = tf.mul(allowed, tf.cast(attentionMask, 'float32').reshape([batch, 1, 1, keys]));
   return tf.mul(tf.sub(1, allowed), NEG) as tf.Tensor4D;
 }
 
 /**
  * Scaled dot-product attention with grouped K/V, without repeating K/V per query head: the
  * `group` query heads sharing one kv head are stacked along the query axis, so each kv head
- * meets one [group*T, d] x [d, T] product.
- *   q [B, T, H, d], k and v [B, T, KV, d], mask [B, 1, T, T] -> [B*T, H*d]
+ * meets one [group*Tq, d] x [d, Tk] product.
+ *   q [B, Tq, H, d], k and v [B, Tk, KV, d], mask [B, 1, Tq, Tk] -> [B*Tq, H*d]
  * Query head h uses kv head floor(h / group), as HF repeat_kv.
  */
 export function groupedAttention(
   q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D, scale: number,
 ): tf.Tensor2D {
-  const [b, t, h, d] = q.shape;
-  const kv = k.shape[2];
+  const [b, tq, h, d] = q.shape;
+  const [, tk, kv] = k.shape;
   const group = h / kv;
-  const qg = tf.transpose(q.reshape([b, t, kv, group, d]), [0, 2, 3, 1, 4]).reshape([b * kv, group * t, d]); // [B*KV, G*T, d]
-  const kT = tf.transpose(k, [0, 2, 3, 1]).reshape([b * kv, d, t]); // [B*KV, d, T]
-  const vv = tf.transpose(v, [0, 2, 1, 3]).reshape([b * kv, t, d]); // [B*KV, T, d]
-  const scores = tf.mul(tf.matMul(qg, kT), scale).reshape([b, h, t, t]); // [B, H, T, T], h = kvh*G + g
-  const probs = tf.softmax(tf.add(scores, mask), -1).reshape([b * kv, group * t, t]);
-  const out = tf.matMul(probs, vv).reshape([b, kv, group, t, d]); // [B, KV, G, T, d]
-  return tf.transpose(out, [0, 3, 1, 2, 4]).reshape([b * t, h * d]); // [B*T, H*d]
+  const qg = tf.transpose(q.reshape([b, tq, kv, group, d]), [0, 2, 3, 1, 4]).reshape([b * kv, group * tq, d]); // [B*KV, G*Tq, d]
+  const kT = tf.transpose(k, [0, 2, 3, 1]).reshape([b * kv, d, tk]); // [B*KV, d, Tk]
+  const vv = tf.transpose(v, [0, 2, 1, 3]).reshape([b * kv, tk, d]); // [B*KV, Tk, d]
+  const scores = tf.mul(tf.matMul(qg, kT), scale).reshape([b, h, tq, tk]); // [B, H, Tq, Tk], h = kvh*G + g
+  const probs = tf.softmax(tf.add(scores, mask), -1).reshape([b * kv, group * tq, tk]);
+  const out = tf.matMul(probs, vv).reshape([b, kv, group, tq, d]); // [B, KV, G, Tq, d]
+  return tf.transpose(out, [0, 3, 1, 2, 4]).reshape([b * tq, h * d]); // [B*Tq, H*d]
 }

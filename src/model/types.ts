@@ -77,11 +77,23 @@ export interface FrozenLinear extends LinearModule {
 }
 
 export interface ForwardOptions {
-  /** [B, T] 1 for real tokens, 0 for padding (right or left padding). */
+  /** [B, T] 1 for real tokens, 0 for padding (right or left padding); with a cache [B, past + T]. */
   attentionMask?: tf.Tensor2D;
-  /** [B, T] int32; defaults to 0..T-1 per row. */
+  /** [B, T] int32; defaults to past..past+T-1 per row (past = cached length, else 0). */
   positionIds?: tf.Tensor2D;
   ctx?: ForwardContext;
+  /**
+   * Incremental decoding (inference only): `inputIds` are the tokens after the `cache.length`
+   * already seen; forward attends to the cached keys/values and appends the new ones.
+   */
+  cache?: KvCache;
+}
+
+/** Keys and values of earlier tokens per layer, [B, past, kvHeads, d], owned by the cache. */
+export interface KvCache {
+  length: number;
+  keys: tf.Tensor4D[];
+  values: tf.Tensor4D[];
 }
 
 export interface CausalLM {

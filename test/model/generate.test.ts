@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import type { BaseCausalLM } from '../../src/model/causal-lm.ts';
+import { type BaseCausalLM, createKvCache, disposeKvCache } from '../../src/model/causal-lm.ts';
 import { argmax, generate, sampleIndex, scoreIds } from '../../src/model/generate.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
@@ -32,6 +32,38 @@ describe('greedy generation on stories260K', () => {
     expect(r.ids).toEqual(p.generated_ids);
     expect(r.stoppedBy).toBe('max-new-tokens');
     expect(loadTokenizer(stories).decode([...p.prompt_ids, ...r.ids])).toBe(p.full_text);
+  });
+
+  it('the KV cache changes nothing: same ids as recomputing the prefix, for GQA Llama and GPT-2', async () => {
+    const p = reference.prompts[1];
+    const uncached = await generate(model, p.prompt_ids, { maxNewTokens: 12, useCache: false });
+    expect(uncached.ids).toEqual(p.generated_ids.slice(0, 12));
+    const gpt2 = await loadModel(path.resolve(here, '../fixtures/models/tiny-gpt2'));
+    const before = tf.memory().numTensors;
+    const a = await generate(gpt2, [5, 17, 3], { maxNewTokens: 10, temperature: 0.8, seed: 1, useCache: true });
+    const b = await generate(gpt2, [5, 17, 3], { maxNewTokens: 10, temperature: 0.8, seed: 1, useCache: false });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(a.ids).toEqual(b.ids);
+    gpt2.dispose();
+  });
+
+  // logits are ~±20 and the cached path sums in a different order: float32 noise is ~1e-5
+  it('cached logits equal full-prefix logits within 1e-4', () => {
+    const ids = reference.prompts[2].prompt_ids;
+    const cache = createKvCache();
+    const before = tf.memory().numTensors;
+    const full = tf.tidy(() => model.forward(tf.tensor2d([ids], undefined, 'int32') as tf.Tensor2D).arraySync()[0]);
+    const steps = tf.tidy(() => [
+      ...model.forward(tf.tensor2d([ids.slice(0, 6)], undefined, 'int32') as tf.Tensor2D, { cache }).arraySync()[0],
+      ...model.forward(tf.tensor2d([ids.slice(6, 7)], undefined, 'int32') as tf.Tensor2D, { cache }).arraySync()[0],
+      ...model.forward(tf.tensor2d([ids.slice(7)], undefined, 'int32') as tf.Tensor2D, { cache }).arraySync()[0],
+    ]);
+    expect(cache.length).toBe(ids.length);
+    disposeKvCache(cache);
+    expect(tf.memory().numTensors).toBe(before);
+    let max = 0;
+    full.forEach((row, t) => row.forEach((x, v) => { max = Math.max(max, Math.abs(x - steps[t][v])); }));
+    expect(max).toBeLessThan(1e-4);
   });
 
   it('stops on a stop id and includes it', async () => {
