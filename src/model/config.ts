@@ -3,6 +3,9 @@
  * (those of the transformers config classes) onto one vocabulary; anything the forward pass
  * would silently get wrong (an unknown architecture, an unimplemented RoPE scaling, heads that
  * do not divide) fails here, naming the config field.
+ *
+ * Mistral's and Qwen2's sliding_window is not applied: attention is exact for sequences up to
+ * the window (4096 and more in released models), far beyond what hilo trains on.
  */
 import { fieldError, HiloError } from '../errors.ts';
 import type { ModelConfig } from './types.ts';
