@@ -170,7 +170,13 @@ export function readSafetensors(file: string, names?: Iterable<string>): { tenso
       const bytes = new Uint8Array(e.offsets[1] - e.offsets[0]);
       const got = fs.readSync(fd, bytes, 0, bytes.length, header.dataStart + e.offsets[0]);
       if (got !== bytes.length) throw fail(file, `tensor "${name}": short read (${got} of ${bytes.length} bytes)`);
-      tensors.set(name, { dtype: e.dtype, shape: e.shape, data: decode(e.dtype, bytes, numel(e.shape)) });
+      let data: Float32Array | Int32Array;
+      try {
+        data = decode(e.dtype, bytes, numel(e.shape));
+      } catch (err) {
+        throw fail(file, `tensor "${name}": ${(err as Error).message}`);
+      }
+      tensors.set(name, { dtype: e.dtype, shape: e.shape, data });
     }
   } finally {
     fs.closeSync(fd);

@@ -68,6 +68,7 @@ describe('safetensors reader', () => {
     ['a gap between tensors', () => rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, new Uint8Array(12)), /tensor "b": gap of 4 unused bytes/],
     ['trailing bytes', () => rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(8)), /4 trailing bytes/],
     ['reversed offsets', () => rawFile({ a: { dtype: 'U8', shape: [0], data_offsets: [4, 0] } }, new Uint8Array(4)), /tensor "a": bad data_offsets/],
+    ['an I64 value beyond int32', () => rawFile({ n: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, new Uint8Array([0, 0, 0, 0, 1, 0, 0, 0])), /tensor "n": I64 value 4294967296 does not fit in int32/],
     ['a negative dimension', () => rawFile({ a: { dtype: 'U8', shape: [-1], data_offsets: [0, 0] } }, new Uint8Array(0)), /tensor "a": bad shape/],
   ];
   it.each(bad)('refuses %s, naming the file', (_what, make, msg) => {
