@@ -9,6 +9,7 @@
  *   base only         the frozen x·W0, for scale
  *   lora              one expert, no router (plain LoRA)
  *   dense             hilo: x·A_all [N, E·r], gates broadcast over each expert's r columns, one [E·r, out] product
+ *   dense + losses    the whole MixtureLinear as training runs it (balance loss, z-loss, usage on the context)
  *   dense, tile gate  the same with the gate expanded by a 0/1 matMul [N,E]·[E,E·r] instead of a broadcast
  *   per-expert loop   Σ_e g_e ⊙ (x·A_e)·B_e: E small products per matrix instead of one
  *   per-expert vars   dense, but A and B kept as E separate variables concatenated every forward
@@ -16,9 +17,10 @@
  *                     needs the selection on the host (a dataSync per module: not allowed in hilo's forward)
  */
 import * as tf from '@tensorflow/tfjs';
-import { mixtureDelta, type MixtureSpec } from '../src/adapters/mixture.ts';
+import { MixtureLinear, mixtureDelta, type MixtureSpec } from '../src/adapters/mixture.ts';
 import { routeTokens } from '../src/adapters/routing.ts';
 import { initBackend } from '../src/backend/index.ts';
+import type { ForwardContext } from '../src/model/types.ts';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -42,6 +44,7 @@ interface Weights {
   Rt: tf.Variable; // [in, E]
   As: tf.Variable[]; // E × [in, r]
   Bs: tf.Variable[]; // E × [r, out]
+  tokenMask: tf.Tensor1D; // [N], the last eighth is padding
 }
 
 type Variant = { name: string; vars: (w: Weights) => tf.Variable[]; f: (w: Weights) => tf.Tensor2D };
@@ -59,6 +62,21 @@ const VARIANTS: Variant[] = [
   {
     name: 'dense (hilo)', vars: (w) => [w.x, w.A, w.B, w.Rt],
     f: (w) => tf.add(base(w), mixtureDelta(w.x as tf.Tensor2D, w.x as tf.Tensor2D, { loraA: w.A as tf.Tensor2D, loraB: w.B as tf.Tensor2D, router: w.Rt as tf.Tensor2D }, spec).delta),
+  },
+  {
+    name: 'dense + balance, z-loss, usage', vars: (w) => [w.x, w.A, w.B, w.Rt],
+    f: (w) => {
+      // the whole layer as training runs it: router losses pushed on the context, usage recorded
+      const layer = new MixtureLinear('bench', { inFeatures: IN, outFeatures: OUT, forward: (x) => tf.matMul(x, w.W0) }, spec,
+        { loraA: w.A as tf.Variable<tf.Rank.R2>, loraB: w.B as tf.Variable<tf.Rank.R2>, router: w.Rt as tf.Variable<tf.Rank.R2> },
+        { dropout: 0, balanceCoef: 0.01, zLossCoef: 0.001 });
+      const ctx: ForwardContext = { training: true, auxLosses: [], tokenMask: w.tokenMask, routerStats: new Map() };
+      const y = layer.forward(w.x as tf.Tensor2D, ctx);
+      // fold the losses into the output so the backward pass runs through them too
+      const out = tf.add(y, tf.addN(ctx.auxLosses)) as tf.Tensor2D;
+      tf.dispose([...ctx.auxLosses, ...ctx.routerStats!.values()]);
+      return out;
+    },
   },
   {
     name: 'dense, tile gate', vars: (w) => [w.x, w.A, w.B, w.Rt],
@@ -133,6 +151,7 @@ async function main(): Promise<void> {
     // the same experts as separate variables, so every variant computes the same function
     As: Array.from({ length: E }, (_, e) => tf.tidy(() => tf.variable(tf.slice(A, [0, e * R], [IN, R])))),
     Bs: Array.from({ length: E }, (_, e) => tf.tidy(() => tf.variable(tf.slice(B, [e * R, 0], [R, OUT])))),
+    tokenMask: tf.tensor1d(Array.from({ length: N }, (_, n) => (n < (7 * N) / 8 ? 1 : 0))),
   };
   console.log(`backend ${info.name}; one module: N=${N} in=${IN} out=${OUT} experts=${E} rank=${R} top-k=${K}; median of ${REPS} rounds after 2 warm-up rounds`);
   const rows: Array<{ variant: string; forward_ms: number; fwd_bwd_ms: number; max_abs_diff_vs_dense: number | null }> = [];
@@ -165,7 +184,7 @@ async function main(): Promise<void> {
     console.log(`| ${r.variant} | ${r.forward_ms.toFixed(1)} | ${r.fwd_bwd_ms.toFixed(1)} | ${(r.fwd_bwd_ms / dense.fwd_bwd_ms).toFixed(2)}x | ${r.max_abs_diff_vs_dense === null ? '' : r.max_abs_diff_vs_dense.toExponential(1)} |`);
   }
   if (process.argv.includes('--json')) console.log(JSON.stringify({ backend: info.name, N, in: IN, out: OUT, experts: E, rank: R, topK: K, rows }));
-  tf.dispose([w.x, w.W0, w.A, w.B, w.Rt, ...w.As, ...w.Bs]);
+  tf.dispose([w.x, w.W0, w.A, w.B, w.Rt, ...w.As, ...w.Bs, w.tokenMask]);
 }
 
 void main();

@@ -124,9 +124,12 @@ export class MixtureLinear implements LinearModule {
       const y = tf.add(this.base.forward(x, ctx), delta) as tf.Tensor2D;
       const parts: ForwardParts = { y };
       if (!ctx || !routing || !logits) return parts;
-      if (ctx.routerStats) parts.usage = selectionFractions(routing.mask, mask);
+      const wantBalance = ctx.training && balanceCoef > 0;
+      // one set of selection fractions serves both the usage log and the balance loss
+      const usage = ctx.routerStats || wantBalance ? selectionFractions(routing.mask, mask) : undefined;
+      if (ctx.routerStats) parts.usage = usage;
       if (!ctx.training) return parts; // router losses are training losses: eval contexts get none
-      if (balanceCoef > 0) parts.aux = tf.mul<tf.Scalar>(balanceCoef, balanceLoss(routing.probs, routing.mask, mask));
+      if (wantBalance) parts.aux = tf.mul<tf.Scalar>(balanceCoef, balanceLoss(routing.probs, routing.mask, mask, usage));
       if (zLossCoef > 0) {
         const z = tf.mul<tf.Scalar>(zLossCoef, routerZLoss(logits, mask));
         parts.aux = parts.aux ? tf.add<tf.Scalar>(parts.aux, z) : z;

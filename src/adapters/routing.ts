@@ -103,9 +103,9 @@ function meanProbs(probs: tf.Tensor2D, tokenMask?: tf.Tensor1D): tf.Tensor1D {
  * selection fractions (no gradient) and P the mean probabilities. 1.0 when perfectly balanced;
  * constant 1 under `dense` (every expert is selected), where it has no gradient.
  */
-export function balanceLoss(probs: tf.Tensor2D, mask: tf.Tensor2D, tokenMask?: tf.Tensor1D): tf.Scalar {
+export function balanceLoss(probs: tf.Tensor2D, mask: tf.Tensor2D, tokenMask?: tf.Tensor1D, fractions?: tf.Tensor1D): tf.Scalar {
   const E = probs.shape[1];
-  const f = selectionFractions(mask, tokenMask);
+  const f = fractions ?? selectionFractions(mask, tokenMask); // callers that also log usage pass it in
   return tf.mul(E, tf.sum(tf.mul(f, meanProbs(probs, tokenMask)))) as tf.Scalar;
 }
 
