@@ -8,7 +8,7 @@ import { train } from './loop.ts';
 import { prepareRun } from './run.ts';
 
 export { train, evaluateRun, totalSteps, type TrainResult } from './loop.ts';
-export { prepareRun, planForRecipe, type Run } from './run.ts';
+export { prepareRun, type Run } from './run.ts';
 export { finishRun, type RunResults } from './finish.ts';
 
 function fmt(v: unknown): string {

@@ -7,21 +7,22 @@ import type * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { injectAdapters, type Adapters } from '../adapters/inject.ts';
+import { loadAdapters } from '../adapters/io.ts';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { countPlan } from '../adapters/params.ts';
 import { baseParamCount } from '../allocate/base-params.ts';
-import { planFromRecipe, probeKindFor } from '../allocate/methods.ts';
-import { readPlan, writePlanFile } from '../allocate/plan-file.ts';
+import { planForRecipe } from '../allocate/for-recipe.ts';
+import { writePlanFile } from '../allocate/plan-file.ts';
 import { initBackend } from '../backend/index.ts';
 import { encodeDataset, loadDataset, padIdOf, summarizeDataset, type DatasetSummary } from '../data/index.ts';
 import type { EncodedExample, ScoringItem } from '../data/encode.ts';
+import { HiloError } from '../errors.ts';
 import { writeFileAtomic } from '../model/safetensors.ts';
 import { createRandomModel } from '../model/init.ts';
 import { loadModel, readModelConfig } from '../model/load.ts';
 import { moduleShapes } from '../model/shapes.ts';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
 import type { CausalLM } from '../model/types.ts';
-import { probeForRecipe } from '../probe/for-recipe.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { createWandb, resolveWandbSettings, type MetricSink } from '../log/wandb/index.ts';
 
@@ -62,45 +63,60 @@ function hasWeights(dir: string): boolean {
   return fs.readdirSync(dir).some((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json');
 }
 
-/** The adapter plan the recipe asks for (a probe is measured or reused when the method needs one). */
-export async function planForRecipe(recipe: Recipe, log: (msg: string) => void = () => {}): Promise<AdapterPlan> {
-  const config = readModelConfig(recipe.model.path);
-  const a = recipe.adapter;
-  if (a.method === 'manual') return readPlan(a.plan_path!, config);
-  if (a.method !== 'none' && probeKindFor(a)) {
-    const probe = await probeForRecipe(recipe);
-    log(`probe ${probe.result.kind}: ${probe.reused ? 'reused' : 'measured'} (${probe.file})`);
-    return planFromRecipe(a, config, probe.result);
-  }
-  return planFromRecipe(a, config);
+/** The plan of a run without adapters (full training or base-model evaluation). */
+function emptyPlan(): AdapterPlan {
+  return { method: 'none', targetModules: [], strategy: 'topk', topP: 1, alpha: 1, scaling: 'alpha/r', fixedScale: 1, dropout: 0, layers: [] };
 }
 
-export async function prepareRun(recipe: Recipe, opts: { log?: (msg: string) => void; sink?: boolean } = {}): Promise<Run> {
+export interface PrepareOptions {
+  log?: (msg: string) => void;
+  /** false: no W&B sink (evaluation-only runs). */
+  sink?: boolean;
+  /** Load this trained adapter instead of injecting fresh ones. */
+  adapterDir?: string;
+  /** Evaluation only: nothing is written to the run folder and nothing is made trainable. */
+  evalOnly?: boolean;
+}
+
+export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Promise<Run> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
   const runDir = recipe.output_dir;
-  fs.mkdirSync(runDir, { recursive: true });
-  const full = recipe.adapter.method === 'none';
-  const plan = await planForRecipe(recipe, log);
+  const evalOnly = opts.evalOnly ?? false;
+  if (!evalOnly) fs.mkdirSync(runDir, { recursive: true });
+  const full = recipe.adapter.method === 'none' && !evalOnly;
   const backend = await initBackend(recipe.backend);
   log(`backend ${backend.name}${backend.skipped.length ? ` (skipped ${backend.skipped.map((s) => s.name).join(', ')})` : ''}`);
 
   const dir = recipe.model.path;
   const config = readModelConfig(dir);
-  const model = hasWeights(dir) ? await loadModel(dir, { trainable: full }) : createRandomModel(config, recipe.seed, { trainable: true });
-  if (!hasWeights(dir)) {
-    if (!full) {
-      model.dispose();
-      throw new Error(`recipe.model.path: ${dir} has no *.safetensors weights; only adapter.method "none" (pretraining) starts from random weights`);
-    }
+  let model: CausalLM;
+  if (hasWeights(dir)) {
+    model = await loadModel(dir, { trainable: full });
+  } else if (full) {
     log(`${dir} has no weights: pretraining from a random initialisation (seed ${recipe.seed})`);
+    model = createRandomModel(config, recipe.seed, { trainable: true });
+  } else {
+    throw new HiloError(`recipe.model.path: ${dir} has no *.safetensors weights; only adapter.method "none" (pretraining) starts from random weights`);
   }
   const tokenizer = loadTokenizer(dir);
   const ds = loadDataset(recipe.data, runDir, recipe.seed);
   const enc = encodeDataset(ds, tokenizer, recipe.data);
 
-  const adapters = full ? null : injectAdapters(model, plan, {
-    seed: recipe.seed, balanceCoef: recipe.adapter.balance_coef, zLossCoef: recipe.adapter.z_loss_coef,
-  });
+  let adapters: Adapters | null = null;
+  let plan: AdapterPlan;
+  if (opts.adapterDir) {
+    adapters = loadAdapters(model, opts.adapterDir);
+    plan = adapters.plan;
+  } else if (recipe.adapter.method === 'none') {
+    plan = { ...emptyPlan(), layers: Array.from({ length: config.numLayers }, () => ({})) };
+  } else {
+    const planned = await planForRecipe(recipe, { backend: recipe.backend });
+    if (planned.probe) log(`probe ${planned.probe.kind}: scores per layer ${planned.probe.layers.map((v) => v.toFixed(3)).join(' ')}`);
+    plan = planned.plan;
+    adapters = injectAdapters(model, plan, {
+      seed: recipe.seed, balanceCoef: recipe.adapter.balance_coef, zLossCoef: recipe.adapter.z_loss_coef,
+    });
+  }
   const trainables = adapters ? adapters.variables : model.weights;
   const base = baseParamCount(config);
   const counted = countPlan(plan, moduleShapes(config));
@@ -110,8 +126,10 @@ export async function prepareRun(recipe: Recipe, opts: { log?: (msg: string) => 
     trainablePercent: (100 * trainable) / base,
   };
 
-  writeFileAtomic(path.join(runDir, 'recipe.json'), JSON.stringify(recipe, null, 2));
-  writePlanFile(path.join(runDir, 'plan.json'), plan);
+  if (!evalOnly) {
+    writeFileAtomic(path.join(runDir, 'recipe.json'), JSON.stringify(recipe, null, 2));
+    writePlanFile(path.join(runDir, 'plan.json'), plan);
+  }
   const data = summarizeDataset(ds);
   log(
     `data ${data.name}: ${data.sizes.train} train / ${data.sizes.eval} eval / ${data.sizes.test} test examples; ` +
@@ -119,7 +137,7 @@ export async function prepareRun(recipe: Recipe, opts: { log?: (msg: string) => 
   );
   log(`params: ${trainable.toLocaleString('en-US')} trainable (${params.trainablePercent.toFixed(3)}% of ${base.toLocaleString('en-US')}), ${params.active.toLocaleString('en-US')} active per token`);
 
-  const sink = opts.sink === false ? null : createWandb(resolveWandbSettings(recipe.wandb), runDir, {
+  const sink = opts.sink === false || evalOnly ? null : createWandb(resolveWandbSettings(recipe.wandb), runDir, {
     config: { recipe, plan, params, data }, log,
   });
   return {

@@ -99,6 +99,11 @@ describe('hilo train', () => {
     const lines = fs.readFileSync(path.join(a, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.filter((l) => 'loss' in l).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 
+    // hilo eval on the run folder reloads the saved adapter and reproduces the test metrics
+    const ev = spawnSync(process.execPath, [HILO, 'eval', path.join(a, 'run'), '--json'], { encoding: 'utf8' });
+    expect(ev.status, ev.stderr).toBe(0);
+    expect(JSON.parse(ev.stdout)).toEqual(results.test);
+
     const b = tmp();
     const file = recipe(b);
     const killed = await runAndSignal(file, path.join(b, 'run'), 'SIGKILL', 4);
