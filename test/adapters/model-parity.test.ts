@@ -69,28 +69,27 @@ describe('adapted stories260K vs ref_moe.py', () => {
     }
   });
 
-  it('a plan the model cannot take is reported against adapter_config.json', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-bad-plan-'));
-    try {
-      const cfg = JSON.parse(fs.readFileSync(path.join(ADAPTER_DIR, 'adapter_config.json'), 'utf8'));
-      cfg.plan.layers.push({});
-      fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(cfg));
-      fs.copyFileSync(path.join(ADAPTER_DIR, 'adapter_model.safetensors'), path.join(dir, 'adapter_model.safetensors'));
-      expect(() => loadAdapters(model, dir)).toThrow(/adapter_config.json: plan.layers: got "6 layers"; allowed: 5 entries/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('a missing or misshapen tensor is named with the file', () => {
+  type PlanEdit = (plan: { layers: Array<Record<string, { rank: number }>> }) => void;
+  /** A copy of the fixture whose adapter_config.json plan is edited by `edit`; returns its folder. */
+  function editedCopy(edit: PlanEdit): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-bad-adapter-'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(ADAPTER_DIR, 'adapter_config.json'), 'utf8'));
+    edit(cfg.plan);
+    fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(cfg));
+    fs.copyFileSync(path.join(ADAPTER_DIR, 'adapter_model.safetensors'), path.join(dir, 'adapter_model.safetensors'));
+    return dir;
+  }
+
+  it.each([
+    ['a plan the model cannot take is reported against adapter_config.json', ((p) => { p.layers.push({}); }) as PlanEdit,
+      /adapter_config.json: plan.layers: got "6 layers"; allowed: 5 entries/],
+    ['a misshapen tensor is named with the file', ((p) => { p.layers[3]['mlp.down_proj'].rank = 8; }) as PlanEdit, // the file holds rank 4
+      /adapter_model.safetensors: tensor "model.layers.3.mlp.down_proj.experts.0.lora_A.weight" has shape \[4, 172\]; the plan implies \[8, 172\]/],
+  ] as const)('%s', (_name, edit, message) => {
+    const dir = editedCopy(edit);
     try {
-      const cfg = JSON.parse(fs.readFileSync(path.join(ADAPTER_DIR, 'adapter_config.json'), 'utf8'));
-      cfg.plan.layers[3]['mlp.down_proj'].rank = 8; // the file holds rank 4
-      fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(cfg));
-      fs.copyFileSync(path.join(ADAPTER_DIR, 'adapter_model.safetensors'), path.join(dir, 'adapter_model.safetensors'));
       const before = tf.memory().numTensors;
-      expect(() => loadAdapters(model, dir)).toThrow(/adapter_model.safetensors: tensor "model.layers.3.mlp.down_proj.experts.0.lora_A.weight" has shape \[4, 172\]; the plan implies \[8, 172\]/);
+      expect(() => loadAdapters(model, dir)).toThrow(message);
       expect(tf.memory().numTensors).toBe(before);
       for (const [p, m] of model.baseModules) expect(model.modules.get(p)).toBe(m);
     } finally {
