@@ -54,6 +54,13 @@ function batchLoss(run: Run, batch: Batch, ctx: ForwardContext): tf.Scalar {
   return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
 }
 
+/** Per-router expert usage as a W&B table: one row per (router, expert). */
+export function usageTable(usage: Record<string, number[]>): { columns: string[]; data: Array<[string, number, number]> } {
+  const data: Array<[string, number, number]> = [];
+  for (const [router, fractions] of Object.entries(usage)) fractions.forEach((f, e) => data.push([router, e, f]));
+  return { columns: ['router', 'expert', 'fraction'], data };
+}
+
 /** Evaluate on the run's eval data: loss/perplexity, accuracy when the task has candidates. */
 export function evaluateRun(run: Run, split: 'eval' | 'test' = 'eval'): EvalMetrics {
   const seqs = split === 'eval' ? run.evalSeqs : run.testSeqs;
@@ -169,7 +176,7 @@ export async function train(run: Run): Promise<TrainResult> {
         const { expertUsage, ...scalars } = lastEval;
         const record = { step: state.step, ...Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`eval_${k}`, v])) };
         metrics.append({ ...record, ...(expertUsage && Object.keys(expertUsage).length ? { eval_expert_usage: expertUsage } : {}) });
-        run.sink?.log(state.step, record);
+        run.sink?.log(state.step, expertUsage && Object.keys(expertUsage).length ? { ...record, eval_expert_usage: usageTable(expertUsage) } : record);
         progress.message(`eval @ ${state.step}: ${Object.entries(scalars).map(([k, v]) => `${k} ${Number(v).toFixed(4)}`).join(', ')}`);
       }
       if ((t.save_steps > 0 && state.step % t.save_steps === 0) || isLast || interrupted) save();
