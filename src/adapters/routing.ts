@@ -3,10 +3,10 @@
  * routers balanced. Pure tensor functions (no variables, no state) so the gradient tests can
  * drive them directly.
  *
- * Selection (which experts a token uses) is discrete: top-k and top-p masks are built from
- * `tf.topk`, which has no gradient in tfjs, so the mask is made under `tf.customGrad` with a
- * zero gradient. Gradients still reach the router through the probabilities that the mask keeps
- * (the renormalised gate) and through the balance loss's mean probabilities, as in PyTorch.
+ * Selection (which experts a token uses) is discrete: top-k and top-p masks come from ranking
+ * the experts per token, made under `tf.customGrad` with a zero gradient. Gradients still
+ * reach the router through the probabilities that the mask keeps (the renormalised gate) and
+ * through the balance loss's mean probabilities, as in PyTorch.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { RoutingStrategy } from './plan.ts';
@@ -30,7 +30,7 @@ export interface RoutingOptions {
 
 /**
  * A selection mask computed from `probs` by `select`, recorded as one op whose gradient is zero:
- * the choice of experts is piecewise constant, and TopK has no gradient in tfjs.
+ * the choice of experts is piecewise constant (and tfjs has no gradient for TopK or comparisons).
  */
 function selectionMask(probs: tf.Tensor2D, select: (p: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad((...args) => {
@@ -41,32 +41,34 @@ function selectionMask(probs: tf.Tensor2D, select: (p: tf.Tensor2D) => tf.Tensor
 }
 
 /**
- * [N, E] 0/1 rows of the given expert indices [N, j]. oneHot is cast rather than asked for
- * float32: on wasm (tfjs 4.22) oneHot(..., 'float32') returns all zeros.
+ * [N, E, E]: entry (n, e, j) is 1 when expert j ranks above expert e for token n (higher
+ * probability; ties go to the lower index, as tf.topk and torch.topk order them).
+ * Ranking by comparison instead of topk + oneHot: wasm's OneHot took ~60 ms on [1024, 2, 4]
+ * (tfjs 4.22), more than the module's matmuls; these are a few element-wise ops on N·E² values.
  */
-function oneHotFloat(indices: tf.Tensor2D, E: number): tf.Tensor3D {
-  return tf.cast(tf.oneHot(indices, E), 'float32') as tf.Tensor3D; // [N, j, E]
+function outranks(p: tf.Tensor2D): tf.Tensor3D {
+  const E = p.shape[1];
+  const lowerIndex = tf.tensor2d(Array.from({ length: E * E }, (_, i) => (i % E < Math.floor(i / E) ? 1 : 0)), [E, E], 'bool'); // [e, j]: j < e
+  const pe = tf.expandDims(p, 2); // [N, E, 1]: expert e
+  const pj = tf.expandDims(p, 1); // [N, 1, E]: expert j
+  const above = tf.logicalOr(tf.greater(pj, pe), tf.logicalAnd(tf.equal(pj, pe), lowerIndex)); // [N, E, E]
+  return tf.cast(above, 'float32') as tf.Tensor3D;
 }
 
-/** [N, E] mask of each row's k largest probabilities. */
+/** [N, E] mask of each row's k largest probabilities: fewer than k experts rank above. */
 function topKMask(probs: tf.Tensor2D, k: number): tf.Tensor2D {
-  const E = probs.shape[1];
-  return selectionMask(probs, (p) => tf.sum(oneHotFloat(tf.topk(p, k).indices, E), 1)); // [N,k,E] -> [N,E]
+  return selectionMask(probs, (p) => tf.cast(tf.less(tf.sum(outranks(p), 2), k), 'float32') as tf.Tensor2D);
 }
 
 /**
  * [N, E] mask of the experts kept by top-p: in descending probability, an expert is kept while the
- * probability mass before it is still below p, so the first is always kept and the count varies
- * per token (MixLoRA's dynamic routing).
+ * probability mass ranked above it is still below p, so the first is always kept and the count
+ * varies per token (MixLoRA's dynamic routing).
  */
 function topPMask(probs: tf.Tensor2D, topP: number): tf.Tensor2D {
-  const E = probs.shape[1];
   return selectionMask(probs, (p) => {
-    const { values, indices } = tf.topk(p, E); // [N, E] sorted descending
-    const before = tf.sub(tf.cumsum(values, 1), values); // mass of the experts ranked above
-    const keep = tf.cast(tf.less(before, topP), 'float32'); // [N, E] in sorted order
-    // back to expert order: sum_j onehot(indices[n, j]) * keep[n, j]
-    return tf.sum(tf.mul(oneHotFloat(indices, E), tf.expandDims(keep, 2)), 1); // [N,E,E] -> [N,E]
+    const before = tf.sum(tf.mul(outranks(p), tf.expandDims(p, 1)), 2); // [N, E]: Σ_j above(e, j)·p_j
+    return tf.cast(tf.less(before, topP), 'float32') as tf.Tensor2D;
   });
 }
 
