@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { command as doctor } from './doctor.ts';
 import { command as evaluate } from './eval.ts';
+import { command as exportCommand } from './export.ts';
 import { command as generate } from './generate.ts';
 import { command as plan } from './plan.ts';
 import { command as probe } from './probe.ts';
@@ -10,4 +11,4 @@ import { command as train } from './train.ts';
 import { command as validate } from './validate.ts';
 import { command as wandb } from './wandb.ts';
 
-export const commands: CommandModule<any, any>[] = [train, evaluate, doctor, generate, score, validate, wandb, probe, plan];
+export const commands: CommandModule<any, any>[] = [train, evaluate, doctor, generate, score, validate, wandb, probe, plan, exportCommand];
