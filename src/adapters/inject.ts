@@ -62,6 +62,11 @@ export function checkPlan(plan: AdapterPlan, model: CausalLM): void {
   if (!(SCALING_RULES as readonly string[]).includes(plan.scaling)) throw fieldError('plan.scaling', plan.scaling, SCALING_RULES);
   if (plan.strategy === 'topp' && !(plan.topP > 0 && plan.topP <= 1)) throw fieldError('plan.topP', plan.topP, 'a number in (0, 1]');
   if (!(plan.dropout >= 0 && plan.dropout < 1)) throw fieldError('plan.dropout', plan.dropout, 'a number in [0, 1)');
+  if (plan.scaling === 'fixed' ? !Number.isFinite(plan.fixedScale) : !Number.isFinite(plan.alpha)) {
+    const field = plan.scaling === 'fixed' ? 'fixedScale' : 'alpha';
+    throw fieldError(`plan.${field}`, plan[field], 'a finite number');
+  }
+  if (!Array.isArray(plan.targetModules)) throw fieldError('plan.targetModules', plan.targetModules, 'a list of module names');
   const L = model.config.numLayers;
   if (!Array.isArray(plan.layers) || plan.layers.length !== L) {
     throw fieldError('plan.layers', `${plan.layers?.length} layers`, `${L} entries, one per decoder layer of this model`);

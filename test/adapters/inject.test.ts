@@ -178,6 +178,7 @@ describe('plan/model mismatches are HiloErrors naming the field, value and what 
     ['unknown module', (p: AdapterPlan) => { p.layers[1]['mlp.fc1'] = { experts: 2, rank: 2, topK: 1 }; }, /plan.layers\[1\]: got "mlp.fc1"; allowed: .*"mlp.up_proj"/],
     ['module outside the targets', (p: AdapterPlan) => { p.targetModules = ['q_proj']; }, /plan.layers\[0\]\["self_attn.k_proj"\]: got "self_attn.k_proj"; allowed: modules selected by/],
     ['bad strategy', (p: AdapterPlan) => { (p as { strategy: string }).strategy = 'topK'; }, /plan.strategy: got "topK"; allowed: "topk" \| "topp" \| "dense"/],
+    ['missing alpha', (p: AdapterPlan) => { delete (p as Partial<AdapterPlan>).alpha; }, /plan.alpha: got nothing; allowed: a finite number/],
     ['fractional rank', (p: AdapterPlan) => { p.layers[3]['mlp.up_proj'].rank = 2.5; }, /plan.layers\[3\]\["mlp.up_proj"\].rank: got 2.5; allowed: an integer >= 0/],
   ] as const)('%s', (_n, edit, message) => {
     const before = tf.memory().numTensors;
