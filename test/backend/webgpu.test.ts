@@ -138,6 +138,15 @@ describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'a
     y.dispose();
   });
 
+  it('says how to read instead of failing obscurely on a synchronous read of a GPU tensor', async () => {
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    const y = tf.tidy(() => rand([64, 64], 1).matMul(rand([64, 64], 2)));
+    expect(() => y.dataSync()).toThrow(/cannot read GPU tensors synchronously .*await t\.data\(\)/);
+    expect((await y.data()).length).toBe(64 * 64);
+    y.dispose();
+  });
+
   it('lets a process that used webgpu exit, without Dawn noise on stderr', () => {
     const script = path.join(import.meta.dirname, 'fixtures', 'webgpu-exit.ts');
     // stderr to a file, as in a terminal or a CI log (a Node parent's pipe is a socket, which
