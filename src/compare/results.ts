@@ -1,0 +1,34 @@
+/**
+ * A cell's results on disk: the results.json training wrote, or the error record the grid
+ * writes in its place when the run failed. Whether a cell counts as done is decided here.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../model/safetensors.ts';
+import type { Cell } from './grid.ts';
+import type { RunResultsLike } from './summary.ts';
+
+export function readCellResults(cell: Cell): RunResultsLike | null {
+  const file = path.join(cell.runDir, 'results.json');
+  if (!fs.existsSync(file)) return null;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as RunResultsLike;
+  } catch {
+    return null; // unreadable: the cell runs again
+  }
+}
+
+/** Finished: results written by a run that neither failed nor was interrupted. */
+export function isFinished(r: RunResultsLike | null): boolean {
+  return r !== null && !r.error && r.stopped !== 'interrupted';
+}
+
+/** The error in place of results, so the summary shows the failure and the next invocation retries it. */
+export function recordFailure(cell: Cell, error: unknown, seconds: number): void {
+  const message = error instanceof Error ? error.message : String(error);
+  const record = {
+    cell: { id: cell.id, task: cell.task, method: cell.method, budget: cell.budget, seed: cell.seed },
+    error: message, wall_seconds: seconds,
+  };
+  writeFileAtomic(path.join(cell.runDir, 'results.json'), `${JSON.stringify(record, null, 2)}\n`);
+}

@@ -1,0 +1,7 @@
+/** Shared by the compare tests. */
+
+/** Point marks vega drew for the plot's run layer: the <path> elements inside its `runs_marks` groups. */
+export function countPoints(svg: string): number {
+  const groups = svg.match(/<g class="mark-symbol role-mark runs_marks"[^>]*>.*?<\/g>/gs) ?? [];
+  return groups.reduce((n, g) => n + (g.match(/<path /g) ?? []).length, 0);
+}
