@@ -127,6 +127,7 @@ export async function train(run: Run): Promise<TrainResult> {
           dropoutSeed: { next: () => mixSeed(run.recipe.seed, state.step, micro, dropoutCounter++) },
         };
         const { value, grads } = tf.variableGrads(() => batchLoss(run, batch, ctx), varList);
+        tf.dispose(ctx.auxLosses); // kept by the routers past the model's tidy; the loss has used them
         stepLoss += value.dataSync()[0] / t.gradient_accumulation_steps;
         value.dispose();
         for (const [name, g] of Object.entries(grads)) {

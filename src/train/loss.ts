@@ -46,7 +46,8 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [ls, lseS, wS] = saved;
         const probs = tf.exp(ls.sub(lseS.reshape([n, 1]))); // softmax [N, V]
-        const onehot = tf.oneHot(tf.tensor1d(rowIdx, 'int32'), v); // [N, V]
+        // one-hot by comparison: tfjs-wasm's OneHot kernel is slow (and wrong for float32 output)
+        const onehot = tf.equal(tf.range(0, v, 1, 'int32').reshape([1, v]), tf.tensor2d(rowIdx, [n, 1], 'int32')).cast('float32'); // [N, V]
         return probs.sub(onehot).mul(dy.mul(wS).reshape([n, 1]));
       },
     };
