@@ -49,7 +49,8 @@ export interface ForwardContext {
   training: boolean;
   /** [N] float32, 1 for real tokens and 0 for padding, N = B*T in row-major (b, t) order. */
   tokenMask?: tf.Tensor1D;
-  /** Weighted balance (and z-) losses, one scalar per router, pushed during forward. */
+  /** Weighted balance (and z-) losses, one scalar per router, pushed during forward; kept past
+   *  the model's tidy, so the caller disposes them once the loss has used them. */
   auxLosses: tf.Scalar[];
   /** When set, routers write their per-expert selection fractions here (kept tensors, caller disposes). */
   routerStats?: Map<string, tf.Tensor1D>;
