@@ -13,7 +13,7 @@ import { TASKS } from '../data/tasks/index.ts';
 import { allowedText, isPathField, keysOf, listFields, schemaAt } from '../recipe/describe.ts';
 import { loadRecipe } from '../recipe/load.ts';
 import { problem, RecipeError, type Problem } from '../recipe/problems.ts';
-import { canonicalKey, getAt, isMap } from '../recipe/raw.ts';
+import { canonicalKey, isMap } from '../recipe/raw.ts';
 import { GridError, gridSchema, type GridBudget, type GridMethod, type MetricName, type ParsedGrid, type UserTask } from './schema.ts';
 
 export interface Cell {
@@ -47,6 +47,17 @@ export interface Grid {
 }
 
 const fieldName = (keys: ReadonlyArray<PropertyKey>) => ['grid', ...keys.map(String)].join('.');
+
+/** The value at a path of map keys and list indices (undefined when absent). */
+function getAt(value: unknown, keys: ReadonlyArray<PropertyKey>): unknown {
+  let v = value;
+  for (const k of keys) {
+    if (Array.isArray(v)) v = v[Number(k)];
+    else if (isMap(v)) v = v[String(k)];
+    else return undefined;
+  }
+  return v;
+}
 
 /** Dotted recipe keys holding paths: their relative values are taken from the grid file's folder. */
 const RECIPE_PATH_KEYS = new Set(listFields().filter((f) => !f.isSection && isPathField(f.schema)).map((f) => f.path));
@@ -116,14 +127,14 @@ function issueProblems(issue: z.core.$ZodIssue, raw: unknown, prefix: PropertyKe
   const keys = [...prefix, ...issue.path];
   if (issue.code === 'unrecognized_keys') {
     const known = keysOf(schemaAt(keys.map(String), gridSchema) ?? gridSchema) ?? [];
-    return issue.keys.map((k) => problem(fieldName([...keys, k]), getAt(raw, [...keys, k].map(String)), `known keys only (${fieldName(keys)} keys: ${known.join(', ')})`));
+    return issue.keys.map((k) => problem(fieldName([...keys, k]), getAt(raw, [...keys, k]), `known keys only (${fieldName(keys)} keys: ${known.join(', ')})`));
   }
-  if (issue.code === 'invalid_union' && isMap(getAt(raw, keys.map(String)))) {
+  if (issue.code === 'invalid_union' && isMap(getAt(raw, keys))) {
     const branch = issue.errors.find((errs) => errs.some((e) => e.path.length > 0 || e.code === 'unrecognized_keys'));
     if (branch) return branch.flatMap((e) => issueProblems(e, raw, keys));
   }
   const schema = schemaAt(keys.map(String), gridSchema);
-  return [problem(fieldName(keys), getAt(raw, keys.map(String)), schema ? allowedText(schema) : issue.message)];
+  return [problem(fieldName(keys), getAt(raw, keys), schema ? allowedText(schema) : issue.message)];
 }
 
 function duplicates<T>(values: readonly T[], key: (v: T) => string): string[] {
@@ -174,11 +185,16 @@ export interface LoadGridOptions {
 export function loadGrid(file: string, cliOverrides: readonly string[] = [], opts: LoadGridOptions = {}): Grid {
   const cwd = opts.cwd ?? process.cwd();
   const abs = path.resolve(cwd, file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch {
+    throw fieldError('grid', file, 'an existing YAML file');
+  }
   let raw: unknown;
   try {
-    raw = YAML.parse(readFileSync(abs, 'utf8')) ?? {};
+    raw = YAML.parse(text) ?? {};
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code) throw fieldError('grid', file, 'an existing YAML file');
     const err = e as YAML.YAMLError;
     const at = err.linePos?.[0] ? `:${err.linePos[0].line}:${err.linePos[0].col}` : '';
     throw new HiloError(`${file}${at}: ${err.message.split('\n')[0]}`);

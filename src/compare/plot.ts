@@ -42,7 +42,7 @@ export function plotData(rows: readonly RunRow[], groups: readonly GroupRow[], a
 export function comparePlotSpec(rows: readonly RunRow[], groups: readonly GroupRow[], axis: ParamAxis, methods: readonly string[]): TopLevelSpec {
   const metrics = [...new Set(rows.map((r) => r.metric))];
   const x = { field: 'x', type: 'quantitative' as const, scale: { type: 'log' as const }, title: AXIS_TITLE[axis] };
-  const y = { field: 'y', type: 'quantitative' as const, scale: { zero: false }, title: metrics.join(' / ') };
+  const y = { field: 'y', type: 'quantitative' as const, scale: { zero: false }, axis: { format: '.4~f' }, title: metrics.join(' / ') };
   const color = { field: 'method', type: 'nominal' as const, scale: { domain: [...methods] }, title: 'method' };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
