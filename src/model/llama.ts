@@ -95,16 +95,29 @@ export function ropeTables(invFreq: Float32Array, length: number): { cos: Float3
   return { cos, sinRot };
 }
 
-/** x [B, T, heads, d] rotated by the per-row tables cos, sinRot [B, T, 1, d]. */
-function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sinRot: tf.Tensor): tf.Tensor4D {
-  const [x1, x2] = tf.split(x, 2, -1); // [B, T, heads, d/2] each
-  return tf.add(tf.mul(x, cos), tf.mul(tf.concat([x2, x1], -1), sinRot));
+/**
+ * [d, d] 0/1 matrix swapping the halves of a row: x·P = cat(x2, x1). One small matMul (exact:
+ * one nonzero term per output) replaces split + concat, and its gradient is one more matMul
+ * instead of concat + split: ~10% of a wasm training step's kernel time went to SplitV/Concat.
+ */
+export function halfSwap(d: number): Float32Array {
+  const p = new Float32Array(d * d);
+  for (let i = 0; i < d; i++) p[i * d + ((i + d / 2) % d)] = 1;
+  return p;
+}
+
+/** x [B, T, heads, d] rotated by the per-row tables cos, sinRot [B, T, 1, d]; swap = halfSwap(d). */
+function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sinRot: tf.Tensor, swap: tf.Tensor2D): tf.Tensor4D {
+  const [b, t, h, d] = x.shape;
+  const swapped = tf.matMul(x.reshape([b * t * h, d]), swap).reshape([b, t, h, d]); // [B·T·heads, d] x [d, d] = cat(x2, x1)
+  return tf.add(tf.mul(x, cos), tf.mul(swapped, sinRot));
 }
 
 export class LlamaForCausalLM extends BaseCausalLM {
   private readonly invFreq: Float32Array;
   private cosTable!: tf.Tensor2D; // [L, d]
   private sinTable!: tf.Tensor2D; // [L, d]
+  private readonly swap: tf.Tensor2D; // [d, d] halfSwap
   /** Tied and frozen: the embedding transposed once, [H, V], so the head is a plain matMul. */
   private headKernel: tf.Tensor2D | null = null;
 
@@ -112,6 +125,8 @@ export class LlamaForCausalLM extends BaseCausalLM {
     super(config, llamaWeightSpecs(config), hf, opts.trainable ?? false, opts.source);
     this.invFreq = ropeInvFreq(config);
     this.buildRope(config.maxPositions);
+    this.swap = tf.tensor2d(halfSwap(config.headDim), [config.headDim, config.headDim]);
+    this.derived.push(this.swap);
     if (config.tieWordEmbeddings && !this.trainable) {
       this.headKernel = tf.tidy(() => tf.transpose(this.w<tf.Rank.R2>('model.embed_tokens.weight')));
       this.derived.push(this.headKernel);
@@ -166,9 +181,9 @@ export class LlamaForCausalLM extends BaseCausalLM {
     const q = this.linear(`${p}.self_attn.q_proj`).forward(h, ctx).reshape([B, T, c.numHeads, c.headDim]) as tf.Tensor4D;
     const k = this.linear(`${p}.self_attn.k_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
     const v = this.linear(`${p}.self_attn.v_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
-    let [keys, values] = [applyRope(k, cos, sin), v];
+    let [keys, values] = [applyRope(k, cos, sin, this.swap), v];
     if (opts.cache && next) [keys, values] = appendToCache(opts.cache, next, l, keys, values); // [B, past+T, Hkv, d]
-    const attn = groupedAttention(applyRope(q, cos, sin), keys, values, mask, c.headDim ** -0.5); // [N, Hq*d]
+    const attn = groupedAttention(applyRope(q, cos, sin, this.swap), keys, values, mask, c.headDim ** -0.5); // [N, Hq*d]
     x = tf.add(x, this.linear(`${p}.self_attn.o_proj`).forward(attn, ctx));
     const h2 = rmsNorm(x, this.w(`${p}.post_attention_layernorm.weight`), c.rmsNormEps);
     const gate = activate(c.hiddenAct, this.linear(`${p}.mlp.gate_proj`).forward(h2, ctx)); // [N, I]

@@ -1,0 +1,288 @@
+/**
+ * Training throughput of hilo (issue 9), optionally beside PyTorch's reference in the same run.
+ *
+ *   npm run bench -- [--backend wasm|webgpu|cpu|tensorflow] [--models tiny,stories] [--steps 10]
+ *                    [--warmup 3] [--leak-steps 1000] [--compare-torch] [--json FILE] [--profile]
+ *
+ * Models: `tiny` (random Llama: vocab 4096, hidden 256, 4 layers, 8 heads, 4 kv heads,
+ * intermediate 688, rope 1e4, untied, as torch_train_bench.py) and `stories`
+ * (../shared/models/stories260K). Batch 8 x 128 random tokens. Rows per model:
+ *   moe      MoE-LoRA on all 7 projections: 4 experts, rank 8, top-2, alpha 16
+ *   lora     plain LoRA r8 (one expert, no router)
+ *   forward  frozen forward + CE, no gradients
+ * A step is the training loop's step (src/train/loop.ts): variableGrads of CE + router losses
+ * over the adapter variables, clip to 1.0, AdamW(lr 2e-4, wd 0.01 as torch's default).
+ * Each row: 3 warm-up steps, --steps timed, median. GFLOP/s counts matmul FLOPs
+ * (scripts/bench-train-flops.ts), set against [1024,256]x[256,4096] timed in the same run.
+ * The leak check (--leak-models, default stories) runs the MoE row's model, adapters and step
+ * for --leak-steps steps on a 1 x 16 batch and compares tf.memory().numTensors and RSS after
+ * step 10 and after the last one.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { injectAdapters } from '../src/adapters/inject.ts';
+import type { AdapterPlan } from '../src/adapters/plan.ts';
+import { initBackend, shutdownBackend } from '../src/backend/index.ts';
+import { normaliseConfig } from '../src/model/config.ts';
+import { createRandomModel } from '../src/model/init.ts';
+import { loadModel } from '../src/model/load.ts';
+import type { CausalLM, ForwardContext, ModelConfig } from '../src/model/types.ts';
+import { AdamW } from '../src/train/adamw.ts';
+import { clipByGlobalNorm } from '../src/train/clip.ts';
+import { crossEntropy, shiftedLabels } from '../src/train/loss.ts';
+import { forwardFlops, forwardStepFlops, trainStepFlops } from './bench-train-flops.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The team's shared folder (models, the PyTorch reference); HILO_SHARED moves it (device runs). */
+const SHARED = process.env.HILO_SHARED ?? path.resolve(ROOT, '../shared');
+const STORIES = path.join(SHARED, 'models/stories260K');
+const TORCH_BENCH = path.join(SHARED, 'bench/torch_train_bench.py');
+const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const BATCH = 8;
+const SEQ = 128;
+const LR = 2e-4;
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const backendName = flag('backend') ?? 'wasm';
+const slow = backendName === 'webgpu' || backendName === 'cpu'; // lavapipe / plain JS: keep it short
+const STEPS = Number(flag('steps') ?? (slow ? 3 : 10));
+const WARMUP = Number(flag('warmup') ?? (slow ? 1 : 3));
+const LEAK_STEPS = Number(flag('leak-steps') ?? (slow ? 0 : 1000));
+const MODELS = (flag('models') ?? 'tiny,stories').split(',');
+/** Models whose MoE row gets the leak check (--leak-steps steps on a 1 x LEAK_SEQ batch). */
+const LEAK_MODELS = (flag('leak-models') ?? 'stories').split(',');
+const LEAK_SEQ = 16;
+
+/** Every projection of every layer adapted alike (PEFT target_modules of all 7). */
+function uniformPlan(c: ModelConfig, experts: number, rank: number, topK: number): AdapterPlan {
+  const mods = Object.fromEntries(TARGETS.map((t) => [`${t.startsWith('gate') || t.startsWith('up') || t.startsWith('down') ? 'mlp' : 'self_attn'}.${t}`, { experts, rank, topK }]));
+  return {
+    method: experts > 1 ? 'moe-uniform' : 'lora', targetModules: TARGETS, strategy: 'topk', topP: 0.8,
+    alpha: 16, scaling: 'alpha/r', fixedScale: 1, dropout: 0, layers: Array.from({ length: c.numLayers }, () => ({ ...mods })),
+  };
+}
+
+/** Seeded random token batch [B, T] (LCG: the same ids every run). */
+function randomIds(vocab: number, seed: number): Int32Array {
+  let s = seed >>> 0;
+  return Int32Array.from({ length: BATCH * SEQ }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % vocab);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
+let peakRss = 0;
+const notePeak = () => (peakRss = Math.max(peakRss, rssMiB()));
+
+/**
+ * One optimizer step exactly as src/train/loop.ts runs it with gradient_accumulation_steps 1:
+ * batchLoss under variableGrads, loss read back, clip to max_grad_norm, AdamW.apply.
+ */
+function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, ids: Int32Array, labels: Int32Array, B = BATCH, T = SEQ): number {
+  const ctx: ForwardContext = { training: true, auxLosses: [] };
+  const varList = [...vars.values()];
+  const byName = new Map([...vars].map(([k, v]) => [v.name, k]));
+  const { value, grads } = tf.variableGrads(() => {
+    const x = tf.tensor2d(ids, [B, T], 'int32');
+    const mask = tf.ones([B, T]) as tf.Tensor2D;
+    ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
+    const logits = model.forward(x, { attentionMask: mask, ctx }); // [B, T, V]
+    const { loss } = crossEntropy(logits.reshape([B * T, logits.shape[2]]), labels);
+    return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
+  }, varList);
+  const loss = value.dataSync()[0];
+  value.dispose();
+  const named = new Map(Object.entries(grads).map(([n, g]) => [byName.get(n)!, g]));
+  clipByGlobalNorm(named, 1.0);
+  opt.apply(named, LR);
+  tf.dispose([...named.values()]);
+  return loss;
+}
+
+/** Frozen forward + CE, no tape (torch's forward_ row). */
+function forwardStep(model: CausalLM, ids: Int32Array, labels: Int32Array): number {
+  const loss = tf.tidy(() => {
+    const logits = model.forward(tf.tensor2d(ids, [BATCH, SEQ], 'int32'));
+    return crossEntropy(logits.reshape([BATCH * SEQ, logits.shape[2]]), labels).loss;
+  });
+  const v = loss.dataSync()[0];
+  loss.dispose();
+  return v;
+}
+
+interface Row {
+  model: string; row: string; trainable: number; stepMs: number;
+  /** Median CPU time of the process per step (user + system): on a loaded machine, the steadier figure. */
+  cpuMs: number; tokensPerS: number; gflops: number;
+  loss: number; tensorsAfter10?: number; tensorsAfterLeak?: number; leakSteps?: number; rssAfter10MiB?: number; rssAfterLeakMiB?: number;
+  tfBytes: number; load: number;
+}
+
+async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'forward', flopsPerStep: number, profile: boolean): Promise<Row> {
+  const c = model.config;
+  const ids = randomIds(c.vocabSize, 1234);
+  const labels = shiftedLabels(ids, BATCH, SEQ);
+  const adapters = row === 'forward' ? null : injectAdapters(model, row === 'moe' ? uniformPlan(c, 4, 8, 2) : uniformPlan(c, 1, 8, 1), { seed: 0, balanceCoef: 0.01 });
+  const opt = adapters ? new AdamW(adapters.variables, { weightDecay: 0.01 }) : null;
+  const step = () => (adapters ? trainStep(model, adapters.variables, opt!, ids, labels) : forwardStep(model, ids, labels));
+  const times: number[] = [];
+  const cpuTimes: number[] = [];
+  let loss = NaN;
+  for (let i = 0; i < WARMUP + STEPS; i++) {
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    loss = step();
+    const cpu = process.cpuUsage(c0);
+    if (i >= WARMUP) times.push(performance.now() - t0), cpuTimes.push((cpu.user + cpu.system) / 1000);
+    notePeak();
+  }
+  const stepMs = median(times);
+  const out: Row = {
+    model: name, row, trainable: adapters?.numParams() ?? 0, stepMs, tokensPerS: (BATCH * SEQ) / (stepMs / 1000),
+    cpuMs: median(cpuTimes), gflops: flopsPerStep / stepMs / 1e6, loss, tfBytes: tf.memory().numBytes, load: os.loadavg()[0],
+  };
+  if (row === 'moe' && LEAK_STEPS > 10 && LEAK_MODELS.includes(name)) {
+    // Same model, adapters, optimizer and step function on a 1 x 16 batch: the tensor count does
+    // not depend on the batch, and 1000 full-size steps would take most of an hour on 1 core.
+    const leakIds = ids.slice(0, LEAK_SEQ);
+    const leakLabels = shiftedLabels(leakIds, 1, LEAK_SEQ);
+    const small = () => trainStep(model, adapters!.variables, opt!, leakIds, leakLabels, 1, LEAK_SEQ);
+    let done = 0;
+    for (; done < 10; done++) small();
+    out.tensorsAfter10 = tf.memory().numTensors;
+    out.rssAfter10MiB = rssMiB();
+    for (; done < LEAK_STEPS; done++) {
+      small();
+      if (done % 50 === 0) notePeak();
+    }
+    out.tensorsAfterLeak = tf.memory().numTensors;
+    out.rssAfterLeakMiB = rssMiB();
+    out.leakSteps = LEAK_STEPS;
+    notePeak();
+  }
+  if (profile) {
+    const info = await tf.profile(() => void step());
+    const byKernel = new Map<string, number>();
+    for (const k of info.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
+    const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
+    console.log(`\nprofile ${name}/${row}: ${info.kernels.length} kernels, ${total.toFixed(0)} ms in kernels`);
+    for (const [k, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`  ${k.padEnd(22)} ${ms.toFixed(1).padStart(8)} ms ${(100 * ms / total).toFixed(1).padStart(5)}%`);
+  }
+  opt?.dispose();
+  adapters?.dispose();
+  return out;
+}
+
+/** The backend's own untransposed matmul rate, best of 5: the ceiling a step is set against. */
+async function matmulGflops(): Promise<number> {
+  const a = tf.randomNormal([1024, 256], 0, 1, 'float32', 1);
+  const b = tf.randomNormal([256, 4096], 0, 1, 'float32', 2);
+  let best = Infinity;
+  for (let i = 0; i < 7; i++) {
+    const t0 = performance.now();
+    const y = tf.matMul(a, b);
+    await y.data();
+    y.dispose();
+    if (i >= 2) best = Math.min(best, performance.now() - t0);
+  }
+  tf.dispose([a, b]);
+  return (2 * 1024 * 256 * 4096) / best / 1e6;
+}
+
+async function openModel(name: string): Promise<CausalLM> {
+  if (name === 'stories') return loadModel(STORIES);
+  const config = normaliseConfig({
+    model_type: 'llama', vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4,
+    num_attention_heads: 8, num_key_value_heads: 4, rope_theta: 1e4, rms_norm_eps: 1e-5, tie_word_embeddings: false,
+    max_position_embeddings: 2048,
+  });
+  return createRandomModel(config, 0, { trainable: false });
+}
+
+/** torch_train_bench.py with the same configuration; null (and a note) when Python/torch is missing. */
+function runTorch(name: string): Record<string, any> | null {
+  const python = process.env.HILO_PYTHON ?? '/usr/bin/python3';
+  const args = [TORCH_BENCH, '--steps', String(Math.max(STEPS, 10)), '--warmup', String(WARMUP)];
+  if (name === 'stories') args.push('--model-dir', STORIES);
+  const r = spawnSync(python, args, { env: { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' }, encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.error(`torch bench (${name}) failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
+    return null;
+  }
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+/** PyTorch's figure for a row: the faster MoE mode, plain LoRA, forward. */
+function torchFor(t: Record<string, any>, row: string): { tokensPerS: number; stepMs: number; mode?: string } {
+  if (row === 'lora') return { tokensPerS: t.lora_tokens_per_s, stepMs: t.lora_step_ms };
+  if (row === 'forward') return { tokensPerS: t.forward_tokens_per_s, stepMs: t.forward_step_ms };
+  const modes = [{ mode: t.moe.mode, tokensPerS: t.tokens_per_s, stepMs: t.step_ms },
+    ...Object.entries(t.other_modes ?? {}).map(([mode, m]: [string, any]) => ({ mode, tokensPerS: m.tokens_per_s, stepMs: m.step_ms }))];
+  return modes.sort((a, b) => b.tokensPerS - a.tokensPerS)[0];
+}
+
+function printTable(rows: Row[], matmul: number, torch: Map<string, Record<string, any> | null>): void {
+  const head = ['model', 'row', 'trainable', 'step ms', 'cpu ms', 'tok/s', 'GFLOP/s', '% mm', 'tensors @10', `@leak`, 'RSS MiB', 'tf MiB', 'load', 'torch tok/s', 'hilo/torch'];
+  const lines = rows.map((r) => {
+    const t = torch.get(r.model);
+    const tr = t ? torchFor(t, r.row) : null;
+    return [r.model, r.row, String(r.trainable), r.stepMs.toFixed(0), r.cpuMs.toFixed(0), r.tokensPerS.toFixed(0), r.gflops.toFixed(2), (100 * r.gflops / matmul).toFixed(0),
+      r.tensorsAfter10?.toString() ?? '', r.tensorsAfterLeak !== undefined ? `${r.tensorsAfterLeak} @${r.leakSteps}` : '',
+      r.rssAfterLeakMiB !== undefined ? `${r.rssAfter10MiB!.toFixed(0)}→${r.rssAfterLeakMiB.toFixed(0)}` : '', (r.tfBytes / 2 ** 20).toFixed(1), r.load.toFixed(1),
+      tr ? `${tr.tokensPerS.toFixed(0)}${tr.mode ? ` (${tr.mode})` : ''}` : '', tr ? `${(r.tokensPerS / tr.tokensPerS).toFixed(2)}x` : ''];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => cells.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
+  console.log(fmt(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const l of lines) console.log(fmt(l));
+}
+
+async function main(): Promise<void> {
+  const info = await initBackend(backendName);
+  console.log(`backend ${info.name}: ${info.detail}; batch ${BATCH}x${SEQ}, ${WARMUP} warm-up + ${STEPS} timed steps (median), leak check ${LEAK_STEPS} steps`);
+  const matmul = await matmulGflops();
+  console.log(`backend matmul [1024,256]x[256,4096]: ${matmul.toFixed(1)} GFLOP/s (load ${os.loadavg()[0].toFixed(1)})`);
+  const rows: Row[] = [];
+  for (const name of MODELS) {
+    const model = await openModel(name);
+    for (const row of ['moe', 'lora', 'forward'] as const) {
+      const plan = row === 'moe' ? uniformPlan(model.config, 4, 8, 2) : row === 'lora' ? uniformPlan(model.config, 1, 8, 1) : null;
+      const f = forwardFlops(model.config, BATCH, SEQ, plan);
+      const flops = row === 'forward' ? forwardStepFlops(f) : trainStepFlops(f);
+      rows.push(await timeRow(name, model, row, flops, process.argv.includes('--profile') && row !== 'forward'));
+      console.error(`  ${name}/${row}: ${rows.at(-1)!.stepMs.toFixed(0)} ms`);
+    }
+    (model as { dispose?: () => void }).dispose?.();
+  }
+  const torch = new Map<string, Record<string, any> | null>();
+  if (process.argv.includes('--compare-torch')) for (const name of MODELS) torch.set(name, runTorch(name));
+  printTable(rows, matmul, torch);
+  const moe = rows.filter((r) => r.row === 'moe');
+  for (const r of moe) {
+    const lora = rows.find((x) => x.model === r.model && x.row === 'lora')!;
+    console.log(`${r.model}: MoE/LoRA step ${(r.stepMs / lora.stepMs).toFixed(2)}x (target <= 1.25)` +
+      (r.tensorsAfterLeak !== undefined ? `; tensors ${r.tensorsAfter10} after 10 steps, ${r.tensorsAfterLeak} after ${r.leakSteps}` : ''));
+  }
+  console.log(`peak RSS ${peakRss.toFixed(0)} MiB; process max RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+  const file = flag('json');
+  if (file) {
+    const result = {
+      bench: 'hilo_train', date: new Date().toISOString(), backend: info.name, detail: info.detail, node: process.version,
+      cpus: os.cpus().length, batch: BATCH, seq: SEQ, warmup: WARMUP, steps: STEPS, leakSteps: LEAK_STEPS,
+      matmulGflops: matmul, peakRssMiB: process.resourceUsage().maxRSS / 1024, rows,
+      torch: Object.fromEntries(torch),
+    };
+    writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+    console.log(`wrote ${file}`);
+  }
+  await shutdownBackend();
+}
+
+await main();

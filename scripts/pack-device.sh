@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build the tarball scripts/device-bench.sh runs on a GPU machine with no network and no Node:
+#   node/bin/node (+ the libstdc++/libgcc_s it links, used only if the host's are too old),
+#   bench-train.mjs (scripts/bench-train.ts and all of hilo + tfjs bundled by esbuild),
+#   node_modules/ with only what cannot be bundled: tfjs-backend-wasm's .wasm files and
+#   webgpu's Dawn addon for linux-x64, shared/ with stories260K and the PyTorch reference,
+#   and device-bench.sh itself.
+#   scripts/pack-device.sh [OUT.tar.xz]     (default .hilo-cache/hilo-device.tar.xz, git-ignored)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${HILO_SHARED:-$ROOT/../shared}
+OUT=${1:-$ROOT/.hilo-cache/hilo-device.tar.xz}
+NODE=${NODE_BIN:-/usr/bin/node}
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+D=$STAGE/hilo-device
+mkdir -p "$D/node/bin" "$D/node/lib" "$D/node_modules/@tensorflow/tfjs-backend-wasm/dist" "$D/node_modules/webgpu/dist" \
+  "$D/shared/models" "$D/shared/bench"
+
+cp "$NODE" "$D/node/bin/node"
+for lib in libstdc++.so.6 libgcc_s.so.1; do
+  src=$(ldd "$NODE" | awk -v l="$lib" '$1 == l { print $3 }')
+  [ -n "$src" ] && cp -L "$src" "$D/node/lib/"
+done
+
+# One ESM file; native and optional packages stay outside. `require` is given to bundled CJS code.
+"$ROOT/node_modules/.bin/esbuild" "$ROOT/scripts/bench-train.ts" --bundle --platform=node --format=esm --target=node20 \
+  --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
+  --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; const require = __hiloCreateRequire(import.meta.url);" \
+  --log-level=warning --outfile="$D/bench-train.mjs"
+
+W=$ROOT/node_modules/@tensorflow/tfjs-backend-wasm
+cp "$W/package.json" "$D/node_modules/@tensorflow/tfjs-backend-wasm/"
+cp "$W"/dist/*.wasm "$D/node_modules/@tensorflow/tfjs-backend-wasm/dist/"
+G=$ROOT/node_modules/webgpu
+cp "$G/package.json" "$G/index.js" "$D/node_modules/webgpu/"
+cp -r "$G/dist/linux-x64" "$D/node_modules/webgpu/dist/"
+
+cp -r "$SHARED/models/stories260K" "$D/shared/models/"
+cp "$SHARED"/bench/{torch_train_bench.py,ref_model.py,ref_moe.py} "$D/shared/bench/"
+cp "$ROOT/scripts/device-bench.sh" "$D/"
+
+mkdir -p "$(dirname "$OUT")"
+tar -C "$STAGE" -cf - hilo-device | xz -T0 -6 > "$OUT"
+echo "$OUT: $(du -h "$OUT" | cut -f1) ($(du -sh "$D" | cut -f1) unpacked)"
