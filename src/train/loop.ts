@@ -178,7 +178,7 @@ export async function train(run: Run): Promise<TrainResult> {
         const record = { step: state.step, ...Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`eval_${k}`, v])) };
         metrics.append({ ...record, ...(expertUsage && Object.keys(expertUsage).length ? { eval_expert_usage: expertUsage } : {}) });
         run.sink?.log(state.step, expertUsage && Object.keys(expertUsage).length ? { ...record, eval_expert_usage: usageTable(expertUsage) } : record);
-        progress.message(`eval @ ${state.step}: ${Object.entries(scalars).map(([k, v]) => `${k} ${Number(v).toFixed(4)}`).join(', ')}`);
+        progress.message(`eval @ ${state.step}: ${Object.entries(scalars).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(', ')}`);
       }
       if ((t.save_steps > 0 && state.step % t.save_steps === 0) || isLast || interrupted) save();
       if (interrupted) {
