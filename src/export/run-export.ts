@@ -67,33 +67,33 @@ function forwardWith(model: CausalLM, modules: Map<string, LinearModule>): Forwa
 }
 
 /** Mean routing weights of every mixture module on the recipe's calibration batches (none needed without mixtures). */
-async function gatesFor(src: ExportSource, model: CausalLM, adapters: Adapters, batches: number | undefined) {
+async function gatesFor(src: ExportSource, model: CausalLM, adapters: Adapters, batches: number | undefined, log: (m: string) => void) {
   if (![...adapters.layers.values()].some((m) => m.spec.experts > 1)) return { gates: new Map() as GateMeans, calibration: null };
   const n = batches ?? src.recipe.adapter.calibration.batches;
   if (!(Number.isInteger(n) && n >= 1)) throw new HiloError(`--calibration: got ${n}; allowed: an integer >= 1`);
   const cal = await calibrationBatches({ ...src.recipe, adapter: { ...src.recipe.adapter, calibration: { ...src.recipe.adapter.calibration, batches: n } } });
+  log(`measuring mean routing weights on ${cal.length} calibration batches of the training data`);
   return { gates: measureGateMeans(model, adapters, cal), calibration: calibrationDigest(cal) };
 }
 
 const roundTo = (x: number) => Number(x.toPrecision(6));
-
-/** The export's hilo_export record: what it came from, and for folded formats how close it is. */
-function provenanceRecord(p: Provenance, extra: Record<string, unknown>): Record<string, unknown> {
-  return { ...p, ...extra };
-}
 
 function sortKeys(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
 }
 
 async function writeFolded(format: 'peft' | 'merged', src: ExportSource, model: CausalLM, adapters: Adapters, tmp: string, prov: Provenance, opts: ExportOptions) {
-  const { gates, calibration } = await gatesFor(src, model, adapters, opts.calibration);
+  const log = opts.log ?? (() => {});
+  const { gates, calibration } = await gatesFor(src, model, adapters, opts.calibration, log);
   const peft: PeftExport = peftFromAdapters(adapters, model.config, src.recipe.model.path, gates);
   const held = heldOutBatches(src.recipe);
+  log(`measuring the logit error on ${held.sequences} ${held.split} sequences`);
   const moe = forwardWith(model, new Map(adapters.layers));
   let error: LogitError;
   const folded = [...adapters.layers.values()].filter((m) => m.spec.experts > 1).length;
-  const record = (e: LogitError) => provenanceRecord(prov, {
+  // the hilo_export record: what it came from, and how close the folding is
+  const record = (e: LogitError) => ({
+    ...prov,
     exact: folded === 0,
     folded_modules: folded,
     routing_weights: Object.fromEntries([...gates].map(([p, w]) => [p, w.map(roundTo)])),
@@ -134,13 +134,14 @@ export async function exportRun(target: string, opts: ExportOptions = {}): Promi
   const prov: Provenance = { format, source: src.dir };
   checkOutDir(out, prov, opts.force ?? false);
   await initBackend(opts.backend ?? src.recipe.backend);
+  opts.log?.(`exporting ${src.dir} as ${format} to ${out}`);
   const { model, adapters } = await openSource(src);
   const tmp = tempDirFor(out);
   try {
     let exact = true;
     let error: LogitError | null = null;
     if (format === 'hilo') {
-      saveAdapters(adapters, tmp, hiloPackageConfig(src, model, adapters, provenanceRecord(prov, {})));
+      saveAdapters(adapters, tmp, hiloPackageConfig(src, model, adapters, { ...prov }));
       writePlanFile(path.join(tmp, 'plan.json'), adapters.plan);
     } else {
       ({ exact, error } = await writeFolded(format, src, model, adapters, tmp, prov, opts));
@@ -179,7 +180,7 @@ export async function importPeft(peftDir: string, opts: ImportOptions = {}): Pro
     const adapters = injectPeft(model, peft);
     try {
       saveAdapters(adapters, tmp, {
-        hilo_export: provenanceRecord(prov, {}), base_model_name_or_path: base, base_model_fingerprint: modelFingerprint(base),
+        hilo_export: { ...prov }, base_model_name_or_path: base, base_model_fingerprint: modelFingerprint(base),
         imported_from: { peft_type: 'LORA', dir: path.resolve(peftDir) }, trainable_params: adapters.numParams(), active_params: adapters.numParams(),
       });
       writePlanFile(path.join(tmp, 'plan.json'), adapters.plan);

@@ -99,7 +99,9 @@ function recomputeError(reference: CausalLM, candidate: CausalLM): number {
 describe('folded exports of a mixture', () => {
   it('merged: the reported relative logit error is > 0 and matches a recomputation from the written model', async () => {
     const out = path.join(dir, 'merged');
+    const before = tf.memory().numTensors;
     const r = await exportRun(runDir, { format: 'merged', out, calibration: 3 });
+    expect(tf.memory().numTensors).toBe(before); // calibration, merge and error measurement free everything
     expect(r.exact).toBe(false);
     const rec = JSON.parse(fs.readFileSync(path.join(out, 'hilo_export.json'), 'utf8'));
     expect(rec).toMatchObject({ format: 'merged', exact: false, folded_modules: 12, calibration: { batches: 3 } });
@@ -118,7 +120,9 @@ describe('folded exports of a mixture', () => {
 
   it('peft: each mixture is one LoRA of rank Σr whose scale·B·A is Σ_e w_e s_e B_e A_e with the reported weights', async () => {
     const out = path.join(dir, 'peft');
+    const before = tf.memory().numTensors;
     const r = await exportRun(runDir, { format: 'peft', out, calibration: 3 });
+    expect(tf.memory().numTensors).toBe(before);
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
     // same folding as the merged export: the same error
     const merged = JSON.parse(fs.readFileSync(path.join(dir, 'merged', 'hilo_export.json'), 'utf8'));
