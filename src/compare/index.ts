@@ -10,4 +10,4 @@ export {
 } from './summary.ts';
 export { comparePlotSpec, plotData, POINT_LAYER, type ParamAxis } from './plot.ts';
 export { escapeHtml, htmlReport, type ReportInput } from './report.ts';
-export { isFinished, readCellResults } from './results.ts';
+export { isFinished, readCellResults, recipeChanges } from './results.ts';

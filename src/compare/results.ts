@@ -32,3 +32,21 @@ export function recordFailure(cell: Cell, error: unknown, seconds: number): void
   };
   writeFileAtomic(path.join(cell.runDir, 'results.json'), `${JSON.stringify(record, null, 2)}\n`);
 }
+
+/** Recipe fields that do not change what a run computes (where it ran, how it resumed, where it logged). */
+const NOT_COMPARED = new Set(['backend', 'train.resume', 'wandb']);
+
+/**
+ * Dotted keys whose values differ between the recipe a cell's results were made with and the
+ * recipe the grid would run now: non-empty means the results are stale (the grid file, the base
+ * recipe or an override changed since).
+ */
+export function recipeChanges(before: unknown, now: unknown, prefix = ''): string[] {
+  if (NOT_COMPARED.has(prefix)) return [];
+  const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isObj(before) && isObj(now)) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(now)])];
+    return keys.flatMap((k) => recipeChanges(before[k], now[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return JSON.stringify(before) === JSON.stringify(now) ? [] : [prefix || 'the whole recipe'];
+}

@@ -1,9 +1,9 @@
 /**
  * Running a grid: every cell trained in this process, one after another, by the train stage's
  * trainRecipe (which prints each run's own progress bar). Resumable: a cell whose results.json
- * holds finished results is skipped; an interrupted cell continues from its last checkpoint; a
- * failed cell records its error in results.json, the grid goes on, and the next invocation
- * tries it again. The summary is rewritten at the end from every cell's results on disk.
+ * holds finished results made with the same recipe is skipped (a changed recipe runs it again);
+ * an interrupted cell continues from its last checkpoint; a failed cell records its error in
+ * results.json, the grid goes on, and the next invocation tries it again. The summary is rewritten at the end from every cell's results on disk.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,7 +11,8 @@ import { formatDuration } from '../log/progress.ts';
 import { latestCheckpoint } from '../train/checkpoint.ts';
 import { trainRecipe } from '../train/index.ts';
 import type { Grid } from './grid.ts';
-import { isFinished, readCellResults, recordFailure } from './results.ts';
+import { loadRecipe } from '../recipe/load.ts';
+import { isFinished, readCellResults, recipeChanges, recordFailure } from './results.ts';
 import { writeSummary, type SummaryFiles } from './write.ts';
 
 export interface CompareOptions {
@@ -37,7 +38,17 @@ export async function runGrid(grid: Grid, opts: CompareOptions = {}): Promise<Co
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
   const command = opts.command ?? `hilo compare ${path.relative(process.cwd(), grid.file)}`;
   const N = grid.cells.length;
-  const todo = opts.summaryOnly ? [] : grid.cells.filter((c) => !isFinished(readCellResults(c)));
+  const stale = new Set<string>();
+  const todo = opts.summaryOnly ? [] : grid.cells.filter((c) => {
+    const r = readCellResults(c);
+    if (!isFinished(r)) return true;
+    const changed = recipeChanges(r!.recipe, loadRecipe(grid.recipe, c.overrides));
+    if (changed.length) {
+      log(`${c.id}: its results were made with a different recipe (${changed.join(', ')}); running it again`);
+      stale.add(c.id);
+    }
+    return changed.length > 0;
+  });
   const skipped = opts.summaryOnly ? 0 : N - todo.length;
   log(`grid ${grid.name}: ${N} runs (${grid.tasks.length} tasks x ${grid.methods.length} methods x ${grid.budgets.length} budgets x ${grid.seeds.length} seeds)` +
     `${skipped ? `, ${skipped} already done` : ''}; output in ${grid.outputDir}`);
@@ -47,7 +58,8 @@ export async function runGrid(grid: Grid, opts: CompareOptions = {}): Promise<Co
   for (const [k, cell] of todo.entries()) {
     const eta = spent.length ? ` · ETA ${formatDuration((spent.reduce((a, b) => a + b, 0) / spent.length) * (todo.length - k))}` : '';
     log(`\n== run ${cell.index + 1}/${N}: ${cell.id} (${k + 1}/${todo.length} this time${eta}) ==`);
-    const resume = fs.existsSync(cell.runDir) && latestCheckpoint(cell.runDir) ? ['train.resume=true'] : [];
+    // An interrupted run continues from its checkpoint; a stale one starts again.
+    const resume = !stale.has(cell.id) && fs.existsSync(cell.runDir) && latestCheckpoint(cell.runDir) ? ['train.resume=true'] : [];
     const started = performance.now();
     try {
       // trainRecipe's log parameter is typed by its default (stderr.write, returning boolean).

@@ -7,6 +7,7 @@ import type { GridBudget, MetricName } from './schema.ts';
 
 /** The part of a run's results.json a comparison reads (written by src/train/finish.ts). */
 export interface RunResultsLike {
+  recipe?: unknown;
   params?: { trainable: number; active: number; base: number; trainablePercent: number };
   backend?: string;
   steps?: number;

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Cell } from '../../src/compare/grid.ts';
 import { htmlReport } from '../../src/compare/report.ts';
+import { recipeChanges } from '../../src/compare/results.ts';
 import { budgetText, durationText, groupRows, markdownTable, metricText, runRow, sampleStd, type RunRow } from '../../src/compare/summary.ts';
 
 function cell(method: Cell['method'], budgetLabel: string, seed: number, task = 'sentiment', metric: Cell['metric'] = 'accuracy'): Cell {
@@ -93,5 +94,15 @@ describe('text', () => {
     expect(html).toContain('<td class="n">0.8000 ± 0.0500</td>');
     expect(html).toContain('<li>sentiment/hilo/percent-5/seed1: recipe.adapter.budget.percent: got 5;');
     expect(html).toContain('<figcaption>A &amp; B</figcaption>\n<svg id="p1"></svg>');
+  });
+});
+
+describe('recipeChanges', () => {
+  it('lists the fields that differ, ignoring backend, resume and W&B settings', () => {
+    const before = { seed: 0, backend: 'wasm', adapter: { method: 'lora', budget: { trainable: 10 } }, train: { max_steps: 40, resume: false }, wandb: { name: 'a' } };
+    const now = { seed: 0, backend: 'auto', adapter: { method: 'lora', budget: { trainable: 20 } }, train: { max_steps: 60, resume: true }, wandb: { name: 'b' } };
+    expect(recipeChanges(before, now)).toEqual(['adapter.budget.trainable', 'train.max_steps']);
+    expect(recipeChanges(before, structuredClone(before))).toEqual([]);
+    expect(recipeChanges(undefined, now)).toEqual(['the whole recipe']);
   });
 });
