@@ -9,7 +9,7 @@
 #   with as many threads as cores) for the tiny Llama and stories260K.
 #   device-bench.sh [TARBALL] [OUTDIR]     defaults: ./hilo-device.tar.xz (or the folder this
 #                                           script sits in, when already unpacked), $OUT or ./device-results
-# Env: STEPS (10), LEAK_STEPS (100), MODELS (tiny,stories), PYTHON (python3), SKIP_TORCH=1, SKIP_WASM=1.
+# Env: STEPS (10), WARMUP (3), LEAK_STEPS (100), MODELS (tiny,stories), PYTHON (python3), SKIP_TORCH=1, SKIP_WASM=1.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TARBALL=${1:-}
@@ -35,14 +35,14 @@ LEAK_STEPS=${LEAK_STEPS:-100}
 {
   echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"; echo "cpus: $(nproc)"; echo "load: $(cat /proc/loadavg)"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  echo "node: $("$NODE" --version)"; echo "python: $($PY --version 2>&1)"
+  echo "node: $NODE $("$NODE" --version)"; echo "python: $($PY --version 2>&1)"
   $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1
 } | tee "$OUTDIR/env.txt"
 
 bench() { # backend, extra args...
   local b=$1; shift
   echo "== hilo $b" | tee "$OUTDIR/hilo-$b.log"
-  (cd "$D" && "$NODE" bench-train.mjs --backend "$b" --steps "$STEPS" --warmup 3 --leak-steps "$LEAK_STEPS" \
+  (cd "$D" && "$NODE" bench-train.mjs --backend "$b" --steps "$STEPS" --warmup "${WARMUP:-3}" --leak-steps "$LEAK_STEPS" \
     --models "${MODELS:-tiny,stories}" --json "$OUTDIR/hilo-$b.json" "$@") 2>&1 | tee -a "$OUTDIR/hilo-$b.log"
   return "${PIPESTATUS[0]}"
 }
