@@ -8,7 +8,7 @@
  * (optionally up to a multiple, so accelerators see fewer distinct shapes).
  */
 import { HiloError } from '../errors.ts';
-import type { EncodedExample } from './encode.ts';
+import type { EncodedExample, ScoringItem } from './encode.ts';
 import { IGNORE_INDEX } from './encode.ts';
 import { mixSeed, SEED_TAG, seededPermutation } from './rng.ts';
 
@@ -68,30 +68,55 @@ export function epochOrder(n: number, seed: number, epoch: number): number[] {
 }
 
 /**
- * An endless, resumable stream of training batches starting at `start` (default epoch 0,
- * batch 0). Each item carries the position AFTER it: save that with a checkpoint, pass it back
- * as `start` to continue.
+ * An endless, resumable stream of example indices in batches of `batchSize`, epoch after epoch.
+ * Each item carries the position AFTER it: save that with a checkpoint, pass it back as `start`.
  */
-export function* makeBatches(
-  examples: readonly EncodedExample[], opts: BatchOptions, start: BatchPosition = { epoch: 0, index: 0 },
-): Generator<{ batch: Batch; position: BatchPosition; epoch: number }> {
-  const perEpoch = batchesPerEpoch(examples.length, opts.batchSize, opts.dropLast);
+export function* batchIndices(
+  n: number, opts: Pick<BatchOptions, 'batchSize' | 'seed' | 'dropLast'>, start: BatchPosition = { epoch: 0, index: 0 },
+): Generator<{ rows: number[]; position: BatchPosition; epoch: number }> {
+  const perEpoch = batchesPerEpoch(n, opts.batchSize, opts.dropLast);
   if (perEpoch === 0) {
-    throw new HiloError(`train.batch_size: got ${opts.batchSize}; allowed: at most the ${examples.length} training sequences when dropping the last batch`);
+    throw new HiloError(`train.batch_size: got ${opts.batchSize}; allowed: at most the ${n} training sequences when dropping the last batch`);
   }
   let { epoch, index } = start;
-  let order = epochOrder(examples.length, opts.seed, epoch);
+  let order = epochOrder(n, opts.seed, epoch);
   for (;;) {
     if (index >= perEpoch) {
       epoch += 1;
       index = 0;
-      order = epochOrder(examples.length, opts.seed, epoch);
+      order = epochOrder(n, opts.seed, epoch);
     }
-    const rows = order.slice(index * opts.batchSize, (index + 1) * opts.batchSize).map((i) => examples[i]);
-    const batch = padBatch(rows, opts.padId, opts.padMultiple);
+    const rows = order.slice(index * opts.batchSize, (index + 1) * opts.batchSize);
     const at = epoch;
     index += 1;
-    yield { batch, position: { epoch, index }, epoch: at };
+    yield { rows, position: { epoch, index }, epoch: at };
+  }
+}
+
+/** Training batches of encoded examples (see batchIndices for order and resumption). */
+export function* makeBatches(
+  examples: readonly EncodedExample[], opts: BatchOptions, start: BatchPosition = { epoch: 0, index: 0 },
+): Generator<{ batch: Batch; position: BatchPosition; epoch: number }> {
+  for (const { rows, position, epoch } of batchIndices(examples.length, opts, start)) {
+    yield { batch: padBatch(rows.map((i) => examples[i]), opts.padId, opts.padMultiple), position, epoch };
+  }
+}
+
+/**
+ * Training batches of scoring items (classification / multiple choice with the `choices` loss):
+ * every candidate of each item, item-major, so row b*C + c is candidate c of item b.
+ */
+export function* makeChoiceBatches(
+  items: readonly ScoringItem[], opts: BatchOptions, start: BatchPosition = { epoch: 0, index: 0 },
+): Generator<{ batch: Batch; answers: Int32Array; choices: number; position: BatchPosition; epoch: number }> {
+  const choices = items[0]?.candidates.length ?? 0;
+  const uneven = items.findIndex((it) => it.candidates.length !== choices);
+  if (uneven >= 0) {
+    throw new HiloError(`recipe.data.loss: got "choices", but training example ${uneven} has ${items[uneven].candidates.length} choices and example 0 has ${choices}; allowed: "tokens" for data whose examples differ in their number of choices`);
+  }
+  for (const { rows, position, epoch } of batchIndices(items.length, opts, start)) {
+    const batch = padBatch(rows.flatMap((i) => items[i].candidates), opts.padId, opts.padMultiple);
+    yield { batch, answers: Int32Array.from(rows, (i) => items[i].answer), choices, position, epoch };
   }
 }
 

@@ -13,7 +13,7 @@ export {
   type EncodedExample, type ScoringItem, type EncodeOptions,
 } from './encode.ts';
 export {
-  makeBatches, evalBatches, padBatch, nextTokenTargets, padIdOf, batchesPerEpoch, epochOrder, dataFingerprint, type Batch, type BatchPosition, type BatchOptions,
+  makeBatches, makeChoiceBatches, batchIndices, evalBatches, padBatch, nextTokenTargets, padIdOf, batchesPerEpoch, epochOrder, dataFingerprint, type Batch, type BatchPosition, type BatchOptions,
 } from './batch.ts';
 export { flattenCandidates, pickAnswers, type CandidateRows, type ScoredItems } from './score.ts';
 export { TASKS, TASK_NAMES, getTask, type Task, type TaskSplits, type Metric } from './tasks/index.ts';

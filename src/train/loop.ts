@@ -10,7 +10,7 @@
  *   AdamW(lr(step)); log; eval every eval_steps; checkpoint every save_steps
  */
 import * as tf from '@tensorflow/tfjs';
-import { makeBatches, type Batch, type BatchPosition } from '../data/batch.ts';
+import { makeBatches, makeChoiceBatches, type Batch, type BatchPosition } from '../data/batch.ts';
 import { mixSeed } from '../data/rng.ts';
 import { HiloError } from '../errors.ts';
 import { MetricsFile } from '../log/metrics.ts';
@@ -20,7 +20,7 @@ import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { clipByGlobalNorm } from './clip.ts';
 import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
-import { crossEntropy, shiftedLabels } from './loss.ts';
+import { choiceCrossEntropy, crossEntropy, shiftedLabels, tokenNll } from './loss.ts';
 import type { Run } from './run.ts';
 import { lrAt, resolveWarmup, type Schedule } from './schedule.ts';
 
@@ -59,6 +59,22 @@ export function usageTable(usage: Record<string, number[]>): { columns: string[]
   const data: Array<[string, number, number]> = [];
   for (const [router, fractions] of Object.entries(usage)) fractions.forEach((f, e) => data.push([router, e, f]));
   return { columns: ['router', 'expert', 'fraction'], data };
+}
+
+/**
+ * Loss of one micro-batch of candidate sets (data.loss "choices"): rows b*C..b*C+C-1 are the
+ * candidates of item b; cross-entropy over their summed label log-likelihoods.
+ */
+function choiceLoss(run: Run, batch: Batch, answers: Int32Array, choices: number, ctx: ForwardContext): tf.Scalar {
+  const { batchSize: N, seqLen: T } = batch;
+  const ids = tf.tensor2d(batch.inputIds, [N, T], 'int32');
+  const mask = tf.tensor2d(batch.attentionMask, [N, T]);
+  ctx.tokenMask = mask.reshape([N * T]) as tf.Tensor1D;
+  const logits = run.model.forward(ids, { attentionMask: mask, ctx }); // [N, T, V]
+  const V = logits.shape[2];
+  const nll = tokenNll(logits.reshape([N * T, V]), shiftedLabels(batch.labels, N, T)).reshape([N, T]).sum(1); // [N]
+  const loss = choiceCrossEntropy(nll.neg().reshape([N / choices, choices]) as tf.Tensor2D, answers);
+  return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
 }
 
 /** Evaluate on the run's eval data: loss/perplexity, accuracy when the task has candidates. */
@@ -102,7 +118,20 @@ export async function train(run: Run): Promise<TrainResult> {
   };
   process.once('SIGINT', onSigint);
 
-  const batches = makeBatches(run.train, { batchSize: t.batch_size, seed: run.recipe.seed, padId: run.padId }, state.data as BatchPosition);
+  // One stream of micro-batches with its loss: label tokens (or text) by default, candidate sets for "choices".
+  const batchOpts = { batchSize: t.batch_size, seed: run.recipe.seed, padId: run.padId };
+  const items = run.trainItems;
+  const batches: Iterator<{ batch: Batch; position: BatchPosition; loss: (ctx: ForwardContext) => tf.Scalar }> = items
+    ? (function* () {
+        for (const b of makeChoiceBatches(items, batchOpts, state.data as BatchPosition)) {
+          yield { ...b, loss: (ctx: ForwardContext) => choiceLoss(run, b.batch, b.answers, b.choices, ctx) };
+        }
+      })()
+    : (function* () {
+        for (const b of makeBatches(run.train, batchOpts, state.data as BatchPosition)) {
+          yield { ...b, loss: (ctx: ForwardContext) => batchLoss(run, b.batch, ctx) };
+        }
+      })();
   const started = performance.now() - state.elapsedSeconds * 1000;
   let windowLoss = 0;
   let windowSteps = 0;
@@ -119,14 +148,14 @@ export async function train(run: Run): Promise<TrainResult> {
       let stepTokens = 0;
       let position = state.data as BatchPosition;
       for (let micro = 0; micro < t.gradient_accumulation_steps; micro++) {
-        const { batch, position: next } = batches.next().value!;
+        const { batch, position: next, loss } = batches.next().value!;
         position = next;
         let dropoutCounter = 0;
         const ctx: ForwardContext = {
           training: true, auxLosses: [],
           dropoutSeed: { next: () => mixSeed(run.recipe.seed, state.step, micro, dropoutCounter++) },
         };
-        const { value, grads } = tf.variableGrads(() => batchLoss(run, batch, ctx), varList);
+        const { value, grads } = tf.variableGrads(() => loss(ctx), varList);
         tf.dispose(ctx.auxLosses); // kept by the routers past the model's tidy; the loss has used them
         stepLoss += value.dataSync()[0] / t.gradient_accumulation_steps;
         value.dispose();

@@ -62,3 +62,14 @@ export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): { loss: 
   const loss = tf.tidy(() => tokenNll(logits, targets).sum().div(Math.max(1, count))) as tf.Scalar;
   return { loss, count };
 }
+
+/**
+ * Mean cross-entropy over candidate scores [B, C] (log-likelihoods) with the right candidate's
+ * index per row: softmax over the candidates only, as a verbalizer-style classification loss.
+ */
+export function choiceCrossEntropy(scores: tf.Tensor2D, answers: Int32Array): tf.Scalar {
+  const [b, c] = scores.shape;
+  const onehot = new Float32Array(b * c);
+  answers.forEach((a, i) => (onehot[i * c + a] = 1));
+  return tf.tidy(() => tf.logSoftmax(scores).mul(tf.tensor2d(onehot, [b, c])).sum().neg().div(b)) as tf.Scalar;
+}

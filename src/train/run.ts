@@ -14,7 +14,7 @@ import { baseParamCount } from '../allocate/base-params.ts';
 import { planForRecipe } from '../allocate/for-recipe.ts';
 import { writePlanFile } from '../allocate/plan-file.ts';
 import { initBackend } from '../backend/index.ts';
-import { encodeDataset, loadDataset, padIdOf, summarizeDataset, type DatasetSummary } from '../data/index.ts';
+import { encodeCandidates, encodeDataset, encodeOptions, loadDataset, padIdOf, summarizeDataset, type DatasetSummary } from '../data/index.ts';
 import type { EncodedExample, ScoringItem } from '../data/encode.ts';
 import { HiloError } from '../errors.ts';
 import { writeFileAtomic } from '../model/safetensors.ts';
@@ -50,6 +50,8 @@ export interface Run {
   params: ParamSummary;
   data: DatasetSummary;
   train: EncodedExample[];
+  /** Training examples as candidate sets, when data.loss is "choices"; null otherwise. */
+  trainItems: ScoringItem[] | null;
   evalSeqs: EncodedExample[];
   testSeqs: EncodedExample[];
   evalItems: ScoringItem[] | null;
@@ -101,6 +103,11 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   const tokenizer = loadTokenizer(dir);
   const ds = loadDataset(recipe.data, runDir, recipe.seed);
   const enc = encodeDataset(ds, tokenizer, recipe.data);
+  const scored = ds.format === 'classification' || ds.format === 'multiple_choice';
+  if (recipe.data.loss === 'choices' && !scored) {
+    throw new HiloError(`recipe.data.loss: got "choices"; allowed: "tokens" for ${ds.format} data ("choices" needs classification or multiple_choice)`);
+  }
+  const trainItems = recipe.data.loss === 'choices' ? ds.train.map((x) => encodeCandidates(x, tokenizer, encodeOptions(ds, recipe.data))) : null;
 
   let adapters: Adapters | null = null;
   let plan: AdapterPlan;
@@ -142,7 +149,7 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   });
   return {
     recipe, runDir, backend: backend.name, model, tokenizer, plan, adapters, trainables, params, data,
-    train: enc.train, evalSeqs: enc.eval, testSeqs: enc.test, evalItems: enc.evalItems, testItems: enc.testItems,
+    train: enc.train, trainItems, evalSeqs: enc.eval, testSeqs: enc.test, evalItems: enc.evalItems, testItems: enc.testItems,
     padId: padIdOf(tokenizer), sink,
     dispose() {
       adapters?.dispose();
