@@ -32,7 +32,6 @@ import { createRandomModel } from '../src/model/init.ts';
 import { loadModel } from '../src/model/load.ts';
 import type { CausalLM, ForwardContext, ModelConfig } from '../src/model/types.ts';
 import { AdamW } from '../src/train/adamw.ts';
-import { clipByGlobalNorm } from '../src/train/clip.ts';
 import { crossEntropy, shiftedLabels } from '../src/train/loss.ts';
 import { forwardFlops, forwardStepFlops, trainStepFlops } from './bench-train-flops.ts';
 
@@ -81,10 +80,13 @@ let peakRss = 0;
 const notePeak = () => (peakRss = Math.max(peakRss, rssMiB()));
 
 /**
- * One optimizer step exactly as src/train/loop.ts runs it with gradient_accumulation_steps 1:
- * batchLoss under variableGrads, loss read back, clip to max_grad_norm, AdamW.apply.
+ * One optimizer step as src/train/loop.ts runs it with gradient_accumulation_steps 1:
+ * batchLoss under variableGrads, loss read back, clip to max_grad_norm (1.0), AdamW.apply.
+ * Differences, all forced by webgpu and of no cost on wasm/cpu: the two host reads are awaited
+ * (webgpu in Node refuses dataSync, which the loop and clipByGlobalNorm use), and the router
+ * losses and the gradient norm are summed in groups of 7 (sumScalars) instead of one addN.
  */
-function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, ids: Int32Array, labels: Int32Array, B = BATCH, T = SEQ): number {
+async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, ids: Int32Array, labels: Int32Array, B = BATCH, T = SEQ): Promise<number> {
   const ctx: ForwardContext = { training: true, auxLosses: [] };
   const varList = [...vars.values()];
   const byName = new Map([...vars].map(([k, v]) => [v.name, k]));
@@ -94,24 +96,46 @@ function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, 
     ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
     const logits = model.forward(x, { attentionMask: mask, ctx }); // [B, T, V]
     const { loss } = crossEntropy(logits.reshape([B * T, logits.shape[2]]), labels);
-    return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
+    return ctx.auxLosses.length ? (tf.add(loss, sumScalars(ctx.auxLosses)) as tf.Scalar) : loss;
   }, varList);
-  const loss = value.dataSync()[0];
+  const loss = (await value.data())[0];
   value.dispose();
   const named = new Map(Object.entries(grads).map(([n, g]) => [byName.get(n)!, g]));
-  clipByGlobalNorm(named, 1.0);
+  // clipByGlobalNorm(named, 1.0) with an awaited read
+  // globalNorm(named.values()) but with the chunked sum: its addN over every gradient (105 here) exceeds webgpu's limit
+  const normT = tf.tidy(() => tf.sqrt(sumScalars([...named.values()].map((g) => tf.sum(tf.square(g)) as tf.Scalar))));
+  const norm = (await normT.data())[0];
+  normT.dispose();
+  if (Number.isFinite(norm) && norm > 1.0) {
+    for (const [n, g] of named) {
+      named.set(n, tf.tidy(() => g.mul(1.0 / (norm + 1e-6))));
+      g.dispose();
+    }
+  }
   opt.apply(named, LR);
   tf.dispose([...named.values()]);
   return loss;
 }
 
+/**
+ * tf.addN of the router losses in groups of 7: webgpu binds one storage buffer per AddN input
+ * and allows 8 per shader stage (WebGPU's default limit), so the loop's single addN over 28+
+ * routers is rejected there. Same sum on every backend.
+ */
+function sumScalars(xs: tf.Scalar[]): tf.Scalar {
+  if (xs.length <= 7) return tf.addN(xs) as tf.Scalar;
+  const parts: tf.Scalar[] = [];
+  for (let i = 0; i < xs.length; i += 7) parts.push(tf.addN(xs.slice(i, i + 7)) as tf.Scalar);
+  return sumScalars(parts);
+}
+
 /** Frozen forward + CE, no tape (torch's forward_ row). */
-function forwardStep(model: CausalLM, ids: Int32Array, labels: Int32Array): number {
+async function forwardStep(model: CausalLM, ids: Int32Array, labels: Int32Array): Promise<number> {
   const loss = tf.tidy(() => {
     const logits = model.forward(tf.tensor2d(ids, [BATCH, SEQ], 'int32'));
     return crossEntropy(logits.reshape([BATCH * SEQ, logits.shape[2]]), labels).loss;
   });
-  const v = loss.dataSync()[0];
+  const v = (await loss.data())[0];
   loss.dispose();
   return v;
 }
@@ -137,7 +161,7 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
   for (let i = 0; i < WARMUP + STEPS; i++) {
     const t0 = performance.now();
     const c0 = process.cpuUsage();
-    loss = step();
+    loss = await step();
     const cpu = process.cpuUsage(c0);
     if (i >= WARMUP) times.push(performance.now() - t0), cpuTimes.push((cpu.user + cpu.system) / 1000);
     notePeak();
@@ -154,11 +178,11 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
     const leakLabels = shiftedLabels(leakIds, 1, LEAK_SEQ);
     const small = () => trainStep(model, adapters!.variables, opt!, leakIds, leakLabels, 1, LEAK_SEQ);
     let done = 0;
-    for (; done < 10; done++) small();
+    for (; done < 10; done++) await small();
     out.tensorsAfter10 = tf.memory().numTensors;
     out.rssAfter10MiB = rssMiB();
     for (; done < LEAK_STEPS; done++) {
-      small();
+      await small();
       if (done % 50 === 0) notePeak();
     }
     out.tensorsAfterLeak = tf.memory().numTensors;
@@ -167,7 +191,7 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
     notePeak();
   }
   if (profile) {
-    const info = await tf.profile(() => void step());
+    const info = await tf.profile(async () => void (await step()));
     const byKernel = new Map<string, number>();
     for (const k of info.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
     const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
