@@ -8,7 +8,8 @@ import { evalBatches, type Batch } from '../data/batch.ts';
 import type { EncodedExample, ScoringItem } from '../data/encode.ts';
 import { flattenCandidates, pickAnswers } from '../data/score.ts';
 import type { CausalLM, ForwardContext } from '../model/types.ts';
-import { shiftedLabels, tokenNll } from './loss.ts';
+import { batchTokenNll } from './forward.ts';
+import { IGNORE_INDEX, shiftedLabels } from './loss.ts';
 
 export interface EvalMetrics {
   loss?: number;
@@ -22,18 +23,12 @@ export interface EvalMetrics {
 /** Summed NLL of the labelled tokens per sequence [B] and the token count per sequence, for one batch. */
 export function sequenceNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): { nll: Float32Array; tokens: Int32Array } {
   const { batchSize: B, seqLen: T } = batch;
-  const targets = shiftedLabels(batch.labels, B, T);
-  const nll = tf.tidy(() => {
-    const ids = tf.tensor2d(batch.inputIds, [B, T], 'int32');
-    const mask = tf.tensor2d(batch.attentionMask, [B, T]);
-    const logits = model.forward(ids, { attentionMask: mask, ctx }); // [B, T, V]
-    const V = logits.shape[2];
-    return tokenNll(logits.reshape([B * T, V]), targets).reshape([B, T]).sum(1); // [B]
-  });
+  const nll = tf.tidy(() => batchTokenNll(model, batch, ctx).sum(1)); // [B]
   const out = nll.dataSync() as Float32Array;
   nll.dispose();
+  const targets = shiftedLabels(batch.labels, B, T);
   const tokens = new Int32Array(B);
-  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (targets[b * T + t] !== -100) tokens[b]++;
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (targets[b * T + t] !== IGNORE_INDEX) tokens[b]++;
   return { nll: out, tokens };
 }
 

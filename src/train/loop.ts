@@ -20,7 +20,8 @@ import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { clipByGlobalNorm } from './clip.ts';
 import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
-import { choiceCrossEntropy, crossEntropy, shiftedLabels, tokenNll } from './loss.ts';
+import { batchTokenNll, countTargets, withRouterLosses } from './forward.ts';
+import { choiceCrossEntropy } from './loss.ts';
 import type { Run } from './run.ts';
 import { lrAt, resolveWarmup, type Schedule } from './schedule.ts';
 
@@ -42,16 +43,10 @@ export function totalSteps(run: Pick<Run, 'recipe' | 'train'>): number {
   return Math.max(1, Math.ceil((perEpoch * t.num_train_epochs) / t.gradient_accumulation_steps));
 }
 
-/** Loss of one micro-batch (CE + weighted router losses), for use inside a gradient tape. */
+/** Loss of one micro-batch: mean NLL of its labelled tokens + weighted router losses (inside a gradient tape). */
 function batchLoss(run: Run, batch: Batch, ctx: ForwardContext): tf.Scalar {
-  const { batchSize: B, seqLen: T } = batch;
-  const ids = tf.tensor2d(batch.inputIds, [B, T], 'int32');
-  const mask = tf.tensor2d(batch.attentionMask, [B, T]);
-  ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
-  const logits = run.model.forward(ids, { attentionMask: mask, ctx }); // [B, T, V]
-  const V = logits.shape[2];
-  const { loss } = crossEntropy(logits.reshape([B * T, V]), shiftedLabels(batch.labels, B, T));
-  return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
+  const count = Math.max(1, countTargets(batch));
+  return withRouterLosses(batchTokenNll(run.model, batch, ctx).sum().div(count) as tf.Scalar, ctx);
 }
 
 /** Per-router expert usage as a W&B table: one row per (router, expert). */
@@ -66,15 +61,9 @@ export function usageTable(usage: Record<string, number[]>): { columns: string[]
  * candidates of item b; cross-entropy over their summed label log-likelihoods.
  */
 function choiceLoss(run: Run, batch: Batch, answers: Int32Array, choices: number, ctx: ForwardContext): tf.Scalar {
-  const { batchSize: N, seqLen: T } = batch;
-  const ids = tf.tensor2d(batch.inputIds, [N, T], 'int32');
-  const mask = tf.tensor2d(batch.attentionMask, [N, T]);
-  ctx.tokenMask = mask.reshape([N * T]) as tf.Tensor1D;
-  const logits = run.model.forward(ids, { attentionMask: mask, ctx }); // [N, T, V]
-  const V = logits.shape[2];
-  const nll = tokenNll(logits.reshape([N * T, V]), shiftedLabels(batch.labels, N, T)).reshape([N, T]).sum(1); // [N]
-  const loss = choiceCrossEntropy(nll.neg().reshape([N / choices, choices]) as tf.Tensor2D, answers);
-  return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
+  const nll = batchTokenNll(run.model, batch, ctx).sum(1); // [N]
+  const scores = nll.neg().reshape([batch.batchSize / choices, choices]) as tf.Tensor2D; // [items, C]
+  return withRouterLosses(choiceCrossEntropy(scores, answers), ctx);
 }
 
 /** Evaluate on the run's eval data: loss/perplexity, accuracy when the task has candidates. */

@@ -27,7 +27,7 @@ describe('defaults', () => {
       output_dir: path.join(elsewhere, 'runs', 'tiny'),
       data: {
         task: 'sentiment', train_path: null, eval_path: null, test_path: null, format: 'classification',
-        template: null, label_words: null, max_length: 128, train_on_inputs: false, eval_fraction: 0.1,
+        template: null, label_words: null, max_length: 128, train_on_inputs: false, loss: 'tokens', eval_fraction: 0.1,
         max_train_examples: null, max_eval_examples: null,
       },
       adapter: {

@@ -1,0 +1,31 @@
+/** One padded batch through the model: what training and evaluation both start from. */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/batch.ts';
+import type { CausalLM, ForwardContext } from '../model/types.ts';
+import { IGNORE_INDEX, shiftedLabels, tokenNll } from './loss.ts';
+
+/**
+ * Per-token NLL [B, T] of the batch's labelled next tokens (0 elsewhere). The padding mask also
+ * goes on `ctx` so routers leave padded tokens out of their balance losses.
+ */
+export function batchTokenNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): tf.Tensor2D {
+  const { batchSize: B, seqLen: T } = batch;
+  const ids = tf.tensor2d(batch.inputIds, [B, T], 'int32');
+  const mask = tf.tensor2d(batch.attentionMask, [B, T]);
+  if (ctx) ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
+  const logits = model.forward(ids, { attentionMask: mask, ctx }); // [B, T, V]
+  const V = logits.shape[2];
+  return tokenNll(logits.reshape([B * T, V]), shiftedLabels(batch.labels, B, T)).reshape([B, T]) as tf.Tensor2D;
+}
+
+/** `loss` plus the weighted router losses the forward pass pushed onto ctx. */
+export function withRouterLosses(loss: tf.Scalar, ctx: ForwardContext): tf.Scalar {
+  return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
+}
+
+/** Labelled next-token positions of a batch (the positions a shifted loss counts). */
+export function countTargets(batch: Batch): number {
+  let n = 0;
+  for (const y of shiftedLabels(batch.labels, batch.batchSize, batch.seqLen)) if (y !== IGNORE_INDEX) n++;
+  return n;
+}
