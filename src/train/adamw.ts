@@ -63,10 +63,10 @@ export class AdamW {
     });
   }
 
-  getState(): AdamWState {
-    const read = (vars: Map<string, tf.Variable>) =>
-      new Map([...vars].map(([k, t]) => [k, t.dataSync() as Float32Array] as const));
-    return { step: this.step, m: read(this.m), v: read(this.v) };
+  async getState(): Promise<AdamWState> {
+    const read = async (vars: Map<string, tf.Variable>) =>
+      new Map(await Promise.all([...vars].map(async ([k, t]) => [k, (await t.data()) as Float32Array] as const)));
+    return { step: this.step, m: await read(this.m), v: await read(this.v) };
   }
 
   setState(s: AdamWState): void {

@@ -38,18 +38,18 @@ export interface CheckpointContents {
 const STATE_FILE = 'trainer_state.json';
 const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
 
-function variablesToTensors(vars: Map<string, tf.Variable>): Map<string, StTensorInput> {
-  return new Map([...vars].map(([name, v]) => [name, { shape: v.shape, data: v.dataSync() as Float32Array }]));
+async function variablesToTensors(vars: Map<string, tf.Variable>): Promise<Map<string, StTensorInput>> {
+  return new Map(await Promise.all([...vars].map(async ([name, v]) => [name, { shape: v.shape, data: (await v.data()) as Float32Array }] as const)));
 }
 
 /** Write checkpoint-{step} atomically; keep only the newest `keep` checkpoints (0 = all). */
-export function saveCheckpoint(runDir: string, c: CheckpointContents, keep = 0): string {
+export async function saveCheckpoint(runDir: string, c: CheckpointContents, keep = 0): Promise<string> {
   const finalDir = path.join(runDir, `checkpoint-${c.state.step}`);
   const tmpDir = path.join(runDir, `.checkpoint-${c.state.step}.tmp-${process.pid}`);
   fs.rmSync(tmpDir, { recursive: true, force: true });
   fs.mkdirSync(tmpDir, { recursive: true });
-  writeSafetensors(path.join(tmpDir, 'trainable.safetensors'), variablesToTensors(c.trainables));
-  const opt = c.optimizer.getState();
+  writeSafetensors(path.join(tmpDir, 'trainable.safetensors'), await variablesToTensors(c.trainables));
+  const opt = await c.optimizer.getState();
   const moments = new Map<string, StTensorInput>();
   for (const [name, v] of c.trainables) {
     moments.set(`m/${name}`, { shape: v.shape, data: opt.m.get(name)! });

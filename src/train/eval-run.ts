@@ -40,7 +40,7 @@ export function resolveEvalTarget(target: string, overrides: readonly string[], 
 export async function evaluateTarget(t: EvalTarget, split: 'eval' | 'test', log: (m: string) => void): Promise<EvalMetrics> {
   const run = await prepareRun(t.recipe, { log, sink: false, adapterDir: t.adapterDir ?? undefined, evalOnly: true });
   try {
-    return evaluateRun(run, split);
+    return await evaluateRun(run, split);
   } finally {
     run.dispose();
   }

@@ -21,10 +21,10 @@ export interface EvalMetrics {
 }
 
 /** Summed NLL of the labelled tokens per sequence [B] and the token count per sequence, for one batch. */
-export function sequenceNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): { nll: Float32Array; tokens: Int32Array } {
+export async function sequenceNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): Promise<{ nll: Float32Array; tokens: Int32Array }> {
   const { batchSize: B, seqLen: T } = batch;
   const nll = tf.tidy(() => batchTokenNll(model, batch, ctx).sum(1)); // [B]
-  const out = nll.dataSync() as Float32Array;
+  const out = (await nll.data()) as Float32Array; // awaited: GPU backends refuse synchronous reads
   nll.dispose();
   const targets = shiftedLabels(batch.labels, B, T);
   const tokens = new Int32Array(B);
@@ -36,24 +36,24 @@ function evalContext(withStats: boolean): ForwardContext {
   return { training: false, auxLosses: [], routerStats: withStats ? new Map() : undefined };
 }
 
-function readUsage(ctx: ForwardContext): Record<string, number[]> {
+async function readUsage(ctx: ForwardContext): Promise<Record<string, number[]>> {
   const usage: Record<string, number[]> = {};
   for (const [name, t] of ctx.routerStats ?? []) {
-    usage[name] = Array.from(t.dataSync());
+    usage[name] = Array.from(await t.data());
     t.dispose();
   }
   return usage;
 }
 
 /** Mean loss over all labelled tokens of `examples`, and perplexity; expert usage from the first batch. */
-export function evaluateLoss(model: CausalLM, examples: readonly EncodedExample[], batchSize: number, padId: number): EvalMetrics {
+export async function evaluateLoss(model: CausalLM, examples: readonly EncodedExample[], batchSize: number, padId: number): Promise<EvalMetrics> {
   let total = 0;
   let count = 0;
   let expertUsage: Record<string, number[]> | undefined;
   for (const batch of evalBatches(examples, batchSize, padId)) {
     const ctx = evalContext(expertUsage === undefined);
-    const { nll, tokens } = sequenceNll(model, batch, ctx);
-    if (expertUsage === undefined) expertUsage = readUsage(ctx);
+    const { nll, tokens } = await sequenceNll(model, batch, ctx);
+    if (expertUsage === undefined) expertUsage = await readUsage(ctx);
     for (let b = 0; b < nll.length; b++) {
       total += nll[b];
       count += tokens[b];
@@ -64,12 +64,12 @@ export function evaluateLoss(model: CausalLM, examples: readonly EncodedExample[
 }
 
 /** Accuracy: an item is right when its answer's candidate has the highest summed log-likelihood. */
-export function evaluateAccuracy(model: CausalLM, items: readonly ScoringItem[], batchSize: number, padId: number): EvalMetrics {
+export async function evaluateAccuracy(model: CausalLM, items: readonly ScoringItem[], batchSize: number, padId: number): Promise<EvalMetrics> {
   const rows = flattenCandidates(items);
   const scores = new Float64Array(rows.sequences.length);
   let k = 0;
   for (const batch of evalBatches(rows.sequences, batchSize, padId)) {
-    const { nll } = sequenceNll(model, batch, evalContext(false));
+    const { nll } = await sequenceNll(model, batch, evalContext(false));
     for (const v of nll) scores[k++] = -v;
   }
   const { accuracy } = pickAnswers(items, rows, scores);

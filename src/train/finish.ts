@@ -54,7 +54,7 @@ export async function finishRun(run: Run, result: TrainResult): Promise<RunResul
     const { expertUsage: _usage, ...rest } = m;
     return rest;
   };
-  const test = run.testSeqs.length || run.testItems?.length ? evaluateRun(run, 'test') : null;
+  const test = run.testSeqs.length || run.testItems?.length ? await evaluateRun(run, 'test') : null;
   const results: RunResults = {
     recipe: run.recipe, plan: run.plan, params: run.params, data: run.data, backend: run.backend,
     steps: result.steps, stopped: result.stopped, final_loss: result.finalLoss,

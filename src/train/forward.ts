@@ -18,9 +18,21 @@ export function batchTokenNll(model: CausalLM, batch: Batch, ctx?: ForwardContex
   return tokenNll(logits.reshape([B * T, V]), shiftedLabels(batch.labels, B, T)).reshape([B, T]) as tf.Tensor2D;
 }
 
+/**
+ * Σ xs with AddN in groups of 7: webgpu binds one storage buffer per AddN input and allows 8 per
+ * shader stage, so one AddN over a model's 28+ router losses (or 100+ gradients) fails there.
+ */
+export function sumScalars(xs: readonly tf.Tensor[]): tf.Scalar {
+  if (xs.length === 0) return tf.scalar(0);
+  if (xs.length <= 7) return tf.addN(xs as tf.Tensor[]) as tf.Scalar;
+  const parts: tf.Tensor[] = [];
+  for (let i = 0; i < xs.length; i += 7) parts.push(tf.addN(xs.slice(i, i + 7) as tf.Tensor[]));
+  return sumScalars(parts);
+}
+
 /** `loss` plus the weighted router losses the forward pass pushed onto ctx. */
 export function withRouterLosses(loss: tf.Scalar, ctx: ForwardContext): tf.Scalar {
-  return ctx.auxLosses.length ? (tf.add(loss, tf.addN(ctx.auxLosses)) as tf.Scalar) : loss;
+  return ctx.auxLosses.length ? (tf.add(loss, sumScalars(ctx.auxLosses)) as tf.Scalar) : loss;
 }
 
 /** Labelled next-token positions of a batch (the positions a shifted loss counts). */

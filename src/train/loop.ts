@@ -67,12 +67,12 @@ function choiceLoss(run: Run, batch: Batch, answers: Int32Array, choices: number
 }
 
 /** Evaluate on the run's eval data: loss/perplexity, accuracy when the task has candidates. */
-export function evaluateRun(run: Run, split: 'eval' | 'test' = 'eval'): EvalMetrics {
+export async function evaluateRun(run: Run, split: 'eval' | 'test' = 'eval'): Promise<EvalMetrics> {
   const seqs = split === 'eval' ? run.evalSeqs : run.testSeqs;
   const items = split === 'eval' ? run.evalItems : run.testItems;
   const bs = run.recipe.train.eval_batch_size;
-  const metrics = seqs.length ? evaluateLoss(run.model, seqs, bs, run.padId) : {};
-  if (items && items.length) Object.assign(metrics, evaluateAccuracy(run.model, items, bs, run.padId));
+  const metrics = seqs.length ? await evaluateLoss(run.model, seqs, bs, run.padId) : {};
+  if (items && items.length) Object.assign(metrics, await evaluateAccuracy(run.model, items, bs, run.padId));
   return metrics;
 }
 
@@ -146,7 +146,7 @@ export async function train(run: Run): Promise<TrainResult> {
         };
         const { value, grads } = tf.variableGrads(() => loss(ctx), varList);
         tf.dispose(ctx.auxLosses); // kept by the routers past the model's tidy; the loss has used them
-        stepLoss += value.dataSync()[0] / t.gradient_accumulation_steps;
+        stepLoss += (await value.data())[0] / t.gradient_accumulation_steps;
         value.dispose();
         for (const [name, g] of Object.entries(grads)) {
           const key = varKey.get(name)!;
@@ -166,7 +166,7 @@ export async function train(run: Run): Promise<TrainResult> {
         stopped = 'diverged';
         break;
       }
-      const gradNorm = clipByGlobalNorm(accum, t.max_grad_norm);
+      const gradNorm = await clipByGlobalNorm(accum, t.max_grad_norm);
       optimizer.apply(accum, lr);
       tf.dispose([...accum.values()]);
 
@@ -191,14 +191,14 @@ export async function train(run: Run): Promise<TrainResult> {
         windowStart = performance.now();
       }
       if ((t.eval_steps > 0 && state.step % t.eval_steps === 0) || isLast) {
-        lastEval = evaluateRun(run);
+        lastEval = await evaluateRun(run);
         const { expertUsage, ...scalars } = lastEval;
         const record = { step: state.step, ...Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`eval_${k}`, v])) };
         metrics.append({ ...record, ...(expertUsage && Object.keys(expertUsage).length ? { eval_expert_usage: expertUsage } : {}) });
         run.sink?.log(state.step, expertUsage && Object.keys(expertUsage).length ? { ...record, eval_expert_usage: usageTable(expertUsage) } : record);
         progress.message(`eval @ ${state.step}: ${Object.entries(scalars).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number(v).toFixed(4)}`).join(', ')}`);
       }
-      if ((t.save_steps > 0 && state.step % t.save_steps === 0) || isLast || interrupted) save();
+      if ((t.save_steps > 0 && state.step % t.save_steps === 0) || isLast || interrupted) await save();
       if (interrupted) {
         progress.message(`interrupted: checkpoint saved at step ${state.step} in ${run.runDir}; continue with resume=true`);
         stopped = 'interrupted';

@@ -23,7 +23,7 @@ beforeAll(async () => {
   model = await loadModel(MODEL_DIR);
   dir = tmpDir();
   const a = makeRun(dir, 'a', model, planOf([1, 1, 2, 2, 2], [2, 2, 2, 2, 2], ['self_attn.q_proj']), 1);
-  writeCheckpoint(a, 2);
+  await writeCheckpoint(a, 2);
   a.adapters.dispose();
   const b = makeRun(dir, 'b', model, planOf([1, 1, 1, 1, 1], [4, 4, 4, 4, 4], ['self_attn.q_proj']), 2);
   b.adapters.dispose();

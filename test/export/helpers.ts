@@ -87,11 +87,11 @@ train: {eval_batch_size: 4}
 }
 
 /** checkpoint-{step} of `run` holding the adapters' current weights (what the loop saves). */
-export function writeCheckpoint(run: FakeRun, step: number): string {
+export async function writeCheckpoint(run: FakeRun, step: number): Promise<string> {
   const recipe = JSON.parse(fs.readFileSync(path.join(run.runDir, 'recipe.json'), 'utf8'));
   const optimizer = new AdamW(run.adapters.variables);
   try {
-    return saveCheckpoint(run.runDir, {
+    return await saveCheckpoint(run.runDir, {
       trainables: run.adapters.variables, optimizer, recipe, plan: run.adapters.plan,
       state: { step, data: { epoch: 0, index: step }, seed: 1, tokensSeen: 0, elapsedSeconds: 0, lastLoss: null },
     });

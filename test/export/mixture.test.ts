@@ -35,7 +35,7 @@ beforeAll(async () => {
   const run = makeRun(dir, 'mix', model, PLAN, 7);
   runDir = run.runDir;
   moe = logitsOf(model);
-  writeCheckpoint(run, 4);
+  await writeCheckpoint(run, 4);
   run.adapters.dispose();
 }, 60_000);
 afterAll(() => model?.dispose());
