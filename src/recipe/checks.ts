@@ -109,6 +109,12 @@ const RULES: Rule[] = [
   },
   { reads: ['adapter.plan_path'], check: ({ adapter: a }, dir) => mustExist('recipe.adapter.plan_path', a.plan_path, dir, 'file') },
   { reads: ['adapter.probe_path'], check: ({ adapter: a }, dir) => mustExist('recipe.adapter.probe_path', a.probe_path, dir, 'file') },
+  { reads: ['adapter.init_from'], check: ({ adapter: a }, dir) => mustExist('recipe.adapter.init_from', a.init_from, dir, 'directory') },
+  {
+    reads: ['adapter.method', 'adapter.init_from'],
+    check: ({ adapter: a }) => when(a.method === 'none' && a.init_from !== null, () =>
+      problem('recipe.adapter.init_from', a.init_from, 'null when adapter.method is "none" (full training has no adapter to start from)')),
+  },
   {
     reads: ['train.warmup_steps'],
     check: ({ train: t }) => when(t.warmup_steps >= 1 && !Number.isInteger(t.warmup_steps), () =>

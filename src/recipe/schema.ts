@@ -91,6 +91,9 @@ const adapter = z.strictObject({
     'alphalora: experts proportional to alpha-hill scores; hilo: experts AND ranks from the probe scores; ' +
     'manual: the plan in plan_path.'),
   plan_path: optionalPath('manual: a plan.json (as written by `hilo plan`).'),
+  init_from: optionalPath(
+    'Continue from a trained adapter folder (hilo format: a run\'s adapter/, `hilo export`, or `hilo export --from-peft DIR` ' +
+      'for a PEFT LoRA): its plan and weights are the starting point and the method\'s own allocation is skipped.'),
   target_modules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).default(LLAMA_TARGETS).describe(
     'Linear modules to adapt: short names (q_proj) or dotted suffixes (attn.c_proj), PEFT\'s suffix rule; ' +
     'all-linear = every linear in the decoder layers.'),

@@ -111,9 +111,11 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
 
   let adapters: Adapters | null = null;
   let plan: AdapterPlan;
-  if (opts.adapterDir) {
-    adapters = loadAdapters(model, opts.adapterDir);
+  const startFrom = opts.adapterDir ?? recipe.adapter.init_from ?? undefined;
+  if (startFrom) {
+    adapters = loadAdapters(model, startFrom);
     plan = adapters.plan;
+    if (!evalOnly) log(`adapter: continuing from ${startFrom} (${plan.method} plan, ${plan.layers.length} layers)`);
   } else if (recipe.adapter.method === 'none') {
     plan = { ...emptyPlan(), layers: Array.from({ length: config.numLayers }, () => ({})) };
   } else {

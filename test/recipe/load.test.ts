@@ -31,7 +31,7 @@ describe('defaults', () => {
         max_train_examples: null, max_eval_examples: null,
       },
       adapter: {
-        method: 'hilo', plan_path: null,
+        method: 'hilo', plan_path: null, init_from: null,
         target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
         probe: 'depth', probe_path: null,
         experts: { pattern: null, total: null, beta: 2.5, groups: 4, per_layer: 4 },

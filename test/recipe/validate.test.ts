@@ -145,7 +145,7 @@ describe('every problem at once', () => {
       'recipe.lr: got 0.001; allowed: one spelling per setting: recipe.train.learning_rate is also given (0.0003)',
       'recipe.adapter.strategy: got "topK"; allowed: "topk" | "topp" | "dense"',
       'recipe.adapter.top_k: got 0; allowed: an integer >= 1',
-      'recipe.adapter.stratgy: got "topk"; allowed: known keys only; did you mean recipe.adapter.strategy? (recipe.adapter keys: method, plan_path, target_modules, probe, probe_path, experts, rank, strategy, top_k, top_p, alpha, scaling, fixed_scale, dropout, balance_coef, z_loss_coef, budget, calibration)',
+      'recipe.adapter.stratgy: got "topk"; allowed: known keys only; did you mean recipe.adapter.strategy? (recipe.adapter keys: method, plan_path, init_from, target_modules, probe, probe_path, experts, rank, strategy, top_k, top_p, alpha, scaling, fixed_scale, dropout, balance_coef, z_loss_coef, budget, calibration)',
       'recipe.train.max_step: got 10; allowed: known keys only; did you mean recipe.train.max_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, resume)',
       `recipe.batch_size: got 4; allowed: known keys only; did you mean recipe.train.batch_size? (recipe keys: ${TOP_KEYS})`,
       `recipe.model.path: got "nomodel"; allowed: an HF model directory with config.json (looked in ${dir}/nomodel)`,
