@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { sentimentLines } from '../helpers/sentences.ts';
 import { countPoints } from './helpers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -18,9 +19,7 @@ const HILO = path.join(ROOT, 'bin/hilo.js');
 
 /** Real sentences (UCI yelp reviews from the sentiment package), as user JSONL. */
 function writeData(dir: string): void {
-  const rows = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/sentiment/test/fixtures/yelp.json'), 'utf8'))
-    .filter((r: { text: string }) => r.text)
-    .map((r: { text: string; class: number }) => JSON.stringify({ text: r.text, label: r.class ? 'positive' : 'negative' }));
+  const rows = sentimentLines('yelp');
   fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.slice(0, 32).join('\n'));
   fs.writeFileSync(path.join(dir, 'test.jsonl'), rows.slice(600, 612).join('\n'));
 }

@@ -11,15 +11,14 @@ import { describe, expect, it } from 'vitest';
 import { parseRecipe } from '../../src/recipe/load.ts';
 import { train } from '../../src/train/loop.ts';
 import { prepareRun } from '../../src/train/run.ts';
+import { sentimentLines } from '../helpers/sentences.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 describe('the training loop', () => {
   it('leaves the tensor count unchanged across steps (MoE with router losses, accumulation, eval)', { timeout: 200_000 }, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-leak-'));
-    const rows = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/sentiment/test/fixtures/amazon.json'), 'utf8'))
-      .filter((r: { text: string }) => r.text).slice(0, 40)
-      .map((r: { text: string; class: number }) => JSON.stringify({ text: r.text, label: r.class ? 'positive' : 'negative' }));
+    const rows = sentimentLines('amazon').slice(0, 40);
     fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.join('\n'));
     const recipe = parseRecipe({
       model: { path: path.resolve(ROOT, '../shared/models/stories260K') },

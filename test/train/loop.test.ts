@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { listCheckpoints } from '../../src/train/checkpoint.ts';
+import { sentimentLines } from '../helpers/sentences.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MODEL = path.resolve(ROOT, '../shared/models/stories260K');
@@ -17,9 +18,7 @@ const HILO = path.join(ROOT, 'bin/hilo.js');
 
 /** A small real-text classification set (UCI sentences) as user JSONL, so runs stay seconds long. */
 function writeData(dir: string): void {
-  const rows = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/sentiment/test/fixtures/yelp.json'), 'utf8'))
-    .filter((r: { text: string }) => r.text)
-    .map((r: { text: string; class: number }) => JSON.stringify({ text: r.text, label: r.class ? 'positive' : 'negative' }));
+  const rows = sentimentLines('yelp');
   fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.slice(0, 48).join('\n'));
   fs.writeFileSync(path.join(dir, 'eval.jsonl'), rows.slice(500, 508).join('\n'));
   fs.writeFileSync(path.join(dir, 'test.jsonl'), rows.slice(600, 616).join('\n'));
