@@ -32,6 +32,8 @@ import { createRandomModel } from '../src/model/init.ts';
 import { loadModel } from '../src/model/load.ts';
 import type { CausalLM, ForwardContext, ModelConfig } from '../src/model/types.ts';
 import { AdamW } from '../src/train/adamw.ts';
+import { clipByGlobalNorm } from '../src/train/clip.ts';
+import { withRouterLosses } from '../src/train/forward.ts';
 import { crossEntropy, shiftedLabels } from '../src/train/loss.ts';
 import { forwardFlops, forwardStepFlops, trainStepFlops } from './bench-train-flops.ts';
 
@@ -80,11 +82,9 @@ let peakRss = 0;
 const notePeak = () => (peakRss = Math.max(peakRss, rssMiB()));
 
 /**
- * One optimizer step as src/train/loop.ts runs it with gradient_accumulation_steps 1:
- * batchLoss under variableGrads, loss read back, clip to max_grad_norm (1.0), AdamW.apply.
- * Differences, all forced by webgpu and of no cost on wasm/cpu: the two host reads are awaited
- * (webgpu in Node refuses dataSync, which the loop and clipByGlobalNorm use), and the router
- * losses and the gradient norm are summed in groups of 7 (sumScalars) instead of one addN.
+ * One optimizer step as src/train/loop.ts runs it with gradient_accumulation_steps 1, from the
+ * loop's own pieces: the loss plus router losses (withRouterLosses) under variableGrads, the
+ * router losses freed after the tape, the loss read back, clipByGlobalNorm(1.0), AdamW.apply.
  */
 async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, ids: Int32Array, labels: Int32Array, B = BATCH, T = SEQ): Promise<number> {
   const ctx: ForwardContext = { training: true, auxLosses: [] };
@@ -95,38 +95,16 @@ async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: A
     const mask = tf.ones([B, T]) as tf.Tensor2D;
     ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
     const logits = model.forward(x, { attentionMask: mask, ctx }); // [B, T, V]
-    const { loss } = crossEntropy(logits.reshape([B * T, logits.shape[2]]), labels);
-    return ctx.auxLosses.length ? (tf.add(loss, sumScalars(ctx.auxLosses)) as tf.Scalar) : loss;
+    return withRouterLosses(crossEntropy(logits.reshape([B * T, logits.shape[2]]), labels).loss, ctx);
   }, varList);
+  tf.dispose(ctx.auxLosses);
   const loss = (await value.data())[0];
   value.dispose();
   const named = new Map(Object.entries(grads).map(([n, g]) => [byName.get(n)!, g]));
-  // clipByGlobalNorm(named, 1.0) with an awaited read
-  // globalNorm(named.values()) but with the chunked sum: its addN over every gradient (105 here) exceeds webgpu's limit
-  const normT = tf.tidy(() => tf.sqrt(sumScalars([...named.values()].map((g) => tf.sum(tf.square(g)) as tf.Scalar))));
-  const norm = (await normT.data())[0];
-  normT.dispose();
-  if (Number.isFinite(norm) && norm > 1.0) {
-    for (const [n, g] of named) {
-      named.set(n, tf.tidy(() => g.mul(1.0 / (norm + 1e-6))));
-      g.dispose();
-    }
-  }
+  await clipByGlobalNorm(named, 1.0);
   opt.apply(named, LR);
   tf.dispose([...named.values()]);
   return loss;
-}
-
-/**
- * tf.addN of the router losses in groups of 7: webgpu binds one storage buffer per AddN input
- * and allows 8 per shader stage (WebGPU's default limit), so the loop's single addN over 28+
- * routers is rejected there. Same sum on every backend.
- */
-function sumScalars(xs: tf.Scalar[]): tf.Scalar {
-  if (xs.length <= 7) return tf.addN(xs) as tf.Scalar;
-  const parts: tf.Scalar[] = [];
-  for (let i = 0; i < xs.length; i += 7) parts.push(tf.addN(xs.slice(i, i + 7)) as tf.Scalar);
-  return sumScalars(parts);
 }
 
 /** Frozen forward + CE, no tape (torch's forward_ row). */
