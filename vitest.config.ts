@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Test files already run two at a time; test/backend/wasm-threads.test.ts covers threads.
+    env: { HILO_WASM_THREADS: '1' },
   },
 });

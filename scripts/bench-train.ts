@@ -175,6 +175,14 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
     const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
     console.log(`\nprofile ${name}/${row}: ${info.kernels.length} kernels, ${total.toFixed(0)} ms in kernels`);
     for (const [k, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`  ${k.padEnd(22)} ${ms.toFixed(1).padStart(8)} ms ${(100 * ms / total).toFixed(1).padStart(5)}%`);
+    const byShape = new Map<string, { ms: number; n: number }>();
+    for (const k of info.kernels.filter((k) => k.name === 'BatchMatMul')) {
+      const key = `${k.inputShapes.map((s) => `[${s}]`).join('x')} -> [${k.outputShapes[0]}]`;
+      const e = byShape.get(key) ?? { ms: 0, n: 0 };
+      byShape.set(key, { ms: e.ms + (k.kernelTimeMs as number), n: e.n + 1 });
+    }
+    console.log('  BatchMatMul by shape:');
+    for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
   }
   opt?.dispose();
   adapters?.dispose();

@@ -41,23 +41,27 @@ function selectionMask(probs: tf.Tensor2D, select: (p: tf.Tensor2D) => tf.Tensor
 }
 
 /**
- * [N, E, E]: entry (n, e, j) is 1 when expert j ranks above expert e for token n (higher
- * probability; ties go to the lower index, as tf.topk and torch.topk order them).
- * Ranking by comparison instead of topk + oneHot: wasm's OneHot took ~60 ms on [1024, 2, 4]
- * (tfjs 4.22), more than the module's matmuls; these are a few element-wise ops on N·E² values.
+ * Each row's first k experts in descending probability (ties to the lower index, as
+ * torch.topk): their probabilities [N, k] and their (row, expert) pairs [N·k, 2], so a value
+ * per ranked expert can be scattered back to its place in [N, E]. TopK plus ScatterNd is a few
+ * cheap kernels on every backend; ranking by broadcast comparisons over [N, E, E] took a
+ * quarter of a MoE step on wasm, and wasm's OneHot ~60 ms on [1024, 2, 4] (tfjs 4.22).
  */
-function outranks(p: tf.Tensor2D): tf.Tensor3D {
-  const E = p.shape[1];
-  const lowerIndex = tf.tensor2d(Array.from({ length: E * E }, (_, i) => (i % E < Math.floor(i / E) ? 1 : 0)), [E, E], 'bool'); // [e, j]: j < e
-  const pe = tf.expandDims(p, 2); // [N, E, 1]: expert e
-  const pj = tf.expandDims(p, 1); // [N, 1, E]: expert j
-  const above = tf.logicalOr(tf.greater(pj, pe), tf.logicalAnd(tf.equal(pj, pe), lowerIndex)); // [N, E, E]
-  return tf.cast(above, 'float32') as tf.Tensor3D;
+function ranked(p: tf.Tensor2D, k: number): { values: tf.Tensor2D; pairs: tf.Tensor2D } {
+  const N = p.shape[0];
+  const { values, indices } = tf.topk(p, k); // [N, k] each
+  const rows = tf.tensor2d(Int32Array.from({ length: N * k }, (_, i) => Math.floor(i / k)), [N, k], 'int32');
+  const pairs = tf.reshape(tf.stack([rows, indices], 2), [N * k, 2]) as tf.Tensor2D;
+  return { values: values as tf.Tensor2D, pairs };
 }
 
-/** [N, E] mask of each row's k largest probabilities: fewer than k experts rank above. */
+/** [N, E] mask of each row's k largest probabilities. */
 function topKMask(probs: tf.Tensor2D, k: number): tf.Tensor2D {
-  return selectionMask(probs, (p) => tf.cast(tf.less(tf.sum(outranks(p), 2), k), 'float32') as tf.Tensor2D);
+  return selectionMask(probs, (p) => {
+    const [N, E] = p.shape;
+    const { pairs } = ranked(p, k);
+    return tf.scatterND(pairs, tf.ones([N * k]), [N, E]) as tf.Tensor2D;
+  });
 }
 
 /**
@@ -67,8 +71,11 @@ function topKMask(probs: tf.Tensor2D, k: number): tf.Tensor2D {
  */
 function topPMask(probs: tf.Tensor2D, topP: number): tf.Tensor2D {
   return selectionMask(probs, (p) => {
-    const before = tf.sum(tf.mul(outranks(p), tf.expandDims(p, 1)), 2); // [N, E]: Σ_j above(e, j)·p_j
-    return tf.cast(tf.less(before, topP), 'float32') as tf.Tensor2D;
+    const [N, E] = p.shape;
+    const { values, pairs } = ranked(p, E); // every expert, sorted
+    const before = tf.cumsum(values, 1, true); // [N, E]: mass ranked above each
+    const keep = tf.cast(tf.less(before, topP), 'float32');
+    return tf.scatterND(pairs, tf.reshape(keep, [N * E]), [N, E]) as tf.Tensor2D;
   });
 }
 

@@ -33,13 +33,24 @@ async function initWasm(tf: typeof TF): Promise<string> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   wasm.setWasmPaths(`${dir}/dist/`);
-  if (!(await tf.setBackend('wasm'))) throw new Error('tfjs refused to initialise the wasm backend');
+  const { initThreadedWasm, wasmThreadCount } = await import('./wasm-threads.ts');
+  const setWasm = async () => {
+    if (!(await tf.setBackend('wasm'))) throw new Error('tfjs refused to initialise the wasm backend');
+  };
+  const wanted = wasmThreadCount(); // a bad HILO_WASM_THREADS is an error, not a silent fallback
+  let threads: number;
+  try {
+    threads = await initThreadedWasm(tf, wanted, setWasm);
+  } catch (e) {
+    if (process.env.HILO_DEBUG) console.error(`threaded wasm failed, using one thread: ${(e as Error).message}`);
+    threads = await initThreadedWasm(tf, 1, setWasm);
+  }
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
   const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
   useFastWasmMatMul(tf, true);
   registerWasmFallbacks(tf);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, 1 thread; transposed matmuls use the untransposed kernel`;
+  return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'} (HILO_WASM_THREADS); transposed matmuls use the untransposed kernel`;
 }
 
 async function initCpu(tf: typeof TF): Promise<string> {

@@ -28,11 +28,14 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
   const flatIdx = new Int32Array(n);
   const rowIdx = new Int32Array(n);
   const weight = new Float32Array(n);
+  const rowPairs = new Int32Array(2 * n); // (row, label) per row, for the gradient's scatter
   for (let i = 0; i < n; i++) {
     const ok = targets[i] !== IGNORE_INDEX;
     rowIdx[i] = ok ? targets[i] : 0;
     flatIdx[i] = i * v + rowIdx[i];
     weight[i] = ok ? 1 : 0;
+    rowPairs[2 * i] = i;
+    rowPairs[2 * i + 1] = rowIdx[i];
   }
   const nll = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const l = args[0] as tf.Tensor2D;
@@ -46,9 +49,11 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [ls, lseS, wS] = saved;
         const probs = tf.exp(ls.sub(lseS.reshape([n, 1]))); // softmax [N, V]
-        // one-hot by comparison: tfjs-wasm's OneHot kernel is slow (and wrong for float32 output)
-        const onehot = tf.equal(tf.range(0, v, 1, 'int32').reshape([1, v]), tf.tensor2d(rowIdx, [n, 1], 'int32')).cast('float32'); // [N, V]
-        return probs.sub(onehot).mul(dy.mul(wS).reshape([n, 1]));
+        const g = dy.mul(wS); // [N]: each row's weight in the loss
+        // minus g at each row's label, scattered: tfjs-wasm's OneHot is slow (and wrong for
+        // float32 output), and a broadcast Equal over [N, V] took half a LoRA step there
+        const atLabel = tf.scatterND(tf.tensor2d(rowPairs, [n, 2], 'int32'), g, [n, v]); // [N, V]
+        return probs.mul(g.reshape([n, 1])).sub(atLabel);
       },
     };
   });

@@ -27,7 +27,7 @@ describe('hilo doctor', () => {
     if (webgpu.available) expect(webgpu.detail).toMatch(/maxStorageBufferBindingSize \d+, maxBufferSize \d+/);
     else expect(webgpu.reason).toMatch(/no WebGPU adapter.*mesa-vulkan-drivers/);
     expect(wasm).toMatchObject({ available: true });
-    expect(wasm.detail).toMatch(/SIMD: yes; threads: no/);
+    expect(wasm.detail).toMatch(/SIMD: yes; threads: 1 for matrix products \(HILO_WASM_THREADS/); // vitest.config sets 1
     expect(cpu).toMatchObject({ available: true });
     const expectedAuto = cpuTf.available || gpuTf.available ? 'tensorflow' : webgpu.available && !webgpu.autoSkips ? 'webgpu' : 'wasm';
     expect(report.auto).toBe(expectedAuto);
