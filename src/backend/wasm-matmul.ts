@@ -60,6 +60,74 @@ function matrixOf(backend: BackendWasm, x: TF.TensorInfo, index: number, transpo
 /** x [r, c] -> x^T [c, r] (a 2-D tensor, or one matrix of a batch). */
 const transposed = (backend: BackendWasm, x: TF.TensorInfo) => matrixOf(backend, x, 0, true);
 
+type DataId = TF.TensorInfo['dataId'];
+/** Bytes of transposes kept at most (wasm memory is 4 GiB in all). */
+export const TRANSPOSE_CACHE_BYTES = 512 * 2 ** 20;
+
+/**
+ * Transposes of operands that come back. A frozen weight is multiplied transposed in every
+ * backward pass (dX = dY W^T), and one activation is transposed for several modules (q, k and
+ * v all read x). The second time a tensor is asked for transposed, its transpose is kept until
+ * the tensor itself is freed (tfjs tensors never change in place; a variable's assign gets a
+ * new data id), within TRANSPOSE_CACHE_BYTES. A kept transpose also keeps its data id, so
+ * XNNPACK's packed-weights cache, keyed by tensor id, hits as well.
+ */
+class TransposeCache {
+  private readonly kept = new Map<DataId, { shape: string; t: TF.TensorInfo }>();
+  private readonly seen = new WeakMap<object, number>();
+  private bytes = 0;
+
+  constructor(private readonly backend: BackendWasm) {
+    const dispose = backend.disposeData.bind(backend);
+    const dataIdMap = (backend as unknown as { dataIdMap: { has(id: DataId): boolean } }).dataIdMap;
+    backend.disposeData = (dataId: DataId, force?: boolean) => {
+      const freed = dispose(dataId, force);
+      const entry = this.kept.get(dataId);
+      if (entry && !dataIdMap.has(dataId)) {
+        this.kept.delete(dataId);
+        this.bytes -= 4 * entry.t.shape[0] * entry.t.shape[1];
+        dispose(entry.t.dataId, true);
+      }
+      return freed;
+    };
+  }
+
+  /** The kept transpose of x's last two dims, if any. */
+  get(x: TF.TensorInfo): TF.TensorInfo | undefined {
+    const e = this.kept.get(x.dataId);
+    return e && e.shape === String(x.shape.slice(-2)) ? e.t : undefined;
+  }
+
+  /** Whether x has been asked for transposed before (counts this request). */
+  repeat(x: TF.TensorInfo): boolean {
+    const n = this.seen.get(x.dataId as object) ?? 0;
+    this.seen.set(x.dataId as object, n + 1);
+    return n > 0;
+  }
+
+  /** x's transpose, kept for next time when within budget; `owned` says the caller must free it. */
+  make(x: TF.TensorInfo): { t: TF.TensorInfo; owned: boolean } {
+    const t = transposed(this.backend, x);
+    const bytes = 4 * size(x.shape.slice(-2));
+    if (this.kept.has(x.dataId) || this.bytes + bytes > TRANSPOSE_CACHE_BYTES) return { t, owned: true };
+    this.kept.set(x.dataId, { shape: String(x.shape.slice(-2)), t });
+    this.bytes += bytes;
+    return { t, owned: false };
+  }
+
+  get size(): number {
+    return this.kept.size;
+  }
+}
+const caches = new WeakMap<BackendWasm, TransposeCache>();
+function cacheOf(backend: BackendWasm): TransposeCache {
+  let c = caches.get(backend);
+  if (!c) caches.set(backend, (c = new TransposeCache(backend)));
+  return c;
+}
+/** How many transposes are kept now (tests). */
+export const keptTransposes = (backend: BackendWasm) => cacheOf(backend).size;
+
 function fastKernel(original: TF.KernelConfig): TF.KernelConfig {
   return {
     ...original,
@@ -85,10 +153,17 @@ function fastKernel(original: TF.KernelConfig): TF.KernelConfig {
       const keep = (t: TF.TensorInfo) => (temps.push(t), t);
       try {
         if (batch === 1) {
-          const cost = transposeCosts(size(a.shape), size(b.shape), m * n, tA, tB);
+          const cache = cacheOf(backend);
+          // A transposed operand costs nothing when kept, or when it is about to be (asked before).
+          const free = (x: TF.TensorInfo) => cache.get(x) !== undefined || cache.repeat(x);
+          const cost = transposeCosts(tA && free(a) ? 0 : size(a.shape), tB && free(b) ? 0 : size(b.shape), m * n, tA, tB);
           // Keep the leading 1s: the fused kernel expects the rank-3 shapes its op made.
           const T = (x: TF.TensorInfo) => {
-            const t = keep(transposed(backend, x));
+            let t = cache.get(x);
+            if (!t) {
+              const made = cache.make(x);
+              t = made.owned ? keep(made.t) : made.t;
+            }
             return { ...t, shape: [...x.shape.slice(0, -2), ...t.shape] };
           };
           if (!fused && cost.output < cost.operands) {

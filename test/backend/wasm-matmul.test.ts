@@ -6,7 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { transposeCosts, transposeInto, useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { keptTransposes, transposeCosts, transposeInto, useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
 
 /** Deterministic values in [-1, 1) so stock and fast runs see identical inputs. */
 function values(n: number, seed: number): Float32Array {
@@ -100,6 +101,25 @@ describe('wasm matmul fast path', () => {
     const got = tf.tidy(() => tf.fused.matMul({ a: tf.tensor2d(a), b: tf.tensor2d(b), transposeA: true, transposeB: true, bias: tf.tensor1d(bias), activation: 'relu' }).arraySync() as number[][]);
     got.forEach((row, i) => row.forEach((v, j) => expect(v).toBeCloseTo(want[i][j], 5)));
     expect(want.flat().filter((v) => v === 0).length).toBeGreaterThan(3); // relu really clips
+  });
+
+  it('keeps the transpose of an operand that comes back, and frees it with the operand', () => {
+    useFastWasmMatMul(tf, true);
+    const backend = tf.engine().backend as BackendWasm;
+    const ids = backend.numDataIds();
+    const w = t([48, 40], 7); // a frozen weight, used transposed in every backward pass: dY W^T
+    const kept = keptTransposes(backend);
+    const first = tf.tidy(() => Array.from(tf.matMul(t([30, 40], 8), w, false, true).dataSync()));
+    const second = tf.tidy(() => Array.from(tf.matMul(t([30, 40], 8), w, false, true).dataSync()));
+    expect(keptTransposes(backend)).toBe(kept + 1);
+    expect(second).toEqual(first);
+    useFastWasmMatMul(tf, false);
+    const stock = tf.tidy(() => Array.from(tf.matMul(t([30, 40], 8), w, false, true).dataSync()));
+    useFastWasmMatMul(tf, true);
+    second.forEach((v, i) => expect(v).toBeCloseTo(stock[i], 4));
+    w.dispose();
+    expect(keptTransposes(backend)).toBe(kept);
+    expect(backend.numDataIds()).toBe(ids); // the kept copy went with its source
   });
 
   it('transposes in blocks exactly, on shapes off the block size', () => {
