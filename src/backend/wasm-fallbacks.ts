@@ -1,7 +1,15 @@
 /**
- * Kernels tfjs-backend-wasm 4.22 lacks but training needs, written in plain JS over the wasm
- * heap. UnsortedSegmentSum is the gradient of Gather: without it no embedding (or any gathered
- * weight) can be trained on wasm ("Kernel 'UnsortedSegmentSum' not registered").
+ * Kernels tfjs-backend-wasm 4.22 lacks, or runs wastefully, that training needs.
+ *
+ * UnsortedSegmentSum is the gradient of Gather: without it no embedding (or any gathered
+ * weight) can be trained on wasm ("Kernel 'UnsortedSegmentSum' not registered"). Written in
+ * plain JS over the wasm heap.
+ *
+ * Identity and same-dtype Cast copy their input on wasm, where the cpu and webgl backends share
+ * it. tfjs clones every tensor it saves for the backward pass and casts both operands in Mul's
+ * gradient, so a tiny-Llama MoE step made ~2,100 Identity and ~460 Cast copies (the [1024, 4096]
+ * logits among them). Tensors never change in place, so sharing the data (one more reference,
+ * as Reshape does) is exact.
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -18,7 +26,28 @@ export function segmentSum(x: ArrayLike<number>, ids: ArrayLike<number>, rowSize
   }
 }
 
+/** Identity and same-dtype Cast as one more reference to the input's data. */
+function shareInsteadOfCopy(tf: typeof TF): void {
+  for (const name of ['Identity', 'Cast'] as const) {
+    const original = tf.getKernel(name, 'wasm');
+    if (!original || (original as { hiloShares?: boolean }).hiloShares) continue;
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({
+      ...original,
+      hiloShares: true,
+      kernelFunc: (args) => {
+        const x = args.inputs.x as TF.TensorInfo;
+        const dtype = name === 'Cast' ? (args.attrs!.dtype as TF.DataType) : x.dtype;
+        if (dtype !== x.dtype || x.dtype === 'string') return original.kernelFunc(args);
+        (args.backend as BackendWasm).incRef(x.dataId);
+        return { dataId: x.dataId, shape: x.shape, dtype };
+      },
+    } as TF.KernelConfig);
+  }
+}
+
 export function registerWasmFallbacks(tf: typeof TF): void {
+  shareInsteadOfCopy(tf);
   if (tf.getKernel('UnsortedSegmentSum', 'wasm')) return;
   tf.registerKernel({
     kernelName: 'UnsortedSegmentSum',
