@@ -42,25 +42,24 @@ function selectionMask(probs: tf.Tensor2D, select: (p: tf.Tensor2D) => tf.Tensor
 
 /**
  * Each row's first k experts in descending probability (ties to the lower index, as
- * torch.topk): their probabilities [N, k] and their (row, expert) pairs [N·k, 2], so a value
- * per ranked expert can be scattered back to its place in [N, E]. TopK plus ScatterNd is a few
- * cheap kernels on every backend; ranking by broadcast comparisons over [N, E, E] took a
- * quarter of a MoE step on wasm, and wasm's OneHot ~60 ms on [1024, 2, 4] (tfjs 4.22).
+ * torch.topk): their probabilities [N, k] and their flat positions n·E + e in [N·E], as a
+ * [N·k, 1] index for ScatterNd, so a value per ranked expert can be put back in its place.
+ * TopK plus ScatterNd is a few cheap kernels on every backend; ranking by broadcast comparisons
+ * over [N, E, E] took a quarter of a MoE step on wasm, and wasm's OneHot ~60 ms on [1024, 2, 4].
  */
-function ranked(p: tf.Tensor2D, k: number): { values: tf.Tensor2D; pairs: tf.Tensor2D } {
-  const N = p.shape[0];
+function ranked(p: tf.Tensor2D, k: number): { values: tf.Tensor2D; flat: tf.Tensor2D } {
+  const [N, E] = p.shape;
   const { values, indices } = tf.topk(p, k); // [N, k] each
-  const rows = tf.tensor2d(Int32Array.from({ length: N * k }, (_, i) => Math.floor(i / k)), [N, k], 'int32');
-  const pairs = tf.reshape(tf.stack([rows, indices], 2), [N * k, 2]) as tf.Tensor2D;
-  return { values: values as tf.Tensor2D, pairs };
+  const rowStart = tf.tensor2d(Int32Array.from({ length: N * k }, (_, i) => Math.floor(i / k) * E), [N, k], 'int32');
+  const flat = tf.reshape(tf.add(indices, rowStart), [N * k, 1]) as tf.Tensor2D;
+  return { values: values as tf.Tensor2D, flat };
 }
 
 /** [N, E] mask of each row's k largest probabilities. */
 function topKMask(probs: tf.Tensor2D, k: number): tf.Tensor2D {
   return selectionMask(probs, (p) => {
     const [N, E] = p.shape;
-    const { pairs } = ranked(p, k);
-    return tf.scatterND(pairs, tf.ones([N * k]), [N, E]) as tf.Tensor2D;
+    return tf.reshape(tf.scatterND(ranked(p, k).flat, tf.ones([N * k]), [N * E]), [N, E]) as tf.Tensor2D;
   });
 }
 
@@ -72,10 +71,10 @@ function topKMask(probs: tf.Tensor2D, k: number): tf.Tensor2D {
 function topPMask(probs: tf.Tensor2D, topP: number): tf.Tensor2D {
   return selectionMask(probs, (p) => {
     const [N, E] = p.shape;
-    const { values, pairs } = ranked(p, E); // every expert, sorted
+    const { values, flat } = ranked(p, E); // every expert, sorted
     const before = tf.cumsum(values, 1, true); // [N, E]: mass ranked above each
     const keep = tf.cast(tf.less(before, topP), 'float32');
-    return tf.scatterND(pairs, tf.reshape(keep, [N * E]), [N, E]) as tf.Tensor2D;
+    return tf.reshape(tf.scatterND(flat, tf.reshape(keep, [N * E]), [N * E]), [N, E]) as tf.Tensor2D;
   });
 }
 

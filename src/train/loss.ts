@@ -41,14 +41,17 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
     const l = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
     const w = tf.tensor1d(weight);
-    const lse = tf.logSumExp(l, 1); // [N]
+    // One softmax serves both passes (the backward needs the probabilities, not a second exp
+    // over [N, V]); logsumexp comes from it exactly: the row's largest logit m has probability
+    // exp(0)/Σ = 1/Σ, so lse = m + log Σ = m - log(max p), and max p >= 1/V never underflows.
+    const probs = tf.softmax(l); // [N, V]
+    const lse = tf.sub(tf.max(l, 1), tf.log(tf.max(probs, 1))); // [N]
     const picked = tf.gather(l.reshape([n * v]), tf.tensor1d(flatIdx, 'int32')); // [N]
-    save([l, lse, w]);
+    save([probs, w]);
     return {
       value: lse.sub(picked).mul(w),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [ls, lseS, wS] = saved;
-        const probs = tf.exp(ls.sub(lseS.reshape([n, 1]))); // softmax [N, V]
+        const [probs, wS] = saved;
         const g = dy.mul(wS); // [N]: each row's weight in the loss
         // minus g at each row's label, scattered: tfjs-wasm's OneHot is slow (and wrong for
         // float32 output), and a broadcast Equal over [N, V] took half a LoRA step there

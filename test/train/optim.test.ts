@@ -92,4 +92,11 @@ describe('tokenNll gradient', () => {
     Array.from(g.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
     tf.dispose([logits, g]);
   });
+
+  it('stays exact for confident wrong predictions, where the label probability underflows', () => {
+    // label 1's probability is e^-100 / (1 + ...) = 0 in float32; the loss is still 100
+    const nll = tf.tidy(() => Array.from(tokenNll(tf.tensor2d([[50, -50, 0], [0, 0, 80]]), Int32Array.from([1, 2])).dataSync()));
+    expect(nll[0]).toBeCloseTo(100, 4);
+    expect(nll[1]).toBeCloseTo(-Math.log(1 / (1 + 2 * Math.exp(-80))), 6);
+  });
 });
