@@ -78,12 +78,22 @@ function topPMask(probs: tf.Tensor2D, topP: number): tf.Tensor2D {
   });
 }
 
+/**
+ * The selection mask [N, E] for router logits (no gradient). Top-k ranks the logits themselves:
+ * softmax keeps their order, so the probabilities need not be computed for it.
+ */
+export function selectExperts(logits: tf.Tensor2D, opts: RoutingOptions): tf.Tensor2D {
+  const E = logits.shape[1];
+  if (opts.strategy === 'dense') return tf.onesLike(logits);
+  if (opts.strategy === 'topk') return topKMask(logits, Math.min(opts.topK, E));
+  return topPMask(tf.softmax(logits) as tf.Tensor2D, opts.topP);
+}
+
 /** Softmax, selection and renormalised gates for router logits [N, E]. */
 export function routeTokens(logits: tf.Tensor2D, opts: RoutingOptions): Routing {
   const probs = tf.softmax(logits) as tf.Tensor2D; // [N, E]
-  const E = logits.shape[1];
   if (opts.strategy === 'dense') return { probs, mask: tf.onesLike(probs), gates: probs };
-  const mask = opts.strategy === 'topk' ? topKMask(probs, Math.min(opts.topK, E)) : topPMask(probs, opts.topP);
+  const mask = selectExperts(logits, opts);
   return { probs, mask, gates: renormalised(probs, mask) };
 }
 
@@ -144,4 +154,55 @@ export function routerZLoss(logits: tf.Tensor2D, tokenMask?: tf.Tensor1D): tf.Sc
   const z2 = tf.square(tf.logSumExp(logits, 1)); // [N]
   if (!tokenMask) return tf.mean(z2) as tf.Scalar;
   return tf.div(tf.sum(tf.mul(z2, tokenMask)), tf.maximum(tf.sum(tokenMask), 1e-9)) as tf.Scalar;
+}
+
+export interface RouterLossOptions {
+  /** Weight of the balance loss (0: left out). */
+  balanceCoef: number;
+  /** Weight of the z-loss (0: left out). */
+  zLossCoef: number;
+  /** [N] 1 for real tokens, 0 for padding. */
+  tokenMask?: tf.Tensor1D;
+  /** selectionFractions(mask, tokenMask), when the caller has them already. */
+  fractions?: tf.Tensor1D;
+}
+
+/**
+ * balanceCoef · balanceLoss + zLossCoef · routerZLoss of router logits [N, E], as one op with its
+ * gradient written out (the training layer's router losses; the two functions above stay the
+ * definition and the tests hold this to them). With P the probabilities, w the token mask and
+ * W = Σ w: the balance loss E·Σ_e f_e·mean_w(P_e) has dP = c_b·E·f_e·w_n / W; the z-loss
+ * mean_w(lse²) has dl = c_z·2·lse_n·w_n / W · P; and dl = P ⊙ (dP − Σ_e dP·P) through the softmax.
+ */
+export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: RouterLossOptions): tf.Scalar {
+  const [N, E] = logits.shape;
+  const { balanceCoef: cb, zLossCoef: cz, tokenMask } = opts;
+  const op = tf.customGrad((...args) => {
+    const l = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
+    const p = tf.softmax(l) as tf.Tensor2D;
+    const w = tokenMask ? (tf.reshape(tokenMask, [N, 1]) as tf.Tensor2D) : (tf.ones([N, 1]) as tf.Tensor2D);
+    const total = tokenMask ? tf.maximum(tf.sum(tokenMask), 1e-9) : tf.scalar(N);
+    let value = tf.scalar(0);
+    const f = cb > 0 ? (opts.fractions ?? selectionFractions(mask, tokenMask)) : tf.zeros([E]);
+    if (cb > 0) value = tf.add(value, tf.mul(cb * E, tf.div(tf.sum(tf.mul(f, tf.sum(tf.mul(p, w), 0))), total)));
+    const lse = cz > 0 ? tf.logSumExp(l, 1, true) : tf.zeros([N, 1]); // [N, 1]
+    if (cz > 0) value = tf.add(value, tf.mul(cz, tf.div(tf.sum(tf.mul(tf.square(lse), w)), total)));
+    save([p, w, total, f, lse]);
+    return {
+      value: value as tf.Scalar,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [ps, ws, ts, fs, lses] = saved;
+        const perToken = tf.div(tf.mul(dy, ws), ts); // [N, 1]: dy · w_n / W
+        let dl: tf.Tensor = tf.zerosLike(ps);
+        if (cb > 0) {
+          const dp = tf.mul(tf.mul(perToken, cb * E), tf.reshape(fs, [1, E])); // [N, E]
+          dl = tf.mul(ps, tf.sub(dp, tf.sum(tf.mul(dp, ps), 1, true)));
+        }
+        if (cz > 0) dl = tf.add(dl, tf.mul(ps, tf.mul(perToken, tf.mul(lses, 2 * cz))));
+        return dl;
+      },
+    };
+  });
+  return op(logits) as tf.Scalar;
 }

@@ -29,9 +29,9 @@ const SHAPES: Record<keyof Params, [number, number]> = { x: [N, IN], A: [IN, E *
 const KEYS = Object.keys(SHAPES) as Array<keyof Params>;
 
 function loss(t: Record<keyof Params, tf.Tensor2D>, G: tf.Tensor2D, spec: MixtureSpec) {
-  const { delta, logits, routing } = mixtureDelta(t.x, t.x, { loraA: t.A, loraB: t.B, router: t.W }, spec);
-  const aux = tf.add(tf.mul(0.7, balanceLoss(routing!.probs, routing!.mask)), tf.mul(0.3, routerZLoss(logits!)));
-  return { value: tf.add(tf.sum(tf.mul(delta, G)), aux) as tf.Scalar, mask: routing!.mask };
+  const { delta, logits, mask } = mixtureDelta(t.x, t.x, { loraA: t.A, loraB: t.B, router: t.W }, spec);
+  const aux = tf.add(tf.mul(0.7, balanceLoss(tf.softmax(logits!) as tf.Tensor2D, mask!)), tf.mul(0.3, routerZLoss(logits!)));
+  return { value: tf.add(tf.sum(tf.mul(delta, G)), aux) as tf.Scalar, mask: mask! };
 }
 
 function evaluate(p: Params, G: Float32Array, spec: MixtureSpec): { value: number; mask: number[] } {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { balanceLoss, routerZLoss, routeTokens, selectionFractions } from '../../src/adapters/routing.ts';
+import { balanceLoss, routerAuxLoss, routerZLoss, routeTokens, selectExperts, selectionFractions } from '../../src/adapters/routing.ts';
 import { initBackend } from '../../src/backend/index.ts';
 
 beforeAll(async () => {
@@ -79,5 +79,39 @@ describe('balance and z losses', () => {
     const z = tf.tidy(() => routerZLoss(tf.tensor2d([[0, 0], [1, 2], [5, 5]]), tf.tensor1d([1, 1, 0])).arraySync());
     const lse = [Math.log(2), Math.log(Math.E + Math.E ** 2)];
     expect(z).toBeCloseTo((lse[0] ** 2 + lse[1] ** 2) / 2, 5);
+  });
+});
+
+describe('routerAuxLoss (the layer\'s fused router losses)', () => {
+  // random logits, a top-2 mask and a token mask with padding: value and gradient must equal
+  // cb·balanceLoss + cz·routerZLoss composed from their definitions, through autodiff
+  const N = 7;
+  const E = 4;
+  const logitVals = Float32Array.from({ length: N * E }, (_, i) => Math.sin(i * 1.7) * 2);
+  const tokens = tf.tensor1d([1, 1, 0, 1, 1, 1, 0]);
+  const cases: Array<[string, number, number, tf.Tensor1D | undefined]> = [
+    ['balance and z-loss, masked tokens', 0.5, 0.1, tokens],
+    ['balance only, every token', 0.01, 0, undefined],
+    ['z-loss only', 0, 0.3, tokens],
+  ];
+  it.each(cases)('%s', (_name, cb, cz, tokenMask) => {
+    const before = tf.memory().numTensors;
+    type Result = readonly [number, number[]];
+    let fused: Result = [NaN, []];
+    let composed: Result = [NaN, []];
+    tf.tidy(() => {
+      const l = tf.tensor2d(logitVals, [N, E]);
+      const mask = selectExperts(l, { strategy: 'topk', topK: 2, topP: 0 });
+      const run = (f: (x: tf.Tensor2D) => tf.Scalar): Result => {
+        const { value, grad } = tf.valueAndGrad((x: tf.Tensor) => f(x as tf.Tensor2D))(l);
+        return [value.dataSync()[0], Array.from(grad.dataSync())];
+      };
+      fused = run((x) => routerAuxLoss(x, mask, { balanceCoef: cb, zLossCoef: cz, tokenMask }));
+      composed = run((x) => tf.add(tf.mul(cb, balanceLoss(tf.softmax(x) as tf.Tensor2D, mask, tokenMask)), tf.mul(cz, routerZLoss(x, tokenMask))) as tf.Scalar);
+    });
+    expect(fused[0]).toBeCloseTo(composed[0], 6);
+    expect(composed[1].some((v) => Math.abs(v) > 1e-4)).toBe(true); // a gradient worth comparing
+    fused[1].forEach((v, i) => expect(v).toBeCloseTo(composed[1][i], 6));
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
