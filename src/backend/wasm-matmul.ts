@@ -66,15 +66,13 @@ export const TRANSPOSE_CACHE_BYTES = 512 * 2 ** 20;
 
 /**
  * Transposes of operands that come back. A frozen weight is multiplied transposed in every
- * backward pass (dX = dY W^T), and one activation is transposed for several modules (q, k and
- * v all read x). The second time a tensor is asked for transposed, its transpose is kept until
- * the tensor itself is freed (tfjs tensors never change in place; a variable's assign gets a
- * new data id), within TRANSPOSE_CACHE_BYTES. A kept transpose also keeps its data id, so
- * XNNPACK's packed-weights cache, keyed by tensor id, hits as well.
+ * backward pass (dX = dY W^T): a transposed operand is kept until the tensor itself is freed
+ * (tfjs tensors never change in place; a variable's assign gets a new data id), within
+ * TRANSPOSE_CACHE_BYTES. A kept transpose also keeps its data id, so XNNPACK's packed-weights
+ * cache, keyed by tensor id, hits as well.
  */
 class TransposeCache {
   private readonly kept = new Map<DataId, { shape: string; t: TF.TensorInfo }>();
-  private readonly seen = new WeakMap<object, number>();
   private bytes = 0;
 
   constructor(private readonly backend: BackendWasm) {
@@ -96,13 +94,6 @@ class TransposeCache {
   get(x: TF.TensorInfo): TF.TensorInfo | undefined {
     const e = this.kept.get(x.dataId);
     return e && e.shape === String(x.shape.slice(-2)) ? e.t : undefined;
-  }
-
-  /** Whether x has been asked for transposed before (counts this request). */
-  repeat(x: TF.TensorInfo): boolean {
-    const n = this.seen.get(x.dataId as object) ?? 0;
-    this.seen.set(x.dataId as object, n + 1);
-    return n > 0;
   }
 
   /** x's transpose, kept for next time when within budget; `owned` says the caller must free it. */
@@ -154,8 +145,10 @@ function fastKernel(original: TF.KernelConfig): TF.KernelConfig {
       try {
         if (batch === 1) {
           const cache = cacheOf(backend);
-          // A transposed operand costs nothing when kept, or when it is about to be (asked before).
-          const free = (x: TF.TensorInfo) => cache.get(x) !== undefined || cache.repeat(x);
+          // A transposed operand costs nothing when kept. (Treating a second request as free
+          // too, to share one activation's transpose between q, k and v, was slower: an
+          // activation used as the packed operand is already reused by XNNPACK's own cache.)
+          const free = (x: TF.TensorInfo) => cache.get(x) !== undefined;
           const cost = transposeCosts(tA && free(a) ? 0 : size(a.shape), tB && free(b) ? 0 : size(b.shape), m * n, tA, tB);
           // Keep the leading 1s: the fused kernel expects the rank-3 shapes its op made.
           const T = (x: TF.TensorInfo) => {
