@@ -15,8 +15,9 @@
  * Each row: 3 warm-up steps, --steps timed, median. GFLOP/s counts matmul FLOPs
  * (scripts/bench-train-flops.ts), set against [1024,256]x[256,4096] timed in the same run.
  * The leak check (--leak-models, default stories) runs the MoE row's model, adapters and step
- * for --leak-steps steps on a 1 x 16 batch and compares tf.memory().numTensors and RSS after
- * step 10 and after the last one.
+ * for --leak-steps steps on a 1 x 16 batch and compares tf.memory().numTensors, RSS and (wasm)
+ * the backend's heap after step 10 and after the last one. RSS swings by ~100 MiB with V8's
+ * garbage collection of tfjs's per-op JS objects; the wasm heap is what a leak would grow.
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
@@ -78,6 +79,11 @@ function randomIds(vocab: number, seed: number): Int32Array {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
+/** Size of the wasm backend's memory (it only grows), or undefined on other backends. */
+const wasmHeapMiB = () => {
+  const heap = (tf.engine().backend as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8;
+  return heap ? heap.buffer.byteLength / 2 ** 20 : undefined;
+};
 let peakRss = 0;
 const notePeak = () => (peakRss = Math.max(peakRss, rssMiB()));
 
@@ -123,6 +129,8 @@ interface Row {
   /** Median CPU time of the process per step (user + system): on a loaded machine, the steadier figure. */
   cpuMs: number; tokensPerS: number; gflops: number;
   loss: number; tensorsAfter10?: number; tensorsAfterLeak?: number; leakSteps?: number; rssAfter10MiB?: number; rssAfterLeakMiB?: number;
+  /** The wasm heap (tensors, XNNPACK's packed weights, kept transposes); RSS also swings with V8's GC. */
+  wasmHeapAfter10MiB?: number; wasmHeapAfterLeakMiB?: number;
   tfBytes: number; load: number;
 }
 
@@ -159,12 +167,14 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
     for (; done < 10; done++) await small();
     out.tensorsAfter10 = tf.memory().numTensors;
     out.rssAfter10MiB = rssMiB();
+    out.wasmHeapAfter10MiB = wasmHeapMiB();
     for (; done < LEAK_STEPS; done++) {
       await small();
       if (done % 50 === 0) notePeak();
     }
     out.tensorsAfterLeak = tf.memory().numTensors;
     out.rssAfterLeakMiB = rssMiB();
+    out.wasmHeapAfterLeakMiB = wasmHeapMiB();
     out.leakSteps = LEAK_STEPS;
     notePeak();
   }
@@ -245,13 +255,14 @@ function torchFor(t: Record<string, any>, row: string): { tokensPerS: number; st
 }
 
 function printTable(rows: Row[], matmul: number, torch: Map<string, Record<string, any> | null>): void {
-  const head = ['model', 'row', 'trainable', 'step ms', 'cpu ms', 'tok/s', 'GFLOP/s', '% mm', 'tensors @10', `@leak`, 'RSS MiB', 'tf MiB', 'load', 'torch tok/s', 'hilo/torch'];
+  const head = ['model', 'row', 'trainable', 'step ms', 'cpu ms', 'tok/s', 'GFLOP/s', '% mm', 'tensors @10', `@leak`, 'RSS MiB', 'wasm MiB', 'tf MiB', 'load', 'torch tok/s', 'hilo/torch'];
   const lines = rows.map((r) => {
     const t = torch.get(r.model);
     const tr = t ? torchFor(t, r.row) : null;
     return [r.model, r.row, String(r.trainable), r.stepMs.toFixed(0), r.cpuMs.toFixed(0), r.tokensPerS.toFixed(0), r.gflops.toFixed(2), (100 * r.gflops / matmul).toFixed(0),
       r.tensorsAfter10?.toString() ?? '', r.tensorsAfterLeak !== undefined ? `${r.tensorsAfterLeak} @${r.leakSteps}` : '',
-      r.rssAfterLeakMiB !== undefined ? `${r.rssAfter10MiB!.toFixed(0)}→${r.rssAfterLeakMiB.toFixed(0)}` : '', (r.tfBytes / 2 ** 20).toFixed(1), r.load.toFixed(1),
+      r.rssAfterLeakMiB !== undefined ? `${r.rssAfter10MiB!.toFixed(0)}→${r.rssAfterLeakMiB.toFixed(0)}` : '',
+      r.wasmHeapAfterLeakMiB !== undefined ? `${r.wasmHeapAfter10MiB!.toFixed(0)}→${r.wasmHeapAfterLeakMiB.toFixed(0)}` : '', (r.tfBytes / 2 ** 20).toFixed(1), r.load.toFixed(1),
       tr ? `${tr.tokensPerS.toFixed(0)}${tr.mode ? ` (${tr.mode})` : ''}` : '', tr ? `${(r.tokensPerS / tr.tokensPerS).toFixed(2)}x` : ''];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
