@@ -31,6 +31,11 @@ export interface ScoredItems {
   predictions: number[];
   correct: number;
   accuracy: number;
+  /**
+   * Mean over items of the cross-entropy of the softmax over its candidates' scores at the
+   * answer: the `data.loss: choices` training objective, measured on held-out items.
+   */
+  choiceLoss: number;
 }
 
 /** `scores[k]` is the summed log-likelihood of flattened sequence k. */
@@ -48,5 +53,15 @@ export function pickAnswers(items: readonly ScoringItem[], rows: CandidateRows, 
   }
   const predictions = best.map((b) => b.choice);
   const correct = predictions.filter((p, i) => p === items[i].answer).length;
-  return { predictions, correct, accuracy: items.length ? correct / items.length : 0 };
+  // log Σ_c exp(score_c) - score_answer per item, shifted by the item's best score for stability
+  const sumExp = new Float64Array(items.length);
+  const answerScore = new Float64Array(items.length);
+  for (let k = 0; k < scores.length; k++) {
+    const i = rows.item[k];
+    sumExp[i] += Math.exp(scores[k] - best[i].score);
+    if (rows.choice[k] === items[i].answer) answerScore[i] = scores[k];
+  }
+  let ce = 0;
+  for (let i = 0; i < items.length; i++) ce += best[i].score + Math.log(sumExp[i]) - answerScore[i];
+  return { predictions, correct, accuracy: items.length ? correct / items.length : 0, choiceLoss: items.length ? ce / items.length : NaN };
 }

@@ -56,7 +56,8 @@ const data = z.strictObject({
   loss: z.enum(['tokens', 'choices']).default('tokens').describe(
     'classification / multiple_choice training loss. tokens: next-token cross-entropy on the label word (LM style). ' +
       'choices: cross-entropy over the candidates\' summed label-word log-likelihoods (verbalizer style), which trains ' +
-      'the comparison accuracy is scored by even when the model spreads probability over its whole vocabulary.'),
+      'the comparison accuracy is scored by even when the model spreads probability over its whole vocabulary. ' +
+      'Eval reports both: loss/perplexity on the label tokens, and choice_loss (this objective) beside accuracy.'),
   eval_fraction: z.number().min(0).lt(1).default(0.1).describe('Fraction of the training data held out for eval when there is no eval split (seeded).'),
   max_train_examples: int(1).nullable().default(null).describe('Use at most this many training examples (seeded sample); null = all.'),
   max_eval_examples: int(1).nullable().default(null).describe('Evaluate on at most this many examples; null = all.'),

@@ -15,6 +15,8 @@ export interface EvalMetrics {
   loss?: number;
   perplexity?: number;
   accuracy?: number;
+  /** Cross-entropy over each item's candidates at its answer (what `data.loss: choices` trains). */
+  choice_loss?: number;
   examples?: number;
   /** Router name -> fraction of selections per expert, from the first eval batch. */
   expertUsage?: Record<string, number[]>;
@@ -72,6 +74,6 @@ export async function evaluateAccuracy(model: CausalLM, items: readonly ScoringI
     const { nll } = await sequenceNll(model, batch, evalContext(false));
     for (const v of nll) scores[k++] = -v;
   }
-  const { accuracy } = pickAnswers(items, rows, scores);
-  return { accuracy, examples: items.length };
+  const { accuracy, choiceLoss } = pickAnswers(items, rows, scores);
+  return { accuracy, choice_loss: choiceLoss, examples: items.length };
 }
