@@ -2,7 +2,8 @@
 # Build the tarball scripts/device-bench.sh runs on a GPU machine with no network and no Node:
 #   node/bin/node (+ the libstdc++/libgcc_s it links, used only if the host's are too old),
 #   bench-train.mjs (scripts/bench-train.ts and all of hilo + tfjs bundled by esbuild),
-#   node_modules/ with only what cannot be bundled: tfjs-backend-wasm's .wasm files and
+#   node_modules/ with only what cannot be bundled: tfjs-backend-wasm's .wasm files (and the
+#   threaded build's factory, read as text for its worker threads) and
 #   webgpu's Dawn addon for linux-x64, shared/ with stories260K and the PyTorch reference,
 #   and device-bench.sh itself.
 #   scripts/pack-device.sh [OUT.tar.xz]     (default .hilo-cache/hilo-device.tar.xz, git-ignored)
@@ -23,15 +24,19 @@ for lib in libstdc++.so.6 libgcc_s.so.1; do
   [ -n "$src" ] && cp -L "$src" "$D/node/lib/"
 done
 
-# One ESM file; native and optional packages stay outside. `require` is given to bundled CJS code.
+# One ESM file; native and optional packages stay outside. Bundled CJS code gets `require`, and
+# `__dirname` / `__filename` (Emscripten's Node path reads __dirname when the wasm backend starts).
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/scripts/bench-train.ts" --bundle --platform=node --format=esm --target=node20 \
   --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
-  --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; const require = __hiloCreateRequire(import.meta.url);" \
+  --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; import { fileURLToPath as __hiloPath } from 'node:url'; const require = __hiloCreateRequire(import.meta.url); const __filename = __hiloPath(import.meta.url); const __dirname = __hiloPath(new URL('.', import.meta.url));" \
   --log-level=warning --outfile="$D/bench-train.mjs"
 
 W=$ROOT/node_modules/@tensorflow/tfjs-backend-wasm
 cp "$W/package.json" "$D/node_modules/@tensorflow/tfjs-backend-wasm/"
 cp "$W"/dist/*.wasm "$D/node_modules/@tensorflow/tfjs-backend-wasm/dist/"
+# the threaded build's module factory, which src/backend/wasm-threads.ts hands its pthread workers
+mkdir -p "$D/node_modules/@tensorflow/tfjs-backend-wasm/wasm-out"
+cp "$W/wasm-out/tfjs-backend-wasm-threaded-simd.js" "$D/node_modules/@tensorflow/tfjs-backend-wasm/wasm-out/"
 G=$ROOT/node_modules/webgpu
 cp "$G/package.json" "$G/index.js" "$D/node_modules/webgpu/"
 cp -r "$G/dist/linux-x64" "$D/node_modules/webgpu/dist/"
