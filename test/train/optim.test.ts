@@ -55,6 +55,48 @@ describe('AdamW matches torch.optim.AdamW', () => {
   }
 });
 
+describe('AdamW over several parameters', () => {
+  /** Three parameters of different shapes, 4 steps of fixed gradients; p2 gets none on step 2. */
+  async function run() {
+    const shapes = [[3, 4], [5], [2, 3]];
+    const params = new Map(shapes.map((s, i) => [`p${i}`, tf.variable(tf.tensor(Array.from({ length: s.reduce((a, b) => a * b) }, (_, j) => Math.sin(i * 10 + j)), s), true)]));
+    const opt = new AdamW(params, { weightDecay: 0.1 });
+    const before = tf.memory().numTensors;
+    let p2AfterStep1: number[] = [];
+    for (let step = 0; step < 4; step++) {
+      const grads = new Map([...params].filter(([n]) => !(n === 'p2' && step === 1)).map(([n, p]) => [n, tf.tidy(() => tf.mul(p, 0.3 + step).add(0.05))]));
+      opt.apply(grads, 1e-2);
+      tf.dispose([...grads.values()]);
+      if (step === 0) p2AfterStep1 = Array.from(params.get('p2')!.dataSync());
+      if (step === 1) expect(Array.from(params.get('p2')!.dataSync())).toEqual(p2AfterStep1); // no gradient: untouched
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    const values = [...params.values()].map((p) => Array.from(p.dataSync()));
+    const state = await opt.getState();
+    opt.dispose();
+    tf.dispose([...params.values()]);
+    return { values, state };
+  }
+
+  it('updates each parameter as its own optimizer would, and leaves one without a gradient alone', async () => {
+    const together = await run();
+    const shapes = [[3, 4], [5], [2, 3]];
+    shapes.forEach((s, i) => {
+      const p = tf.variable(tf.tensor(Array.from({ length: s.reduce((a, b) => a * b) }, (_, j) => Math.sin(i * 10 + j)), s), true);
+      const opt = new AdamW(new Map([['p', p]]), { weightDecay: 0.1 });
+      for (let step = 0; step < 4; step++) {
+        if (i === 2 && step === 1) { opt.step += 1; continue; } // the step count advances for everyone
+        const g = tf.tidy(() => tf.mul(p, 0.3 + step).add(0.05));
+        opt.apply(new Map([['p', g]]), 1e-2);
+        g.dispose();
+      }
+      expect(Array.from(p.dataSync())).toEqual(together.values[i]);
+      opt.dispose();
+      p.dispose();
+    });
+  });
+});
+
 describe('clipByGlobalNorm matches clip_grad_norm_', () => {
   it('scales every gradient by max_norm / norm', async () => {
     const c = ref.clip;
