@@ -39,10 +39,11 @@ async function initWasm(tf: typeof TF): Promise<string> {
   };
   const wanted = wasmThreadCount(); // a bad HILO_WASM_THREADS is an error, not a silent fallback
   let threads: number;
+  let why = '';
   try {
     threads = await initThreadedWasm(tf, wanted, setWasm);
   } catch (e) {
-    if (process.env.HILO_DEBUG) console.error(`threaded wasm failed, using one thread: ${(e as Error).message}`);
+    why = `; the threaded build failed (${(e as Error).message}), so one`;
     threads = await initThreadedWasm(tf, 1, setWasm);
   }
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
@@ -50,7 +51,7 @@ async function initWasm(tf: typeof TF): Promise<string> {
   useFastWasmMatMul(tf, true);
   registerWasmFallbacks(tf);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'} (HILO_WASM_THREADS); transposed matmuls use the untransposed kernel`;
+  return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'} (HILO_WASM_THREADS${why}); transposed matmuls use the untransposed kernel`;
 }
 
 async function initCpu(tf: typeof TF): Promise<string> {

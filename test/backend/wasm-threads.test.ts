@@ -59,6 +59,19 @@ describe('threaded wasm', () => {
     expect(r.stdout).toMatch(/2 threads.* 64\n$/);
   });
 
+  it('falls back to one thread, saying why, when the threaded build cannot start', () => {
+    // shared wasm memory refused, as on a runtime without wasm threads
+    const script = "const M = WebAssembly.Memory; WebAssembly.Memory = function (d) { if (d && d.shared) throw new Error('no shared memory here'); return new M(d); };" +
+      "const { initBackend } = await import('./src/backend/index.ts'); const tf = await import('@tensorflow/tfjs');" +
+      "const info = await initBackend('wasm'); console.log(info.detail); console.log(tf.matMul(tf.ones([3, 4]), tf.ones([4, 2])).dataSync()[0]);";
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: ROOT, env: { ...process.env, HILO_WASM_THREADS: '2' }, encoding: 'utf8', timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/1 thread \(HILO_WASM_THREADS; the threaded build failed \(.*\), so one\)/);
+    expect(r.stdout).toMatch(/\n4\n$/);
+  });
+
   it('refuses a bad HILO_WASM_THREADS naming the allowed range', () => {
     expect(() => wasmThreadCount({ HILO_WASM_THREADS: '0' })).toThrow('HILO_WASM_THREADS=0: must be a whole number from 1 to 8');
     expect(() => wasmThreadCount({ HILO_WASM_THREADS: 'two' })).toThrow(/HILO_WASM_THREADS=two/);
