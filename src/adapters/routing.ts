@@ -165,6 +165,11 @@ export interface RouterLossOptions {
   tokenMask?: tf.Tensor1D;
   /** selectionFractions(mask, tokenMask), when the caller has them already. */
   fractions?: tf.Tensor1D;
+  /**
+   * When given, the selection fractions are pushed here (kept: the caller disposes them), so a
+   * caller that also logs usage need not compute them on the gradient tape.
+   */
+  fractionsOut?: tf.Tensor1D[];
 }
 
 /**
@@ -184,7 +189,8 @@ export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Rout
     const w = tokenMask ? (tf.reshape(tokenMask, [N, 1]) as tf.Tensor2D) : (tf.ones([N, 1]) as tf.Tensor2D);
     const total = tokenMask ? tf.maximum(tf.sum(tokenMask), 1e-9) : tf.scalar(N);
     let value = tf.scalar(0);
-    const f = cb > 0 ? (opts.fractions ?? selectionFractions(mask, tokenMask)) : tf.zeros([E]);
+    const f = cb > 0 || opts.fractionsOut ? (opts.fractions ?? selectionFractions(mask, tokenMask)) : tf.zeros([E]);
+    if (opts.fractionsOut) opts.fractionsOut.push(tf.keep((opts.fractions ? tf.clone(f) : f) as tf.Tensor1D));
     if (cb > 0) value = tf.add(value, tf.mul(cb * E, tf.div(tf.sum(tf.mul(f, tf.sum(tf.mul(p, w), 0))), total)));
     const lse = cz > 0 ? tf.logSumExp(l, 1, true) : tf.zeros([N, 1]); // [N, 1]
     if (cz > 0) value = tf.add(value, tf.mul(cz, tf.div(tf.sum(tf.mul(tf.square(lse), w)), total)));
