@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
-import { routerAuxLoss, selectExperts, selectionFractions, type RoutingOptions } from './routing.ts';
+import { renormaliseGates, renormaliseGatesGrad, routerAuxLoss, selectExperts, selectionFractions, softmaxGrad, type RoutingOptions } from './routing.ts';
 
 /** A module's adapter tensors in compute layout. Expert e owns columns/rows e·r .. (e+1)·r. */
 export interface MixtureWeights {
@@ -68,10 +68,8 @@ function expertsDelta(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, l
     const [x, A, B, l] = args.slice(0, 4) as tf.Tensor2D[];
     const save = args[4] as tf.GradSaveFunc;
     const P = spreadMatrix(spec.experts, spec.rank, spec.scale); // scale folded in
-    const p = tf.softmax(l);
-    const kept = tf.mul(p, mask);
-    const total = tf.sum(kept, 1, true); // [N, 1]
-    const g = tf.div(kept, total); // [N, E]
+    const p = tf.softmax(l) as tf.Tensor2D;
+    const { gates: g, total } = renormaliseGates(p, mask); // [N, E], [N, 1]
     const G = tf.matMul(g, P); // [N, E·r]
     const h = tf.matMul(x, A); // [N, E·r]
     const gated = tf.mul(h, G);
@@ -83,8 +81,7 @@ function expertsDelta(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, l
         const dH = tf.matMul(dD as tf.Tensor2D, Bs, false, true); // [N, E·r]
         const dh = tf.mul(dH, Gs);
         const dg = tf.matMul(tf.mul(dH, hs), Ps, false, true); // [N, E]
-        const dp = tf.div(tf.mul(tf.sub(dg, tf.sum(tf.mul(dg, gs), 1, true)), ms), ts);
-        const dl = tf.mul(ps, tf.sub(dp, tf.sum(tf.mul(dp, ps), 1, true)));
+        const dl = softmaxGrad(ps, renormaliseGatesGrad(dg, gs, ms, ts));
         return [tf.matMul(dh, As, false, true), tf.matMul(xs, dh, true, false), tf.matMul(gatedS, dD as tf.Tensor2D, true, false), dl];
       },
     };

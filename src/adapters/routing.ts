@@ -98,25 +98,39 @@ export function routeTokens(logits: tf.Tensor2D, opts: RoutingOptions): Routing 
 }
 
 /**
- * Gates g = p·m / Σ_e p·m: the probabilities renormalised over the selected experts, as one op
- * with its gradient written out, dp = m ⊙ (dg − Σ_e dg·g) / Σ_e p·m (the mask is constant).
- * Autodiff through the product, sum and broadcast division cost ~3 ms per module on wasm.
+ * The pieces the written-out gradients here and in mixture.ts share (plain tensor functions,
+ * called inside `tf.customGrad` ops).
+ *
+ * Gates g = p⊙m / Σ_e p⊙m: the probabilities renormalised over the selected experts; `total` is
+ * Σ_e p⊙m [N, 1], which the backward needs.
+ */
+export function renormaliseGates(p: tf.Tensor2D, mask: tf.Tensor2D): { gates: tf.Tensor2D; total: tf.Tensor2D } {
+  const kept = tf.mul(p, mask); // [N, E]
+  const total = tf.sum(kept, 1, true) as tf.Tensor2D; // [N, 1]
+  return { gates: tf.div(kept, total) as tf.Tensor2D, total };
+}
+
+/** dp of renormaliseGates for dg (the mask is constant): m ⊙ (dg − Σ_e dg⊙g) / Σ_e p⊙m. */
+export function renormaliseGatesGrad(dg: tf.Tensor, gates: tf.Tensor, mask: tf.Tensor, total: tf.Tensor): tf.Tensor2D {
+  return tf.div(tf.mul(tf.sub(dg, tf.sum(tf.mul(dg, gates), 1, true)), mask), total) as tf.Tensor2D;
+}
+
+/** dl of p = softmax(l) over the last axis for dp: p ⊙ (dp − Σ_e dp⊙p). */
+export function softmaxGrad(p: tf.Tensor, dp: tf.Tensor): tf.Tensor2D {
+  return tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), 1, true))) as tf.Tensor2D;
+}
+
+/**
+ * renormaliseGates as one op with its gradient written out. Autodiff through the product, sum
+ * and broadcast division cost ~3 ms per module on wasm.
  */
 function renormalised(probs: tf.Tensor2D, mask: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad((...args) => {
     const p = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
-    const kept = tf.mul(p, mask); // [N, E]
-    const total = tf.sum(kept, 1, true); // [N, 1]
-    const gates = tf.div(kept, total);
+    const { gates, total } = renormaliseGates(p, mask);
     save([gates, total, mask]); // saved, so the backward pass still has them after the forward's tidy
-    return {
-      value: gates,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [g, t, m] = saved;
-        return tf.div(tf.mul(tf.sub(dy, tf.sum(tf.mul(dy, g), 1, true)), m), t);
-      },
-    };
+    return { value: gates, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => renormaliseGatesGrad(dy, saved[0], saved[2], saved[1]) };
   });
   return op(probs) as tf.Tensor2D;
 }
@@ -143,9 +157,9 @@ function meanProbs(probs: tf.Tensor2D, tokenMask?: tf.Tensor1D): tf.Tensor1D {
  * selection fractions (no gradient) and P the mean probabilities. 1.0 when perfectly balanced;
  * constant 1 under `dense` (every expert is selected), where it has no gradient.
  */
-export function balanceLoss(probs: tf.Tensor2D, mask: tf.Tensor2D, tokenMask?: tf.Tensor1D, fractions?: tf.Tensor1D): tf.Scalar {
+export function balanceLoss(probs: tf.Tensor2D, mask: tf.Tensor2D, tokenMask?: tf.Tensor1D): tf.Scalar {
   const E = probs.shape[1];
-  const f = fractions ?? selectionFractions(mask, tokenMask); // callers that also log usage pass it in
+  const f = selectionFractions(mask, tokenMask);
   return tf.mul(E, tf.sum(tf.mul(f, meanProbs(probs, tokenMask)))) as tf.Scalar;
 }
 
@@ -163,8 +177,6 @@ export interface RouterLossOptions {
   zLossCoef: number;
   /** [N] 1 for real tokens, 0 for padding. */
   tokenMask?: tf.Tensor1D;
-  /** selectionFractions(mask, tokenMask), when the caller has them already. */
-  fractions?: tf.Tensor1D;
   /**
    * When given, the selection fractions are pushed here (kept: the caller disposes them), so a
    * caller that also logs usage need not compute them on the gradient tape.
@@ -189,8 +201,8 @@ export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Rout
     const w = tokenMask ? (tf.reshape(tokenMask, [N, 1]) as tf.Tensor2D) : (tf.ones([N, 1]) as tf.Tensor2D);
     const total = tokenMask ? tf.maximum(tf.sum(tokenMask), 1e-9) : tf.scalar(N);
     let value = tf.scalar(0);
-    const f = cb > 0 || opts.fractionsOut ? (opts.fractions ?? selectionFractions(mask, tokenMask)) : tf.zeros([E]);
-    if (opts.fractionsOut) opts.fractionsOut.push(tf.keep((opts.fractions ? tf.clone(f) : f) as tf.Tensor1D));
+    const f = cb > 0 || opts.fractionsOut ? selectionFractions(mask, tokenMask) : tf.zeros([E]);
+    if (opts.fractionsOut) opts.fractionsOut.push(tf.keep(f as tf.Tensor1D));
     if (cb > 0) value = tf.add(value, tf.mul(cb * E, tf.div(tf.sum(tf.mul(f, tf.sum(tf.mul(p, w), 0))), total)));
     const lse = cz > 0 ? tf.logSumExp(l, 1, true) : tf.zeros([N, 1]); // [N, 1]
     if (cz > 0) value = tf.add(value, tf.mul(cz, tf.div(tf.sum(tf.mul(tf.square(lse), w)), total)));
@@ -203,7 +215,7 @@ export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Rout
         let dl: tf.Tensor = tf.zerosLike(ps);
         if (cb > 0) {
           const dp = tf.mul(tf.mul(perToken, cb * E), tf.reshape(fs, [1, E])); // [N, E]
-          dl = tf.mul(ps, tf.sub(dp, tf.sum(tf.mul(dp, ps), 1, true)));
+          dl = softmaxGrad(ps, dp);
         }
         if (cz > 0) dl = tf.add(dl, tf.mul(ps, tf.mul(perToken, tf.mul(lses, 2 * cz))));
         return dl;
