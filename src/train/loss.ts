@@ -26,16 +26,11 @@ export function shiftedLabels(labels: Int32Array, batch: number, seqLen: number)
 export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
   const [n, v] = logits.shape;
   const flatIdx = new Int32Array(n);
-  const rowIdx = new Int32Array(n);
   const weight = new Float32Array(n);
-  const rowPairs = new Int32Array(2 * n); // (row, label) per row, for the gradient's scatter
   for (let i = 0; i < n; i++) {
     const ok = targets[i] !== IGNORE_INDEX;
-    rowIdx[i] = ok ? targets[i] : 0;
-    flatIdx[i] = i * v + rowIdx[i];
+    flatIdx[i] = i * v + (ok ? targets[i] : 0); // row i's label in the flattened [N·V] logits
     weight[i] = ok ? 1 : 0;
-    rowPairs[2 * i] = i;
-    rowPairs[2 * i + 1] = rowIdx[i];
   }
   const nll = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const l = args[0] as tf.Tensor2D;
@@ -46,7 +41,7 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
     // exp(0)/Σ = 1/Σ, so lse = m + log Σ = m - log(max p), and max p >= 1/V never underflows.
     const probs = tf.softmax(l); // [N, V]
     const lse = tf.sub(tf.max(l, 1), tf.log(tf.max(probs, 1))); // [N]
-    const picked = tf.gather(l.reshape([n * v]), tf.tensor1d(flatIdx, 'int32')); // [N]
+    const picked = tf.gather(l.reshape([n * v]), tf.tensor1d(flatIdx, 'int32')); // [N]: each row's label logit
     save([probs, w]);
     return {
       value: lse.sub(picked).mul(w),
@@ -55,7 +50,7 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
         const g = dy.mul(wS); // [N]: each row's weight in the loss
         // minus g at each row's label, scattered: tfjs-wasm's OneHot is slow (and wrong for
         // float32 output), and a broadcast Equal over [N, V] took half a LoRA step there
-        const atLabel = tf.scatterND(tf.tensor2d(rowPairs, [n, 2], 'int32'), g, [n, v]); // [N, V]
+        const atLabel = tf.scatterND(tf.tensor2d(flatIdx, [n, 1], 'int32'), g, [n * v]).reshape([n, v]); // [N, V]
         return probs.mul(g.reshape([n, 1])).sub(atLabel);
       },
     };
