@@ -29,15 +29,21 @@ export interface BackendInfo {
 
 const require = createRequire(import.meta.url);
 
+/** How the wasm backend does matrix products, once initialised (for `hilo doctor`). */
+let wasmProducts = '';
+export const wasmProductsDetail = () => wasmProducts;
+
 async function initWasm(tf: typeof TF): Promise<string> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   wasm.setWasmPaths(`${dir}/dist/`);
   const { initThreadedWasm, wasmThreadCount } = await import('./wasm-threads.ts');
+  const { loadBlas } = await import('./blas.ts');
+  const found = loadBlas(); // a bad HILO_BLAS is an error, like a bad HILO_WASM_THREADS
   const setWasm = async () => {
     if (!(await tf.setBackend('wasm'))) throw new Error('tfjs refused to initialise the wasm backend');
   };
-  const wanted = wasmThreadCount(); // a bad HILO_WASM_THREADS is an error, not a silent fallback
+  const wanted = wasmThreadCount(process.env, found.blas !== null); // a bad HILO_WASM_THREADS is an error, not a silent fallback
   let threads: number;
   let why = '';
   try {
@@ -48,10 +54,13 @@ async function initWasm(tf: typeof TF): Promise<string> {
   }
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
   const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
-  useFastWasmMatMul(tf, true);
+  useFastWasmMatMul(tf, true, found.blas);
   registerWasmFallbacks(tf);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'} (HILO_WASM_THREADS${why}); transposed matmuls use the untransposed kernel`;
+  wasmProducts = found.blas
+    ? `native BLAS ${found.blas.detail} (HILO_BLAS)`
+    : `XNNPACK, transposed ones through the untransposed kernel (no native BLAS: ${found.reason})`;
+  return `tfjs-backend-wasm, ${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'} (HILO_WASM_THREADS${why}); matrix products: ${wasmProducts}`;
 }
 
 async function initCpu(tf: typeof TF): Promise<string> {

@@ -52,12 +52,13 @@ async function probeWebgpu(): Promise<BackendStatus> {
 async function probeWasm(): Promise<BackendStatus> {
   const simd = WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 9, 1, 7, 0, 65, 0, 253, 15, 26, 11]));
   try {
-    const { initBackend } = await import('./index.ts');
+    const { initBackend, wasmProductsDetail } = await import('./index.ts');
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     await initBackend('wasm');
     const n = wasm.getThreadsCount();
-    const threads = `threads: ${n} for matrix products (HILO_WASM_THREADS sets it; default every core, at most 8)`;
-    return { backend: 'wasm', package: '@tensorflow/tfjs-backend-wasm', available: true, detail: `SIMD: ${simd ? 'yes' : 'no (slower scalar build)'}; ${threads}` };
+    const threads = `threads: ${n} (HILO_WASM_THREADS sets it; default every core, at most 8, or 1 beside a native BLAS)`;
+    const detail = `SIMD: ${simd ? 'yes' : 'no (slower scalar build)'}; ${threads}; matrix products: ${wasmProductsDetail()}`;
+    return { backend: 'wasm', package: '@tensorflow/tfjs-backend-wasm', available: true, detail };
   } catch (e) {
     return { backend: 'wasm', package: '@tensorflow/tfjs-backend-wasm', available: false, reason: `${(e as Error).message}; reinstall dependencies (npm ci)` };
   }

@@ -13,6 +13,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import type { Blas } from './blas.ts';
 
 const KERNELS = ['BatchMatMul', '_FusedMatMul'] as const;
 const originals = new Map<string, TF.KernelConfig>();
@@ -119,7 +120,34 @@ function cacheOf(backend: BackendWasm): TransposeCache {
 /** How many transposes are kept now (tests). */
 export const keptTransposes = (backend: BackendWasm) => cacheOf(backend).size;
 
-function fastKernel(original: TF.KernelConfig): TF.KernelConfig {
+/**
+ * C [..., m, n] = op(A) op(B) by the native BLAS, in place in the wasm heap: one sgemm per
+ * matrix of the batch (a batch of one operand is broadcast), transposes given to sgemm as flags.
+ */
+function blasMatMul(blas: Blas, backend: BackendWasm, a: TF.TensorInfo, b: TF.TensorInfo, tA: boolean, tB: boolean): TF.TensorInfo {
+  const batchA = size(a.shape.slice(0, -2));
+  const batchB = size(b.shape.slice(0, -2));
+  const batch = Math.max(batchA, batchB);
+  const m = tA ? a.shape.at(-1)! : a.shape.at(-2)!;
+  const k = tA ? a.shape.at(-2)! : a.shape.at(-1)!;
+  const n = tB ? b.shape.at(-2)! : b.shape.at(-1)!;
+  const out = backend.makeOutput([...(batchA >= batchB ? a : b).shape.slice(0, -2), m, n], 'float32');
+  // Views after the allocation: malloc may grow wasm memory and detach older views.
+  const A = backend.typedArrayFromHeap(a) as Float32Array;
+  const B = backend.typedArrayFromHeap(b) as Float32Array;
+  const C = backend.typedArrayFromHeap(out) as Float32Array;
+  if (k === 0) return C.fill(0), out;
+  if (m === 0 || n === 0) return out;
+  for (let i = 0; i < batch; i++) {
+    const ai = batchA === 1 ? A : A.subarray(i * m * k, (i + 1) * m * k);
+    const bi = batchB === 1 ? B : B.subarray(i * k * n, (i + 1) * k * n);
+    const ci = batch === 1 ? C : C.subarray(i * m * n, (i + 1) * m * n);
+    blas.sgemm(tA, tB, m, n, k, ai, tA ? m : k, bi, tB ? k : n, ci, n);
+  }
+  return out;
+}
+
+function fastKernel(original: TF.KernelConfig, blas: Blas | null): TF.KernelConfig {
   return {
     ...original,
     kernelFunc: (args) => {
@@ -132,6 +160,10 @@ function fastKernel(original: TF.KernelConfig): TF.KernelConfig {
       const batchB = size(b.shape.slice(0, -2));
       const batch = Math.max(batchA, batchB);
       const fused = original.kernelName !== 'BatchMatMul'; // bias/activation: leave batches to tfjs
+      const floats = a.dtype === 'float32' && b.dtype === 'float32';
+      if (blas && !fused && floats && (batchA === batchB || Math.min(batchA, batchB) === 1)) {
+        return blasMatMul(blas, backend, a, b, tA, tB);
+      }
       if ((!tA && !tB && batch === 1) || a.dtype !== 'float32' || b.dtype !== 'float32') return original.kernelFunc(args);
       if (batch > 1 && (fused || (batchA !== batchB && Math.min(batchA, batchB) !== 1))) return original.kernelFunc(args);
 
@@ -188,7 +220,7 @@ function fastKernel(original: TF.KernelConfig): TF.KernelConfig {
  * Turn the fast path on (default from initBackend('wasm')) or off (for benchmarks and
  * tests that compare against tfjs's own kernels). Idempotent.
  */
-export function useFastWasmMatMul(tf: typeof TF, on: boolean): void {
+export function useFastWasmMatMul(tf: typeof TF, on: boolean, blas: Blas | null = null): void {
   for (const name of KERNELS) {
     if (!originals.has(name)) {
       const k = tf.getKernel(name, 'wasm');
@@ -197,6 +229,6 @@ export function useFastWasmMatMul(tf: typeof TF, on: boolean): void {
     }
     const original = originals.get(name)!;
     tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel(on ? fastKernel(original) : original);
+    tf.registerKernel(on ? fastKernel(original, blas) : original);
   }
 }

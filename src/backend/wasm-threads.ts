@@ -29,9 +29,10 @@ const WORKER_IMPORT = 'if(typeof e.data.urlOrBlob=="string")';
 
 /**
  * Threads for the wasm backend: HILO_WASM_THREADS if set (1 turns threading off), else every
- * logical core, at most 8.
+ * logical core, at most 8; else 1 when `nativeBlas` does the matrix products (the only work
+ * the pool speeds up, and its threads would compete with the BLAS's for the same cores).
  */
-export function wasmThreadCount(env: NodeJS.ProcessEnv = process.env): number {
+export function wasmThreadCount(env: NodeJS.ProcessEnv = process.env, nativeBlas = false): number {
   const raw = env.HILO_WASM_THREADS;
   if (raw !== undefined && raw !== '') {
     const n = Number(raw);
@@ -40,6 +41,7 @@ export function wasmThreadCount(env: NodeJS.ProcessEnv = process.env): number {
     }
     return n;
   }
+  if (nativeBlas) return 1;
   return Math.max(1, Math.min(MAX_WASM_THREADS, os.availableParallelism?.() ?? os.cpus().length));
 }
 

@@ -27,7 +27,7 @@ describe('hilo doctor', () => {
     if (webgpu.available) expect(webgpu.detail).toMatch(/maxStorageBufferBindingSize \d+, maxBufferSize \d+/);
     else expect(webgpu.reason).toMatch(/no WebGPU adapter.*mesa-vulkan-drivers/);
     expect(wasm).toMatchObject({ available: true });
-    expect(wasm.detail).toMatch(/SIMD: yes; threads: 1 for matrix products \(HILO_WASM_THREADS/); // vitest.config sets 1
+    expect(wasm.detail).toMatch(/SIMD: yes; threads: 1 \(HILO_WASM_THREADS.*; matrix products: (native BLAS libopenblas|XNNPACK.*no native BLAS: )/); // vitest.config sets 1
     expect(cpu).toMatchObject({ available: true });
     const expectedAuto = cpuTf.available || gpuTf.available ? 'tensorflow' : webgpu.available && !webgpu.autoSkips ? 'webgpu' : 'wasm';
     expect(report.auto).toBe(expectedAuto);

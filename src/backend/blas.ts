@@ -1,0 +1,127 @@
+/**
+ * A native BLAS for the wasm backend's matrix products, where the machine has one.
+ *
+ * tfjs-backend-wasm's products run in XNNPACK's 128-bit wasm SIMD: ~17 GFLOP/s a thread on this
+ * project's 2-core machine, against ~175 for OpenBLAS's sgemm there (AVX2/FMA, both cores). Its
+ * tensors live in the wasm heap, an ArrayBuffer that native code can read and write in place:
+ * `cblas_sgemm`, reached through koffi (an FFI whose binaries ship inside its npm package),
+ * multiplies heap matrices with no copy and no transpose, whichever operand is transposed.
+ *
+ * Both pieces are optional and detected at run time: koffi is an optional dependency, and the
+ * library is the system's OpenBLAS (Debian: `apt-get install libopenblas0-pthread`). Without
+ * either, products stay in XNNPACK (src/backend/wasm-matmul.ts) and `hilo doctor` says why.
+ *
+ * HILO_BLAS: unset = the first of DEFAULT_LIBRARIES that loads; `off` = never; anything else =
+ * that library file (a path or a name the dynamic loader finds) exporting cblas_sgemm.
+ */
+import { createRequire } from 'node:module';
+import { HiloError } from '../errors.ts';
+
+/** Tried in order when HILO_BLAS is unset. */
+export const DEFAULT_LIBRARIES = ['libopenblas.so.0', 'libopenblas.so', 'libopenblas.dylib'] as const;
+
+/**
+ * C = op(A) op(B) on row-major matrices; each view's first element is its matrix's. `threads`
+ * overrides threadsFor's choice (benchmarks).
+ */
+export type Sgemm = (
+  transA: boolean, transB: boolean, m: number, n: number, k: number,
+  a: Float32Array, lda: number, b: Float32Array, ldb: number, c: Float32Array, ldc: number,
+  threads?: number,
+) => void;
+
+export interface Blas {
+  sgemm: Sgemm;
+  /** The library's thread count (1 when it cannot be told how many to use). */
+  maxThreads: number;
+  /** The library and its own description, e.g. "libopenblas.so.0 (OpenBLAS 0.3.21 ... Haswell), 2 threads". */
+  detail: string;
+}
+
+export type BlasResult = { blas: Blas } | { blas: null; reason: string };
+
+const ROW_MAJOR = 101;
+const NO_TRANS = 111;
+const TRANS = 112;
+
+const require = createRequire(import.meta.url);
+
+/** Products with a side at most this long run on one thread (see threadsFor). */
+export const SINGLE_THREAD_SIDE = 64;
+
+/**
+ * Threads for one product. OpenBLAS 0.3.21 splits even skinny products over every thread, and
+ * for those waking the second thread costs more than it brings: on 2 cores, [1024,256]x[256,4]
+ * takes 0.15 ms on two threads and 0.06 on one, [256,32]x[32,128]^T 0.042 and 0.022, while
+ * [1024,256]x[256,688] takes 1.96 on two and 3.35 on one (scripts/bench-blas.ts).
+ */
+export function threadsFor(m: number, n: number, k: number, max: number): number {
+  return Math.min(m, n, k) <= SINGLE_THREAD_SIDE ? 1 : max;
+}
+
+/** The koffi module, or why it cannot be had. */
+function loadKoffi(): { koffi: typeof import('koffi') } | { reason: string } {
+  try {
+    return { koffi: require('koffi') };
+  } catch (e) {
+    return { reason: `koffi (an optional dependency) did not load: ${(e as Error).message.split('\n')[0]}` };
+  }
+}
+
+function bind(koffi: typeof import('koffi'), file: string): Blas {
+  const lib = koffi.load(file);
+  const gemm = lib.func(
+    'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, ' +
+      'void *a, int lda, void *b, int ldb, float beta, void *c, int ldc)',
+  );
+  let about = '';
+  let setThreads: ((n: number) => void) | null = null;
+  let threads = 1;
+  try {
+    const config = lib.func('const char *openblas_get_config()')() as string;
+    threads = lib.func('int openblas_get_num_threads()')() as number;
+    setThreads = lib.func('void openblas_set_num_threads(int n)') as (n: number) => void;
+    about = ` (${config}), ${threads} thread${threads === 1 ? '' : 's'}, one for products with a side <= ${SINGLE_THREAD_SIDE}`;
+  } catch {
+    // Not OpenBLAS: any CBLAS will do; it just cannot describe itself or be told its threads.
+  }
+  let current = threads;
+  const sgemm: Sgemm = (tA, tB, m, n, k, a, lda, b, ldb, c, ldc, override) => {
+    if (setThreads) {
+      const want = override ?? threadsFor(m, n, k, threads);
+      if (want !== current) setThreads((current = want)); // ~0.04 us
+    }
+    gemm(ROW_MAJOR, tA ? TRANS : NO_TRANS, tB ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
+  };
+  return { sgemm, maxThreads: setThreads ? threads : 1, detail: `${file}${about}` };
+}
+
+/**
+ * Load the BLAS HILO_BLAS names (see the file comment). A named library that fails to load is
+ * an error; the default search reports why nothing loaded instead of failing.
+ */
+export function loadBlas(env: NodeJS.ProcessEnv = process.env): BlasResult {
+  const wanted = env.HILO_BLAS?.trim();
+  if (wanted === 'off') return { blas: null, reason: 'HILO_BLAS=off' };
+  const k = loadKoffi();
+  if (!('koffi' in k)) {
+    if (wanted) throw new HiloError(`HILO_BLAS=${wanted}: ${k.reason}; allowed: a library exporting cblas_sgemm, or off`);
+    return { blas: null, reason: k.reason };
+  }
+  if (wanted) {
+    try {
+      return { blas: bind(k.koffi, wanted) };
+    } catch (e) {
+      throw new HiloError(`HILO_BLAS=${wanted}: ${(e as Error).message}; allowed: a library exporting cblas_sgemm (e.g. libopenblas.so.0), or off`);
+    }
+  }
+  const tried: string[] = [];
+  for (const file of DEFAULT_LIBRARIES) {
+    try {
+      return { blas: bind(k.koffi, file) };
+    } catch (e) {
+      tried.push(`${file}: ${(e as Error).message}`);
+    }
+  }
+  return { blas: null, reason: `no OpenBLAS found (${tried[0]}); on Debian/Ubuntu: apt-get install libopenblas0-pthread` };
+}

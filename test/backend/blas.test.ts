@@ -1,0 +1,148 @@
+/**
+ * The native-BLAS products of the wasm backend (src/backend/blas.ts): loading and its errors,
+ * the thread choice, and tfjs's own numbers (forward and gradients) on every transpose
+ * combination, batched and broadcast shapes, with no leaked tensors or heap buffers.
+ * Where OpenBLAS is not installed the product tests skip, except under HILO_REQUIRE_BLAS=1
+ * (set by .ci/run after scripts/setup-blas.sh), where a missing BLAS fails.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { initBackend } from '../../src/backend/index.ts';
+import { loadBlas, SINGLE_THREAD_SIDE, threadsFor, type Blas } from '../../src/backend/blas.ts';
+import { useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
+
+const found = loadBlas({});
+const blas: Blas | null = found.blas;
+
+/** Deterministic values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+const t = (shape: number[], seed: number) => tf.tensor(values(shape.reduce((a, b) => a * b, 1), seed), shape);
+
+describe('loading a BLAS', () => {
+  it('loads OpenBLAS where CI installed it', () => {
+    if (process.env.HILO_REQUIRE_BLAS !== '1') return; // a developer machine may lack it
+    expect(found.blas, 'reason' in found ? found.reason : '').not.toBeNull();
+    expect(found.blas!.detail).toMatch(/^libopenblas\.so\.0 \(OpenBLAS \d+\.\d+\.\d+/);
+  });
+
+  it('HILO_BLAS=off turns it off, saying so', () => {
+    expect(loadBlas({ HILO_BLAS: 'off' })).toEqual({ blas: null, reason: 'HILO_BLAS=off' });
+  });
+
+  it('refuses a HILO_BLAS library that does not load, naming the variable, the value and what is allowed', () => {
+    expect(() => loadBlas({ HILO_BLAS: '/nonexistent/libblas.so' })).toThrow(
+      /^HILO_BLAS=\/nonexistent\/libblas\.so: .*; allowed: a library exporting cblas_sgemm \(e\.g\. libopenblas\.so\.0\), or off$/,
+    );
+  });
+
+  it('refuses a HILO_BLAS library without cblas_sgemm', () => {
+    expect(() => loadBlas({ HILO_BLAS: 'libc.so.6' })).toThrow(/^HILO_BLAS=libc\.so\.6: .*cblas_sgemm.*allowed: a library exporting cblas_sgemm/);
+  });
+
+  it('runs skinny products on one thread and large ones on all', () => {
+    expect(threadsFor(1024, 4, 256, 2)).toBe(1); // a router's logits
+    expect(threadsFor(256, 128, 32, 2)).toBe(1); // one head's Q K^T
+    expect(threadsFor(1024, SINGLE_THREAD_SIDE + 1, 256, 2)).toBe(2);
+    expect(threadsFor(1024, 688, 256, 2)).toBe(2); // an MLP projection
+    expect(threadsFor(1024, 688, 256, 1)).toBe(1);
+  });
+});
+
+const CASES: Array<{ a: number[]; b: number[]; tA: boolean; tB: boolean }> = [
+  { a: [7, 5], b: [5, 3], tA: false, tB: false },
+  { a: [7, 5], b: [3, 5], tA: false, tB: true },
+  { a: [5, 7], b: [5, 3], tA: true, tB: false },
+  { a: [5, 7], b: [3, 5], tA: true, tB: true },
+  { a: [4, 6, 5], b: [4, 3, 5], tA: false, tB: true }, // attention Q K^T
+  { a: [4, 5, 6], b: [4, 5, 3], tA: true, tB: false },
+  { a: [2, 3, 6, 5], b: [2, 3, 4, 5], tA: false, tB: true }, // rank 4 [B, H, T, d]
+  { a: [100, 70], b: [70, 90], tA: false, tB: false }, // large enough for every BLAS thread
+  { a: [70, 100], b: [90, 70], tA: true, tB: true },
+];
+
+/** matMul forward plus gradients of sum(C * W) w.r.t. both operands, as plain arrays. */
+function forwardAndGrads(c: (typeof CASES)[number]) {
+  return tf.tidy(() => {
+    const a = t(c.a, 1);
+    const b = t(c.b, 2);
+    const y = tf.matMul(a, b, c.tA, c.tB);
+    const w = t(y.shape, 3);
+    const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.matMul(x, z, c.tA, c.tB).mul(w).sum())([a, b]);
+    return [y, ga, gb].map((x) => Array.from(x.dataSync()));
+  });
+}
+
+describe.runIf(blas !== null || process.env.HILO_REQUIRE_BLAS === '1')('wasm products in native BLAS', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+
+  it('computes tfjs-stock results, forward and gradients, for every transpose combination and batch', () => {
+    for (const c of CASES) {
+      useFastWasmMatMul(tf, false);
+      const stock = forwardAndGrads(c);
+      useFastWasmMatMul(tf, true, blas);
+      const before = tf.memory().numTensors;
+      const ids = tf.engine().backend.numDataIds();
+      const fast = forwardAndGrads(c);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(tf.engine().backend.numDataIds()).toBe(ids);
+      for (let k = 0; k < 3; k++) {
+        expect(fast[k].length).toBe(stock[k].length);
+        fast[k].forEach((v, i) => expect(v).toBeCloseTo(stock[k][i], 4));
+      }
+    }
+  });
+
+  it('matches hand-computed products', () => {
+    useFastWasmMatMul(tf, true, blas);
+    const a = tf.tensor2d([[1, 2], [3, 4]]);
+    const b = tf.tensor2d([[5, 6], [7, 8]]);
+    expect(tf.matMul(a, b).arraySync()).toEqual([[19, 22], [43, 50]]);
+    expect(tf.matMul(a, b, true, false).arraySync()).toEqual([[26, 30], [38, 44]]);
+    expect(tf.matMul(a, b, false, true).arraySync()).toEqual([[17, 23], [39, 53]]);
+    expect(tf.matMul(a, b, true, true).arraySync()).toEqual([[23, 31], [34, 46]]);
+    tf.dispose([a, b]);
+  });
+
+  it('broadcasts a batch of one operand', () => {
+    useFastWasmMatMul(tf, false);
+    const run = () => tf.tidy(() => Array.from(tf.matMul(t([1, 5, 6], 1), t([4, 3, 5], 2), true, true).dataSync()));
+    const stock = run();
+    useFastWasmMatMul(tf, true, blas);
+    const fast = run();
+    expect(fast.length).toBe(4 * 6 * 3);
+    fast.forEach((v, i) => expect(v).toBeCloseTo(stock[i], 4));
+  });
+
+  it('gives zeros for an empty inner dimension, whatever the heap held before', () => {
+    useFastWasmMatMul(tf, true, blas);
+    tf.tidy(() => tf.fill([3, 4], 7).dataSync()); // leave non-zero bytes in freed heap memory
+    const y = tf.tidy(() => tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4])).arraySync());
+    expect(y).toEqual([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]);
+  });
+
+  it('takes its heap views after allocating the output, so a product that grows the heap is right', () => {
+    useFastWasmMatMul(tf, true, blas);
+    const wasm = (tf.engine().backend as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm;
+    const heapBytes = () => wasm.HEAPU8.buffer.byteLength;
+    const before = heapBytes();
+    const n = Math.ceil(Math.sqrt(before / 4)) + 64; // an [n, n] output larger than the whole heap
+    const a = tf.tidy(() => tf.concat([tf.ones([n, 1]), tf.fill([n, 1], 2)], 1)); // rows [1, 2]
+    const b = tf.tidy(() => tf.stack([tf.range(0, n), tf.fill([n], 10)])); // [2, n]: rows j, 10
+    const y = tf.matMul(a, b); // y[i][j] = j + 20
+    expect(heapBytes()).toBeGreaterThan(before);
+    const v = y.dataSync();
+    for (const [i, j] of [[0, 0], [n - 1, n - 1], [n >> 1, 17], [3, n - 2]]) expect(v[i * n + j]).toBe(j + 20);
+    tf.dispose([a, b, y]);
+  });
+});
