@@ -3,6 +3,7 @@
  * differences in float32, for every routing strategy. The loss includes the balance loss and
  * z-loss so their router gradients are checked too. Each perturbed evaluation must keep the
  * base point's selection mask: an FD step that flips a top-k/top-p choice would test nothing.
+ * `separate` cases give the experts other rows than the router, as dropout does.
  */
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -28,8 +29,12 @@ type Params = { x: Float32Array; A: Float32Array; B: Float32Array; W: Float32Arr
 const SHAPES: Record<keyof Params, [number, number]> = { x: [N, IN], A: [IN, E * R], B: [E * R, OUT], W: [IN, E] };
 const KEYS = Object.keys(SHAPES) as Array<keyof Params>;
 
+/** The experts' rows: x itself, or (`separate`) a different tensor made from x. */
+let separate = false;
+
 function loss(t: Record<keyof Params, tf.Tensor2D>, G: tf.Tensor2D, spec: MixtureSpec) {
-  const { delta, logits, mask } = mixtureDelta(t.x, t.x, { loraA: t.A, loraB: t.B, router: t.W }, spec);
+  const xd = separate ? (tf.mul(t.x, tf.linspace(0.5, 1.5, IN)) as tf.Tensor2D) : t.x;
+  const { delta, logits, mask } = mixtureDelta(t.x, xd, { loraA: t.A, loraB: t.B, router: t.W }, spec);
   const aux = tf.add(tf.mul(0.7, balanceLoss(tf.softmax(logits!) as tf.Tensor2D, mask!)), tf.mul(0.3, routerZLoss(logits!)));
   return { value: tf.add(tf.sum(tf.mul(delta, G)), aux) as tf.Scalar, mask: mask! };
 }
@@ -51,15 +56,18 @@ function analytic(p: Params, G: Float32Array, spec: MixtureSpec): Record<keyof P
   });
 }
 
-const CASES: Array<[string, MixtureSpec['routing'], number]> = [
-  ['topk k=1', { strategy: 'topk', topK: 1, topP: 0 }, 11],
-  ['topk k=2', { strategy: 'topk', topK: 2, topP: 0 }, 12],
-  ['topp p=0.7', { strategy: 'topp', topK: 0, topP: 0.7 }, 13],
-  ['dense', { strategy: 'dense', topK: 0, topP: 0 }, 14],
+const CASES: Array<[string, MixtureSpec['routing'], number, boolean]> = [
+  ['topk k=1', { strategy: 'topk', topK: 1, topP: 0 }, 11, false],
+  ['topk k=2', { strategy: 'topk', topK: 2, topP: 0 }, 12, false],
+  ['topp p=0.7', { strategy: 'topp', topK: 0, topP: 0.7 }, 13, false],
+  ['dense', { strategy: 'dense', topK: 0, topP: 0 }, 14, false],
+  ['topk k=2, experts see other rows than the router', { strategy: 'topk', topK: 2, topP: 0 }, 15, true],
+  ['topp p=0.7, experts see other rows than the router', { strategy: 'topp', topK: 0, topP: 0.7 }, 16, true],
 ];
 
 describe('mixture layer gradients vs central finite differences (float32)', () => {
-  it.each(CASES)('%s', (_name, routing, seed) => {
+  it.each(CASES)('%s', (_name, routing, seed, otherRows) => {
+    separate = otherRows;
     const before = tf.memory().numTensors;
     const spec: MixtureSpec = { experts: E, rank: R, scale: 1.5, routing };
     const p: Params = { x: randArray(N * IN, seed, 1), A: randArray(IN * E * R, seed + 100, 0.5), B: randArray(E * R * OUT, seed + 200, 0.5), W: randArray(IN * E, seed + 300, 1) };

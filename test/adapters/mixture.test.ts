@@ -1,7 +1,7 @@
 /** MixtureLinear as a layer: dropout seeding, eval behaviour, what it leaves on the context, leaks. */
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { MixtureLinear, type MixtureSpec } from '../../src/adapters/mixture.ts';
+import { MixtureLinear, mixtureDelta, type MixtureSpec } from '../../src/adapters/mixture.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import type { ForwardContext } from '../../src/model/types.ts';
 import { frozenLinear, seededContext } from './helpers.ts';
@@ -29,6 +29,36 @@ function dispose(layer: MixtureLinear): void {
 
 const x = () => tf.randomNormal([N, IN], 0, 1, 'float32', 7) as tf.Tensor2D;
 const run = (layer: MixtureLinear, ctx?: ForwardContext) => tf.tidy(() => layer.forward(x(), ctx).dataSync() as Float32Array);
+
+describe('mixtureDelta', () => {
+  it('routes on x and runs the experts on xd (dropout\'s rows)', () => {
+    const E = 3, r = 2, scale = 1.5;
+    const rows = (n: number, cols: number, seed: number) => tf.tidy(() => tf.randomNormal([n, cols], 0, 1, 'float32', seed).arraySync() as number[][]);
+    const [xs, xds, A, B, W] = [rows(N, IN, 1), rows(N, IN, 2), rows(IN, E * r, 3), rows(E * r, OUT, 4), rows(IN, E, 5)];
+    const dot = (u: number[], M: number[][], j: number) => u.reduce((acc, v, i) => acc + v * M[i][j], 0);
+    // top-2 of softmax(x W), renormalised; delta = Σ_e g_e · scale · (xd A_e) B_e, written out per row
+    const want = (xr: number[], xdr: number[]) => {
+      const l = Array.from({ length: E }, (_, e) => dot(xr, W, e));
+      const p = l.map((v) => Math.exp(v - Math.max(...l)));
+      const top = [...p.keys()].sort((a, b) => p[b] - p[a]).slice(0, 2);
+      const z = top.reduce((acc, e) => acc + p[e], 0);
+      const h = Array.from({ length: E * r }, (_, c) => dot(xdr, A, c));
+      return Array.from({ length: OUT }, (_, o) => top.reduce((acc, e) => acc + (p[e] / z) * scale * h.slice(e * r, e * r + r).reduce((s2, v, k) => s2 + v * B[e * r + k][o], 0), 0));
+    };
+    const spec: MixtureSpec = { experts: E, rank: r, scale, routing: { strategy: 'topk', topK: 2, topP: 0 } };
+    const got = (sameRows: boolean) => tf.tidy(() => {
+      const x = tf.tensor2d(xs);
+      const w = { loraA: tf.tensor2d(A), loraB: tf.tensor2d(B), router: tf.tensor2d(W) };
+      return mixtureDelta(x, sameRows ? x : tf.tensor2d(xds), w, spec).delta.arraySync();
+    });
+    const other = got(false);
+    const same = got(true);
+    xs.forEach((xr, n) => {
+      want(xr, xds[n]).forEach((v, o) => expect(other[n][o]).toBeCloseTo(v, 4));
+      want(xr, xr).forEach((v, o) => expect(same[n][o]).toBeCloseTo(v, 4));
+    });
+  });
+});
 
 describe('MixtureLinear', () => {
   it('dropout follows ctx.dropoutSeed while training and is off in eval', () => {

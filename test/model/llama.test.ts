@@ -51,7 +51,9 @@ describe('stories260K forward', () => {
     const alone = logitsOf([a])[0];
     let maxDiff = 0;
     alone.forEach((row, t) => row.forEach((x, v) => { maxDiff = Math.max(maxDiff, Math.abs(x - both[0][t][v])); }));
-    expect(maxDiff).toBeLessThan(1e-5);
+    // Rounding only: a native BLAS blocks a 2-row batch differently from one row (seen: 1.05e-5);
+    // a mask that let padding leak in moves logits by 1e-2 and more.
+    expect(maxDiff).toBeLessThan(5e-5);
     expect(Math.abs(both[1][b.length - 1][0] - reference.prompts[1].last_prompt_position_logits[0])).toBeLessThan(1e-4);
   });
 
