@@ -48,7 +48,10 @@ if (info.name !== 'wasm') throw new Error(`needs the wasm backend, got ${info.na
 const found = loadBlas();
 const blas = found.blas;
 console.log(`wasm: ${info.detail}`);
-const pinned = (b: Blas, threads: number): Blas => ({ ...b, sgemm: (...args) => b.sgemm(...(args.slice(0, 11) as Parameters<Blas['sgemm']>), threads) });
+const pinned = (b: Blas, threads: number): Blas => ({
+  ...b,
+  sgemm: (tA, tB, m, n, k, x, lda, y, ldb, c, ldc) => b.sgemm(tA, tB, m, n, k, x, lda, y, ldb, c, ldc, threads),
+});
 const engines: Array<[string, Blas | null]> = [['XNNPACK', null]];
 if (blas) engines.push(['BLAS 1 thread', pinned(blas, 1)], [`BLAS ${blas.maxThreads} threads`, pinned(blas, blas.maxThreads)], ['BLAS hilo', blas]);
 else console.log(`no native BLAS: ${'reason' in found ? found.reason : ''}`);

@@ -18,6 +18,8 @@
  * for --leak-steps steps on a 1 x 16 batch and compares tf.memory().numTensors, RSS and (wasm)
  * the backend's heap after step 10 and after the last one. RSS swings by ~100 MiB with V8's
  * garbage collection of tfjs's per-op JS objects; the wasm heap is what a leak would grow.
+ * --profile: one step's kernels by time and count (HILO_PROFILE_TOP of them, default 12), and
+ * BatchMatMul (plus the kernel HILO_PROFILE_KERNEL names) by shape.
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
@@ -180,11 +182,16 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
   }
   if (profile) {
     const info = await tf.profile(async () => void (await step()));
-    const byKernel = new Map<string, number>();
-    for (const k of info.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
-    const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
+    const byKernel = new Map<string, { ms: number; n: number }>();
+    for (const k of info.kernels) {
+      const e = byKernel.get(k.name) ?? { ms: 0, n: 0 };
+      byKernel.set(k.name, { ms: e.ms + (k.kernelTimeMs as number), n: e.n + 1 });
+    }
+    const total = [...byKernel.values()].reduce((a, b) => a + b.ms, 0);
     console.log(`\nprofile ${name}/${row}: ${info.kernels.length} kernels, ${total.toFixed(0)} ms in kernels`);
-    for (const [k, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`  ${k.padEnd(22)} ${ms.toFixed(1).padStart(8)} ms ${(100 * ms / total).toFixed(1).padStart(5)}%`);
+    for (const [k, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_TOP ?? 12))) {
+      console.log(`  ${k.padEnd(22)} ${e.ms.toFixed(1).padStart(8)} ms ${(100 * e.ms / total).toFixed(1).padStart(5)}%  x${e.n}`);
+    }
     const byShape = new Map<string, { ms: number; n: number }>();
     for (const k of info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === (process.env.HILO_PROFILE_KERNEL ?? ''))) {
       const key = `${k.name === 'BatchMatMul' ? '' : `${k.name} `}${k.inputShapes.map((s) => `[${s}]`).join('x')} -> [${k.outputShapes[0]}]`;

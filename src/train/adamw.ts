@@ -1,16 +1,61 @@
 /**
  * AdamW with decoupled weight decay (Loshchilov & Hutter; torch.optim.AdamW semantics), which
- * tfjs lacks. State lives in non-trainable variables so a step allocates nothing that survives it.
+ * tfjs lacks.
  *   p <- p - lr*wd*p;  m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
  *   p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+ *
+ * Where the update runs (`placement`):
+ *  - 'device': tfjs kernels, moments in non-trainable variables (a step allocates nothing that
+ *    survives it). For backends whose tensors live in accelerator memory (webgpu, tfjs-node).
+ *  - 'host': one loop per parameter over Float32Arrays (adamwUpdate), moments in host memory.
+ *    For wasm and cpu, whose tensors are host memory already: the device form is ~14 kernels a
+ *    parameter, and a MoE model has ~100 small parameters, so ~1,400 kernels of ~10 us overhead
+ *    each a step, for a few hundred thousand multiply-adds (like torch's fused/foreach AdamW).
  */
 import * as tf from '@tensorflow/tfjs';
+
+export type Placement = 'host' | 'device';
+
+/** Backends whose tensors are host memory: reading and writing them costs a copy, no transfer. */
+export const HOST_BACKENDS: readonly string[] = ['wasm', 'cpu'];
+
+/** 'host' on HOST_BACKENDS, else 'device'. */
+export const defaultPlacement = (backend: string = tf.getBackend()): Placement => (HOST_BACKENDS.includes(backend) ? 'host' : 'device');
 
 export interface AdamWOptions {
   beta1?: number;
   beta2?: number;
   eps?: number;
   weightDecay?: number;
+  /** Where the update runs; default defaultPlacement() at construction. */
+  placement?: Placement;
+}
+
+export interface AdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** The step being taken, from 1 (bias corrections). */
+  step: number;
+}
+
+/**
+ * One AdamW update in place: p (the parameter), m and v (its moments) from g (its gradient),
+ * in torch.optim.AdamW's order: p *= 1 - lr·wd; m, v updated; p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps).
+ */
+export function adamwUpdate(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamWHyper): void {
+  const { beta1: b1, beta2: b2, eps } = h;
+  const decay = 1 - h.lr * h.weightDecay;
+  const stepSize = h.lr / (1 - b1 ** h.step);
+  const sqrtBc2 = Math.sqrt(1 - b2 ** h.step);
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i];
+    const mi = (m[i] = b1 * m[i] + (1 - b1) * gi);
+    const vi = (v[i] = b2 * v[i] + (1 - b2) * gi * gi);
+    p[i] = p[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
+  }
 }
 
 export interface AdamWState {
@@ -25,16 +70,27 @@ export class AdamW {
   readonly beta2: number;
   readonly eps: number;
   readonly weightDecay: number;
+  readonly placement: Placement;
   step = 0;
+  /** Moments, device placement. */
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
+  /** Moments, host placement. */
+  private readonly mHost = new Map<string, Float32Array>();
+  private readonly vHost = new Map<string, Float32Array>();
 
   constructor(private readonly params: Map<string, tf.Variable>, opts: AdamWOptions = {}) {
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
+    this.placement = opts.placement ?? defaultPlacement();
     for (const [name, p] of params) {
+      if (this.placement === 'host') {
+        this.mHost.set(name, new Float32Array(p.size));
+        this.vHost.set(name, new Float32Array(p.size));
+        continue;
+      }
       // tfjs variable names are global to the engine: leave them unnamed, keyed by our map instead.
       this.m.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
       this.v.set(name, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
@@ -44,6 +100,18 @@ export class AdamW {
   /** One update with gradients by parameter name (missing gradients count as zero). */
   apply(grads: Map<string, tf.Tensor>, lr: number): void {
     this.step += 1;
+    if (this.placement === 'host') {
+      const h: AdamWHyper = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.step };
+      for (const [name, p] of this.params) {
+        const g = grads.get(name);
+        if (!g) continue;
+        // A copy: the cpu backend's dataSync hands out the tensor's own array.
+        const next = Float32Array.from(p.dataSync() as Float32Array);
+        adamwUpdate(next, g.dataSync() as Float32Array, this.mHost.get(name)!, this.vHost.get(name)!, h);
+        tf.tidy(() => p.assign(tf.tensor(next, p.shape)));
+      }
+      return;
+    }
     const bc1 = 1 - this.beta1 ** this.step;
     const bc2 = 1 - this.beta2 ** this.step;
     tf.tidy(() => {
@@ -64,6 +132,10 @@ export class AdamW {
   }
 
   async getState(): Promise<AdamWState> {
+    if (this.placement === 'host') {
+      const copy = (vars: Map<string, Float32Array>) => new Map([...vars].map(([k, a]) => [k, a.slice()] as const));
+      return { step: this.step, m: copy(this.mHost), v: copy(this.vHost) };
+    }
     const read = async (vars: Map<string, tf.Variable>) =>
       new Map(await Promise.all([...vars].map(async ([k, t]) => [k, (await t.data()) as Float32Array] as const)));
     return { step: this.step, m: await read(this.m), v: await read(this.v) };
@@ -71,6 +143,17 @@ export class AdamW {
 
   setState(s: AdamWState): void {
     this.step = s.step;
+    if (this.placement === 'host') {
+      for (const [which, arrays] of [[s.m, this.mHost], [s.v, this.vHost]] as const) {
+        for (const [name, a] of arrays) {
+          const data = which.get(name);
+          if (!data) throw new Error(`optimizer state has no entry for ${name}`);
+          if (data.length !== a.length) throw new Error(`optimizer state for ${name} has ${data.length} values, the parameter ${a.length}`);
+          a.set(data);
+        }
+      }
+      return;
+    }
     for (const [which, vars] of [[s.m, this.m], [s.v, this.v]] as const) {
       for (const [name, variable] of vars) {
         const data = which.get(name);

@@ -1,5 +1,6 @@
 /** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_ semantics), missing from tfjs. */
 import * as tf from '@tensorflow/tfjs';
+import { defaultPlacement, type Placement } from './adamw.ts';
 import { sumScalars } from './forward.ts';
 
 /** The global L2 norm of all gradients, as a scalar tensor. */
@@ -9,18 +10,33 @@ export function globalNorm(grads: Iterable<tf.Tensor>): tf.Scalar {
   }) as tf.Scalar;
 }
 
+/** The global L2 norm of gradients held on the host (summed in float64). */
+export function globalNormOf(grads: Iterable<ArrayLike<number>>): number {
+  let sum = 0;
+  for (const g of grads) for (let i = 0; i < g.length; i++) sum += g[i] * g[i];
+  return Math.sqrt(sum);
+}
+
 /**
  * Scale every gradient by min(1, maxNorm / (norm + 1e-6)) in place of the map's tensors
- * (the old tensors are disposed). Returns the norm before clipping.
+ * (the old tensors are disposed). Returns the norm before clipping. `placement` as AdamW's:
+ * 'host' reads the gradients and does the arithmetic in JS, with no kernels (wasm, cpu).
  */
-export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): Promise<number> {
-  const normT = globalNorm(grads.values());
-  const norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads
-  normT.dispose();
+export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement = defaultPlacement()): Promise<number> {
+  let norm: number;
+  if (placement === 'host') {
+    norm = globalNormOf([...grads.values()].map((g) => g.dataSync() as Float32Array));
+  } else {
+    const normT = globalNorm(grads.values());
+    norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads
+    normT.dispose();
+  }
   if (maxNorm > 0 && Number.isFinite(norm) && norm > maxNorm) {
     const factor = maxNorm / (norm + 1e-6);
     for (const [name, g] of grads) {
-      grads.set(name, tf.tidy(() => g.mul(factor)));
+      grads.set(name, placement === 'host'
+        ? tf.tensor((g.dataSync() as Float32Array).map((x) => x * factor), g.shape)
+        : tf.tidy(() => g.mul(factor)));
       g.dispose();
     }
   }

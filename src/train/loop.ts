@@ -150,6 +150,10 @@ export async function train(run: Run): Promise<TrainResult> {
         value.dispose();
         for (const [name, g] of Object.entries(grads)) {
           const key = varKey.get(name)!;
+          if (t.gradient_accumulation_steps === 1) {
+            accum.set(key, g); // the mean of one: no kernel (a MoE model has ~100 gradients)
+            continue;
+          }
           const scaled = tf.tidy(() => (accum.has(key) ? accum.get(key)!.add(g.div(t.gradient_accumulation_steps)) : g.div(t.gradient_accumulation_steps)));
           accum.get(key)?.dispose();
           accum.set(key, scaled);

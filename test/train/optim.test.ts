@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { AdamW } from '../../src/train/adamw.ts';
+import { AdamW, defaultPlacement, type Placement } from '../../src/train/adamw.ts';
 import { clipByGlobalNorm } from '../../src/train/clip.ts';
 import { crossEntropy, shiftedLabels, tokenNll } from '../../src/train/loss.ts';
 import { lrAt, resolveWarmup, type SchedulerType } from '../../src/train/schedule.ts';
@@ -28,39 +28,76 @@ describe('lrAt matches transformers schedules (via torch LambdaLR)', () => {
   });
 });
 
+const PLACEMENTS: Placement[] = ['host', 'device'];
+
 describe('AdamW matches torch.optim.AdamW', () => {
-  for (const key of ['adamw_wd0.0', 'adamw_wd0.1']) {
-    it(key, async () => {
-      const r = ref[key];
-      const p = tf.variable(tf.tensor(r.p0, [3, 4]), true);
-      const opt = new AdamW(new Map([['p', p]]), { weightDecay: Number(key.slice(8)) });
-      const before = tf.memory().numTensors;
-      r.grads.forEach((g: number[], i: number) => {
-        const grad = tf.tensor(g, [3, 4]);
-        opt.apply(new Map([['p', grad]]), r.lr);
-        grad.dispose();
-        const got = Array.from(p.dataSync());
-        got.forEach((v, j) => expect(v).toBeCloseTo(r.traj[i][j], 5));
+  it('runs on the host on wasm and cpu, on the device elsewhere', () => {
+    expect(defaultPlacement('wasm')).toBe('host');
+    expect(defaultPlacement('cpu')).toBe('host');
+    expect(defaultPlacement('webgpu')).toBe('device');
+    expect(defaultPlacement('tensorflow')).toBe('device');
+    expect(new AdamW(new Map()).placement).toBe('host'); // these tests run on wasm
+  });
+
+  for (const placement of PLACEMENTS) {
+    for (const key of ['adamw_wd0.0', 'adamw_wd0.1']) {
+      it(`${key}, ${placement}`, async () => {
+        const r = ref[key];
+        const p = tf.variable(tf.tensor(r.p0, [3, 4]), true);
+        const opt = new AdamW(new Map([['p', p]]), { weightDecay: Number(key.slice(8)), placement });
+        const before = tf.memory().numTensors;
+        r.grads.forEach((g: number[], i: number) => {
+          const grad = tf.tensor(g, [3, 4]);
+          opt.apply(new Map([['p', grad]]), r.lr);
+          grad.dispose();
+          const got = Array.from(p.dataSync());
+          got.forEach((v, j) => expect(v).toBeCloseTo(r.traj[i][j], 5));
+        });
+        expect(tf.memory().numTensors).toBe(before);
+        // state round trip, into either placement (checkpoints move between backends)
+        const state = await opt.getState();
+        expect(state.step).toBe(r.grads.length);
+        expect(Math.max(...Array.from(state.v.get('p')!))).toBeGreaterThan(0);
+        for (const other of PLACEMENTS) {
+          const opt2 = new AdamW(new Map([['p', p]]), { placement: other });
+          opt2.setState(state);
+          const back = await opt2.getState();
+          expect(back.step).toBe(state.step);
+          expect(Array.from(back.m.get('p')!)).toEqual(Array.from(state.m.get('p')!));
+          expect(Array.from(back.v.get('p')!)).toEqual(Array.from(state.v.get('p')!));
+          opt2.dispose();
+        }
+        opt.dispose();
+        p.dispose();
       });
-      expect(tf.memory().numTensors).toBe(before);
-      // state round trip
-      const state = await opt.getState();
-      const opt2 = new AdamW(new Map([['p', p]]));
-      opt2.setState(state);
-      expect(Array.from((await opt2.getState()).m.get('p')!)).toEqual(Array.from(state.m.get('p')!));
-      opt.dispose();
-      opt2.dispose();
-      p.dispose();
-    });
+    }
   }
+
+  it('host and device placements take the same trajectory', () => {
+    const traj = (placement: Placement) => {
+      const p = tf.variable(tf.tensor(Array.from({ length: 50 }, (_, j) => Math.cos(j)), [5, 10]), true);
+      const opt = new AdamW(new Map([['p', p]]), { weightDecay: 0.05, placement });
+      for (let step = 0; step < 5; step++) {
+        const g = tf.tidy(() => tf.sin(tf.mul(p, step + 1)));
+        opt.apply(new Map([['p', g]]), 3e-2);
+        g.dispose();
+      }
+      const out = Array.from(p.dataSync());
+      opt.dispose();
+      p.dispose();
+      return out;
+    };
+    const host = traj('host');
+    traj('device').forEach((v, i) => expect(host[i]).toBeCloseTo(v, 5));
+  });
 });
 
-describe('AdamW over several parameters', () => {
+describe.each(PLACEMENTS)('AdamW over several parameters (%s)', (placement) => {
   /** Three parameters of different shapes, 4 steps of fixed gradients; p2 gets none on step 2. */
   async function run() {
     const shapes = [[3, 4], [5], [2, 3]];
     const params = new Map(shapes.map((s, i) => [`p${i}`, tf.variable(tf.tensor(Array.from({ length: s.reduce((a, b) => a * b) }, (_, j) => Math.sin(i * 10 + j)), s), true)]));
-    const opt = new AdamW(params, { weightDecay: 0.1 });
+    const opt = new AdamW(params, { weightDecay: 0.1, placement });
     const before = tf.memory().numTensors;
     let p2AfterStep1: number[] = [];
     for (let step = 0; step < 4; step++) {
@@ -83,7 +120,7 @@ describe('AdamW over several parameters', () => {
     const shapes = [[3, 4], [5], [2, 3]];
     shapes.forEach((s, i) => {
       const p = tf.variable(tf.tensor(Array.from({ length: s.reduce((a, b) => a * b) }, (_, j) => Math.sin(i * 10 + j)), s), true);
-      const opt = new AdamW(new Map([['p', p]]), { weightDecay: 0.1 });
+      const opt = new AdamW(new Map([['p', p]]), { weightDecay: 0.1, placement });
       for (let step = 0; step < 4; step++) {
         if (i === 2 && step === 1) { opt.step += 1; continue; } // the step count advances for everyone
         const g = tf.tidy(() => tf.mul(p, 0.3 + step).add(0.05));
@@ -98,10 +135,10 @@ describe('AdamW over several parameters', () => {
 });
 
 describe('clipByGlobalNorm matches clip_grad_norm_', () => {
-  it('scales every gradient by max_norm / norm', async () => {
+  it.each(PLACEMENTS)('scales every gradient by max_norm / norm (%s)', async (placement) => {
     const c = ref.clip;
     const grads = new Map<string, tf.Tensor>(c.grads.map((g: number[], i: number) => [`g${i}`, tf.tensor(g, c.shapes[i])]));
-    const norm = await clipByGlobalNorm(grads, c.max_norm);
+    const norm = await clipByGlobalNorm(grads, c.max_norm, placement);
     expect(norm).toBeCloseTo(c.norm, 4);
     [...grads.values()].forEach((g, i) => {
       Array.from(g.dataSync()).forEach((v, j) => expect(v).toBeCloseTo(c.clipped[i][j], 5));
