@@ -10,6 +10,10 @@
  * gradient, so a tiny-Llama MoE step made ~2,100 Identity and ~460 Cast copies (the [1024, 4096]
  * logits among them). Tensors never change in place, so sharing the data (one more reference,
  * as Reshape does) is exact.
+ *
+ * Slice reads its whole input out of the heap (a full copy) before copying the slice, so one
+ * element of a [1024, 4096] product cost 16 MB of copying (~10 ms, as long as the product
+ * itself with a native BLAS). Here it copies only the slice, row by row from a heap view.
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -46,8 +50,59 @@ function shareInsteadOfCopy(tf: typeof TF): void {
   }
 }
 
+/**
+ * Copy the box begin..begin+size of x (row-major, `shape`) into out, one innermost run at a time.
+ * A run also takes in every trailing dimension that the box spans whole.
+ */
+export function sliceInto(x: Float32Array | Int32Array | Uint8Array, shape: readonly number[], begin: readonly number[], size: readonly number[], out: Float32Array | Int32Array | Uint8Array): void {
+  const rank = shape.length;
+  let inner = rank; // dims [inner, rank) are copied as one run
+  let run = 1;
+  while (inner > 0) {
+    run *= size[inner - 1];
+    inner--;
+    if (size[inner] !== shape[inner]) break;
+  }
+  const strides = new Array<number>(rank);
+  for (let d = rank - 1, s = 1; d >= 0; s *= shape[d], d--) strides[d] = s;
+  const outer = size.slice(0, inner).reduce((a, b) => a * b, 1);
+  const index = new Array<number>(inner).fill(0);
+  for (let o = 0; o < outer; o++) {
+    let src = 0;
+    for (let d = 0; d < rank; d++) src += (begin[d] + (d < inner ? index[d] : 0)) * strides[d];
+    out.set(x.subarray(src, src + run), o * run);
+    for (let d = inner - 1; d >= 0; d--) {
+      if (++index[d] < size[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+function sliceWithoutFullRead(tf: typeof TF): void {
+  const original = tf.getKernel('Slice', 'wasm');
+  if (!original || (original as { hiloSlice?: boolean }).hiloSlice) return;
+  tf.unregisterKernel('Slice', 'wasm');
+  tf.registerKernel({
+    ...original,
+    hiloSlice: true,
+    kernelFunc: (args) => {
+      const x = args.inputs.x as TF.TensorInfo;
+      if (x.dtype === 'string') return original.kernelFunc(args);
+      const backend = args.backend as BackendWasm;
+      const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
+      const [b, s] = tf.slice_util.parseSliceParams(x as TF.Tensor, begin, size);
+      const out = backend.makeOutput(s, x.dtype);
+      if (s.some((d) => d === 0)) return out;
+      // Views after the allocation: malloc may grow wasm memory and detach older views.
+      sliceInto(backend.typedArrayFromHeap(x) as Float32Array, x.shape, b, s, backend.typedArrayFromHeap(out) as Float32Array);
+      return out;
+    },
+  } as TF.KernelConfig);
+}
+
 export function registerWasmFallbacks(tf: typeof TF): void {
   shareInsteadOfCopy(tf);
+  sliceWithoutFullRead(tf);
   if (tf.getKernel('UnsortedSegmentSum', 'wasm')) return;
   tf.registerKernel({
     kernelName: 'UnsortedSegmentSum',

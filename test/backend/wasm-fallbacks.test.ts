@@ -1,16 +1,62 @@
 /**
  * Kernels hilo adds to tfjs-backend-wasm: UnsortedSegmentSum (the gradient of gather), and
- * Identity / same-dtype Cast that share their input's data instead of copying it.
+ * Identity / same-dtype Cast that share their input's data instead of copying it, and Slice
+ * that copies only the slice.
  */
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend } from '../../src/backend/index.ts';
-import { segmentSum } from '../../src/backend/wasm-fallbacks.ts';
+import { segmentSum, sliceInto } from '../../src/backend/wasm-fallbacks.ts';
+
+/** Nested arrays sliced the slow obvious way. */
+type Nested = number | Nested[];
+const sliceNested = (x: Nested, begin: number[], size: number[]): Nested =>
+  begin.length === 0 ? x : (x as Nested[]).slice(begin[0], begin[0] + size[0]).map((row) => sliceNested(row, begin.slice(1), size.slice(1)));
 
 describe('wasm fallbacks', () => {
   beforeAll(async () => {
     await initBackend('wasm');
+  });
+
+  it('slices any box of any rank, copying runs that span whole trailing dimensions', () => {
+    const out = new Float32Array(4);
+    sliceInto(Float32Array.from({ length: 24 }, (_, i) => i), [2, 3, 4], [1, 1, 1], [1, 2, 2], out);
+    expect(Array.from(out)).toEqual([17, 18, 21, 22]);
+    const CASES: Array<[number[], number[], number[]]> = [
+      [[10], [3], [4]],
+      [[6, 7], [2, 0], [3, 7]], // whole rows: one run
+      [[6, 7], [1, 2], [4, 3]],
+      [[1024, 64], [0, 0], [1, 1]], // one corner of a product
+      [[3, 4, 5], [1, 0, 2], [2, 4, 3]],
+      [[3, 4, 5], [0, 1, 0], [3, 2, 5]],
+      [[2, 3, 4, 5], [1, 1, 0, 1], [1, 2, 4, 3]],
+      [[2, 3, 4, 5], [0, 0, 0, 0], [2, 3, 4, 5]],
+      [[4, 5], [2, 1], [0, 3]], // empty
+    ];
+    for (const [shape, begin, size] of CASES) {
+      for (const dtype of ['float32', 'int32'] as const) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const before = tf.memory().numTensors;
+        const [got, want] = tf.tidy(() => {
+          const x = tf.reshape(tf.range(0, n, 1, dtype), shape);
+          return [tf.slice(x, begin, size).arraySync(), sliceNested(x.arraySync() as Nested, begin, size)];
+        });
+        expect(got, `${shape} ${begin} ${size} ${dtype}`).toEqual(want);
+        expect(tf.memory().numTensors).toBe(before);
+      }
+    }
+  });
+
+  it('slices without reading the whole input out of the heap', () => {
+    const backend = tf.engine().backend as BackendWasm;
+    const x = tf.ones([1024, 256]);
+    const read = vi.spyOn(backend, 'readSync');
+    const corner = tf.slice(x, [0, 0], [1, 1]);
+    expect(read).not.toHaveBeenCalled();
+    read.mockRestore();
+    expect(corner.dataSync()[0]).toBe(1);
+    tf.dispose([x, corner]);
   });
 
   it('sums rows per segment, dropping ids out of range', () => {
