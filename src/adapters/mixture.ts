@@ -15,7 +15,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
-import { renormaliseGates, renormaliseGatesGrad, routerAuxLoss, selectExperts, selectionFractions, softmaxGrad, type RoutingOptions } from './routing.ts';
+import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import {
+  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routerAuxLoss, selectExperts, selectionFractions, softmaxGrad, softmaxRows,
+  type RoutingOptions,
+} from './routing.ts';
 
 /** A module's adapter tensors in compute layout. Expert e owns columns/rows e·r .. (e+1)·r. */
 export interface MixtureWeights {
@@ -55,53 +59,98 @@ function spreadMatrix(experts: number, rank: number, scale: number): tf.Tensor2D
 }
 
 /**
- * The experts' gated sum for rows xd [N, in] given router logits l [N, E] and the selection mask
- * m (constant), as one op with its gradient written out. Autodiff through the same ops recorded
- * ~130 kernels per module (each op saves, clones and often casts its operands), which made a
- * MoE step ~1.8x a LoRA step on small models; this is ~25.
- *   forward:  p = softmax(l), g = p⊙m / Σ_e p⊙m, G = g·P, h = xd·A, D = (h ⊙ G)·B
- *   backward: dH = dD·Bᵀ, dB = (h ⊙ G)ᵀ·dD, dA = xdᵀ·(dH ⊙ G), dxd = (dH ⊙ G)·Aᵀ,
- *             dg = (dH ⊙ h)·Pᵀ, dp = m ⊙ (dg − Σ_e dg⊙g) / Σ_e p⊙m, dl = p ⊙ (dp − Σ_e dp⊙p)
+ * G [N, E·r] = g·P: the gates g for router logits l [N, E] and the selection mask m (constant),
+ * each spread over its expert's r columns with the LoRA scale, as one op with its gradient
+ * written out: forward p = softmax(l), g = p⊙m / Σ_e p⊙m, G = g·P; backward dg = dG·Pᵀ,
+ * dl = softmaxGrad(p, renormaliseGatesGrad(dg)). The host form does the same in JS loops.
  */
-function expertsDelta(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec): tf.Tensor2D {
+function spreadGates(logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec, placement: Placement): tf.Tensor2D {
+  const { experts: E, rank: r, scale } = spec;
+  if (placement === 'host') {
+    const op = tf.customGrad((...args) => {
+      const l = args[0] as tf.Tensor2D;
+      const m = mask.dataSync() as Float32Array;
+      const p = softmaxRows(l.dataSync(), E);
+      const { gates, total } = gatesRows(p, m, E);
+      const G = new Float32Array(gates.length * r);
+      for (let i = 0; i < gates.length; i++) G.fill(scale * gates[i], i * r, (i + 1) * r);
+      return {
+        value: tf.tensor2d(G, [l.shape[0], E * r]),
+        gradFunc: (dG: tf.Tensor) => {
+          const d = dG.dataSync();
+          const dg = new Float32Array(gates.length);
+          for (let i = 0; i < gates.length; i++) {
+            let sum = 0;
+            for (let j = i * r; j < (i + 1) * r; j++) sum += d[j];
+            dg[i] = scale * sum;
+          }
+          return tf.tensor2d(gatesGradRows(dg, p, gates, m, total, E), l.shape);
+        },
+      };
+    });
+    return op(logits) as tf.Tensor2D;
+  }
   const op = tf.customGrad((...args) => {
-    const [x, A, B, l] = args.slice(0, 4) as tf.Tensor2D[];
-    const save = args[4] as tf.GradSaveFunc;
-    const P = spreadMatrix(spec.experts, spec.rank, spec.scale); // scale folded in
+    const l = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
+    const P = spreadMatrix(E, r, scale); // scale folded in
     const p = tf.softmax(l) as tf.Tensor2D;
     const { gates: g, total } = renormaliseGates(p, mask); // [N, E], [N, 1]
-    const G = tf.matMul(g, P); // [N, E·r]
-    const h = tf.matMul(x, A); // [N, E·r]
-    const gated = tf.mul(h, G);
-    save([x, A, B, h, G, gated, p, g, total, mask, P]);
+    save([p, g, total, mask, P]);
     return {
-      value: tf.matMul(gated, B) as tf.Tensor2D, // [N, out]
-      gradFunc: (dD: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, As, Bs, hs, Gs, gatedS, ps, gs, ts, ms, Ps] = saved as tf.Tensor2D[];
-        const dH = tf.matMul(dD as tf.Tensor2D, Bs, false, true); // [N, E·r]
-        const dh = tf.mul(dH, Gs);
-        const dg = tf.matMul(tf.mul(dH, hs), Ps, false, true); // [N, E]
-        const dl = softmaxGrad(ps, renormaliseGatesGrad(dg, gs, ms, ts));
-        return [tf.matMul(dh, As, false, true), tf.matMul(xs, dh, true, false), tf.matMul(gatedS, dD as tf.Tensor2D, true, false), dl];
+      value: tf.matMul(g, P) as tf.Tensor2D,
+      gradFunc: (dG: tf.Tensor, saved: tf.Tensor[]) => {
+        const [ps, gs, ts, ms, Ps] = saved as tf.Tensor2D[];
+        const dg = tf.matMul(dG as tf.Tensor2D, Ps, false, true); // [N, E]
+        return softmaxGrad(ps, renormaliseGatesGrad(dg, gs, ms, ts));
       },
     };
   });
-  return op(xd, loraA, loraB, logits) as tf.Tensor2D;
+  return op(logits) as tf.Tensor2D;
+}
+
+/**
+ * The experts' gated sum for rows xd [N, in] given the spread gates G [N, E·r], as one op with
+ * its gradient written out. Autodiff through the same ops recorded ~130 kernels per module
+ * (each op saves, clones and often casts its operands).
+ *   forward:  h = xd·A, D = (h ⊙ G)·B
+ *   backward: dH = dD·Bᵀ, dh = dH ⊙ G, dxd = dh·Aᵀ, dA = xdᵀ·dh, dB = (h ⊙ G)ᵀ·dD, dG = dH ⊙ h
+ */
+function expertsDelta(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, gates: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...args) => {
+    const [x, A, B, G] = args.slice(0, 4) as tf.Tensor2D[];
+    const save = args[4] as tf.GradSaveFunc;
+    const h = tf.matMul(x, A); // [N, E·r]
+    const gated = tf.mul(h, G);
+    save([x, A, B, h, G, gated]);
+    return {
+      value: tf.matMul(gated, B) as tf.Tensor2D, // [N, out]
+      gradFunc: (dD: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, As, Bs, hs, Gs, gatedS] = saved as tf.Tensor2D[];
+        const dH = tf.matMul(dD as tf.Tensor2D, Bs, false, true); // [N, E·r]
+        const dh = tf.mul(dH, Gs);
+        return [tf.matMul(dh, As, false, true), tf.matMul(xs, dh, true, false), tf.matMul(gatedS, dD as tf.Tensor2D, true, false), tf.mul(dH, hs)];
+      },
+    };
+  });
+  return op(xd, loraA, loraB, gates) as tf.Tensor2D;
 }
 
 /**
  * The adapter delta for rows x [N, in]. `xd` is what the experts see (dropout(x) when training,
- * else x); the router always sees x, as in MoLA/ref_moe.py.
+ * else x); the router always sees x, as in MoLA/ref_moe.py. `placement` says where the routing
+ * math on [N, E] runs (src/backend/placement.ts); the products are kernels either way.
  */
-export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec): MixtureOutput {
+export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, placement: Placement = defaultPlacement()): MixtureOutput {
   if (w.router === null) {
     const h = tf.matMul(xd, w.loraA); // [N, in] x [in, r] -> [N, r]
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
     return { delta, logits: null, mask: null };
   }
   const logits = tf.matMul(x, w.router) as tf.Tensor2D; // [N, in] x [in, E] -> [N, E]
-  const mask = selectExperts(logits, spec.routing);
-  return { delta: expertsDelta(xd, w.loraA, w.loraB, logits, mask, spec), logits, mask };
+  const mask = selectExperts(logits, spec.routing, placement);
+  const gates = spreadGates(logits, mask, spec, placement);
+  return { delta: expertsDelta(xd, w.loraA, w.loraB, gates), logits, mask };
 }
 
 /** PEFT's get_delta_weight for one expert, as a kernel: scale · A·B, [in, r] x [r, out] -> [in, out]. */
@@ -116,6 +165,8 @@ export interface MixtureOptions {
   balanceCoef: number;
   /** Weight of the router z-loss (0: not computed). */
   zLossCoef: number;
+  /** Where the routing math runs (src/backend/placement.ts); default by the active backend. */
+  placement?: Placement;
 }
 
 /** What one forward's tidy hands out: the output and, with a context, the router's loss and usage. */
@@ -159,10 +210,11 @@ export class MixtureLinear implements LinearModule {
       throw new Error(`${this.name}: ctx.tokenMask has ${mask.shape[0]} entries but the input has ${N} rows`);
     }
     const { dropout, balanceCoef, zLossCoef } = this.options;
+    const placement = this.options.placement ?? defaultPlacement();
     const seed = ctx?.training && dropout > 0 ? (ctx.dropoutSeed ? ctx.dropoutSeed.next() : this.fallbackSeed++) : 0;
     const out = tf.tidy((): ForwardParts => {
       const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
-      const { delta, logits, mask: selected } = mixtureDelta(x, xd, this.weights, this.spec);
+      const { delta, logits, mask: selected } = mixtureDelta(x, xd, this.weights, this.spec, placement);
       const y = tf.add(this.base.forward(x, ctx), delta) as tf.Tensor2D;
       const parts: ForwardParts = { y };
       if (!ctx || !logits || !selected) return parts;
@@ -170,7 +222,7 @@ export class MixtureLinear implements LinearModule {
         // The router losses' op also hands out the selection fractions it computes (off the
         // gradient tape), which are the usage log: ~15 fewer recorded kernels per module.
         const fractions: tf.Tensor1D[] = [];
-        parts.aux = routerAuxLoss(logits, selected, { balanceCoef, zLossCoef, tokenMask: mask, fractionsOut: ctx.routerStats ? fractions : undefined });
+        parts.aux = routerAuxLoss(logits, selected, { balanceCoef, zLossCoef, tokenMask: mask, fractionsOut: ctx.routerStats ? fractions : undefined, placement });
         if (fractions.length) parts.usage = fractions[0];
         return parts;
       }

@@ -7,8 +7,14 @@
  * the experts per token, made under `tf.customGrad` with a zero gradient. Gradients still
  * reach the router through the probabilities that the mask keeps (the renormalised gate) and
  * through the balance loss's mean probabilities, as in PyTorch.
+ *
+ * Each training op has a host form (placement 'host', src/backend/placement.ts): the same
+ * numbers as JS loops over the [N, E] arrays (the *Rows functions at the end), for wasm and cpu,
+ * where the ~50 small kernels per module of the tensor forms cost more in overhead than the
+ * arithmetic itself (a fifth of a stories260K MoE step).
  */
 import * as tf from '@tensorflow/tfjs';
+import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import type { RoutingStrategy } from './plan.ts';
 
 export interface Routing {
@@ -82,18 +88,19 @@ function topPMask(probs: tf.Tensor2D, topP: number): tf.Tensor2D {
  * The selection mask [N, E] for router logits (no gradient). Top-k ranks the logits themselves:
  * softmax keeps their order, so the probabilities need not be computed for it.
  */
-export function selectExperts(logits: tf.Tensor2D, opts: RoutingOptions): tf.Tensor2D {
+export function selectExperts(logits: tf.Tensor2D, opts: RoutingOptions, placement: Placement = defaultPlacement()): tf.Tensor2D {
   const E = logits.shape[1];
   if (opts.strategy === 'dense') return tf.onesLike(logits);
+  if (placement === 'host') return tf.tensor2d(selectRows(logits.dataSync() as Float32Array, E, opts), logits.shape);
   if (opts.strategy === 'topk') return topKMask(logits, Math.min(opts.topK, E));
   return topPMask(tf.softmax(logits) as tf.Tensor2D, opts.topP);
 }
 
 /** Softmax, selection and renormalised gates for router logits [N, E]. */
-export function routeTokens(logits: tf.Tensor2D, opts: RoutingOptions): Routing {
+export function routeTokens(logits: tf.Tensor2D, opts: RoutingOptions, placement: Placement = defaultPlacement()): Routing {
   const probs = tf.softmax(logits) as tf.Tensor2D; // [N, E]
   if (opts.strategy === 'dense') return { probs, mask: tf.onesLike(probs), gates: probs };
-  const mask = selectExperts(logits, opts);
+  const mask = selectExperts(logits, opts, placement);
   return { probs, mask, gates: renormalised(probs, mask) };
 }
 
@@ -182,6 +189,8 @@ export interface RouterLossOptions {
    * caller that also logs usage need not compute them on the gradient tape.
    */
   fractionsOut?: tf.Tensor1D[];
+  /** Where the op runs; default defaultPlacement(). */
+  placement?: Placement;
 }
 
 /**
@@ -192,6 +201,7 @@ export interface RouterLossOptions {
  * mean_w(lse²) has dl = c_z·2·lse_n·w_n / W · P; and dl = P ⊙ (dP − Σ_e dP·P) through the softmax.
  */
 export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: RouterLossOptions): tf.Scalar {
+  if ((opts.placement ?? defaultPlacement()) === 'host') return routerAuxLossOnHost(logits, mask, opts);
   const [N, E] = logits.shape;
   const { balanceCoef: cb, zLossCoef: cz, tokenMask } = opts;
   const op = tf.customGrad((...args) => {
@@ -223,4 +233,164 @@ export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Rout
     };
   });
   return op(logits) as tf.Scalar;
+}
+
+/** routerAuxLoss's host form: the same value and gradient from JS loops over the [N, E] arrays. */
+function routerAuxLossOnHost(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: RouterLossOptions): tf.Scalar {
+  const E = logits.shape[1];
+  const op = tf.customGrad((...args) => {
+    const l = (args[0] as tf.Tensor2D).dataSync() as Float32Array;
+    const aux = routerAuxRows(l, mask.dataSync() as Float32Array, E, opts.balanceCoef, opts.zLossCoef, opts.tokenMask?.dataSync() as Float32Array | undefined);
+    if (opts.fractionsOut) opts.fractionsOut.push(tf.keep(tf.tensor1d(aux.fractions)));
+    return {
+      value: tf.scalar(aux.value),
+      gradFunc: (dy: tf.Tensor) => tf.tensor2d(aux.grad(dy.dataSync()[0]), logits.shape),
+    };
+  });
+  return op(logits) as tf.Scalar;
+}
+
+// ---- Host forms: row-major [N, E] Float32Arrays, the same numbers as the tensor forms ----
+
+/** Row-wise softmax of l [N, E]. */
+export function softmaxRows(l: ArrayLike<number>, E: number): Float32Array {
+  const p = new Float32Array(l.length);
+  for (let o = 0; o < l.length; o += E) {
+    let max = -Infinity;
+    for (let e = 0; e < E; e++) max = Math.max(max, l[o + e]);
+    let sum = 0;
+    for (let e = 0; e < E; e++) sum += (p[o + e] = Math.exp(l[o + e] - max));
+    for (let e = 0; e < E; e++) p[o + e] /= sum;
+  }
+  return p;
+}
+
+/**
+ * Writes into `order` the row's experts in descending value, ties to the lower index (torch.topk,
+ * tf.topk); only the first `k` places are filled. A selection sort: E is a handful of experts.
+ */
+function rowOrder(v: ArrayLike<number>, o: number, E: number, k: number, order: Int32Array): void {
+  for (let e = 0; e < E; e++) order[e] = e;
+  for (let i = 0; i < k; i++) {
+    let best = i;
+    for (let j = i + 1; j < E; j++) {
+      const a = v[o + order[j]];
+      const b = v[o + order[best]];
+      if (a > b || (a === b && order[j] < order[best])) best = j;
+    }
+    const t = order[i];
+    order[i] = order[best];
+    order[best] = t;
+  }
+}
+
+/** selectExperts on the host: the [N, E] 0/1 mask for logits l. */
+export function selectRows(l: ArrayLike<number>, E: number, opts: RoutingOptions): Float32Array {
+  const mask = new Float32Array(l.length);
+  if (opts.strategy === 'dense') return mask.fill(1);
+  const order = new Int32Array(E);
+  if (opts.strategy === 'topk') {
+    const k = Math.min(opts.topK, E);
+    for (let o = 0; o < l.length; o += E) {
+      rowOrder(l, o, E, k, order);
+      for (let i = 0; i < k; i++) mask[o + order[i]] = 1;
+    }
+    return mask;
+  }
+  const p = softmaxRows(l, E);
+  for (let o = 0; o < l.length; o += E) {
+    rowOrder(p, o, E, E, order);
+    let before = 0; // mass ranked above, summed in float32 as tf.cumsum does
+    for (let i = 0; i < E && before < opts.topP; i++) {
+      mask[o + order[i]] = 1;
+      before = Math.fround(before + p[o + order[i]]);
+    }
+  }
+  return mask;
+}
+
+/** renormaliseGates on the host: g = p⊙m / Σ_e p⊙m and that total per row [N]. */
+export function gatesRows(p: ArrayLike<number>, mask: ArrayLike<number>, E: number): { gates: Float32Array; total: Float32Array } {
+  const gates = new Float32Array(p.length);
+  const total = new Float32Array(p.length / E);
+  for (let n = 0, o = 0; o < p.length; n++, o += E) {
+    let t = 0;
+    for (let e = 0; e < E; e++) t += p[o + e] * mask[o + e];
+    total[n] = t;
+    for (let e = 0; e < E; e++) gates[o + e] = (p[o + e] * mask[o + e]) / t;
+  }
+  return { gates, total };
+}
+
+/**
+ * dl for dg through the renormalisation and the softmax (renormaliseGatesGrad then
+ * softmaxGrad, on the host): dp = m ⊙ (dg − Σ_e dg⊙g) / total, dl = p ⊙ (dp − Σ_e dp⊙p).
+ */
+export function gatesGradRows(dg: ArrayLike<number>, p: ArrayLike<number>, gates: ArrayLike<number>, mask: ArrayLike<number>, total: ArrayLike<number>, E: number): Float32Array {
+  const dl = new Float32Array(p.length);
+  const dp = new Float64Array(E);
+  for (let n = 0, o = 0; o < p.length; n++, o += E) {
+    let dgg = 0;
+    for (let e = 0; e < E; e++) dgg += dg[o + e] * gates[o + e];
+    let dpp = 0;
+    for (let e = 0; e < E; e++) {
+      dp[e] = (mask[o + e] * (dg[o + e] - dgg)) / total[n];
+      dpp += dp[e] * p[o + e];
+    }
+    for (let e = 0; e < E; e++) dl[o + e] = p[o + e] * (dp[e] - dpp);
+  }
+  return dl;
+}
+
+/**
+ * routerAuxLoss on the host: its value, the selection fractions [E] and the gradient dl [N, E]
+ * for an upstream dy (see routerAuxLoss for the formulas). `tokenMask` [N]: 1 real, 0 padding.
+ */
+export function routerAuxRows(l: ArrayLike<number>, mask: ArrayLike<number>, E: number, cb: number, cz: number, tokenMask?: ArrayLike<number>) {
+  const N = l.length / E;
+  const w = (n: number) => (tokenMask ? tokenMask[n] : 1);
+  let W = 0;
+  for (let n = 0; n < N; n++) W += w(n);
+  W = tokenMask ? Math.max(W, 1e-9) : N;
+  const p = softmaxRows(l, E);
+  const perExpert = new Float64Array(E);
+  const meanP = new Float64Array(E);
+  for (let n = 0; n < N; n++) {
+    for (let e = 0; e < E; e++) {
+      perExpert[e] += mask[n * E + e] * w(n);
+      meanP[e] += p[n * E + e] * w(n);
+    }
+  }
+  const selected = perExpert.reduce((a, b) => a + b, 0);
+  const fractions = Float32Array.from(perExpert, (c) => c / Math.max(selected, 1e-9));
+  const lse = new Float64Array(N);
+  let value = 0;
+  if (cb > 0) value += (cb * E * fractions.reduce((acc, f, e) => acc + f * meanP[e], 0)) / W;
+  if (cz > 0) {
+    let z = 0;
+    for (let n = 0; n < N; n++) {
+      let max = -Infinity;
+      for (let e = 0; e < E; e++) max = Math.max(max, l[n * E + e]);
+      let sum = 0;
+      for (let e = 0; e < E; e++) sum += Math.exp(l[n * E + e] - max);
+      lse[n] = max + Math.log(sum);
+      z += lse[n] * lse[n] * w(n);
+    }
+    value += (cz * z) / W;
+  }
+  const grad = (dy: number): Float32Array => {
+    const dl = new Float32Array(N * E);
+    for (let n = 0; n < N; n++) {
+      const perToken = (dy * w(n)) / W;
+      const o = n * E;
+      let dpp = 0;
+      if (cb > 0) for (let e = 0; e < E; e++) dpp += perToken * cb * E * fractions[e] * p[o + e];
+      for (let e = 0; e < E; e++) {
+        const balance = cb > 0 ? p[o + e] * (perToken * cb * E * fractions[e] - dpp) : 0;
+        dl[o + e] = balance + (cz > 0 ? p[o + e] * perToken * 2 * cz * lse[n] : 0);
+      }
+    }
+    return dl;
+  };
+  return { value, fractions, grad };
 }

@@ -4,7 +4,7 @@
  *   p <- p - lr*wd*p;  m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
  *   p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
  *
- * Where the update runs (`placement`):
+ * Where the update runs (`placement`, src/backend/placement.ts):
  *  - 'device': tfjs kernels, moments in non-trainable variables (a step allocates nothing that
  *    survives it). For backends whose tensors live in accelerator memory (webgpu, tfjs-node).
  *  - 'host': one loop per parameter over Float32Arrays (adamwUpdate), moments in host memory.
@@ -13,14 +13,7 @@
  *    each a step, for a few hundred thousand multiply-adds (like torch's fused/foreach AdamW).
  */
 import * as tf from '@tensorflow/tfjs';
-
-export type Placement = 'host' | 'device';
-
-/** Backends whose tensors are host memory: reading and writing them costs a copy, no transfer. */
-export const HOST_BACKENDS: readonly string[] = ['wasm', 'cpu'];
-
-/** 'host' on HOST_BACKENDS, else 'device'. */
-export const defaultPlacement = (backend: string = tf.getBackend()): Placement => (HOST_BACKENDS.includes(backend) ? 'host' : 'device');
+import { defaultPlacement, type Placement } from '../backend/placement.ts';
 
 export interface AdamWOptions {
   beta1?: number;

@@ -1,6 +1,6 @@
 /** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_ semantics), missing from tfjs. */
 import * as tf from '@tensorflow/tfjs';
-import { defaultPlacement, type Placement } from './adamw.ts';
+import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { sumScalars } from './forward.ts';
 
 /** The global L2 norm of all gradients, as a scalar tensor. */

@@ -46,7 +46,7 @@ function worst(got: ArrayLike<number>, want: M): number {
   return w;
 }
 
-describe('mixture layer vs PyTorch reference (ref_moe.py)', () => {
+describe.each(['host', 'device'] as const)('mixture layer vs PyTorch reference (ref_moe.py), routing on the %s', (placement) => {
   it.each(fixture.cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
     const before = tf.memory().numTensors;
     const { loraA, loraB, router } = packedVariables(c);
@@ -54,7 +54,7 @@ describe('mixture layer vs PyTorch reference (ref_moe.py)', () => {
     const kernel = tf.tidy(() => tf.transpose(tf.tensor2d(c.W0))); // [out, in] -> [in, out]
     const base: LinearModule = { inFeatures: c.x[0].length, outFeatures: c.W0.length, forward: (x) => tf.matMul(x, kernel) };
     const spec = { experts: c.experts, rank: c.rank, scale: c.scale, routing: { strategy: c.strategy, topK: c.top_k, topP: c.top_p } };
-    const layer = new MixtureLinear('m', base, spec, { loraA, loraB, router }, { dropout: 0, balanceCoef: 0.5, zLossCoef: 0.1 });
+    const layer = new MixtureLinear('m', base, spec, { loraA, loraB, router }, { dropout: 0, balanceCoef: 0.5, zLossCoef: 0.1, placement });
     const ctx: ForwardContext = { training: true, auxLosses: [], tokenMask: tf.tensor1d(c.token_mask), routerStats: new Map() };
     const G = tf.tensor2d(c.G);
     let y: Float32Array = new Float32Array();
@@ -80,7 +80,7 @@ describe('mixture layer vs PyTorch reference (ref_moe.py)', () => {
       // the weighted loss the layer pushed, and the unmasked balance loss as ref_moe computes it
       expect(ctx.auxLosses[0].dataSync()[0]).toBeCloseTo(0.5 * c.aux_masked! + 0.1 * c.zloss!, 5);
       const [aux, mask] = tf.tidy(() => {
-        const r = routeTokens(tf.matMul(xv, router) as tf.Tensor2D, spec.routing);
+        const r = routeTokens(tf.matMul(xv, router) as tf.Tensor2D, spec.routing, placement);
         return [balanceLoss(r.probs, r.mask).dataSync()[0], r.mask.arraySync()];
       });
       expect(aux).toBeCloseTo(c.aux!, 5);

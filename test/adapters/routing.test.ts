@@ -2,6 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { balanceLoss, routerAuxLoss, routerZLoss, routeTokens, selectExperts, selectionFractions } from '../../src/adapters/routing.ts';
 import { initBackend } from '../../src/backend/index.ts';
+import type { Placement } from '../../src/backend/placement.ts';
+
+/** Every op runs in both forms: kernels ('device') and JS loops over the arrays ('host'). */
+const PLACEMENTS: Placement[] = ['host', 'device'];
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -15,14 +19,14 @@ const P = [
 ];
 const logits = () => tf.log(tf.tensor2d(P));
 
-function gates(strategy: 'topk' | 'topp' | 'dense', topK: number, topP: number) {
+function gates(strategy: 'topk' | 'topp' | 'dense', topK: number, topP: number, placement: Placement) {
   return tf.tidy(() => {
-    const r = routeTokens(logits() as tf.Tensor2D, { strategy, topK, topP });
+    const r = routeTokens(logits() as tf.Tensor2D, { strategy, topK, topP }, placement);
     return { mask: r.mask.arraySync(), gates: r.gates.arraySync() };
   });
 }
 
-describe('routeTokens', () => {
+describe.each(PLACEMENTS)('routeTokens (%s)', (placement) => {
   it.each([
     ['topk k=1', 'topk', 1, 0, [[1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], [[1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]]],
     ['topk k=2', 'topk', 2, 0, [[1, 1, 0, 0], [0, 0, 1, 1], null], [[0.5 / 0.8, 0.3 / 0.8, 0, 0], [0, 0, 3 / 7, 4 / 7], null]],
@@ -32,7 +36,7 @@ describe('routeTokens', () => {
     ['dense', 'dense', 0, 0, [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]], P],
   ] as const)('%s', (_name, strategy, k, p, wantMask, wantGates) => {
     const before = tf.memory().numTensors;
-    const got = gates(strategy, k, p);
+    const got = gates(strategy, k, p, placement);
     wantMask.forEach((row, n) => {
       if (row) expect(got.mask[n]).toEqual(row);
     });
@@ -44,7 +48,7 @@ describe('routeTokens', () => {
   });
 
   it('top-k with ties in the third row still picks exactly k experts', () => {
-    const got = gates('topk', 2, 0);
+    const got = gates('topk', 2, 0, placement);
     expect(got.mask[2].reduce((a, b) => a + b, 0)).toBe(2);
     expect(got.mask[2][0]).toBe(1);
   });
@@ -82,7 +86,7 @@ describe('balance and z losses', () => {
   });
 });
 
-describe('routerAuxLoss (the layer\'s fused router losses)', () => {
+describe.each(PLACEMENTS)('routerAuxLoss (the layer\'s fused router losses, %s)', (placement) => {
   // random logits, a top-2 mask and a token mask with padding: value and gradient must equal
   // cb·balanceLoss + cz·routerZLoss composed from their definitions, through autodiff
   const N = 7;
@@ -99,17 +103,22 @@ describe('routerAuxLoss (the layer\'s fused router losses)', () => {
     type Result = readonly [number, number[]];
     let fused: Result = [NaN, []];
     let composed: Result = [NaN, []];
+    let fractions: number[][] = [];
     tf.tidy(() => {
       const l = tf.tensor2d(logitVals, [N, E]);
-      const mask = selectExperts(l, { strategy: 'topk', topK: 2, topP: 0 });
+      const mask = selectExperts(l, { strategy: 'topk', topK: 2, topP: 0 }, placement);
       const run = (f: (x: tf.Tensor2D) => tf.Scalar): Result => {
         const { value, grad } = tf.valueAndGrad((x: tf.Tensor) => f(x as tf.Tensor2D))(l);
         return [value.dataSync()[0], Array.from(grad.dataSync())];
       };
-      fused = run((x) => routerAuxLoss(x, mask, { balanceCoef: cb, zLossCoef: cz, tokenMask }));
+      const out: tf.Tensor1D[] = [];
+      fused = run((x) => routerAuxLoss(x, mask, { balanceCoef: cb, zLossCoef: cz, tokenMask, placement, fractionsOut: out }));
+      fractions = [Array.from(out[0].dataSync()), Array.from(selectionFractions(mask, tokenMask).dataSync())];
+      tf.dispose(out);
       composed = run((x) => tf.add(tf.mul(cb, balanceLoss(tf.softmax(x) as tf.Tensor2D, mask, tokenMask)), tf.mul(cz, routerZLoss(x, tokenMask))) as tf.Scalar);
     });
     expect(fused[0]).toBeCloseTo(composed[0], 6);
+    fractions[0].forEach((f, e) => expect(f).toBeCloseTo(fractions[1][e], 6)); // the usage log
     expect(composed[1].some((v) => Math.abs(v) > 1e-4)).toBe(true); // a gradient worth comparing
     fused[1].forEach((v, i) => expect(v).toBeCloseTo(composed[1][i], 6));
     expect(tf.memory().numTensors).toBe(before);
