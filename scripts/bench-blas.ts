@@ -21,6 +21,8 @@ const SHAPES: Array<[number[], number[], boolean, boolean, string]> = [
   [[1024, 256], [256, 688], false, false, 'gate/up'],
   [[1024, 688], [256, 688], false, true, 'gate/up dX'],
   [[1024, 256], [256, 256], false, false, 'q/o'],
+  [[1024, 256], [256, 128], false, false, 'k/v (4 of 8 heads)'],
+  [[1024, 128], [256, 128], false, true, 'k/v dX'],
   [[1024, 256], [1024, 688], true, false, 'frozen-free dW shape'],
   [[1024, 256], [256, 32], false, false, 'experts A'],
   [[1024, 256], [1024, 32], true, false, 'experts dA'],
