@@ -3,7 +3,8 @@
 #   node/bin/node (+ the libstdc++/libgcc_s it links, used only if the host's are too old),
 #   bench-train.mjs (scripts/bench-train.ts and all of hilo + tfjs bundled by esbuild),
 #   node_modules/ with only what cannot be bundled: tfjs-backend-wasm's .wasm files (and the
-#   threaded build's factory, read as text for its worker threads) and
+#   threaded build's factory, read as text for its worker threads), koffi with its linux-x64
+#   binary (the wasm rows use the machine's OpenBLAS if it has one: src/backend/blas.ts) and
 #   webgpu's Dawn addon for linux-x64, shared/ with stories260K and the PyTorch reference,
 #   and device-bench.sh itself.
 #   scripts/pack-device.sh [OUT.tar.xz]     (default .hilo-cache/hilo-device.tar.xz, git-ignored)
@@ -27,7 +28,7 @@ done
 # One ESM file; native and optional packages stay outside. Bundled CJS code gets `require`, and
 # `__dirname` / `__filename` (Emscripten's Node path reads __dirname when the wasm backend starts).
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/scripts/bench-train.ts" --bundle --platform=node --format=esm --target=node20 \
-  --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
+  --external:webgpu --external:koffi --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
   --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; import { fileURLToPath as __hiloPath } from 'node:url'; const require = __hiloCreateRequire(import.meta.url); const __filename = __hiloPath(import.meta.url); const __dirname = __hiloPath(new URL('.', import.meta.url));" \
   --log-level=warning --outfile="$D/bench-train.mjs"
 
@@ -37,6 +38,9 @@ cp "$W"/dist/*.wasm "$D/node_modules/@tensorflow/tfjs-backend-wasm/dist/"
 # the threaded build's module factory, which src/backend/wasm-threads.ts hands its pthread workers
 mkdir -p "$D/node_modules/@tensorflow/tfjs-backend-wasm/wasm-out"
 cp "$W/wasm-out/tfjs-backend-wasm-threaded-simd.js" "$D/node_modules/@tensorflow/tfjs-backend-wasm/wasm-out/"
+mkdir -p "$D/node_modules/@koromix/koffi-linux-x64"
+cp -r "$ROOT/node_modules/koffi" "$D/node_modules/" && rm -rf "$D/node_modules/koffi/doc" "$D/node_modules/koffi/vendor"
+cp -r "$ROOT/node_modules/@koromix/koffi-linux-x64"/{package.json,index.js,linux_x64} "$D/node_modules/@koromix/koffi-linux-x64/"
 G=$ROOT/node_modules/webgpu
 cp "$G/package.json" "$G/index.js" "$D/node_modules/webgpu/"
 cp -r "$G/dist/linux-x64" "$D/node_modules/webgpu/dist/"
