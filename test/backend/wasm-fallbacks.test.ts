@@ -7,7 +7,12 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend } from '../../src/backend/index.ts';
-import { segmentSum, sliceInto } from '../../src/backend/wasm-fallbacks.ts';
+import { gatherInto, segmentSum, sliceInto } from '../../src/backend/wasm-fallbacks.ts';
+
+/** Nested arrays gathered the slow obvious way: x.take(ids, axis), ids of any rank. */
+const mapIds = (ids: Nested, f: (id: number) => Nested): Nested => (typeof ids === 'number' ? f(ids) : ids.map((i) => mapIds(i, f)));
+const take = (x: Nested, ids: Nested, axis: number): Nested =>
+  axis === 0 ? mapIds(ids, (id) => (x as Nested[])[id]) : (x as Nested[]).map((row) => take(row, ids, axis - 1));
 
 /** Nested arrays sliced the slow obvious way. */
 type Nested = number | Nested[];
@@ -57,6 +62,37 @@ describe('wasm fallbacks', () => {
     read.mockRestore();
     expect(corner.dataSync()[0]).toBe(1);
     tf.dispose([x, corner]);
+  });
+
+  it('gathers along any axis, with batch dims, as whole-slice copies', () => {
+    const out = new Float32Array(4);
+    gatherInto(Float32Array.from([0, 1, 2, 3, 4, 5]), [2, 0], 1, 1, 3, 2, out); // rows 2 and 0 of [3, 2]
+    expect(Array.from(out)).toEqual([4, 5, 0, 1]);
+    const CASES: Array<[number[], number[], number[], number, number]> = [
+      [[10, 4], [7], [3, 3, 0, 9, 1, 2, 5], 0, 0], // an embedding lookup
+      [[10, 4], [2, 3], [3, 3, 0, 9, 1, 2], 0, 0], // [B, T] token ids
+      [[3, 5, 2], [4], [4, 0, 0, 2], 1, 0],
+      [[3, 5, 2], [3], [1, 0, 1], 2, 0],
+      [[40], [5], [39, 0, 7, 7, 20], 0, 0], // single elements (a flat label gather)
+      [[2, 5, 3], [2, 2], [4, 1, 0, 0], 1, 1], // per-batch indices
+    ];
+    for (const [shape, idShape, ids, axis, batchDims] of CASES) {
+      for (const dtype of ['float32', 'int32'] as const) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const before = tf.memory().numTensors;
+        const [got, want] = tf.tidy(() => {
+          const x = tf.reshape(tf.range(0, n, 1, dtype), shape);
+          const idx = tf.tensor(ids, idShape, 'int32');
+          const xs = x.arraySync() as Nested;
+          const is = idx.arraySync() as Nested;
+          const ref = batchDims === 0 ? take(xs, is, axis) : (xs as Nested[]).map((xb, b) => take(xb, (is as Nested[])[b], axis - 1));
+          return [tf.gather(x, idx, axis, batchDims).arraySync(), ref];
+        });
+        expect(got, `${shape} ${idShape} ${axis} ${batchDims} ${dtype}`).toEqual(want);
+        expect(tf.memory().numTensors).toBe(before);
+      }
+    }
+    expect(() => tf.tidy(() => tf.gather(tf.zeros([3, 2]), tf.tensor1d([0, 3], 'int32')))).toThrow(/GatherV2: the index value 3 is not in \[0, 2\]/);
   });
 
   it('sums rows per segment, dropping ids out of range', () => {
