@@ -53,9 +53,11 @@ export function layerNorm(x: tf.Tensor2D, weight: tf.Tensor1D, bias: tf.Tensor1D
  */
 export function additiveMask(batch: number, seq: number, attentionMask?: tf.Tensor2D, past = 0): tf.Tensor4D {
   const keys = past + seq;
-  const rows = tf.range(past, keys, 1, 'int32').reshape([seq, 1]);
-  const cols = tf.range(0, keys, 1, 'int32').reshape([1, keys]);
-  let allowed: tf.Tensor = tf.cast(tf.lessEqual(cols, rows), 'float32').reshape([1, 1, seq, keys]); // [1, 1, T, past+T]
+  // The causal part is written on the host: as a broadcast compare it was ~1.6 ms on wasm,
+  // 5% of a stories260K forward pass.
+  const causal = new Float32Array(seq * keys);
+  for (let t = 0; t < seq; t++) causal.fill(1, t * keys, t * keys + past + t + 1);
+  let allowed: tf.Tensor = tf.tensor4d(causal, [1, 1, seq, keys]); // [1, 1, T, past+T]
   if (attentionMask) allowed = tf.mul(allowed, tf.cast(attentionMask, 'float32').reshape([batch, 1, 1, keys]));
   return tf.mul(tf.sub(1, allowed), NEG) as tf.Tensor4D;
 }
