@@ -1,0 +1,14 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend/index.ts';
+await initBackend('wasm');
+const time = (name: string, f: () => void, n = 20000) => { for (let i = 0; i < 2000; i++) f(); const t = performance.now(); for (let i = 0; i < n; i++) f(); console.log(name.padEnd(40), ((performance.now() - t) / n * 1000).toFixed(2), 'us'); };
+const a = tf.ones([1, 1]), b = tf.ones([1, 1]);
+const A = tf.ones([1024, 64]), B = tf.ones([1024, 64]);
+time('add [1,1] + dispose', () => { tf.add(a, b).dispose(); });
+time('add [1,1] in tidy', () => tf.tidy(() => { tf.add(a, b); }));
+time('10 adds [1,1] in tidy (per add)', () => tf.tidy(() => { let x = a; for (let i = 0; i < 10; i++) x = tf.add(x, b); }), 2000);
+time('add [1024,64] + dispose', () => { tf.add(A, B).dispose(); });
+time('mul [1024,64] + dispose', () => { tf.mul(A, B).dispose(); });
+time('reshape [1024,64]', () => { tf.reshape(A, [64, 1024]).dispose(); });
+const v = tf.variable(tf.ones([1, 1]));
+time('grad of 10 adds (per add, fwd+bwd)', () => tf.tidy(() => { tf.grad((x: tf.Tensor) => { let y = x; for (let i = 0; i < 10; i++) y = tf.add(y, b); return y.sum(); })(a); }), 2000);
