@@ -74,6 +74,23 @@ describe('AdamW matches torch.optim.AdamW', () => {
     }
   }
 
+  it('on the cpu backend, whose dataSync hands out the tensor\'s own array, a host update leaves other tensors alone', async () => {
+    await tf.setBackend('cpu');
+    try {
+      const p = tf.variable(tf.tensor1d([1, 2, 3]), true);
+      const shared = tf.clone(p); // the same buffer as p on cpu
+      const opt = new AdamW(new Map([['p', p]]), { placement: 'host' });
+      const g = tf.tensor1d([0.5, -0.5, 1]);
+      opt.apply(new Map([['p', g]]), 0.1);
+      expect(Array.from(shared.dataSync())).toEqual([1, 2, 3]);
+      Array.from(p.dataSync()).forEach((v, i) => expect(v).toBeCloseTo([0.9, 2.1, 2.9][i], 5)); // first Adam step: ±lr
+      tf.dispose([p, shared, g]);
+      opt.dispose();
+    } finally {
+      await tf.setBackend('wasm');
+    }
+  });
+
   it('host and device placements take the same trajectory', () => {
     const traj = (placement: Placement) => {
       const p = tf.variable(tf.tensor(Array.from({ length: 50 }, (_, j) => Math.cos(j)), [5, 10]), true);
