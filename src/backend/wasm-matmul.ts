@@ -10,6 +10,9 @@
  * or the output is computed transposed when that moves fewer elements; a batch runs as one
  * 2-D product per matrix. Registering kernels (rather than changing callers) makes every
  * product take the fast path, gradients included.
+ *
+ * Where a native BLAS loaded (src/backend/blas.ts), plain float32 products skip all of that:
+ * sgemm takes the transposes as flags and writes the product straight into the wasm heap.
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -136,8 +139,8 @@ function blasMatMul(blas: Blas, backend: BackendWasm, a: TF.TensorInfo, b: TF.Te
   const A = backend.typedArrayFromHeap(a) as Float32Array;
   const B = backend.typedArrayFromHeap(b) as Float32Array;
   const C = backend.typedArrayFromHeap(out) as Float32Array;
-  if (k === 0) return C.fill(0), out;
-  if (m === 0 || n === 0) return out;
+  if (k === 0) C.fill(0); // an empty sum; the heap memory held anything
+  if (k === 0 || m === 0 || n === 0) return out;
   for (let i = 0; i < batch; i++) {
     const ai = batchA === 1 ? A : A.subarray(i * m * k, (i + 1) * m * k);
     const bi = batchB === 1 ? B : B.subarray(i * k * n, (i + 1) * k * n);
