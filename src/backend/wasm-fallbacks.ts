@@ -34,23 +34,27 @@ export function segmentSum(x: ArrayLike<number>, ids: ArrayLike<number>, rowSize
   }
 }
 
+/**
+ * Register `make(original)` as the wasm kernel `name` in place of tfjs's own, which it may call.
+ * Idempotent: a kernel already replaced here is left alone.
+ */
+function replaceKernel(tf: typeof TF, name: string, make: (original: TF.KernelConfig) => TF.KernelFunc): void {
+  const original = tf.getKernel(name, 'wasm');
+  if (!original || (original as { hiloReplaced?: boolean }).hiloReplaced) return;
+  tf.unregisterKernel(name, 'wasm');
+  tf.registerKernel({ ...original, hiloReplaced: true, kernelFunc: make(original) } as TF.KernelConfig);
+}
+
 /** Identity and same-dtype Cast as one more reference to the input's data. */
 function shareInsteadOfCopy(tf: typeof TF): void {
   for (const name of ['Identity', 'Cast'] as const) {
-    const original = tf.getKernel(name, 'wasm');
-    if (!original || (original as { hiloShares?: boolean }).hiloShares) continue;
-    tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel({
-      ...original,
-      hiloShares: true,
-      kernelFunc: (args) => {
-        const x = args.inputs.x as TF.TensorInfo;
-        const dtype = name === 'Cast' ? (args.attrs!.dtype as TF.DataType) : x.dtype;
-        if (dtype !== x.dtype || x.dtype === 'string') return original.kernelFunc(args);
-        (args.backend as BackendWasm).incRef(x.dataId);
-        return { dataId: x.dataId, shape: x.shape, dtype };
-      },
-    } as TF.KernelConfig);
+    replaceKernel(tf, name, (original) => (args) => {
+      const x = args.inputs.x as TF.TensorInfo;
+      const dtype = name === 'Cast' ? (args.attrs!.dtype as TF.DataType) : x.dtype;
+      if (dtype !== x.dtype || x.dtype === 'string') return original.kernelFunc(args);
+      (args.backend as BackendWasm).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype };
+    });
   }
 }
 
@@ -83,25 +87,18 @@ export function sliceInto(x: Float32Array | Int32Array | Uint8Array, shape: read
 }
 
 function sliceWithoutFullRead(tf: typeof TF): void {
-  const original = tf.getKernel('Slice', 'wasm');
-  if (!original || (original as { hiloSlice?: boolean }).hiloSlice) return;
-  tf.unregisterKernel('Slice', 'wasm');
-  tf.registerKernel({
-    ...original,
-    hiloSlice: true,
-    kernelFunc: (args) => {
-      const x = args.inputs.x as TF.TensorInfo;
-      if (x.dtype === 'string') return original.kernelFunc(args);
-      const backend = args.backend as BackendWasm;
-      const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
-      const [b, s] = tf.slice_util.parseSliceParams(x as TF.Tensor, begin, size);
-      const out = backend.makeOutput(s, x.dtype);
-      if (s.some((d) => d === 0)) return out;
-      // Views after the allocation: malloc may grow wasm memory and detach older views.
-      sliceInto(backend.typedArrayFromHeap(x) as Float32Array, x.shape, b, s, backend.typedArrayFromHeap(out) as Float32Array);
-      return out;
-    },
-  } as TF.KernelConfig);
+  replaceKernel(tf, 'Slice', (original) => (args) => {
+    const x = args.inputs.x as TF.TensorInfo;
+    if (x.dtype === 'string') return original.kernelFunc(args);
+    const backend = args.backend as BackendWasm;
+    const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
+    const [b, s] = tf.slice_util.parseSliceParams(x as TF.Tensor, begin, size);
+    const out = backend.makeOutput(s, x.dtype);
+    if (s.some((d) => d === 0)) return out;
+    // Views after the allocation: malloc may grow wasm memory and detach older views.
+    sliceInto(backend.typedArrayFromHeap(x) as Float32Array, x.shape, b, s, backend.typedArrayFromHeap(out) as Float32Array);
+    return out;
+  });
 }
 
 /**
@@ -125,30 +122,23 @@ export function gatherInto(x: Float32Array | Int32Array | Uint8Array, ids: Array
 }
 
 function gatherBySlices(tf: typeof TF): void {
-  const original = tf.getKernel('GatherV2', 'wasm');
-  if (!original || (original as { hiloGather?: boolean }).hiloGather) return;
-  tf.unregisterKernel('GatherV2', 'wasm');
-  tf.registerKernel({
-    ...original,
-    hiloGather: true,
-    kernelFunc: (args) => {
-      const { x, indices } = args.inputs as { x: TF.TensorInfo; indices: TF.TensorInfo };
-      if (x.dtype === 'string') return original.kernelFunc(args);
-      const backend = args.backend as BackendWasm;
-      const { axis, batchDims } = args.attrs as { axis: number; batchDims: number };
-      const a = tf.util.parseAxisParam(axis, x.shape)[0];
-      const ids = backend.readSync(indices.dataId) as Int32Array;
-      for (const id of ids) {
-        if (!(id >= 0 && id < x.shape[a])) throw new Error(`GatherV2: the index value ${id} is not in [0, ${x.shape[a] - 1}]`);
-      }
-      const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x as TF.Tensor, indices as TF.Tensor, a, batchDims);
-      const out = backend.makeOutput(info.outputShape, x.dtype);
-      if (tf.util.sizeFromShape(info.outputShape) === 0) return out;
-      // Views after the allocation: malloc may grow wasm memory and detach older views.
-      gatherInto(backend.typedArrayFromHeap(x) as Float32Array, ids, info.batchSize, info.outerSize, info.dimSize, info.sliceSize, backend.typedArrayFromHeap(out) as Float32Array);
-      return out;
-    },
-  } as TF.KernelConfig);
+  replaceKernel(tf, 'GatherV2', (original) => (args) => {
+    const { x, indices } = args.inputs as { x: TF.TensorInfo; indices: TF.TensorInfo };
+    if (x.dtype === 'string') return original.kernelFunc(args);
+    const backend = args.backend as BackendWasm;
+    const { axis, batchDims } = args.attrs as { axis: number; batchDims: number };
+    const a = tf.util.parseAxisParam(axis, x.shape)[0];
+    const ids = backend.readSync(indices.dataId) as Int32Array;
+    for (const id of ids) {
+      if (!(id >= 0 && id < x.shape[a])) throw new Error(`GatherV2: the index value ${id} is not in [0, ${x.shape[a] - 1}]`);
+    }
+    const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x as TF.Tensor, indices as TF.Tensor, a, batchDims);
+    const out = backend.makeOutput(info.outputShape, x.dtype);
+    if (tf.util.sizeFromShape(info.outputShape) === 0) return out;
+    // Views after the allocation: malloc may grow wasm memory and detach older views.
+    gatherInto(backend.typedArrayFromHeap(x) as Float32Array, ids, info.batchSize, info.outerSize, info.dimSize, info.sliceSize, backend.typedArrayFromHeap(out) as Float32Array);
+    return out;
+  });
 }
 
 export function registerWasmFallbacks(tf: typeof TF): void {

@@ -167,7 +167,7 @@ function fastKernel(original: TF.KernelConfig, blas: Blas | null): TF.KernelConf
       if (blas && !fused && floats && (batchA === batchB || Math.min(batchA, batchB) === 1)) {
         return blasMatMul(blas, backend, a, b, tA, tB);
       }
-      if ((!tA && !tB && batch === 1) || a.dtype !== 'float32' || b.dtype !== 'float32') return original.kernelFunc(args);
+      if ((!tA && !tB && batch === 1) || !floats) return original.kernelFunc(args);
       if (batch > 1 && (fused || (batchA !== batchB && Math.min(batchA, batchB) !== 1))) return original.kernelFunc(args);
 
       const m = tA ? a.shape.at(-1)! : a.shape.at(-2)!;
