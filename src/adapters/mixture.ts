@@ -17,7 +17,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import {
-  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routerAuxLoss, selectExperts, selectionFractions, softmaxGrad, softmaxRows,
+  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
+  softmaxRows,
   type RoutingOptions,
 } from './routing.ts';
 
@@ -62,38 +63,13 @@ function spreadMatrix(experts: number, rank: number, scale: number): tf.Tensor2D
  * G [N, E·r] = g·P: the gates g for router logits l [N, E] and the selection mask m (constant),
  * each spread over its expert's r columns with the LoRA scale, as one op with its gradient
  * written out: forward p = softmax(l), g = p⊙m / Σ_e p⊙m, G = g·P; backward dg = dG·Pᵀ,
- * dl = softmaxGrad(p, renormaliseGatesGrad(dg)). The host form does the same in JS loops.
+ * dl = softmaxGrad(p, renormaliseGatesGrad(dg)).
  */
-function spreadGates(logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec, placement: Placement): tf.Tensor2D {
-  const { experts: E, rank: r, scale } = spec;
-  if (placement === 'host') {
-    const op = tf.customGrad((...args) => {
-      const l = args[0] as tf.Tensor2D;
-      const m = mask.dataSync() as Float32Array;
-      const p = softmaxRows(l.dataSync(), E);
-      const { gates, total } = gatesRows(p, m, E);
-      const G = new Float32Array(gates.length * r);
-      for (let i = 0; i < gates.length; i++) G.fill(scale * gates[i], i * r, (i + 1) * r);
-      return {
-        value: tf.tensor2d(G, [l.shape[0], E * r]),
-        gradFunc: (dG: tf.Tensor) => {
-          const d = dG.dataSync();
-          const dg = new Float32Array(gates.length);
-          for (let i = 0; i < gates.length; i++) {
-            let sum = 0;
-            for (let j = i * r; j < (i + 1) * r; j++) sum += d[j];
-            dg[i] = scale * sum;
-          }
-          return tf.tensor2d(gatesGradRows(dg, p, gates, m, total, E), l.shape);
-        },
-      };
-    });
-    return op(logits) as tf.Tensor2D;
-  }
+function spreadGates(logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec): tf.Tensor2D {
   const op = tf.customGrad((...args) => {
     const l = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
-    const P = spreadMatrix(E, r, scale); // scale folded in
+    const P = spreadMatrix(spec.experts, spec.rank, spec.scale); // scale folded in
     const p = tf.softmax(l) as tf.Tensor2D;
     const { gates: g, total } = renormaliseGates(p, mask); // [N, E], [N, 1]
     save([p, g, total, mask, P]);
@@ -103,6 +79,34 @@ function spreadGates(logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec, 
         const [ps, gs, ts, ms, Ps] = saved as tf.Tensor2D[];
         const dg = tf.matMul(dG as tf.Tensor2D, Ps, false, true); // [N, E]
         return softmaxGrad(ps, renormaliseGatesGrad(dg, gs, ms, ts));
+      },
+    };
+  });
+  return op(logits) as tf.Tensor2D;
+}
+
+/**
+ * spreadGates' host form, from the logits' values `l` (read once by the caller) and the mask's
+ * `m`: the same numbers in JS loops, one upload forward and one backward.
+ */
+function spreadGatesOnHost(logits: tf.Tensor2D, l: Float32Array, m: Float32Array, spec: MixtureSpec): tf.Tensor2D {
+  const { experts: E, rank: r, scale } = spec;
+  const op = tf.customGrad(() => {
+    const p = softmaxRows(l, E);
+    const { gates, total } = gatesRows(p, m, E);
+    const G = new Float32Array(gates.length * r);
+    for (let i = 0; i < gates.length; i++) G.fill(scale * gates[i], i * r, (i + 1) * r);
+    return {
+      value: tf.tensor2d(G, [logits.shape[0], E * r]),
+      gradFunc: (dG: tf.Tensor) => {
+        const d = dG.dataSync();
+        const dg = new Float32Array(gates.length);
+        for (let i = 0; i < gates.length; i++) {
+          let sum = 0;
+          for (let j = i * r; j < (i + 1) * r; j++) sum += d[j];
+          dg[i] = scale * sum;
+        }
+        return tf.tensor2d(gatesGradRows(dg, p, gates, m, total, E), logits.shape);
       },
     };
   });
@@ -148,9 +152,13 @@ export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights,
     return { delta, logits: null, mask: null };
   }
   const logits = tf.matMul(x, w.router) as tf.Tensor2D; // [N, in] x [in, E] -> [N, E]
-  const mask = selectExperts(logits, spec.routing, placement);
-  const gates = spreadGates(logits, mask, spec, placement);
-  return { delta: expertsDelta(xd, w.loraA, w.loraB, gates), logits, mask };
+  if (placement === 'host') {
+    const l = logits.dataSync() as Float32Array;
+    const m = selectRows(l, spec.experts, spec.routing);
+    return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec)), logits, mask: tf.tensor2d(m, logits.shape) };
+  }
+  const mask = selectExperts(logits, spec.routing, 'device');
+  return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGates(logits, mask, spec)), logits, mask };
 }
 
 /** PEFT's get_delta_weight for one expert, as a kernel: scale · A·B, [in, r] x [r, out] -> [in, out]. */

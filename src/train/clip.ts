@@ -24,8 +24,9 @@ export function globalNormOf(grads: Iterable<ArrayLike<number>>): number {
  */
 export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement = defaultPlacement()): Promise<number> {
   let norm: number;
-  if (placement === 'host') {
-    norm = globalNormOf([...grads.values()].map((g) => g.dataSync() as Float32Array));
+  const host = placement === 'host' ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
+  if (host) {
+    norm = globalNormOf(host.values());
   } else {
     const normT = globalNorm(grads.values());
     norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads
@@ -34,9 +35,7 @@ export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: n
   if (maxNorm > 0 && Number.isFinite(norm) && norm > maxNorm) {
     const factor = maxNorm / (norm + 1e-6);
     for (const [name, g] of grads) {
-      grads.set(name, placement === 'host'
-        ? tf.tensor((g.dataSync() as Float32Array).map((x) => x * factor), g.shape)
-        : tf.tidy(() => g.mul(factor)));
+      grads.set(name, host ? tf.tensor(host.get(name)!.map((x) => x * factor), g.shape) : tf.tidy(() => g.mul(factor)));
       g.dispose();
     }
   }
