@@ -8,20 +8,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { keptTransposes, transposeCosts, transposeInto, useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
+import { forwardAndGrads, seeded, type MatMulCase } from './matmul-helpers.ts';
 
-/** Deterministic values in [-1, 1) so stock and fast runs see identical inputs. */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
-const t = (shape: number[], seed: number) => tf.tensor(values(shape.reduce((a, b) => a * b, 1), seed), shape);
+const t = seeded;
 
-const CASES: Array<{ a: number[]; b: number[]; tA: boolean; tB: boolean }> = [
+const CASES: MatMulCase[] = [
   { a: [7, 5], b: [5, 3], tA: false, tB: false },
   { a: [7, 5], b: [3, 5], tA: false, tB: true },
   { a: [5, 7], b: [5, 3], tA: true, tB: false },
@@ -36,17 +27,6 @@ const CASES: Array<{ a: number[]; b: number[]; tA: boolean; tB: boolean }> = [
 /** tfjs's BatchMatMul gradient does not support a broadcast batch, so this one is forward only. */
 const BROADCAST = { a: [1, 5, 6], b: [4, 3, 5], tA: true, tB: true };
 
-/** matMul forward plus gradients of sum(C * W) w.r.t. both operands, as plain arrays. */
-function forwardAndGrads(c: (typeof CASES)[number]) {
-  return tf.tidy(() => {
-    const a = t(c.a, 1);
-    const b = t(c.b, 2);
-    const y = tf.matMul(a, b, c.tA, c.tB);
-    const w = t(y.shape, 3);
-    const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.matMul(x, z, c.tA, c.tB).mul(w).sum())([a, b]);
-    return [y, ga, gb].map((x) => Array.from(x.dataSync()));
-  });
-}
 
 describe('wasm matmul fast path', () => {
   beforeAll(async () => {
