@@ -182,11 +182,13 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
   }
   if (profile) {
     const info = await tf.profile(async () => void (await step()));
+    /** Time and count per key. */
+    const tally = (by: Map<string, { ms: number; n: number }>, key: string, ms: number) => {
+      const e = by.get(key) ?? { ms: 0, n: 0 };
+      by.set(key, { ms: e.ms + ms, n: e.n + 1 });
+    };
     const byKernel = new Map<string, { ms: number; n: number }>();
-    for (const k of info.kernels) {
-      const e = byKernel.get(k.name) ?? { ms: 0, n: 0 };
-      byKernel.set(k.name, { ms: e.ms + (k.kernelTimeMs as number), n: e.n + 1 });
-    }
+    for (const k of info.kernels) tally(byKernel, k.name, k.kernelTimeMs as number);
     const total = [...byKernel.values()].reduce((a, b) => a + b.ms, 0);
     console.log(`\nprofile ${name}/${row}: ${info.kernels.length} kernels, ${total.toFixed(0)} ms in kernels`);
     for (const [k, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_TOP ?? 12))) {
@@ -195,8 +197,7 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
     const byShape = new Map<string, { ms: number; n: number }>();
     for (const k of info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === (process.env.HILO_PROFILE_KERNEL ?? ''))) {
       const key = `${k.name === 'BatchMatMul' ? '' : `${k.name} `}${k.inputShapes.map((s) => `[${s}]`).join('x')} -> [${k.outputShapes[0]}]`;
-      const e = byShape.get(key) ?? { ms: 0, n: 0 };
-      byShape.set(key, { ms: e.ms + (k.kernelTimeMs as number), n: e.n + 1 });
+      tally(byShape, key, k.kernelTimeMs as number);
     }
     console.log('  BatchMatMul by shape:');
     for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
