@@ -5,11 +5,18 @@
 # then runs, each into its own JSON and log under OUTDIR:
 #   hilo on webgpu (Dawn, the machine's GPU), on tensorflow when tfjs-node(-gpu) is importable
 #   (it is not carried: absent, that row records why), and on wasm (this machine's CPU),
-#   and PyTorch's torch_train_bench.py (its own figure; the script has no CUDA path, so CPU,
-#   with as many threads as cores) for the tiny Llama and stories260K.
+#   and PyTorch's torch_train_bench.py for the tiny Llama and stories260K: on the GPU through
+#   torch-bench-device.py (float32, synchronised timing) when torch sees CUDA, and on the CPU
+#   with as many threads as cores.
 #   device-bench.sh [TARBALL] [OUTDIR]     defaults: ./hilo-device.tar.xz (or the folder this
 #                                           script sits in, when already unpacked), $OUT or ./device-results
-# Env: STEPS (10), WARMUP (3), LEAK_STEPS (100), MODELS (tiny,stories), PYTHON (python3), SKIP_TORCH=1, SKIP_WASM=1.
+# Host libraries: Dawn opens libvulkan.so.1 and the wasm rows' BLAS opens libopenblas.so.0; where
+# the machine has none, the copies carried in hostlibs/ are put on LD_LIBRARY_PATH. Where no
+# Vulkan driver manifest is in the standard folders but NVIDIA's sits under /usr/local/nvidia
+# (a container's driver mount), VK_DRIVER_FILES points at it.
+# Env: STEPS (10), WARMUP (3), LEAK_STEPS (100), MODELS (tiny,stories), PYTHON (python3), SKIP_TORCH=1,
+#   SKIP_TORCH_CPU=1 (PyTorch on the GPU only), SKIP_WASM=1, ROW_TIMEOUT (seconds per hilo backend or torch run, 600), PROFILE=1 (also one profiled
+#   webgpu step of the tiny Llama: kernel times by kernel and by product shape).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TARBALL=${1:-}
@@ -29,6 +36,20 @@ NODE=$D/node/bin/node
 if ! "$NODE" --version >/dev/null 2>&1; then export LD_LIBRARY_PATH=$D/node/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
 "$NODE" --version >/dev/null || { echo "the carried node does not run here" >&2; exit 2; }
 export HILO_SHARED=$D/shared
+for pair in vulkan:libvulkan.so.1 openblas:libopenblas.so.0; do
+  dir=${pair%%:*} lib=${pair#*:}
+  if ! ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$lib " && [ -e "$D/hostlibs/$dir/$lib" ]; then
+    export LD_LIBRARY_PATH=$D/hostlibs/$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    echo "no $lib on this machine: using the carried one"
+  fi
+done
+if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -z "$(find /usr/share/vulkan/icd.d /etc/vulkan/icd.d -name '*.json' 2>/dev/null)" ]; then
+  for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/local/share/vulkan/icd.d/nvidia_icd.json; do
+    [ -e "$f" ] && { export VK_DRIVER_FILES=$f VK_ICD_FILENAMES=$f; echo "Vulkan driver manifest: $f"; break; }
+  done
+fi
+[ -n "${XDG_RUNTIME_DIR:-}" ] || { XDG_RUNTIME_DIR=$(mktemp -d); export XDG_RUNTIME_DIR; }
+T=${ROW_TIMEOUT:-600}
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-10}
 LEAK_STEPS=${LEAK_STEPS:-100}
@@ -42,22 +63,41 @@ LEAK_STEPS=${LEAK_STEPS:-100}
 bench() { # backend, extra args...
   local b=$1; shift
   echo "== hilo $b" | tee "$OUTDIR/hilo-$b.log"
-  (cd "$D" && "$NODE" bench-train.mjs --backend "$b" --steps "$STEPS" --warmup "${WARMUP:-3}" --leak-steps "$LEAK_STEPS" \
+  (cd "$D" && timeout "$T" "$NODE" bench-train.mjs --backend "$b" --steps "$STEPS" --warmup "${WARMUP:-3}" --leak-steps "$LEAK_STEPS" \
     --models "${MODELS:-tiny,stories}" --json "$OUTDIR/hilo-$b.json" "$@") 2>&1 | tee -a "$OUTDIR/hilo-$b.log"
   return "${PIPESTATUS[0]}"
 }
+torch_row() { # cuda|cpu, model
+  local d=$1 m=$2 margs=()
+  [ "$m" = stories ] && margs+=(--model-dir "$D/shared/models/stories260K")
+  local name=torch-$m; [ "$d" = cuda ] && name=torch-cuda-$m
+  echo "== torch $d $m" | tee "$OUTDIR/$name.log"
+  if [ "$d" = cuda ]; then
+    timeout "$T" $PY "$D/torch-bench-device.py" --device cuda --bench-dir "$D/shared/bench" -- --steps "$STEPS" "${margs[@]}" \
+      > "$OUTDIR/$name.json" 2>> "$OUTDIR/$name.log"
+  else
+    OMP_WAIT_POLICY=PASSIVE timeout "$T" $PY "$D/shared/bench/torch_train_bench.py" --threads "$(nproc)" --steps "$STEPS" "${margs[@]}" \
+      > "$OUTDIR/$name.json" 2>> "$OUTDIR/$name.log"
+  fi
+  local rc=$?
+  tail -c 400 "$OUTDIR/$name.json"; echo
+  return $rc
+}
+# The GPU rows first, so that a run cut short still has them.
 status=0
 bench webgpu || status=1
 bench tensorflow || echo "tensorflow backend not available here (see hilo-tensorflow.log)"
+if [ "${SKIP_TORCH:-0}" != 1 ] && [ "$($PY -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null)" = 1 ]; then
+  for m in tiny stories; do torch_row cuda "$m" || status=1; done
+fi
+if [ "${PROFILE:-0}" = 1 ]; then # where a webgpu step's time goes: tf.profile's kernel times against the wall clock
+  echo "== hilo webgpu profile (tiny)" | tee "$OUTDIR/hilo-webgpu-profile.log"
+  (cd "$D" && timeout "$T" "$NODE" bench-train.mjs --backend webgpu --models tiny --steps 2 --warmup 1 --leak-steps 0 --profile) \
+    >> "$OUTDIR/hilo-webgpu-profile.log" 2>&1 || status=1
+fi
 [ "${SKIP_WASM:-0}" = 1 ] || bench wasm || status=1
-if [ "${SKIP_TORCH:-0}" != 1 ]; then
-  for m in tiny stories; do
-    args=(--threads "$(nproc)")
-    [ "$m" = stories ] && args+=(--model-dir "$D/shared/models/stories260K")
-    echo "== torch $m" | tee "$OUTDIR/torch-$m.log"
-    OMP_WAIT_POLICY=PASSIVE $PY "$D/shared/bench/torch_train_bench.py" "${args[@]}" > "$OUTDIR/torch-$m.json" 2>> "$OUTDIR/torch-$m.log" || status=1
-    tail -c 400 "$OUTDIR/torch-$m.json"; echo
-  done
+if [ "${SKIP_TORCH:-0}" != 1 ] && [ "${SKIP_TORCH_CPU:-0}" != 1 ]; then
+  for m in tiny stories; do torch_row cpu "$m" || status=1; done
 fi
 echo "results in $OUTDIR"
 exit $status

@@ -6,7 +6,9 @@
 #   threaded build's factory, read as text for its worker threads), koffi with its linux-x64
 #   binary (the wasm rows use the machine's OpenBLAS if it has one: src/backend/blas.ts) and
 #   webgpu's Dawn addon for linux-x64, shared/ with stories260K and the PyTorch reference,
-#   and device-bench.sh itself.
+#   device-bench.sh and torch-bench-device.py, and hostlibs/ with this machine's Vulkan loader
+#   (libvulkan.so.1, which Dawn opens) and OpenBLAS (+ libgfortran, libquadmath), which
+#   device-bench.sh uses only where the GPU machine has none of its own.
 #   scripts/pack-device.sh [OUT.tar.xz]     (default .hilo-cache/hilo-device.tar.xz, git-ignored)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,7 +49,19 @@ cp -r "$G/dist/linux-x64" "$D/node_modules/webgpu/dist/"
 
 cp -r "$SHARED/models/stories260K" "$D/shared/models/"
 cp "$SHARED"/bench/{torch_train_bench.py,ref_model.py,ref_moe.py} "$D/shared/bench/"
-cp "$ROOT/scripts/device-bench.sh" "$D/"
+cp "$ROOT/scripts/device-bench.sh" "$ROOT/scripts/torch-bench-device.py" "$D/"
+# Shared libraries the GPU machine may lack, each in its own folder so device-bench.sh can add
+# exactly the ones missing there to LD_LIBRARY_PATH.
+hostlib() { # folder, library names...
+  local dir=$D/hostlibs/$1; shift
+  mkdir -p "$dir"
+  for lib in "$@"; do
+    src=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
+    if [ -n "$src" ]; then cp -L "$src" "$dir/$lib"; else echo "pack-device: no $lib here; not carried" >&2; fi
+  done
+}
+hostlib vulkan libvulkan.so.1
+hostlib openblas libopenblas.so.0 libgfortran.so.5 libquadmath.so.0
 
 mkdir -p "$(dirname "$OUT")"
 tar -C "$STAGE" -cf - hilo-device | xz -T0 -6 > "$OUT"
