@@ -9,9 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import type * as TF from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
-import { openAdapter } from '../../src/backend/webgpu.ts';
+import { DEFAULT_SUBMIT_BATCH, MAX_SUBMIT_BATCH, openAdapter, submitBatchSize } from '../../src/backend/webgpu.ts';
 import { HiloError } from '../../src/errors.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
@@ -88,6 +89,20 @@ async function opSuite(): Promise<Record<string, number[]>> {
   return result;
 }
 
+describe('webgpu submit batch (HILO_WEBGPU_SUBMIT_BATCH)', () => {
+  it('defaults, takes a whole number in range, and names the variable, the value and the range otherwise', () => {
+    expect(submitBatchSize({})).toBe(DEFAULT_SUBMIT_BATCH);
+    expect(submitBatchSize({ HILO_WEBGPU_SUBMIT_BATCH: '' })).toBe(DEFAULT_SUBMIT_BATCH);
+    expect(submitBatchSize({ HILO_WEBGPU_SUBMIT_BATCH: '15' })).toBe(15);
+    for (const bad of ['0', '-3', '2.5', 'lots', String(MAX_SUBMIT_BATCH + 1)]) {
+      expect(() => submitBatchSize({ HILO_WEBGPU_SUBMIT_BATCH: bad })).toThrow(HiloError);
+      expect(() => submitBatchSize({ HILO_WEBGPU_SUBMIT_BATCH: bad })).toThrow(
+        new RegExp(`HILO_WEBGPU_SUBMIT_BATCH=${bad.replace('.', '\\.')}: must be a whole number from 1 to ${MAX_SUBMIT_BATCH}`),
+      );
+    }
+  });
+});
+
 describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'adapter found'})`, () => {
   afterAll(async () => {
     await shutdownBackend();
@@ -112,6 +127,44 @@ describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'a
     }
     // the int32 transposes are exact (and not zeros: tfjs 4.22's own kernel fails Dawn's WGSL check)
     expect(got.transposeInt3d.slice(0, 3)).toEqual([2 ** 24 + 1, 2 ** 24 + 31, 2 ** 24 + 61]);
+  });
+
+  it('uploads host values into pooled buffers (no GPU buffer made per tensor) and submits in batches', async () => {
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    expect(tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE')).toBe(DEFAULT_SUBMIT_BATCH);
+    const n = 2048;
+    const floats = values(n, 11, 3);
+    const ints = Int32Array.from({ length: n }, (_, i) => 2 ** 24 + 1 + i);
+    const bools = Array.from({ length: n }, (_, i) => i % 3 === 0);
+    const round = async (shift: number) => {
+      const out = tf.tidy(() => [
+        tf.tensor(floats).add(tf.scalar(shift)),
+        tf.tensor(ints, [32, 64], 'int32').transpose(), // exact for int32 (hilo's transpose kernel)
+        tf.where(tf.tensor(bools, [n], 'bool'), tf.fill([n], 1 + shift), tf.fill([n], -1)),
+      ]);
+      const got = await Promise.all(out.map((t) => t.data()));
+      tf.dispose(out);
+      return got;
+    };
+    await round(0); // fills the buffer pool for these sizes
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    const create = device.createBuffer;
+    let created = 0;
+    device.createBuffer = function (this: GPUDevice, d: GPUBufferDescriptor) {
+      created++;
+      return create.call(this, d);
+    };
+    let got: TF.TypedArray[];
+    try {
+      got = await round(0.5);
+    } finally {
+      device.createBuffer = create;
+    }
+    expect(created).toBe(0); // tfjs's own upload made a mapped buffer or a staging buffer per tensor
+    expect(Array.from(got[0])).toEqual(Array.from(floats, (v) => Math.fround(v + 0.5)));
+    expect(Array.from(got[1])).toEqual(Array.from({ length: n }, (_, i) => ints[(i % 32) * 64 + Math.floor(i / 32)]));
+    expect(Array.from(got[2])).toEqual(bools.map((b) => (b ? 1.5 : -1)));
   });
 
   it('refuses a tensor above the adapter binding limit instead of returning zeros', async () => {
