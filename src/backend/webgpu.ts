@@ -20,6 +20,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from './limits.ts';
 import { withStderrSilenced } from './stderr.ts';
+import { installAdamW } from './webgpu-adamw.ts';
 import { installIntTranspose } from './webgpu-transpose.ts';
 
 export const WEBGPU_APT =
@@ -211,6 +212,7 @@ export async function initWebgpu(
   g.navigator.gpu = gpu;
   const mod = await import('@tensorflow/tfjs-backend-webgpu');
   installIntTranspose(tf, mod.webgpu_util);
+  installAdamW(tf, mod.webgpu_util);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {
     override write(...args: Parameters<TF.KernelBackend['write']>) {

@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
 import { DEFAULT_SUBMIT_BATCH, MAX_SUBMIT_BATCH, openAdapter, submitBatchSize } from '../../src/backend/webgpu.ts';
 import { HiloError } from '../../src/errors.ts';
+import { AdamW, adamwUpdate } from '../../src/train/adamw.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
 if (noAdapter) console.warn(`\n*** SKIPPING webgpu tests: ${noAdapter}\n`);
@@ -165,6 +166,46 @@ describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'a
     expect(Array.from(got[0])).toEqual(Array.from(floats, (v) => Math.fround(v + 0.5)));
     expect(Array.from(got[1])).toEqual(Array.from({ length: n }, (_, i) => ints[(i % 32) * 64 + Math.floor(i / 32)]));
     expect(Array.from(got[2])).toEqual(bools.map((b) => (b ? 1.5 : -1)));
+  });
+
+  it('updates AdamW with one fused kernel per parameter, as torch.optim.AdamW and the host form do', async () => {
+    await initBackend('webgpu');
+    const ref = JSON.parse(fs.readFileSync(new URL('../fixtures/train/reference.json', import.meta.url), 'utf8'))['adamw_wd0.1'];
+    // torch's trajectory for a [3, 4] parameter (scripts/make-train-fixtures.py)
+    const p = tf.variable(tf.tensor(ref.p0, [3, 4]), true);
+    // and a parameter spanning several workgroups, against adamwUpdate in double-precision JS
+    const shape = [37, 29];
+    const n = shape[0] * shape[1];
+    const q0 = values(n, 21);
+    const q = tf.variable(tf.tensor(q0, shape), true);
+    const want = Float32Array.from(q0);
+    const m = new Float32Array(n);
+    const v = new Float32Array(n);
+    const opt = new AdamW(new Map([['p', p], ['q', q]]), { weightDecay: 0.1 });
+    expect(opt.placement).toBe('device');
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < ref.grads.length; i++) {
+      const gp = tf.tensor(ref.grads[i], [3, 4]);
+      const gq = values(n, 100 + i, 0.5);
+      const gqt = tf.tensor(gq, shape);
+      const run = () => opt.apply(new Map([['p', gp], ['q', gqt]]), ref.lr);
+      if (i === 0) {
+        const info = await tf.profile(run);
+        expect(info.kernels.map((k) => k.name)).toEqual(['HiloAdamW', 'HiloAdamW']); // ~14 kernels a parameter without it
+      } else run();
+      tf.dispose([gp, gqt]);
+      adamwUpdate(want, gq, m, v, { lr: ref.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: i + 1 });
+      const got = await p.data();
+      got.forEach((x, j) => expect(x).toBeCloseTo(ref.traj[i][j], 5));
+      const gotQ = await q.data();
+      const worst = Math.max(...Array.from(gotQ, (x, j) => Math.abs(x - want[j])));
+      expect(worst).toBeLessThan(1e-5);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    const state = await opt.getState();
+    expect(Math.max(...Array.from(state.v.get('q')!, (x, j) => Math.abs(x - v[j])))).toBeLessThan(1e-6);
+    opt.dispose();
+    tf.dispose([p, q]);
   });
 
   it('refuses a tensor above the adapter binding limit instead of returning zeros', async () => {

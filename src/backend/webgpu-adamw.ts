@@ -1,0 +1,118 @@
+/**
+ * AdamW's update as one kernel on webgpu (`HiloAdamW`), three GPU programs instead of ~14 tfjs
+ * kernels a parameter. On a GPU a training step is bound by host time per kernel (~40 µs each
+ * on an H200 under Dawn), and a MoE model has ~100 small parameters: the device form of
+ * src/train/adamw.ts spent ~1,200 of a tiny-Llama MoE step's ~5,000 kernels on them.
+ *
+ *   m' = b1 m + (1-b1) g          v' = b2 v + (1-b2) g²
+ *   p' = p (1 - lr wd) - (lr / bc1) m' / (sqrt(v') / sqrt(bc2) + eps)
+ *
+ * the order and arithmetic of adamwUpdate (the host form), in f32. The constants are uniforms,
+ * so one compiled shader serves every step and learning rate.
+ */
+import type * as TF from '@tensorflow/tfjs';
+import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+
+export const ADAMW_KERNEL = 'HiloAdamW';
+
+/** Attributes of HiloAdamW: the step's constants, computed on the host in double precision. */
+export interface AdamWKernelAttrs {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1 - lr·weightDecay */
+  decay: number;
+  /** lr / (1 - beta1^t) */
+  stepSize: number;
+  /** sqrt(1 - beta2^t) */
+  sqrtBc2: number;
+}
+
+type Util = typeof import('@tensorflow/tfjs-backend-webgpu').webgpu_util;
+
+/** One moment: out = a·X + c·G (first) or a·X + c·G² (second); one thread per element. */
+class MomentProgram implements WebGPUProgram {
+  variableNames = ['X', 'G'];
+  uniforms = 'a : f32, c : f32,';
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+  outputShape: number[];
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  shaderKey: string;
+
+  constructor(util: Util, shape: number[], private readonly squared: boolean) {
+    this.outputShape = shape;
+    this.dispatchLayout = util.flatDispatchLayout(shape);
+    this.dispatch = util.computeDispatch(this.dispatchLayout, shape, this.workgroupSize);
+    this.shaderKey = `hilo_adamw_moment_${squared ? 2 : 1}`;
+  }
+
+  getUserCode(): string {
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let g = G[index];
+          setOutputAtIndex(index, uniforms.a * X[index] + uniforms.c * ${this.squared ? 'g * g' : 'g'});
+        }
+      }
+    `;
+  }
+}
+
+/** The parameter: out = P·decay − stepSize·M / (sqrt(V)/sqrtBc2 + eps), from the new moments. */
+class ParamProgram implements WebGPUProgram {
+  variableNames = ['P', 'M', 'V'];
+  uniforms = 'decay : f32, stepSize : f32, sqrtBc2 : f32, eps : f32,';
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+  outputShape: number[];
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  shaderKey = 'hilo_adamw_param';
+
+  constructor(util: Util, shape: number[]) {
+    this.outputShape = shape;
+    this.dispatchLayout = util.flatDispatchLayout(shape);
+    this.dispatch = util.computeDispatch(this.dispatchLayout, shape, this.workgroupSize);
+  }
+
+  getUserCode(): string {
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let denom = sqrt(V[index]) / uniforms.sqrtBc2 + uniforms.eps;
+          setOutputAtIndex(index, P[index] * uniforms.decay - uniforms.stepSize * M[index] / denom);
+        }
+      }
+    `;
+  }
+}
+
+const f32 = (...data: number[]) => data.map((x) => ({ type: 'float32', data: [x] }));
+
+let installed = false;
+
+/** Register HiloAdamW for webgpu once per process: inputs {p, g, m, v}, outputs [p', m', v']. */
+export function installAdamW(tf: typeof TF, util: Util): void {
+  if (installed) return;
+  tf.registerKernel({
+    kernelName: ADAMW_KERNEL,
+    backendName: 'webgpu',
+    kernelFunc: (args) => {
+      const { p, g, m, v } = args.inputs as Record<'p' | 'g' | 'm' | 'v', TF.TensorInfo>;
+      const a = args.attrs as unknown as AdamWKernelAttrs;
+      const backend = args.backend as WebGPUBackend;
+      for (const [name, t] of [['g', g], ['m', m], ['v', v]] as const) {
+        if (t.dtype !== 'float32' || t.shape.join() !== p.shape.join()) {
+          throw new Error(`${ADAMW_KERNEL}: ${name} is ${t.dtype} [${t.shape}], the parameter float32 [${p.shape}]`);
+        }
+      }
+      const m1 = backend.runWebGPUProgram(new MomentProgram(util, p.shape, false), [m, g], 'float32', f32(a.beta1, 1 - a.beta1));
+      const v1 = backend.runWebGPUProgram(new MomentProgram(util, p.shape, true), [v, g], 'float32', f32(a.beta2, 1 - a.beta2));
+      const p1 = backend.runWebGPUProgram(new ParamProgram(util, p.shape), [p, m1, v1], 'float32', f32(a.decay, a.stepSize, a.sqrtBc2, a.eps));
+      return [p1, m1, v1];
+    },
+  });
+  installed = true;
+}
