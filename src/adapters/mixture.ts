@@ -16,8 +16,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
 import {
-  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
+  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
   softmaxRows,
   type RoutingOptions,
 } from './routing.ts';
@@ -66,6 +67,19 @@ function spreadMatrix(experts: number, rank: number, scale: number): tf.Tensor2D
  * dl = softmaxGrad(p, renormaliseGatesGrad(dg)).
  */
 function spreadGates(logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec): tf.Tensor2D {
+  if (routerKernelsFor(tf, spec.experts)) {
+    // webgpu: one GPU program each way (src/backend/webgpu-router.ts)
+    const attrs = routeAttrs(spec.routing, spec.experts, spec.rank, spec.scale) as unknown as tf.NamedAttrMap;
+    const fused = tf.customGrad((...args) => {
+      const l = args[0] as tf.Tensor2D;
+      (args[1] as tf.GradSaveFunc)([l, mask]);
+      return {
+        value: tf.engine().runKernel(ROUTE_GATES, { logits: l, mask }, attrs) as tf.Tensor2D,
+        gradFunc: (dG: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(ROUTE_GATES_GRAD, { dG, logits: saved[0], mask: saved[1] }, attrs) as tf.Tensor2D,
+      };
+    });
+    return fused(logits) as tf.Tensor2D;
+  }
   const op = tf.customGrad((...args) => {
     const l = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;

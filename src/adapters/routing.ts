@@ -11,10 +11,12 @@
  * Each training op has a host form (placement 'host', src/backend/placement.ts): the same
  * numbers as JS loops over the [N, E] arrays (the *Rows functions at the end), for wasm and cpu,
  * where the ~50 small kernels per module of the tensor forms cost more in overhead than the
- * arithmetic itself (a fifth of a stories260K MoE step).
+ * arithmetic itself (a fifth of a stories260K MoE step). On webgpu the device forms are GPU
+ * programs of one thread per token row (src/backend/webgpu-router.ts) where E allows.
  */
 import * as tf from '@tensorflow/tfjs';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import { ROUTE_MASK, ROUTER_AUX, ROUTER_AUX_GRAD, routerKernelsFor, STRATEGY_CODE, type AuxAttrs, type RouteAttrs } from '../backend/webgpu-router.ts';
 import type { RoutingStrategy } from './plan.ts';
 
 export interface Routing {
@@ -92,8 +94,17 @@ export function selectExperts(logits: tf.Tensor2D, opts: RoutingOptions, placeme
   const E = logits.shape[1];
   if (opts.strategy === 'dense') return tf.onesLike(logits);
   if (placement === 'host') return tf.tensor2d(selectRows(logits.dataSync() as Float32Array, E, opts), logits.shape);
+  if (routerKernelsFor(tf, E)) {
+    const attrs = routeAttrs(opts, E, 0, 0);
+    return selectionMask(logits, (l) => tf.engine().runKernel(ROUTE_MASK, { logits: l }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D);
+  }
   if (opts.strategy === 'topk') return topKMask(logits, Math.min(opts.topK, E));
   return topPMask(tf.softmax(logits) as tf.Tensor2D, opts.topP);
+}
+
+/** The router kernels' attributes (src/backend/webgpu-router.ts) for E experts of rank r. */
+export function routeAttrs(opts: RoutingOptions, E: number, rank: number, scale: number): RouteAttrs {
+  return { strategy: STRATEGY_CODE[opts.strategy], topK: Math.min(opts.topK, E), topP: opts.topP, rank, scale };
 }
 
 /** Softmax, selection and renormalised gates for router logits [N, E]. */
@@ -204,6 +215,7 @@ export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Rout
   if ((opts.placement ?? defaultPlacement()) === 'host') return routerAuxLossOnHost(logits, mask, opts);
   const [N, E] = logits.shape;
   const { balanceCoef: cb, zLossCoef: cz, tokenMask } = opts;
+  if (routerKernelsFor(tf, E)) return routerAuxLossFused(logits, mask, opts);
   const op = tf.customGrad((...args) => {
     const l = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
@@ -229,6 +241,27 @@ export function routerAuxLoss(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Rout
         }
         if (cz > 0) dl = tf.add(dl, tf.mul(ps, tf.mul(perToken, tf.mul(lses, 2 * cz))));
         return dl;
+      },
+    };
+  });
+  return op(logits) as tf.Scalar;
+}
+
+/** routerAuxLoss as the webgpu router kernels: ~4 GPU programs forward and 1 backward. */
+function routerAuxLossFused(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: RouterLossOptions): tf.Scalar {
+  const attrs: AuxAttrs = { balanceCoef: opts.balanceCoef, zLossCoef: opts.zLossCoef };
+  const op = tf.customGrad((...args) => {
+    const l = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
+    const w = opts.tokenMask ?? tf.fill([l.shape[0]], 1);
+    const [loss, fractions, sums] = tf.engine().runKernel(ROUTER_AUX, { logits: l, mask, w }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    if (opts.fractionsOut) opts.fractionsOut.push(tf.keep(fractions as tf.Tensor1D));
+    save([l, w, fractions, sums]);
+    return {
+      value: loss as tf.Scalar,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [ls, ws, fs, ss] = saved;
+        return tf.engine().runKernel(ROUTER_AUX_GRAD, { dy, logits: ls, w: ws, fractions: fs, sums: ss }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
       },
     };
   });
