@@ -11,7 +11,8 @@
  * so one compiled shader serves every step and learning rate.
  */
 import type * as TF from '@tensorflow/tfjs';
-import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { f32, i32, ThreadProgram, type WebGPUUtil } from './webgpu-programs.ts';
 
 export const ADAMW_KERNEL = 'HiloAdamW';
 
@@ -28,73 +29,24 @@ export interface AdamWKernelAttrs {
   sqrtBc2: number;
 }
 
-type Util = typeof import('@tensorflow/tfjs-backend-webgpu').webgpu_util;
+/** One moment: a·X + c·G (the first) or a·X + c·G² (the second), one thread per element. */
+const momentProgram = (util: WebGPUUtil, shape: number[], n: number, squared: boolean) =>
+  new ThreadProgram(util, ['X', 'G'], shape, n, 'threads : i32, a : f32, c : f32,', `hilo_adamw_moment_${squared ? 2 : 1}`, `
+    let g = G[index];
+    setOutputAtIndex(index, uniforms.a * X[index] + uniforms.c * ${squared ? 'g * g' : 'g'});
+  `);
 
-/** One moment: out = a·X + c·G (first) or a·X + c·G² (second); one thread per element. */
-class MomentProgram implements WebGPUProgram {
-  variableNames = ['X', 'G'];
-  uniforms = 'a : f32, c : f32,';
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-
-  constructor(util: Util, shape: number[], private readonly squared: boolean) {
-    this.outputShape = shape;
-    this.dispatchLayout = util.flatDispatchLayout(shape);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, shape, this.workgroupSize);
-    this.shaderKey = `hilo_adamw_moment_${squared ? 2 : 1}`;
-  }
-
-  getUserCode(): string {
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let g = G[index];
-          setOutputAtIndex(index, uniforms.a * X[index] + uniforms.c * ${this.squared ? 'g * g' : 'g'});
-        }
-      }
-    `;
-  }
-}
-
-/** The parameter: out = P·decay − stepSize·M / (sqrt(V)/sqrtBc2 + eps), from the new moments. */
-class ParamProgram implements WebGPUProgram {
-  variableNames = ['P', 'M', 'V'];
-  uniforms = 'decay : f32, stepSize : f32, sqrtBc2 : f32, eps : f32,';
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey = 'hilo_adamw_param';
-
-  constructor(util: Util, shape: number[]) {
-    this.outputShape = shape;
-    this.dispatchLayout = util.flatDispatchLayout(shape);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, shape, this.workgroupSize);
-  }
-
-  getUserCode(): string {
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let denom = sqrt(V[index]) / uniforms.sqrtBc2 + uniforms.eps;
-          setOutputAtIndex(index, P[index] * uniforms.decay - uniforms.stepSize * M[index] / denom);
-        }
-      }
-    `;
-  }
-}
-
-const f32 = (...data: number[]) => data.map((x) => ({ type: 'float32', data: [x] }));
+/** The parameter: P·decay − stepSize·M / (sqrt(V)/sqrtBc2 + eps), from the new moments. */
+const paramProgram = (util: WebGPUUtil, shape: number[], n: number) =>
+  new ThreadProgram(util, ['P', 'M', 'V'], shape, n, 'threads : i32, decay : f32, stepSize : f32, sqrtBc2 : f32, eps : f32,', 'hilo_adamw_param', `
+    let denom = sqrt(V[index]) / uniforms.sqrtBc2 + uniforms.eps;
+    setOutputAtIndex(index, P[index] * uniforms.decay - uniforms.stepSize * M[index] / denom);
+  `);
 
 let installed = false;
 
 /** Register HiloAdamW for webgpu once per process: inputs {p, g, m, v}, outputs [p', m', v']. */
-export function installAdamW(tf: typeof TF, util: Util): void {
+export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
   if (installed) return;
   tf.registerKernel({
     kernelName: ADAMW_KERNEL,
@@ -108,9 +60,10 @@ export function installAdamW(tf: typeof TF, util: Util): void {
           throw new Error(`${ADAMW_KERNEL}: ${name} is ${t.dtype} [${t.shape}], the parameter float32 [${p.shape}]`);
         }
       }
-      const m1 = backend.runWebGPUProgram(new MomentProgram(util, p.shape, false), [m, g], 'float32', f32(a.beta1, 1 - a.beta1));
-      const v1 = backend.runWebGPUProgram(new MomentProgram(util, p.shape, true), [v, g], 'float32', f32(a.beta2, 1 - a.beta2));
-      const p1 = backend.runWebGPUProgram(new ParamProgram(util, p.shape), [p, m1, v1], 'float32', f32(a.decay, a.stepSize, a.sqrtBc2, a.eps));
+      const n = p.shape.reduce((x, y) => x * y, 1);
+      const m1 = backend.runWebGPUProgram(momentProgram(util, p.shape, n, false), [m, g], 'float32', [i32(n), f32(a.beta1), f32(1 - a.beta1)]);
+      const v1 = backend.runWebGPUProgram(momentProgram(util, p.shape, n, true), [v, g], 'float32', [i32(n), f32(a.beta2), f32(1 - a.beta2)]);
+      const p1 = backend.runWebGPUProgram(paramProgram(util, p.shape, n), [p, m1, v1], 'float32', [i32(n), f32(a.decay), f32(a.stepSize), f32(a.sqrtBc2), f32(a.eps)]);
       return [p1, m1, v1];
     },
   });

@@ -15,7 +15,8 @@
  *   HiloRouterAuxGrad  {dy [], logits, w, fractions, sums} -> dlogits [N,E]
  */
 import type * as TF from '@tensorflow/tfjs';
-import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { f32, i32, ThreadProgram, type WebGPUUtil as Util } from './webgpu-programs.ts';
 
 /** Experts per router the programs handle (their per-row arrays are this long). */
 export const MAX_FUSED_EXPERTS = 32;
@@ -29,8 +30,6 @@ export const ROUTER_AUX_GRAD = 'HiloRouterAuxGrad';
 /** 0 dense, 1 top-k, 2 top-p (RoutingOptions.strategy). */
 export const STRATEGY_CODE = { dense: 0, topk: 1, topp: 2 } as const;
 
-type Util = typeof import('@tensorflow/tfjs-backend-webgpu').webgpu_util;
-
 /** WGSL shared by the programs: the row's softmax into p (returns the row's logsumexp). */
 const SOFTMAX_ROW = `
   fn softmaxRow(row : i32, E : i32, p : ptr<function, array<f32, ${MAX_FUSED_EXPERTS}>>) -> f32 {
@@ -43,41 +42,15 @@ const SOFTMAX_ROW = `
   }
 `;
 
-/** A program with `threads` threads (rows or columns), writing `outputShape` however it likes. */
-class ThreadProgram implements WebGPUProgram {
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-
-  constructor(
-    util: Util,
-    readonly variableNames: string[],
-    outputShape: number[],
-    threads: number,
-    readonly uniforms: string,
-    readonly shaderKey: string,
-    private readonly body: string,
-    private readonly helpers = '',
-  ) {
-    this.outputShape = outputShape;
-    this.dispatchLayout = util.flatDispatchLayout([threads]);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, [threads], this.workgroupSize);
+/** The row's softmax into p and Σ_e p_e m_e over the selection mask M (renormaliseGates' total). */
+const KEPT_TOTAL = `${SOFTMAX_ROW}
+  fn keptTotal(row : i32, E : i32, p : ptr<function, array<f32, ${MAX_FUSED_EXPERTS}>>) -> f32 {
+    softmaxRow(row, E, p);
+    var total = 0.0;
+    for (var e = 0; e < E; e++) { total += (*p)[e] * M[row * E + e]; }
+    return total;
   }
-
-  getUserCode(): string {
-    return `${this.helpers}
-      fn main(index : i32) {
-        if (index < uniforms.threads) {
-          ${this.body}
-        }
-      }
-    `;
-  }
-}
-
-const i32 = (x: number) => ({ type: 'int32', data: [x] });
-const f32 = (x: number) => ({ type: 'float32', data: [x] });
+`;
 
 /** Selection, as selectRows: top-k ranks the logits, top-p the probabilities (mass above < p). */
 function maskProgram(util: Util, N: number, E: number): ThreadProgram {
@@ -124,14 +97,12 @@ function gatesProgram(util: Util, N: number, E: number, r: number): ThreadProgra
     let E = uniforms.E;
     let r = uniforms.r;
     var p : array<f32, ${MAX_FUSED_EXPERTS}>;
-    softmaxRow(row, E, &p);
-    var total = 0.0;
-    for (var e = 0; e < E; e++) { total += p[e] * M[row * E + e]; }
+    let total = keptTotal(row, E, &p);
     for (var e = 0; e < E; e++) {
       let g = uniforms.scale * (p[e] * M[row * E + e] / total);
       for (var j = 0; j < r; j++) { setOutputAtIndex((row * E + e) * r + j, g); }
     }
-  `, SOFTMAX_ROW);
+  `, KEPT_TOTAL);
 }
 
 /**
@@ -144,9 +115,7 @@ function gatesGradProgram(util: Util, N: number, E: number, r: number): ThreadPr
     let E = uniforms.E;
     let r = uniforms.r;
     var p : array<f32, ${MAX_FUSED_EXPERTS}>;
-    softmaxRow(row, E, &p);
-    var total = 0.0;
-    for (var e = 0; e < E; e++) { total += p[e] * M[row * E + e]; }
+    let total = keptTotal(row, E, &p);
     var dg : array<f32, ${MAX_FUSED_EXPERTS}>;
     var dgg = 0.0;
     for (var e = 0; e < E; e++) {
@@ -161,7 +130,7 @@ function gatesGradProgram(util: Util, N: number, E: number, r: number): ThreadPr
       dpp += dg[e] * p[e];
     }
     for (var e = 0; e < E; e++) { setOutputAtIndex(row * E + e, p[e] * (dg[e] - dpp)); }
-  `, SOFTMAX_ROW);
+  `, KEPT_TOTAL);
 }
 
 /** Per row, weighted by w_n: [m_e w (E), p_e w (E), lse² w, w]; summed over rows by sumsProgram. */

@@ -110,31 +110,23 @@ export class AdamW {
     }
     const bc1 = 1 - this.beta1 ** this.step;
     const bc2 = 1 - this.beta2 ** this.step;
-    if (tf.getKernel(ADAMW_KERNEL, tf.getBackend())) {
-      const attrs: AdamWKernelAttrs = {
-        beta1: this.beta1, beta2: this.beta2, eps: this.eps,
-        decay: 1 - lr * this.weightDecay, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2),
-      };
-      tf.tidy(() => {
-        for (const [name, p] of this.params) {
-          const g = grads.get(name);
-          if (!g) continue;
-          const m = this.m.get(name)!;
-          const v = this.v.get(name)!;
-          const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-          m.assign(m1);
-          v.assign(v1);
-          p.assign(p1);
-        }
-      });
-      return;
-    }
+    // webgpu: one fused kernel a parameter (src/backend/webgpu-adamw.ts); else tfjs kernels
+    const fused: AdamWKernelAttrs | null = tf.getKernel(ADAMW_KERNEL, tf.getBackend())
+      ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: 1 - lr * this.weightDecay, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2) }
+      : null;
     tf.tidy(() => {
       for (const [name, p] of this.params) {
         const g = grads.get(name);
         if (!g) continue;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
+        if (fused) {
+          const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, fused as unknown as tf.NamedAttrMap) as tf.Tensor[];
+          m.assign(m1);
+          v.assign(v1);
+          p.assign(p1);
+          continue;
+        }
         const m1 = m.mul(this.beta1).add(g.mul(1 - this.beta1));
         const v1 = v.mul(this.beta2).add(g.square().mul(1 - this.beta2));
         m.assign(m1);
