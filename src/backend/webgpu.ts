@@ -45,16 +45,22 @@ function ensureRuntimeDir(): void {
   fs.chmodSync(process.env.XDG_RUNTIME_DIR, 0o700);
 }
 
-function vulkanDrivers(): string[] {
-  const dirs = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'];
-  return dirs.flatMap((d) => (fs.existsSync(d) ? fs.readdirSync(d).map((f) => path.join(d, f)) : []));
+/** Where the Vulkan loader looks for driver manifests, and where containers mount NVIDIA's. */
+export const VULKAN_ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'];
+export const MOUNTED_ICD_DIRS = ['/usr/local/nvidia/share/vulkan/icd.d'];
+
+function manifests(dirs: string[]): string[] {
+  return dirs.flatMap((d) => (fs.existsSync(d) ? fs.readdirSync(d).filter((f) => f.endsWith('.json')).map((f) => path.join(d, f)) : []));
 }
 
-export function noAdapterReason(): string {
-  const icds = vulkanDrivers();
+export function noAdapterReason(icdDirs = VULKAN_ICD_DIRS, mountedDirs = MOUNTED_ICD_DIRS, env: NodeJS.ProcessEnv = process.env): string {
+  const icds = manifests(icdDirs);
   const found = icds.length ? `Vulkan drivers present: ${icds.join(', ')}, but none gave an adapter` : 'no Vulkan driver (ICD) is installed';
-  return `Dawn found no WebGPU adapter (${found}). For a GPU install its vendor's Vulkan driver ` +
-    `(NVIDIA: the driver's libnvidia-gl / Vulkan ICD); for a software GPU, slow but exact: ${WEBGPU_APT}`;
+  // A container's GPU driver mount has the manifest, but the loader does not look there.
+  const mounted = icds.length || env.VK_DRIVER_FILES || env.VK_ICD_FILENAMES ? [] : manifests(mountedDirs);
+  const hint = mounted.length ? `. The driver's manifest is at ${mounted[0]}, where the Vulkan loader does not look: set VK_DRIVER_FILES=${mounted[0]}` : '';
+  return `Dawn found no WebGPU adapter (${found})${hint}. For a GPU install its vendor's Vulkan driver ` +
+    `(NVIDIA: the driver's libnvidia-gl / Vulkan ICD, and the Vulkan loader libvulkan1); for a software GPU, slow but exact: ${WEBGPU_APT}`;
 }
 
 export interface OpenAdapter {

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import type * as TF from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
-import { DEFAULT_SUBMIT_BATCH, MAX_SUBMIT_BATCH, openAdapter, submitBatchSize } from '../../src/backend/webgpu.ts';
+import { DEFAULT_SUBMIT_BATCH, MAX_SUBMIT_BATCH, noAdapterReason, openAdapter, submitBatchSize } from '../../src/backend/webgpu.ts';
 import { HiloError } from '../../src/errors.ts';
 import { AdamW, adamwUpdate } from '../../src/train/adamw.ts';
 
@@ -89,6 +89,25 @@ async function opSuite(): Promise<Record<string, number[]>> {
   tf.dispose(Object.values(out));
   return result;
 }
+
+describe('webgpu without an adapter', () => {
+  it("points at a container's mounted NVIDIA driver manifest, which the Vulkan loader does not search", () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-icd-'));
+    const [std, mounted] = [path.join(root, 'icd.d'), path.join(root, 'nvidia', 'icd.d')];
+    fs.mkdirSync(std, { recursive: true });
+    fs.mkdirSync(mounted, { recursive: true });
+    const manifest = path.join(mounted, 'nvidia_icd.json');
+    fs.writeFileSync(manifest, '{}');
+    expect(noAdapterReason([std], [mounted], {})).toContain(`no Vulkan driver (ICD) is installed). The driver's manifest is at ${manifest}, where the Vulkan loader does not look: set VK_DRIVER_FILES=${manifest}`);
+    // already pointed at it: no advice to do it again
+    expect(noAdapterReason([std], [mounted], { VK_DRIVER_FILES: manifest })).not.toContain('set VK_DRIVER_FILES');
+    // a driver in the standard folder that gives no adapter is named as such
+    fs.writeFileSync(path.join(std, 'lvp_icd.json'), '{}');
+    const both = noAdapterReason([std], [mounted], {});
+    expect(both).toContain(`Vulkan drivers present: ${path.join(std, 'lvp_icd.json')}, but none gave an adapter`);
+    expect(both).not.toContain('set VK_DRIVER_FILES');
+  });
+});
 
 describe('webgpu submit batch (HILO_WEBGPU_SUBMIT_BATCH)', () => {
   it('defaults, takes a whole number in range, and names the variable, the value and the range otherwise', () => {
