@@ -253,7 +253,8 @@ function routerAuxLossFused(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Router
   const op = tf.customGrad((...args) => {
     const l = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
-    const w = opts.tokenMask ?? tf.fill([l.shape[0]], 1);
+    const m = opts.tokenMask;
+    const w = m ? (m.dtype === 'float32' ? m : tf.cast(m, 'float32')) : tf.fill([l.shape[0]], 1); // the programs read f32
     const [loss, fractions, sums] = tf.engine().runKernel(ROUTER_AUX, { logits: l, mask, w }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
     if (opts.fractionsOut) opts.fractionsOut.push(tf.keep(fractions as tf.Tensor1D));
     save([l, w, fractions, sums]);
