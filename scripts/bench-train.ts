@@ -181,7 +181,14 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
     notePeak();
   }
   if (profile) {
-    const info = await tf.profile(async () => void (await step()));
+    // On webgpu, also count GPU programs: tfjs kernels such as Reshape and Identity dispatch none,
+    // and one kernel can dispatch several (hilo's fused AdamW and router kernels do).
+    const gpu = tf.backend() as unknown as { runWebGPUProgram?: (...a: unknown[]) => unknown };
+    const run = gpu.runWebGPUProgram;
+    let programs = 0;
+    if (run) gpu.runWebGPUProgram = function (this: unknown, ...a: unknown[]) { programs++; return run.apply(this, a); };
+    const info = await tf.profile(async () => void (await step())).finally(() => { if (run) delete gpu.runWebGPUProgram; });
+    if (run) console.log(`\n${name}/${row}: ${programs} GPU programs dispatched in one step`);
     /** Time and count per key. */
     const tally = (by: Map<string, { ms: number; n: number }>, key: string, ms: number) => {
       const e = by.get(key) ?? { ms: 0, n: 0 };
