@@ -1,6 +1,7 @@
 /**
- * AdamW's update as one kernel on webgpu (`HiloAdamW`), three GPU programs instead of ~14 tfjs
- * kernels a parameter. On a GPU a training step is bound by host time per kernel (~40 µs each
+ * The optimizer's kernels on webgpu. AdamW's update as one kernel (`HiloAdamW`), three GPU
+ * programs instead of ~14 tfjs kernels a parameter; and the gradient clipping's Σ g² of one
+ * tensor as one program (`HiloSumSquares`) instead of Square then Sum. On a GPU a training step is bound by host time per kernel (~40 µs each
  * on an H200 under Dawn), and a MoE model has ~100 small parameters: the device form of
  * src/train/adamw.ts spent ~1,200 of a tiny-Llama MoE step's ~5,000 kernels on them.
  *
@@ -12,9 +13,11 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 import { f32, i32, ThreadProgram, type WebGPUUtil } from './webgpu-programs.ts';
 
 export const ADAMW_KERNEL = 'HiloAdamW';
+export const SUM_SQUARES_KERNEL = 'HiloSumSquares';
 
 /** Attributes of HiloAdamW: the step's constants, computed on the host in double precision. */
 export interface AdamWKernelAttrs {
@@ -43,9 +46,40 @@ const paramProgram = (util: WebGPUUtil, shape: number[], n: number) =>
     setOutputAtIndex(index, P[index] * uniforms.decay - uniforms.stepSize * M[index] / denom);
   `);
 
+/** Σ x² of a whole tensor: one workgroup of 256 threads, strided partial sums, then a tree. */
+class SumSquaresProgram implements WebGPUProgram {
+  variableNames = ['X'];
+  uniforms = 'n : i32,';
+  workgroupSize: [number, number, number] = [256, 1, 1];
+  outputShape: number[] = [];
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number] = [1, 1, 1];
+  shaderKey = 'hilo_sum_squares';
+
+  getUserCode(): string {
+    return `
+      var<workgroup> partial : array<f32, 256>;
+      fn main(index : i32) {
+        var s = 0.0;
+        for (var i = index; i < uniforms.n; i += 256) { let v = X[i]; s += v * v; }
+        partial[index] = s;
+        workgroupBarrier();
+        for (var half = 128; half > 0; half = half / 2) {
+          if (index < half) { partial[index] = partial[index] + partial[index + half]; }
+          workgroupBarrier();
+        }
+        if (index == 0) { setOutputAtIndex(0, partial[0]); }
+      }
+    `;
+  }
+}
+
 let installed = false;
 
-/** Register HiloAdamW for webgpu once per process: inputs {p, g, m, v}, outputs [p', m', v']. */
+/**
+ * Register for webgpu once per process: HiloAdamW, inputs {p, g, m, v}, outputs [p', m', v'];
+ * HiloSumSquares, input {x}, output the scalar Σ x².
+ */
 export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
   if (installed) return;
   tf.registerKernel({
@@ -65,6 +99,16 @@ export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
       const v1 = backend.runWebGPUProgram(momentProgram(util, p.shape, n, true), [v, g], 'float32', [i32(n), f32(a.beta2), f32(1 - a.beta2)]);
       const p1 = backend.runWebGPUProgram(paramProgram(util, p.shape, n), [p, m1, v1], 'float32', [i32(n), f32(a.decay), f32(a.stepSize), f32(a.sqrtBc2), f32(a.eps)]);
       return [p1, m1, v1];
+    },
+  });
+  tf.registerKernel({
+    kernelName: SUM_SQUARES_KERNEL,
+    backendName: 'webgpu',
+    kernelFunc: (args) => {
+      const x = args.inputs.x as TF.TensorInfo;
+      if (x.dtype !== 'float32') throw new Error(`${SUM_SQUARES_KERNEL}: x is ${x.dtype}, not float32`);
+      const n = x.shape.reduce((a, b) => a * b, 1);
+      return (args.backend as WebGPUBackend).runWebGPUProgram(new SumSquaresProgram(), [x], 'float32', [i32(n)]);
     },
   });
   installed = true;

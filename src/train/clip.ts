@@ -1,12 +1,15 @@
 /** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_ semantics), missing from tfjs. */
 import * as tf from '@tensorflow/tfjs';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import { SUM_SQUARES_KERNEL } from '../backend/webgpu-adamw.ts';
 import { sumScalars } from './forward.ts';
 
-/** The global L2 norm of all gradients, as a scalar tensor. */
+/** The global L2 norm of all gradients, as a scalar tensor (webgpu: one program per gradient for its Σ g²). */
 export function globalNorm(grads: Iterable<tf.Tensor>): tf.Scalar {
+  const fused = tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) !== undefined;
   return tf.tidy(() => {
-    return sumScalars([...grads].map((g) => g.square().sum())).sqrt();
+    const squares = [...grads].map((g) => (fused && g.dtype === 'float32' ? (tf.engine().runKernel(SUM_SQUARES_KERNEL, { x: g }) as tf.Scalar) : g.square().sum()));
+    return sumScalars(squares).sqrt();
   }) as tf.Scalar;
 }
 

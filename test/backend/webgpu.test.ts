@@ -15,6 +15,7 @@ import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
 import { DEFAULT_SUBMIT_BATCH, MAX_SUBMIT_BATCH, noAdapterReason, openAdapter, submitBatchSize } from '../../src/backend/webgpu.ts';
 import { HiloError } from '../../src/errors.ts';
 import { AdamW, adamwUpdate } from '../../src/train/adamw.ts';
+import { clipByGlobalNorm, globalNormOf } from '../../src/train/clip.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
 if (noAdapter) console.warn(`\n*** SKIPPING webgpu tests: ${noAdapter}\n`);
@@ -225,6 +226,25 @@ describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'a
     expect(Math.max(...Array.from(state.v.get('q')!, (x, j) => Math.abs(x - v[j])))).toBeLessThan(1e-6);
     opt.dispose();
     tf.dispose([p, q]);
+  });
+
+  it('takes the clipping norm with one program per gradient, as the host sum does', async () => {
+    await initBackend('webgpu');
+    const sizes = [1, 255, 256, 257, 10_000, 37 * 29];
+    const arrays = sizes.map((n, i) => values(n, 40 + i, 3));
+    const grads = new Map(arrays.map((a, i) => [`g${i}`, tf.tensor(a)] as const));
+    const want = globalNormOf(arrays);
+    let norm = NaN;
+    const info = await tf.profile(async () => {
+      norm = await clipByGlobalNorm(grads, want / 2); // clips: every gradient is halved
+    });
+    expect(Math.abs(norm - want) / want).toBeLessThan(1e-6);
+    const names = info.kernels.map((k) => k.name);
+    expect(names.filter((n) => n === 'HiloSumSquares')).toHaveLength(sizes.length);
+    expect(names).not.toContain('Square');
+    const after = await Promise.all([...grads.values()].map((g) => g.data()));
+    expect(globalNormOf(after)).toBeCloseTo(want / 2, 3);
+    tf.dispose([...grads.values()]);
   });
 
   it('refuses a tensor above the adapter binding limit instead of returning zeros', async () => {
