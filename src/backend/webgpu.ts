@@ -21,6 +21,7 @@ import { HiloError } from '../errors.ts';
 import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from './limits.ts';
 import { withStderrSilenced } from './stderr.ts';
 import { installAdamW } from './webgpu-adamw.ts';
+import { installRmsNorm } from './webgpu-norm.ts';
 import { installRouterKernels } from './webgpu-router.ts';
 import { installIntTranspose } from './webgpu-transpose.ts';
 
@@ -221,6 +222,7 @@ export async function initWebgpu(
   installIntTranspose(tf, mod.webgpu_util);
   installAdamW(tf, mod.webgpu_util);
   installRouterKernels(tf, mod.webgpu_util);
+  installRmsNorm(tf, mod.webgpu_util);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {
     override write(...args: Parameters<TF.KernelBackend['write']>) {

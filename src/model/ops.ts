@@ -6,6 +6,7 @@
  * `matMul(a, b, transposeA/B)` is 10-30x slower than `tf.transpose` + plain matMul.
  */
 import * as tf from '@tensorflow/tfjs';
+import { RMS_NORM, RMS_NORM_GRAD } from '../backend/webgpu-norm.ts';
 import { fieldError } from '../errors.ts';
 
 /** Large negative additive mask value: exp(NEG - max) is exactly 0 in float32, and two never overflow. */
@@ -34,8 +35,23 @@ export function activate(name: string, x: tf.Tensor): tf.Tensor {
   }
 }
 
-/** RMSNorm over the last axis: w * x / sqrt(mean(x^2) + eps). x [N, H], w [H]. */
+/**
+ * RMSNorm over the last axis: w * x / sqrt(mean(x^2) + eps). x [N, H], w [H]. On webgpu one GPU
+ * program each way (src/backend/webgpu-norm.ts); there the weight, a frozen base weight, gets
+ * no gradient.
+ */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  if (x.rank === 2 && x.dtype === 'float32' && tf.getKernel(RMS_NORM, tf.getBackend())) {
+    const op = tf.customGrad((...args) => {
+      const xs = args[0] as tf.Tensor2D;
+      (args[1] as tf.GradSaveFunc)([xs]);
+      return {
+        value: tf.engine().runKernel(RMS_NORM, { x: xs, w: weight }, { eps }) as tf.Tensor2D,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(RMS_NORM_GRAD, { dy, x: saved[0], w: weight }, { eps }) as tf.Tensor2D,
+      };
+    });
+    return op(x) as tf.Tensor2D;
+  }
   const variance = tf.mean(tf.square(x), -1, true); // [N, 1]
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
 }

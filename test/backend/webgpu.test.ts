@@ -16,6 +16,7 @@ import { DEFAULT_SUBMIT_BATCH, MAX_SUBMIT_BATCH, noAdapterReason, openAdapter, s
 import { HiloError } from '../../src/errors.ts';
 import { AdamW, adamwUpdate } from '../../src/train/adamw.ts';
 import { clipByGlobalNorm, globalNormOf } from '../../src/train/clip.ts';
+import { rmsNorm } from '../../src/model/ops.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
 if (noAdapter) console.warn(`\n*** SKIPPING webgpu tests: ${noAdapter}\n`);
@@ -245,6 +246,37 @@ describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'a
     const after = await Promise.all([...grads.values()].map((g) => g.data()));
     expect(globalNormOf(after)).toBeCloseTo(want / 2, 3);
     tf.dispose([...grads.values()]);
+  });
+
+  it('runs RMSNorm as one program each way, with the numbers and input gradient of the tfjs ops', async () => {
+    const probe = async () => {
+      const out = tf.tidy(() => {
+        const x = rand([37, 48], 60, 3) as tf.Tensor2D;
+        const w = rand([48], 61) as tf.Tensor1D;
+        const up = rand([37, 48], 62);
+        const { value, grads } = tf.valueAndGrads((xs: tf.Tensor) => rmsNorm(xs as tf.Tensor2D, w, 1e-5).mul(up).sum())([x]);
+        return [rmsNorm(x, w, 1e-5), value, grads[0]];
+      });
+      const got = await Promise.all(out.map(async (t) => Array.from(await t.data())));
+      tf.dispose(out);
+      return got;
+    };
+    await initBackend('wasm');
+    const want = await probe();
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    let got: number[][] = [];
+    const info = await tf.profile(async () => {
+      got = await probe();
+    });
+    const names = info.kernels.map((k) => k.name);
+    expect(names).toContain('HiloRmsNorm');
+    expect(names).toContain('HiloRmsNormGrad');
+    expect(names).not.toContain('Rsqrt');
+    want.forEach((w, k) => {
+      const worst = Math.max(...w.map((v, i) => Math.abs(got[k][i] - v) / Math.max(1, Math.abs(v))));
+      expect(worst, ['y', 'loss', 'dx'][k]).toBeLessThan(1e-5);
+    });
   });
 
   it('refuses a tensor above the adapter binding limit instead of returning zeros', async () => {
