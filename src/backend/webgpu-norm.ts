@@ -1,6 +1,6 @@
 /**
  * RMSNorm as one GPU program forward and one backward on webgpu, one thread per row, where the
- * tfjs ops take ~6 kernels forward and ~12 backward (a Llama step has 2 per layer + 1). Only x
+ * tfjs ops took ~18 GPU programs for the two (a Llama step has 2 norms per layer + 1). Only x
  * gets a gradient: the norm weights are frozen base weights (hilo trains adapters).
  *   forward   r = 1/sqrt(mean(x²) + eps),  y = w ⊙ x · r
  *   backward  g = w ⊙ dy,  dx = r·g − x · r³ · mean(g ⊙ x)
