@@ -35,7 +35,7 @@ import { createRandomModel } from '../src/model/init.ts';
 import { loadModel } from '../src/model/load.ts';
 import type { CausalLM, ForwardContext, ModelConfig } from '../src/model/types.ts';
 import { AdamW } from '../src/train/adamw.ts';
-import { clipByGlobalNorm } from '../src/train/clip.ts';
+import { clipFactor } from '../src/train/clip.ts';
 import { withRouterLosses } from '../src/train/forward.ts';
 import { crossEntropy, shiftedLabels } from '../src/train/loss.ts';
 import { forwardFlops, forwardStepFlops, trainStepFlops } from './bench-train-flops.ts';
@@ -92,7 +92,7 @@ const notePeak = () => (peakRss = Math.max(peakRss, rssMiB()));
 /**
  * One optimizer step as src/train/loop.ts runs it with gradient_accumulation_steps 1, from the
  * loop's own pieces: the loss plus router losses (withRouterLosses) under variableGrads, the
- * router losses freed after the tape, the loss read back, clipByGlobalNorm(1.0), AdamW.apply.
+ * router losses freed after the tape, the loss read back, clipFactor(1.0), AdamW.apply scaling by it.
  */
 async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, ids: Int32Array, labels: Int32Array, B = BATCH, T = SEQ): Promise<number> {
   const ctx: ForwardContext = { training: true, auxLosses: [] };
@@ -109,8 +109,8 @@ async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: A
   const loss = (await value.data())[0];
   value.dispose();
   const named = new Map(Object.entries(grads).map(([n, g]) => [byName.get(n)!, g]));
-  await clipByGlobalNorm(named, 1.0);
-  opt.apply(named, LR);
+  const { factor } = await clipFactor(named, 1.0);
+  opt.apply(named, LR, factor);
   tf.dispose([...named.values()]);
   return loss;
 }

@@ -30,12 +30,14 @@ export interface AdamWKernelAttrs {
   stepSize: number;
   /** sqrt(1 - beta2^t) */
   sqrtBc2: number;
+  /** The gradient is multiplied by this first (a clip coefficient). */
+  gradScale: number;
 }
 
-/** One moment: a·X + c·G (the first) or a·X + c·G² (the second), one thread per element. */
+/** One moment, g = s·G: a·X + c·g (the first) or a·X + c·g² (the second), one thread per element. */
 const momentProgram = (util: WebGPUUtil, shape: number[], n: number, squared: boolean) =>
-  new ThreadProgram(util, ['X', 'G'], shape, n, 'threads : i32, a : f32, c : f32,', `hilo_adamw_moment_${squared ? 2 : 1}`, `
-    let g = G[index];
+  new ThreadProgram(util, ['X', 'G'], shape, n, 'threads : i32, a : f32, c : f32, s : f32,', `hilo_adamw_moment_${squared ? 2 : 1}`, `
+    let g = G[index] * uniforms.s;
     setOutputAtIndex(index, uniforms.a * X[index] + uniforms.c * ${squared ? 'g * g' : 'g'});
   `);
 
@@ -95,8 +97,8 @@ export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
         }
       }
       const n = p.shape.reduce((x, y) => x * y, 1);
-      const m1 = backend.runWebGPUProgram(momentProgram(util, p.shape, n, false), [m, g], 'float32', [i32(n), f32(a.beta1), f32(1 - a.beta1)]);
-      const v1 = backend.runWebGPUProgram(momentProgram(util, p.shape, n, true), [v, g], 'float32', [i32(n), f32(a.beta2), f32(1 - a.beta2)]);
+      const m1 = backend.runWebGPUProgram(momentProgram(util, p.shape, n, false), [m, g], 'float32', [i32(n), f32(a.beta1), f32(1 - a.beta1), f32(a.gradScale ?? 1)]);
+      const v1 = backend.runWebGPUProgram(momentProgram(util, p.shape, n, true), [v, g], 'float32', [i32(n), f32(a.beta2), f32(1 - a.beta2), f32(a.gradScale ?? 1)]);
       const p1 = backend.runWebGPUProgram(paramProgram(util, p.shape, n), [p, m1, v1], 'float32', [i32(n), f32(a.decay), f32(a.stepSize), f32(a.sqrtBc2), f32(a.eps)]);
       return [p1, m1, v1];
     },

@@ -35,6 +35,8 @@ export interface AdamWHyper {
   weightDecay: number;
   /** The step being taken, from 1 (bias corrections). */
   step: number;
+  /** Multiplies the gradient first (a clip coefficient, clipFactor); default 1. */
+  gradScale?: number;
 }
 
 /**
@@ -46,8 +48,9 @@ export function adamwUpdate(p: Float32Array, g: Float32Array, m: Float32Array, v
   const decay = 1 - h.lr * h.weightDecay;
   const stepSize = h.lr / (1 - b1 ** h.step);
   const sqrtBc2 = Math.sqrt(1 - b2 ** h.step);
+  const scale = h.gradScale ?? 1;
   for (let i = 0; i < p.length; i++) {
-    const gi = g[i];
+    const gi = scale === 1 ? g[i] : Math.fround(g[i] * scale); // rounded as a scaled float32 gradient would be
     const mi = (m[i] = b1 * m[i] + (1 - b1) * gi);
     const vi = (v[i] = b2 * v[i] + (1 - b2) * gi * gi);
     p[i] = p[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
@@ -93,11 +96,14 @@ export class AdamW {
     }
   }
 
-  /** One update with gradients by parameter name (missing gradients count as zero). */
-  apply(grads: Map<string, tf.Tensor>, lr: number): void {
+  /**
+   * One update with gradients by parameter name (missing gradients count as zero), each first
+   * multiplied by `gradScale` (a clip coefficient from clipFactor; 1 leaves them as they are).
+   */
+  apply(grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     this.step += 1;
     if (this.placement === 'host') {
-      const h: AdamWHyper = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.step };
+      const h: AdamWHyper = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.step, gradScale };
       for (const [name, p] of this.params) {
         const g = grads.get(name);
         if (!g) continue;
@@ -112,21 +118,23 @@ export class AdamW {
     const bc2 = 1 - this.beta2 ** this.step;
     // webgpu: one fused kernel a parameter (src/backend/webgpu-adamw.ts); else tfjs kernels
     const fused: AdamWKernelAttrs | null = tf.getKernel(ADAMW_KERNEL, tf.getBackend())
-      ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: 1 - lr * this.weightDecay, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2) }
+      ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: 1 - lr * this.weightDecay, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), gradScale }
       : null;
     tf.tidy(() => {
       for (const [name, p] of this.params) {
-        const g = grads.get(name);
-        if (!g) continue;
+        const raw = grads.get(name);
+        if (!raw) continue;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
         if (fused) {
+          const g = raw;
           const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, fused as unknown as tf.NamedAttrMap) as tf.Tensor[];
           m.assign(m1);
           v.assign(v1);
           p.assign(p1);
           continue;
         }
+        const g = gradScale === 1 ? raw : raw.mul(gradScale);
         const m1 = m.mul(this.beta1).add(g.mul(1 - this.beta1));
         const v1 = v.mul(this.beta2).add(g.square().mul(1 - this.beta2));
         m.assign(m1);

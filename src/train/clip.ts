@@ -20,23 +20,40 @@ export function globalNormOf(grads: Iterable<ArrayLike<number>>): number {
   return Math.sqrt(sum);
 }
 
+/** torch's clip coefficient: min(1, maxNorm / (norm + 1e-6)); 1 when clipping is off (maxNorm <= 0) or the norm is not finite. */
+export function clipScale(norm: number, maxNorm: number): number {
+  return maxNorm > 0 && Number.isFinite(norm) && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
+}
+
+/** The gradients' global norm, read back from wherever they live. */
+async function normOf(grads: Map<string, tf.Tensor>, host: Map<string, Float32Array> | null): Promise<number> {
+  if (host) return globalNormOf(host.values());
+  const normT = globalNorm(grads.values());
+  const norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads
+  normT.dispose();
+  return norm;
+}
+
+/**
+ * The global norm and the clip coefficient, leaving the gradients as they are: for an optimizer
+ * that scales them itself (AdamW.apply's gradScale), which on webgpu saves a kernel a gradient.
+ */
+export async function clipFactor(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement = defaultPlacement()): Promise<{ norm: number; factor: number }> {
+  const host = placement === 'host' ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
+  const norm = await normOf(grads, host);
+  return { norm, factor: clipScale(norm, maxNorm) };
+}
+
 /**
  * Scale every gradient by min(1, maxNorm / (norm + 1e-6)) in place of the map's tensors
  * (the old tensors are disposed). Returns the norm before clipping. `placement` as AdamW's:
  * 'host' reads the gradients and does the arithmetic in JS, with no kernels (wasm, cpu).
  */
 export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement = defaultPlacement()): Promise<number> {
-  let norm: number;
   const host = placement === 'host' ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
-  if (host) {
-    norm = globalNormOf(host.values());
-  } else {
-    const normT = globalNorm(grads.values());
-    norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads
-    normT.dispose();
-  }
-  if (maxNorm > 0 && Number.isFinite(norm) && norm > maxNorm) {
-    const factor = maxNorm / (norm + 1e-6);
+  const norm = await normOf(grads, host);
+  const factor = clipScale(norm, maxNorm);
+  if (factor !== 1) {
     for (const [name, g] of grads) {
       grads.set(name, host ? tf.tensor(host.get(name)!.map((x) => x * factor), g.shape) : tf.tidy(() => g.mul(factor)));
       g.dispose();

@@ -18,7 +18,7 @@ import { Progress } from '../log/progress.ts';
 import type { ForwardContext } from '../model/types.ts';
 import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
-import { clipByGlobalNorm } from './clip.ts';
+import { clipFactor } from './clip.ts';
 import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
 import { batchTokenNll, countTargets, withRouterLosses } from './forward.ts';
 import { choiceCrossEntropy } from './loss.ts';
@@ -170,8 +170,9 @@ export async function train(run: Run): Promise<TrainResult> {
         stopped = 'diverged';
         break;
       }
-      const gradNorm = await clipByGlobalNorm(accum, t.max_grad_norm);
-      optimizer.apply(accum, lr);
+      // the clip coefficient goes to the optimizer, which scales as it reads (no kernel a gradient)
+      const { norm: gradNorm, factor } = await clipFactor(accum, t.max_grad_norm);
+      optimizer.apply(accum, lr, factor);
       tf.dispose([...accum.values()]);
 
       state = {

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { defaultPlacement, type Placement } from '../../src/backend/placement.ts';
 import { AdamW } from '../../src/train/adamw.ts';
-import { clipByGlobalNorm } from '../../src/train/clip.ts';
+import { clipByGlobalNorm, clipFactor } from '../../src/train/clip.ts';
 import { crossEntropy, shiftedLabels, tokenNll } from '../../src/train/loss.ts';
 import { lrAt, resolveWarmup, type SchedulerType } from '../../src/train/schedule.ts';
 
@@ -162,6 +162,32 @@ describe('clipByGlobalNorm matches clip_grad_norm_', () => {
       Array.from(g.dataSync()).forEach((v, j) => expect(v).toBeCloseTo(c.clipped[i][j], 5));
       g.dispose();
     });
+  });
+});
+
+describe('clipFactor + AdamW.apply(gradScale) is clipByGlobalNorm then AdamW.apply', () => {
+  it.each(PLACEMENTS)('%s', async (placement) => {
+    const c = ref.clip;
+    const make = () => new Map<string, tf.Tensor>(c.grads.map((g: number[], i: number) => [`g${i}`, tf.tensor(g, c.shapes[i])]));
+    const params = (seed: number) => new Map(c.shapes.map((shape: number[], i: number) => [`g${i}`, tf.variable(tf.randomNormal(shape, 0, 1, 'float32', seed + i), true)]));
+    const [pa, pb] = [params(7), params(7)];
+    const [oa, ob] = [new AdamW(pa, { weightDecay: 0.1, placement }), new AdamW(pb, { weightDecay: 0.1, placement })];
+    for (const maxNorm of [c.max_norm, 1e9]) { // clipping, then not
+      const ga = make();
+      const norm = await clipByGlobalNorm(ga, maxNorm, placement);
+      oa.apply(ga, 1e-2);
+      const gb = make();
+      const { norm: normB, factor } = await clipFactor(gb, maxNorm, placement);
+      expect(normB).toBe(norm);
+      expect(factor === 1).toBe(maxNorm === 1e9);
+      ob.apply(gb, 1e-2, factor);
+      tf.dispose([...ga.values(), ...gb.values()]);
+    }
+    for (const [name, a] of pa) expect(Array.from(pb.get(name)!.dataSync())).toEqual(Array.from(a.dataSync()));
+    expect(Array.from(pa.get('g0')!.dataSync())).not.toEqual(Array.from(params(7).get('g0')!.dataSync()));
+    tf.dispose([...pa.values(), ...pb.values()]);
+    oa.dispose();
+    ob.dispose();
   });
 });
 
