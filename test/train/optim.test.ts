@@ -169,7 +169,8 @@ describe('clipFactor + AdamW.apply(gradScale) is clipByGlobalNorm then AdamW.app
   it.each(PLACEMENTS)('%s', async (placement) => {
     const c = ref.clip;
     const make = () => new Map<string, tf.Tensor>(c.grads.map((g: number[], i: number) => [`g${i}`, tf.tensor(g, c.shapes[i])]));
-    const params = (seed: number) => new Map(c.shapes.map((shape: number[], i: number) => [`g${i}`, tf.variable(tf.randomNormal(shape, 0, 1, 'float32', seed + i), true)]));
+    const params = (seed: number) =>
+      new Map<string, tf.Variable>(c.shapes.map((shape: number[], i: number) => [`g${i}`, tf.variable(tf.randomNormal(shape, 0, 1, 'float32', seed + i), true)]));
     const [pa, pb] = [params(7), params(7)];
     const [oa, ob] = [new AdamW(pa, { weightDecay: 0.1, placement }), new AdamW(pb, { weightDecay: 0.1, placement })];
     for (const maxNorm of [c.max_norm, 1e9]) { // clipping, then not
