@@ -11,7 +11,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend } from '../../src/backend/index.ts';
 import { loadBlas, SINGLE_THREAD_SIDE, threadsFor, type Blas } from '../../src/backend/blas.ts';
 import { useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
-import { forwardAndGrads, seeded, type MatMulCase } from './matmul-helpers.ts';
+import { expectFastMatchesStock, seeded, type MatMulCase } from './matmul-helpers.ts';
 
 const found = loadBlas({});
 const blas: Blas | null = found.blas;
@@ -67,20 +67,7 @@ describe.runIf(blas !== null || process.env.HILO_REQUIRE_BLAS === '1')('wasm pro
   });
 
   it('computes tfjs-stock results, forward and gradients, for every transpose combination and batch', () => {
-    for (const c of CASES) {
-      useFastWasmMatMul(tf, false);
-      const stock = forwardAndGrads(c);
-      useFastWasmMatMul(tf, true, blas);
-      const before = tf.memory().numTensors;
-      const ids = tf.engine().backend.numDataIds();
-      const fast = forwardAndGrads(c);
-      expect(tf.memory().numTensors).toBe(before);
-      expect(tf.engine().backend.numDataIds()).toBe(ids);
-      for (let k = 0; k < 3; k++) {
-        expect(fast[k].length).toBe(stock[k].length);
-        fast[k].forEach((v, i) => expect(v).toBeCloseTo(stock[k][i], 4));
-      }
-    }
+    expectFastMatchesStock(CASES, blas);
   });
 
   it('matches hand-computed products', () => {

@@ -1,5 +1,8 @@
 /** Inputs and a forward-plus-gradient probe shared by the wasm matmul tests (XNNPACK and BLAS paths). */
 import * as tf from '@tensorflow/tfjs';
+import { expect } from 'vitest';
+import type { Blas } from '../../src/backend/blas.ts';
+import { useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
 
 /** Deterministic values in [-1, 1) so stock and fast runs see identical inputs. */
 export function values(n: number, seed: number): Float32Array {
@@ -32,4 +35,26 @@ export function forwardAndGrads(c: MatMulCase): number[][] {
     const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.matMul(x, z, c.tA, c.tB).mul(w).sum())([a, b]);
     return [y, ga, gb].map((x) => Array.from(x.dataSync()));
   });
+}
+
+/**
+ * For each case: tfjs's own kernels, then hilo's fast path (with `blas`, or XNNPACK when null),
+ * give the same forward and gradients, and the fast path frees every tensor and backend buffer
+ * it made (numDataIds: transposed temporaries included).
+ */
+export function expectFastMatchesStock(cases: MatMulCase[], blas: Blas | null): void {
+  for (const c of cases) {
+    useFastWasmMatMul(tf, false);
+    const stock = forwardAndGrads(c);
+    useFastWasmMatMul(tf, true, blas);
+    const before = tf.memory().numTensors;
+    const ids = tf.engine().backend.numDataIds();
+    const fast = forwardAndGrads(c);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(tf.engine().backend.numDataIds()).toBe(ids);
+    for (let k = 0; k < 3; k++) {
+      expect(fast[k].length).toBe(stock[k].length);
+      fast[k].forEach((v, i) => expect(v).toBeCloseTo(stock[k][i], 4));
+    }
+  }
 }

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { keptTransposes, transposeCosts, transposeInto, useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
-import { forwardAndGrads, seeded, type MatMulCase } from './matmul-helpers.ts';
+import { expectFastMatchesStock, seeded, type MatMulCase } from './matmul-helpers.ts';
 
 const t = seeded;
 
@@ -34,20 +34,7 @@ describe('wasm matmul fast path', () => {
   });
 
   it('computes tfjs-stock results, forward and gradients, for every transpose combination', () => {
-    for (const c of CASES) {
-      useFastWasmMatMul(tf, false);
-      const stock = forwardAndGrads(c);
-      useFastWasmMatMul(tf, true);
-      const before = tf.memory().numTensors;
-      const ids = tf.engine().backend.numDataIds();
-      const fast = forwardAndGrads(c);
-      expect(tf.memory().numTensors).toBe(before);
-      expect(tf.engine().backend.numDataIds()).toBe(ids); // transposed temporaries were freed
-      for (let k = 0; k < 3; k++) {
-        expect(fast[k].length).toBe(stock[k].length);
-        fast[k].forEach((v, i) => expect(v).toBeCloseTo(stock[k][i], 4));
-      }
-    }
+    expectFastMatchesStock(CASES, null);
   });
 
   it('computes a broadcast batch like stock', () => {
