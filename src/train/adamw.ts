@@ -39,15 +39,18 @@ export interface AdamWHyper {
   gradScale?: number;
 }
 
+/** A step's constants, shared by the host loop and the fused webgpu kernel: 1 − lr·wd, lr/bc1, sqrt(bc2). */
+export function stepConstants(h: AdamWHyper): { decay: number; stepSize: number; sqrtBc2: number } {
+  return { decay: 1 - h.lr * h.weightDecay, stepSize: h.lr / (1 - h.beta1 ** h.step), sqrtBc2: Math.sqrt(1 - h.beta2 ** h.step) };
+}
+
 /**
  * One AdamW update in place: p (the parameter), m and v (its moments) from g (its gradient),
  * in torch.optim.AdamW's order: p *= 1 - lr·wd; m, v updated; p -= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps).
  */
 export function adamwUpdate(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamWHyper): void {
   const { beta1: b1, beta2: b2, eps } = h;
-  const decay = 1 - h.lr * h.weightDecay;
-  const stepSize = h.lr / (1 - b1 ** h.step);
-  const sqrtBc2 = Math.sqrt(1 - b2 ** h.step);
+  const { decay, stepSize, sqrtBc2 } = stepConstants(h);
   const scale = h.gradScale ?? 1;
   for (let i = 0; i < p.length; i++) {
     const gi = scale === 1 ? g[i] : Math.fround(g[i] * scale); // rounded as a scaled float32 gradient would be
@@ -102,8 +105,8 @@ export class AdamW {
    */
   apply(grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     this.step += 1;
+    const h: AdamWHyper = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.step, gradScale };
     if (this.placement === 'host') {
-      const h: AdamWHyper = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.step, gradScale };
       for (const [name, p] of this.params) {
         const g = grads.get(name);
         if (!g) continue;
@@ -118,7 +121,7 @@ export class AdamW {
     const bc2 = 1 - this.beta2 ** this.step;
     // webgpu: one fused kernel a parameter (src/backend/webgpu-adamw.ts); else tfjs kernels
     const fused: AdamWKernelAttrs | null = tf.getKernel(ADAMW_KERNEL, tf.getBackend())
-      ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: 1 - lr * this.weightDecay, stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), gradScale }
+      ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, gradScale, ...stepConstants(h) }
       : null;
     tf.tidy(() => {
       for (const [name, p] of this.params) {
@@ -127,8 +130,7 @@ export class AdamW {
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
         if (fused) {
-          const g = raw;
-          const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, fused as unknown as tf.NamedAttrMap) as tf.Tensor[];
+          const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g: raw, m, v }, fused as unknown as tf.NamedAttrMap) as tf.Tensor[];
           m.assign(m1);
           v.assign(v1);
           p.assign(p1);

@@ -25,13 +25,21 @@ export function clipScale(norm: number, maxNorm: number): number {
   return maxNorm > 0 && Number.isFinite(norm) && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
 }
 
-/** The gradients' global norm, read back from wherever they live. */
-async function normOf(grads: Map<string, tf.Tensor>, host: Map<string, Float32Array> | null): Promise<number> {
-  if (host) return globalNormOf(host.values());
-  const normT = globalNorm(grads.values());
-  const norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads
-  normT.dispose();
-  return norm;
+/**
+ * The gradients' global norm and clip coefficient. Host placement reads every gradient into JS
+ * and returns those arrays too, for a caller that scales them there.
+ */
+async function measure(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement) {
+  const host = placement === 'host' ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
+  let norm: number;
+  if (host) {
+    norm = globalNormOf(host.values());
+  } else {
+    const normT = globalNorm(grads.values());
+    norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads
+    normT.dispose();
+  }
+  return { norm, factor: clipScale(norm, maxNorm), host };
 }
 
 /**
@@ -39,9 +47,8 @@ async function normOf(grads: Map<string, tf.Tensor>, host: Map<string, Float32Ar
  * that scales them itself (AdamW.apply's gradScale), which on webgpu saves a kernel a gradient.
  */
 export async function clipFactor(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement = defaultPlacement()): Promise<{ norm: number; factor: number }> {
-  const host = placement === 'host' ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
-  const norm = await normOf(grads, host);
-  return { norm, factor: clipScale(norm, maxNorm) };
+  const { norm, factor } = await measure(grads, maxNorm, placement);
+  return { norm, factor };
 }
 
 /**
@@ -50,9 +57,7 @@ export async function clipFactor(grads: Map<string, tf.Tensor>, maxNorm: number,
  * 'host' reads the gradients and does the arithmetic in JS, with no kernels (wasm, cpu).
  */
 export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement = defaultPlacement()): Promise<number> {
-  const host = placement === 'host' ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
-  const norm = await normOf(grads, host);
-  const factor = clipScale(norm, maxNorm);
+  const { norm, factor, host } = await measure(grads, maxNorm, placement);
   if (factor !== 1) {
     for (const [name, g] of grads) {
       grads.set(name, host ? tf.tensor(host.get(name)!.map((x) => x * factor), g.shape) : tf.tidy(() => g.mul(factor)));
