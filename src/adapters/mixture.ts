@@ -16,6 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import { EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, type ExpertsAttrs } from '../backend/wasm-experts.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
 import {
   gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
@@ -101,30 +102,62 @@ function spreadGates(logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec):
 
 /**
  * spreadGates' host form, from the logits' values `l` (read once by the caller) and the mask's
- * `m`: the same numbers in JS loops, one upload forward and one backward.
+ * `m`: the same numbers in JS loops, one upload forward and one backward. Each gate times
+ * `scale` fills `r` columns: [N, E·r] for the tensor form of the experts; r = 1 and scale 1
+ * give the gates themselves, [N, E], for the fused kernel (src/backend/wasm-experts.ts).
  */
-function spreadGatesOnHost(logits: tf.Tensor2D, l: Float32Array, m: Float32Array, spec: MixtureSpec): tf.Tensor2D {
-  const { experts: E, rank: r, scale } = spec;
+function spreadGatesOnHost(logits: tf.Tensor2D, l: Float32Array, m: Float32Array, E: number, r: number, scale: number): tf.Tensor2D {
   const op = tf.customGrad(() => {
     const p = softmaxRows(l, E);
     const { gates, total } = gatesRows(p, m, E);
-    const G = new Float32Array(gates.length * r);
-    for (let i = 0; i < gates.length; i++) G.fill(scale * gates[i], i * r, (i + 1) * r);
+    let G = gates;
+    if (r !== 1 || scale !== 1) {
+      G = new Float32Array(gates.length * r);
+      for (let i = 0; i < gates.length; i++) G.fill(scale * gates[i], i * r, (i + 1) * r);
+    }
     return {
       value: tf.tensor2d(G, [logits.shape[0], E * r]),
       gradFunc: (dG: tf.Tensor) => {
         const d = dG.dataSync();
-        const dg = new Float32Array(gates.length);
-        for (let i = 0; i < gates.length; i++) {
-          let sum = 0;
-          for (let j = i * r; j < (i + 1) * r; j++) sum += d[j];
-          dg[i] = scale * sum;
+        let dg = d as Float32Array;
+        if (r !== 1 || scale !== 1) {
+          dg = new Float32Array(gates.length);
+          for (let i = 0; i < gates.length; i++) {
+            let sum = 0;
+            for (let j = i * r; j < (i + 1) * r; j++) sum += d[j];
+            dg[i] = scale * sum;
+          }
         }
         return tf.tensor2d(gatesGradRows(dg, p, gates, m, total, E), logits.shape);
       },
     };
   });
   return op(logits) as tf.Tensor2D;
+}
+
+/**
+ * The experts' output for rows xd [N, in] and router gates [N, E] (null: one expert, gate 1)
+ * through the fused wasm kernels (src/backend/wasm-experts.ts), as one op.
+ */
+function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, gates: tf.Tensor2D | null, spec: MixtureSpec): tf.Tensor2D {
+  const attrs = { rank: spec.rank, scale: spec.scale } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
+  const op = tf.customGrad((...args) => {
+    const n = gates ? 4 : 3;
+    const [x, A, B, g] = args.slice(0, n) as tf.Tensor2D[];
+    const save = args[n] as tf.GradSaveFunc;
+    const inputs: tf.NamedTensorMap = g ? { xd: x, A, B, gates: g } : { xd: x, A, B };
+    const [D, h, gated] = tf.engine().runKernel(EXPERTS_FORWARD, inputs, attrs) as tf.Tensor2D[];
+    save(g ? [x, A, B, h, gated, g] : [x, A, B, h, gated]);
+    return {
+      value: D,
+      gradFunc: (dD: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, As, Bs, hs, gatedS, gs] = saved;
+        const ins = { dD, xd: xs, A: As, B: Bs, h: hs, gated: gatedS, ...(gs ? { gates: gs } : {}) };
+        return tf.engine().runKernel(EXPERTS_BACKWARD, ins, attrs) as tf.Tensor[];
+      },
+    };
+  });
+  return (gates ? op(xd, loraA, loraB, gates) : op(xd, loraA, loraB)) as tf.Tensor2D;
 }
 
 /**
@@ -160,7 +193,9 @@ function expertsDelta(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, g
  * math on [N, E] runs (src/backend/placement.ts); the products are kernels either way.
  */
 export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, placement: Placement = defaultPlacement()): MixtureOutput {
+  const fused = placement === 'host' && hasFusedExperts(tf);
   if (w.router === null) {
+    if (fused) return { delta: fusedExperts(xd, w.loraA, w.loraB, null, spec), logits: null, mask: null };
     const h = tf.matMul(xd, w.loraA); // [N, in] x [in, r] -> [N, r]
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
     return { delta, logits: null, mask: null };
@@ -169,7 +204,10 @@ export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights,
   if (placement === 'host') {
     const l = logits.dataSync() as Float32Array;
     const m = selectRows(l, spec.experts, spec.routing);
-    return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec)), logits, mask: tf.tensor2d(m, logits.shape) };
+    const delta = fused
+      ? fusedExperts(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec.experts, 1, 1), spec)
+      : expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec.experts, spec.rank, spec.scale));
+    return { delta, logits, mask: tf.tensor2d(m, logits.shape) };
   }
   const mask = selectExperts(logits, spec.routing, 'device');
   return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGates(logits, mask, spec)), logits, mask };

@@ -54,7 +54,9 @@ async function initWasm(tf: typeof TF): Promise<string> {
   }
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
   const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
+  const { useWasmExperts } = await import('./wasm-experts.ts');
   useFastWasmMatMul(tf, true, found.blas);
+  useWasmExperts(tf, true, found.blas);
   registerWasmFallbacks(tf);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   wasmProducts = found.blas

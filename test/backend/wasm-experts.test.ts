@@ -1,0 +1,117 @@
+/**
+ * The fused experts kernels of the wasm backend with a native BLAS (src/backend/wasm-experts.ts):
+ * the gating loop on a hand-worked case, then the mixture layer's output and every gradient
+ * (x, A, B, router) through the kernels against the tensor form they replace, which
+ * test/adapters/mixture-parity.test.ts pins to PyTorch. Skipped without OpenBLAS, except under
+ * HILO_REQUIRE_BLAS=1 (.ci/run), where test/backend/blas.test.ts fails instead.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mixtureDelta, type MixtureSpec } from '../../src/adapters/mixture.ts';
+import { initBackend } from '../../src/backend/index.ts';
+import { loadBlas } from '../../src/backend/blas.ts';
+import { EXPERTS_BACKWARD, EXPERTS_FORWARD, gateColumns, hasFusedExperts, useWasmExperts } from '../../src/backend/wasm-experts.ts';
+import { seeded } from './matmul-helpers.ts';
+
+const { blas } = loadBlas({});
+
+describe('gateColumns', () => {
+  // N = 2 rows, E = 2 experts of r = 2 columns, scale 3
+  const src = Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+  const gates = Float32Array.from([0.25, 0.75, 1, 0]);
+
+  it('multiplies each expert\'s r columns by scale times its gate', () => {
+    const out = new Float32Array(8);
+    gateColumns(src, out, gates, 2, 4, 2, 3);
+    expect(Array.from(out)).toEqual([0.75, 1.5, 6.75, 9, 15, 18, 0, 0]);
+  });
+
+  it('without gates is one expert scaled, and in place with dg = scale · Σ src⊙h per expert', () => {
+    const plain = new Float32Array(8);
+    gateColumns(src, plain, null, 2, 4, 4, 0.5);
+    expect(Array.from(plain)).toEqual([0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4]);
+    const h = Float32Array.from([1, -1, 2, 0, 0, 1, 1, 1]);
+    const dg = new Float32Array(4);
+    const inPlace = src.slice();
+    gateColumns(inPlace, inPlace, gates, 2, 4, 2, 3, h, dg);
+    expect(Array.from(dg)).toEqual([3 * (1 - 2), 3 * (6 + 0), 3 * (0 + 6), 3 * (7 + 8)]);
+    expect(Array.from(inPlace)).toEqual([0.75, 1.5, 6.75, 9, 15, 18, 0, 0]);
+  });
+});
+
+describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+  afterAll(() => useWasmExperts(tf, true, blas));
+
+  const N = 37; // not a multiple of anything the kernels block by
+  const IN = 24;
+  const OUT = 20;
+  type Case = [string, number, number, MixtureSpec['routing'], boolean];
+  const CASES: Case[] = [
+    ['top-2 of 4, rank 3', 4, 3, { strategy: 'topk', topK: 2, topP: 0 }, false],
+    ['top-p 0.6 of 3, rank 2', 3, 2, { strategy: 'topp', topK: 0, topP: 0.6 }, false],
+    ['dense 3, rank 4, experts on other rows than the router', 3, 4, { strategy: 'dense', topK: 0, topP: 0 }, true],
+    ['one expert (plain LoRA), rank 5', 1, 5, { strategy: 'topk', topK: 1, topP: 0 }, true],
+  ];
+
+  /** delta and d(Σ delta⊙G)/d(x, A, B, router) with the kernels on or off. */
+  function run(fused: boolean, E: number, r: number, routing: MixtureSpec['routing'], otherRows: boolean) {
+    useWasmExperts(tf, fused, blas);
+    expect(hasFusedExperts(tf)).toBe(fused);
+    const spec: MixtureSpec = { experts: E, rank: r, scale: 1.7, routing };
+    return tf.tidy(() => {
+      const x = seeded([N, IN], 1);
+      const A = seeded([IN, E * r], 2);
+      const B = seeded([E * r, OUT], 3);
+      const W = seeded([IN, E], 4);
+      const G = seeded([N, OUT], 5);
+      const f = (xs: tf.Tensor, As: tf.Tensor, Bs: tf.Tensor, Ws?: tf.Tensor) => {
+        const xd = otherRows ? (tf.mul(xs, tf.linspace(0.5, 1.5, IN)) as tf.Tensor2D) : (xs as tf.Tensor2D);
+        const w = { loraA: As as tf.Tensor2D, loraB: Bs as tf.Tensor2D, router: Ws ? (Ws as tf.Tensor2D) : null };
+        return tf.sum(tf.mul(mixtureDelta(xs as tf.Tensor2D, xd, w, spec, 'host').delta, G));
+      };
+      // one expert has no router: nothing to differentiate it by
+      const { value, grads } = tf.valueAndGrads(f)(E > 1 ? [x, A, B, W] : [x, A, B]);
+      const names = ['x', 'A', 'B', 'router'];
+      return { value: value.dataSync()[0], grads: Object.fromEntries(grads.map((g, i) => [names[i], g.dataSync() as Float32Array])) };
+    });
+  }
+
+  it.each(CASES)('%s: the same output and gradients', (_name, E, r, routing, otherRows) => {
+    const before = tf.memory().numTensors;
+    const want = run(false, E, r, routing, otherRows);
+    const got = run(true, E, r, routing, otherRows);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(got.value).toBeCloseTo(want.value, 4);
+    for (const k of E > 1 ? ['x', 'A', 'B', 'router'] : ['x', 'A', 'B']) {
+      const g = got.grads[k];
+      const w = want.grads[k];
+      expect(g.length).toBe(w.length);
+      let scale = 0;
+      for (const v of w) scale = Math.max(scale, Math.abs(v));
+      expect(scale, `${k} gradient is all zero`).toBeGreaterThan(0);
+      for (let i = 0; i < w.length; i++) expect(Math.abs(g[i] - w[i]), `${k}[${i}]`).toBeLessThan(1e-5 * Math.max(1, scale));
+    }
+  });
+
+  it('runs as the two kernels: no expert products are left to tfjs', async () => {
+    useWasmExperts(tf, true, blas);
+    const spec: MixtureSpec = { experts: 4, rank: 2, scale: 2, routing: { strategy: 'topk', topK: 2, topP: 0 } };
+    const info = await tf.profile(() => {
+      tf.tidy(() => {
+        const x = seeded([N, IN], 1) as tf.Tensor2D;
+        const vars = [seeded([IN, 8], 2), seeded([8, OUT], 3), seeded([IN, 4], 4)];
+        const f = (A: tf.Tensor, B: tf.Tensor, W: tf.Tensor) =>
+          tf.sum(mixtureDelta(x, x, { loraA: A as tf.Tensor2D, loraB: B as tf.Tensor2D, router: W as tf.Tensor2D }, spec, 'host').delta);
+        tf.grads(f)(vars).forEach((g) => g.dataSync());
+      });
+    });
+    const names = info.kernels.map((k) => k.name);
+    expect(names.filter((n) => n === EXPERTS_FORWARD)).toHaveLength(1);
+    expect(names.filter((n) => n === EXPERTS_BACKWARD)).toHaveLength(1);
+    // the router's logits forward and its dW backward (x is a constant here: no dx)
+    expect(names.filter((n) => n === 'BatchMatMul')).toHaveLength(2);
+  });
+});
