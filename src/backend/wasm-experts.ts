@@ -33,19 +33,24 @@ type Info = TF.TensorInfo;
  * gate the tensor form spreads; returns nothing. `dg`, when given, gets scale·Σ_{j in e} src·h.
  */
 export function gateColumns(src: Float32Array, out: Float32Array, gates: Float32Array | null, N: number, ER: number, r: number, scale: number, h?: Float32Array, dg?: Float32Array): void {
-  const E = ER / r;
+  const rows = (N * ER) / r; // (row, expert) pairs, each owning r adjacent columns
   const plain = Math.fround(scale);
-  for (let n = 0; n < N; n++) {
-    for (let e = 0; e < E; e++) {
-      const s = gates ? Math.fround(scale * gates[n * E + e]) : plain;
-      const o = n * ER + e * r;
-      if (dg && h) {
-        let acc = 0;
-        for (let j = o; j < o + r; j++) acc += src[j] * h[j];
-        dg[n * E + e] = scale * acc;
+  if (dg && h) {
+    for (let ne = 0, o = 0; ne < rows; ne++, o += r) {
+      const s = gates ? Math.fround(scale * gates[ne]) : plain;
+      let acc = 0;
+      for (let j = o; j < o + r; j++) {
+        const v = src[j];
+        acc += v * h[j];
+        out[j] = s * v;
       }
-      for (let j = o; j < o + r; j++) out[j] = s * src[j];
+      dg[ne] = scale * acc;
     }
+    return;
+  }
+  for (let ne = 0, o = 0; ne < rows; ne++, o += r) {
+    const s = gates ? Math.fround(scale * gates[ne]) : plain;
+    for (let j = o; j < o + r; j++) out[j] = s * src[j];
   }
 }
 
