@@ -52,7 +52,7 @@ const blas = found.blas;
 console.log(`wasm: ${info.detail}`);
 const pinned = (b: Blas, threads: number): Blas => ({
   ...b,
-  sgemm: (tA, tB, m, n, k, x, lda, y, ldb, c, ldc) => b.sgemm(tA, tB, m, n, k, x, lda, y, ldb, c, ldc, threads),
+  sgemm: (tA, tB, m, n, k, x, lda, y, ldb, c, ldc) => b.sgemm(tA, tB, m, n, k, x, lda, y, ldb, c, ldc, { threads }),
 });
 const engines: Array<[string, Blas | null]> = [['XNNPACK', null]];
 if (blas) engines.push(['BLAS 1 thread', pinned(blas, 1)], [`BLAS ${blas.maxThreads} threads`, pinned(blas, blas.maxThreads)], ['BLAS hilo', blas]);

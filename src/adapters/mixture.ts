@@ -14,6 +14,7 @@
  * forward product is a plain matMul; the transposes live only in the file format (io.ts).
  */
 import * as tf from '@tensorflow/tfjs';
+import { FrozenLinearLayer } from '../model/linear.ts';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, type ExpertsAttrs } from '../backend/wasm-experts.ts';
@@ -137,27 +138,32 @@ function spreadGatesOnHost(logits: tf.Tensor2D, l: Float32Array, m: Float32Array
 
 /**
  * The experts' output for rows xd [N, in] and router gates [N, E] (null: one expert, gate 1)
- * through the fused wasm kernels (src/backend/wasm-experts.ts), as one op.
+ * through the fused wasm kernels (src/backend/wasm-experts.ts), as one op. With `base` (a frozen
+ * kernel [in, out] and its rows x) the op's output includes the base's product x·W as well.
  */
-function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, gates: tf.Tensor2D | null, spec: MixtureSpec): tf.Tensor2D {
-  const attrs = { rank: spec.rank, scale: spec.scale } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
+function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, gates: tf.Tensor2D | null, spec: MixtureSpec, base: { x: tf.Tensor2D; kernel: tf.Tensor2D } | null): tf.Tensor2D {
+  const sameRows = base !== null && base.x === xd;
+  const attrs = { rank: spec.rank, scale: spec.scale, sameRows } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
+  // The op's inputs, in the order of the backward kernel's outputs: the base's rows when they are
+  // not xd, then xd, A, B and the gates. W is frozen: closed over, not differentiated.
+  const ins: tf.Tensor2D[] = [...(base && !sameRows ? [base.x] : []), xd, loraA, loraB, ...(gates ? [gates] : [])];
   const op = tf.customGrad((...args) => {
-    const n = gates ? 4 : 3;
-    const [x, A, B, g] = args.slice(0, n) as tf.Tensor2D[];
-    const save = args[n] as tf.GradSaveFunc;
-    const inputs: tf.NamedTensorMap = g ? { xd: x, A, B, gates: g } : { xd: x, A, B };
+    const t = args.slice(0, ins.length) as tf.Tensor2D[];
+    const save = args[ins.length] as tf.GradSaveFunc;
+    const [x, xds, A, B, g] = base && !sameRows ? t : [null, ...t];
+    const inputs: tf.NamedTensorMap = { xd: xds!, A: A!, B: B!, ...(g ? { gates: g } : {}), ...(base ? { W: base.kernel } : {}), ...(x ? { x } : {}) };
     const [D, h, gated] = tf.engine().runKernel(EXPERTS_FORWARD, inputs, attrs) as tf.Tensor2D[];
-    save(g ? [x, A, B, h, gated, g] : [x, A, B, h, gated]);
+    save([xds!, A!, B!, h, gated, ...(g ? [g] : [])]);
     return {
       value: D,
       gradFunc: (dD: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, As, Bs, hs, gatedS, gs] = saved;
-        const ins = { dD, xd: xs, A: As, B: Bs, h: hs, gated: gatedS, ...(gs ? { gates: gs } : {}) };
-        return tf.engine().runKernel(EXPERTS_BACKWARD, ins, attrs) as tf.Tensor[];
+        const back = { dD, xd: xs, A: As, B: Bs, h: hs, gated: gatedS, ...(gs ? { gates: gs } : {}), ...(base ? { W: base.kernel } : {}) };
+        return tf.engine().runKernel(EXPERTS_BACKWARD, back, attrs) as tf.Tensor[];
       },
     };
   });
-  return (gates ? op(xd, loraA, loraB, gates) : op(xd, loraA, loraB)) as tf.Tensor2D;
+  return op(...ins) as tf.Tensor2D;
 }
 
 /**
@@ -193,24 +199,34 @@ function expertsDelta(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, g
  * math on [N, E] runs (src/backend/placement.ts); the products are kernels either way.
  */
 export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, placement: Placement = defaultPlacement()): MixtureOutput {
+  return mixture(x, xd, w, spec, placement, null);
+}
+
+/**
+ * mixtureDelta, or with `base` (a frozen kernel [in, out]) and the fused wasm kernels, the whole
+ * layer's output x·W + delta in one op (`withBase` says which).
+ */
+function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, placement: Placement, base: tf.Tensor2D | null): MixtureOutput & { withBase: boolean } {
   const fused = placement === 'host' && hasFusedExperts(tf);
+  const withBase = fused && base !== null;
+  const rows = withBase ? { x, kernel: base! } : null;
   if (w.router === null) {
-    if (fused) return { delta: fusedExperts(xd, w.loraA, w.loraB, null, spec), logits: null, mask: null };
+    if (fused) return { delta: fusedExperts(xd, w.loraA, w.loraB, null, spec, rows), logits: null, mask: null, withBase };
     const h = tf.matMul(xd, w.loraA); // [N, in] x [in, r] -> [N, r]
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
-    return { delta, logits: null, mask: null };
+    return { delta, logits: null, mask: null, withBase };
   }
   const logits = tf.matMul(x, w.router) as tf.Tensor2D; // [N, in] x [in, E] -> [N, E]
   if (placement === 'host') {
     const l = logits.dataSync() as Float32Array;
     const m = selectRows(l, spec.experts, spec.routing);
     const delta = fused
-      ? fusedExperts(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec.experts, 1, 1), spec)
+      ? fusedExperts(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec.experts, 1, 1), spec, rows)
       : expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec.experts, spec.rank, spec.scale));
-    return { delta, logits, mask: tf.tensor2d(m, logits.shape) };
+    return { delta, logits, mask: tf.tensor2d(m, logits.shape), withBase };
   }
   const mask = selectExperts(logits, spec.routing, 'device');
-  return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGates(logits, mask, spec)), logits, mask };
+  return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGates(logits, mask, spec)), logits, mask, withBase };
 }
 
 /** PEFT's get_delta_weight for one expert, as a kernel: scale · A·B, [in, r] x [r, out] -> [in, out]. */
@@ -274,8 +290,10 @@ export class MixtureLinear implements LinearModule {
     const seed = ctx?.training && dropout > 0 ? (ctx.dropoutSeed ? ctx.dropoutSeed.next() : this.fallbackSeed++) : 0;
     const out = tf.tidy((): ForwardParts => {
       const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
-      const { delta, logits, mask: selected } = mixtureDelta(x, xd, this.weights, this.spec, placement);
-      const y = tf.add(this.base.forward(x, ctx), delta) as tf.Tensor2D;
+      // A frozen base's product can go into the fused kernels (withBase); bias added after.
+      const frozen = this.base instanceof FrozenLinearLayer && !this.base.kernel.trainable ? this.base : null;
+      const { delta, logits, mask: selected, withBase } = mixture(x, xd, this.weights, this.spec, placement, frozen ? (frozen.kernel as tf.Tensor2D) : null);
+      const y = (withBase ? (frozen!.bias ? tf.add(delta, frozen!.bias) : delta) : tf.add(this.base.forward(x, ctx), delta)) as tf.Tensor2D;
       const parts: ForwardParts = { y };
       if (!ctx || !logits || !selected) return parts;
       if (ctx.training && (balanceCoef > 0 || zLossCoef > 0)) {

@@ -20,14 +20,17 @@ import { HiloError } from '../errors.ts';
 /** Tried in order when HILO_BLAS is unset. */
 export const DEFAULT_LIBRARIES = ['libopenblas.so.0', 'libopenblas.so', 'libopenblas.dylib'] as const;
 
-/**
- * C = op(A) op(B) on row-major matrices; each view's first element is its matrix's. `threads`
- * overrides threadsFor's choice (benchmarks).
- */
+/** Optional parts of one product: `beta` 1 adds to C instead of overwriting it; `threads` overrides threadsFor's choice (benchmarks). */
+export interface SgemmOptions {
+  beta?: 0 | 1;
+  threads?: number;
+}
+
+/** C = op(A) op(B) (+ C with beta 1) on row-major matrices; each view's first element is its matrix's. */
 export type Sgemm = (
   transA: boolean, transB: boolean, m: number, n: number, k: number,
   a: Float32Array, lda: number, b: Float32Array, ldb: number, c: Float32Array, ldc: number,
-  threads?: number,
+  opts?: SgemmOptions,
 ) => void;
 
 export interface Blas {
@@ -86,12 +89,12 @@ function bind(koffi: typeof import('koffi'), file: string): Blas {
     // Not OpenBLAS: any CBLAS will do; it just cannot describe itself or be told its threads.
   }
   let current = threads;
-  const sgemm: Sgemm = (tA, tB, m, n, k, a, lda, b, ldb, c, ldc, override) => {
+  const sgemm: Sgemm = (tA, tB, m, n, k, a, lda, b, ldb, c, ldc, opts) => {
     if (setThreads) {
-      const want = override ?? threadsFor(m, n, k, threads);
+      const want = opts?.threads ?? threadsFor(m, n, k, threads);
       if (want !== current) setThreads((current = want)); // ~0.04 us
     }
-    gemm(ROW_MAJOR, tA ? TRANS : NO_TRANS, tB ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
+    gemm(ROW_MAJOR, tA ? TRANS : NO_TRANS, tB ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, opts?.beta ?? 0, c, ldc);
   };
   return { sgemm, maxThreads: setThreads ? threads : 1, detail: `${file}${about}` };
 }

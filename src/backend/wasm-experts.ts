@@ -11,6 +11,13 @@
  *
  * with xd [N, in], A [in, E·r], B [E·r, out], gates g [N, E]. Without a `gates` input the layer
  * is plain LoRA: one expert whose gate is 1, and no dg.
+ *
+ * Given the layer's frozen base kernel W [in, out] (and its rows x, when they are not xd), the
+ * kernels also do the base: D = x·W + gated·B, with sgemm adding the experts into the base's
+ * product, and dx = dD·Wᵀ (+ dh·Aᵀ, added the same way, when x is xd). That saves the add of the
+ * two outputs forward and of the two input gradients backward, each a pass over [N, out] or
+ * [N, in]. W gets no gradient: it is frozen. Backward outputs, in order: dx (with W), dxd (unless
+ * it is dx), dA, dB, dg (with gates).
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -24,6 +31,8 @@ export interface ExpertsAttrs {
   rank: number;
   /** The LoRA scale, applied with the gate. */
   scale: number;
+  /** With a base W: the experts' rows are the base's (no dropout), so one dx holds both paths. */
+  sameRows?: boolean;
 }
 
 type Info = TF.TensorInfo;
@@ -60,7 +69,7 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
-      const { xd, A, B, gates } = inputs as { xd: Info; A: Info; B: Info; gates?: Info };
+      const { xd, A, B, gates, x, W } = inputs as { xd: Info; A: Info; B: Info; gates?: Info; x?: Info; W?: Info };
       const { rank, scale } = attrs as unknown as ExpertsAttrs;
       const [N, inF] = xd.shape;
       const [ER, out] = B.shape;
@@ -71,9 +80,11 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
       const view = (t: Info) => wasm.typedArrayFromHeap(t) as Float32Array;
       const H = view(h);
       const Gd = view(gated);
+      const Dv = view(D);
       blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, H, ER);
       gateColumns(H, Gd, gates ? view(gates) : null, N, ER, rank, scale);
-      blas.sgemm(false, false, N, out, ER, Gd, ER, view(B), out, view(D), out);
+      if (W) blas.sgemm(false, false, N, out, inF, view(x ?? xd), inF, view(W), out, Dv, out); // the frozen base first
+      blas.sgemm(false, false, N, out, ER, Gd, ER, view(B), out, Dv, out, { beta: W ? 1 : 0 });
       return [D, h, gated];
     },
   };
@@ -85,11 +96,12 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
-      const { dD, xd, A, B, h, gated, gates } = inputs as { dD: Info; xd: Info; A: Info; B: Info; h: Info; gated: Info; gates?: Info };
-      const { rank, scale } = attrs as unknown as ExpertsAttrs;
+      const { dD, xd, A, B, h, gated, gates, W } = inputs as { dD: Info; xd: Info; A: Info; B: Info; h: Info; gated: Info; gates?: Info; W?: Info };
+      const { rank, scale, sameRows } = attrs as unknown as ExpertsAttrs;
       const [N, inF] = xd.shape;
       const [ER, out] = B.shape;
-      const dxd = wasm.makeOutput([N, inF], 'float32');
+      const dx = W ? wasm.makeOutput([N, inF], 'float32') : null; // the base's rows
+      const dxd = dx && sameRows ? dx : wasm.makeOutput([N, inF], 'float32');
       const dA = wasm.makeOutput([inF, ER], 'float32');
       const dB = wasm.makeOutput([ER, out], 'float32');
       const dg = gates ? wasm.makeOutput(gates.shape, 'float32') : null;
@@ -98,10 +110,11 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
       const dH = new Float32Array(N * ER); // dD·Bᵀ, then dh in place
       blas.sgemm(false, true, N, ER, out, dDv, out, view(B), out, dH, ER);
       gateColumns(dH, dH, gates ? view(gates) : null, N, ER, rank, scale, view(h), dg ? view(dg) : undefined);
-      blas.sgemm(false, true, N, inF, ER, dH, ER, view(A), ER, view(dxd), inF);
+      if (W) blas.sgemm(false, true, N, inF, out, dDv, out, view(W), out, view(dx!), inF);
+      blas.sgemm(false, true, N, inF, ER, dH, ER, view(A), ER, view(dxd), inF, { beta: dxd === dx ? 1 : 0 });
       blas.sgemm(true, false, inF, ER, N, view(xd), inF, dH, ER, view(dA), ER);
       blas.sgemm(true, false, ER, out, N, view(gated), ER, dDv, out, view(dB), out);
-      return dg ? [dxd, dA, dB, dg] : [dxd, dA, dB];
+      return [...(dx ? [dx] : []), ...(dxd === dx ? [] : [dxd]), dA, dB, ...(dg ? [dg] : [])];
     },
   };
 }

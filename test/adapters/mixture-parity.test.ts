@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { MixtureLinear } from '../../src/adapters/mixture.ts';
 import { balanceLoss, routeTokens } from '../../src/adapters/routing.ts';
 import { initBackend } from '../../src/backend/index.ts';
+import { FrozenLinearLayer } from '../../src/model/linear.ts';
 import type { ForwardContext, LinearModule } from '../../src/model/types.ts';
 
 type M = number[][];
@@ -46,13 +47,19 @@ function worst(got: ArrayLike<number>, want: M): number {
   return w;
 }
 
-describe.each(['host', 'device'] as const)('mixture layer vs PyTorch reference (ref_moe.py), routing on the %s', (placement) => {
+// The base as the model's frozen layer (on wasm with a native BLAS, host routing: its product
+// goes into the fused experts kernels) and as any other module (added to the experts' delta).
+describe.each([
+  ['host', 'frozen'], ['host', 'module'], ['device', 'module'],
+] as const)('mixture layer vs PyTorch reference (ref_moe.py), routing on the %s, %s base', (placement, baseKind) => {
   it.each(fixture.cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
     const before = tf.memory().numTensors;
     const { loraA, loraB, router } = packedVariables(c);
     const xv = tf.tidy(() => tf.variable(tf.tensor2d(c.x)));
-    const kernel = tf.tidy(() => tf.transpose(tf.tensor2d(c.W0))); // [out, in] -> [in, out]
-    const base: LinearModule = { inFeatures: c.x[0].length, outFeatures: c.W0.length, forward: (x) => tf.matMul(x, kernel) };
+    const kernel = tf.tidy(() => tf.variable(tf.transpose(tf.tensor2d(c.W0)), false)); // [out, in] -> [in, out]
+    const base: LinearModule = baseKind === 'frozen'
+      ? new FrozenLinearLayer('m', kernel, null, 'linear')
+      : { inFeatures: c.x[0].length, outFeatures: c.W0.length, forward: (x) => tf.matMul(x, kernel) };
     const spec = { experts: c.experts, rank: c.rank, scale: c.scale, routing: { strategy: c.strategy, topK: c.top_k, topP: c.top_p } };
     const layer = new MixtureLinear('m', base, spec, { loraA, loraB, router }, { dropout: 0, balanceCoef: 0.5, zLossCoef: 0.1, placement });
     const ctx: ForwardContext = { training: true, auxLosses: [], tokenMask: tf.tensor1d(c.token_mask), routerStats: new Map() };

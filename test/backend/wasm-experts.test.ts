@@ -7,10 +7,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mixtureDelta, type MixtureSpec } from '../../src/adapters/mixture.ts';
+import { MixtureLinear, mixtureDelta, type MixtureSpec } from '../../src/adapters/mixture.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import { loadBlas } from '../../src/backend/blas.ts';
 import { EXPERTS_BACKWARD, EXPERTS_FORWARD, gateColumns, hasFusedExperts, useWasmExperts } from '../../src/backend/wasm-experts.ts';
+import { FrozenLinearLayer } from '../../src/model/linear.ts';
+import type { ForwardContext } from '../../src/model/types.ts';
 import { seeded } from './matmul-helpers.ts';
 
 const { blas } = loadBlas({});
@@ -113,5 +115,56 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
     expect(names.filter((n) => n === EXPERTS_BACKWARD)).toHaveLength(1);
     // the router's logits forward and its dW backward (x is a constant here: no dx)
     expect(names.filter((n) => n === 'BatchMatMul')).toHaveLength(2);
+  });
+});
+
+describe.skipIf(!blas)('a frozen base\'s product inside the fused kernels', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+  afterAll(() => useWasmExperts(tf, true, blas));
+
+  const N = 29;
+  const IN = 24;
+  const OUT = 20;
+
+  /** MixtureLinear's output and gradients (x, A, B, router) in training, kernels on or off. */
+  function layerRun(fused: boolean, E: number, dropout: number) {
+    useWasmExperts(tf, fused, blas);
+    const variable = (shape: number[], seed: number, trainable = true) => tf.tidy(() => tf.variable(seeded(shape, seed), trainable));
+    const kernel = variable([IN, OUT], 6, false);
+    const vars = [variable([IN, E * 3], 2), variable([E * 3, OUT], 3), ...(E > 1 ? [variable([IN, E], 4)] : [])];
+    const layer = new MixtureLinear('m', new FrozenLinearLayer('m', kernel, null, 'linear'),
+      { experts: E, rank: 3, scale: 1.3, routing: { strategy: 'topk', topK: 2, topP: 0 } },
+      { loraA: vars[0] as tf.Variable<tf.Rank.R2>, loraB: vars[1] as tf.Variable<tf.Rank.R2>, router: (vars[2] ?? null) as tf.Variable<tf.Rank.R2> | null },
+      { dropout, balanceCoef: 0.1, zLossCoef: 0 });
+    const x = variable([N, IN], 1);
+    const G = seeded([N, OUT], 5);
+    const ctx: ForwardContext = { training: true, auxLosses: [], dropoutSeed: { next: () => 77 } };
+    const { value, grads } = tf.variableGrads(() => {
+      const fit = tf.sum(tf.mul(layer.forward(x as tf.Tensor as tf.Tensor2D, ctx), G));
+      return (ctx.auxLosses.length ? tf.add(fit, tf.addN(ctx.auxLosses)) : fit) as tf.Scalar;
+    }, [x, ...vars]);
+    const out = { value: value.dataSync()[0], grads: [x, ...vars].map((v) => grads[v.name].dataSync() as Float32Array) };
+    tf.dispose([value, ...Object.values(grads), ...ctx.auxLosses, kernel, x, G, ...vars]);
+    return out;
+  }
+
+  it.each([
+    ['MoE, no dropout (one dx for base and experts)', 4, 0],
+    ['MoE, dropout (experts on other rows than the base)', 4, 0.3],
+    ['LoRA, dropout', 1, 0.3],
+  ] as const)('%s: the numbers of the base added outside', (_name, E, dropout) => {
+    const before = tf.memory().numTensors;
+    const want = layerRun(false, E, dropout);
+    const got = layerRun(true, E, dropout);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(got.value).toBeCloseTo(want.value, 3);
+    got.grads.forEach((g, i) => {
+      let scale = 0;
+      for (const v of want.grads[i]) scale = Math.max(scale, Math.abs(v));
+      expect(scale).toBeGreaterThan(0);
+      for (let j = 0; j < g.length; j++) expect(Math.abs(g[j] - want.grads[i][j]), `input ${i} [${j}]`).toBeLessThan(1e-5 * Math.max(1, scale));
+    });
   });
 });
