@@ -19,7 +19,8 @@
  * the backend's heap after step 10 and after the last one. RSS swings by ~100 MiB with V8's
  * garbage collection of tfjs's per-op JS objects; the wasm heap is what a leak would grow.
  * --profile: one step's kernels by time and count (HILO_PROFILE_TOP of them, default 12), and
- * BatchMatMul (plus the kernel HILO_PROFILE_KERNEL names) by shape.
+ * BatchMatMul (plus the kernel HILO_PROFILE_KERNEL names) by shape (HILO_PROFILE_SHAPES of them,
+ * default 12).
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
@@ -207,7 +208,7 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
       tally(byShape, key, k.kernelTimeMs as number);
     }
     console.log('  BatchMatMul by shape:');
-    for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
+    for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_SHAPES ?? 12))) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
   }
   opt?.dispose();
   adapters?.dispose();
