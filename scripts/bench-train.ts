@@ -4,6 +4,8 @@
  *   npm run bench -- [--backend wasm|webgpu|cpu|tensorflow] [--models tiny,stories] [--steps 10]
  *                    [--warmup 3] [--leak-steps 1000] [--compare-torch] [--json FILE] [--profile]
  *
+ * --compare-torch runs ../shared/bench/torch_train_bench.py just before and just after each
+ * model's rows and sets hilo against the mean of the two (`spread`: how far apart they are).
  * Models: `tiny` (random Llama: vocab 4096, hidden 256, 4 layers, 8 heads, 4 kv heads,
  * intermediate 688, rope 1e4, untied, as torch_train_bench.py) and `stories`
  * (../shared/models/stories260K). Batch 8 x 128 random tokens. Rows per model:
@@ -273,16 +275,35 @@ function torchFor(t: Record<string, any>, row: string): { tokensPerS: number; st
   return modes.sort((a, b) => b.tokensPerS - a.tokensPerS)[0];
 }
 
-function printTable(rows: Row[], matmul: number, torch: Map<string, Record<string, any> | null>): void {
-  const head = ['model', 'row', 'trainable', 'step ms', 'cpu ms', 'tok/s', 'GFLOP/s', '% mm', 'tensors @10', `@leak`, 'RSS MiB', 'wasm MiB', 'tf MiB', 'load', 'torch tok/s', 'hilo/torch'];
+/** PyTorch's runs for one model: just before hilo's rows of it and just after. */
+interface TorchRuns {
+  before: Record<string, any> | null;
+  after: Record<string, any> | null;
+}
+
+/**
+ * A row's PyTorch figure from the runs around hilo's: their mean, and how far apart they are.
+ * This machine's speed moves by up to ~1.7x over minutes (multi-threaded work the most), so a
+ * single run before or after can be taken in another speed than hilo's rows.
+ */
+function torchRow(runs: TorchRuns, row: string): { tokensPerS: number; mode?: string; spread: number } | null {
+  const got = [runs.before, runs.after].filter((t): t is Record<string, any> => t !== null).map((t) => torchFor(t, row));
+  if (!got.length) return null;
+  const tps = got.map((g) => g.tokensPerS);
+  const mean = tps.reduce((a, b) => a + b, 0) / tps.length;
+  return { tokensPerS: mean, mode: got[0].mode, spread: (Math.max(...tps) - Math.min(...tps)) / mean };
+}
+
+function printTable(rows: Row[], matmul: number, torch: Map<string, TorchRuns>): void {
+  const head = ['model', 'row', 'trainable', 'step ms', 'cpu ms', 'tok/s', 'GFLOP/s', '% mm', 'tensors @10', `@leak`, 'RSS MiB', 'wasm MiB', 'tf MiB', 'load', 'torch tok/s', 'spread', 'hilo/torch'];
   const lines = rows.map((r) => {
     const t = torch.get(r.model);
-    const tr = t ? torchFor(t, r.row) : null;
+    const tr = t ? torchRow(t, r.row) : null;
     return [r.model, r.row, String(r.trainable), r.stepMs.toFixed(0), r.cpuMs.toFixed(0), r.tokensPerS.toFixed(0), r.gflops.toFixed(2), (100 * r.gflops / matmul).toFixed(0),
       r.tensorsAfter10?.toString() ?? '', r.tensorsAfterLeak !== undefined ? `${r.tensorsAfterLeak} @${r.leakSteps}` : '',
       r.rssAfterLeakMiB !== undefined ? `${r.rssAfter10MiB!.toFixed(0)}→${r.rssAfterLeakMiB.toFixed(0)}` : '',
       r.wasmHeapAfterLeakMiB !== undefined ? `${r.wasmHeapAfter10MiB!.toFixed(0)}→${r.wasmHeapAfterLeakMiB.toFixed(0)}` : '', (r.tfBytes / 2 ** 20).toFixed(1), r.load.toFixed(1),
-      tr ? `${tr.tokensPerS.toFixed(0)}${tr.mode ? ` (${tr.mode})` : ''}` : '', tr ? `${(r.tokensPerS / tr.tokensPerS).toFixed(2)}x` : ''];
+      tr ? `${tr.tokensPerS.toFixed(0)}${tr.mode ? ` (${tr.mode})` : ''}` : '', tr ? `${(100 * tr.spread).toFixed(0)}%` : '', tr ? `${(r.tokensPerS / tr.tokensPerS).toFixed(2)}x` : ''];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cells: string[]) => cells.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
@@ -297,7 +318,10 @@ async function main(): Promise<void> {
   const matmul = await matmulGflops();
   console.log(`backend matmul [1024,256]x[256,4096]: ${matmul.toFixed(1)} GFLOP/s (load ${os.loadavg()[0].toFixed(1)})`);
   const rows: Row[] = [];
+  const compare = process.argv.includes('--compare-torch');
+  const torch = new Map<string, TorchRuns>();
   for (const name of MODELS) {
+    const before = compare ? runTorch(name) : null;
     const model = await openModel(name);
     for (const row of ['moe', 'lora', 'forward'] as const) {
       const plan = row === 'moe' ? uniformPlan(model.config, 4, 8, 2) : row === 'lora' ? uniformPlan(model.config, 1, 8, 1) : null;
@@ -307,10 +331,13 @@ async function main(): Promise<void> {
       console.error(`  ${name}/${row}: ${rows.at(-1)!.stepMs.toFixed(0)} ms`);
     }
     (model as { dispose?: () => void }).dispose?.();
+    if (compare) torch.set(name, { before, after: runTorch(name) });
   }
-  const torch = new Map<string, Record<string, any> | null>();
-  if (process.argv.includes('--compare-torch')) for (const name of MODELS) torch.set(name, runTorch(name));
   printTable(rows, matmul, torch);
+  for (const [name, runs] of torch) {
+    const spread = torchRow(runs, 'moe')?.spread ?? 0;
+    if (spread > 0.15) console.log(`${name}: PyTorch's runs before and after hilo's differ by ${(100 * spread).toFixed(0)}%: the machine's speed moved; compare with care`);
+  }
   const moe = rows.filter((r) => r.row === 'moe');
   for (const r of moe) {
     const lora = rows.find((x) => x.model === r.model && x.row === 'lora')!;
