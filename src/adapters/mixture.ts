@@ -12,6 +12,8 @@
  * then one [E·r, out] product. For small E this beats gathering tokens per expert on CPU/wasm
  * (scripts/bench-moe.ts measures both). Kernels are stored [in, ·] like FrozenLinear's so every
  * forward product is a plain matMul; the transposes live only in the file format (io.ts).
+ * On wasm with a native BLAS the experts, and a frozen base's product with them, run as the
+ * two fused kernels of src/backend/wasm-experts.ts; elsewhere as the tfjs ops below.
  */
 import * as tf from '@tensorflow/tfjs';
 import { FrozenLinearLayer } from '../model/linear.ts';
