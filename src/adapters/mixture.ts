@@ -1,6 +1,6 @@
 /**
  * The mixture-of-LoRA-experts linear layer. It wraps a frozen linear (PEFT style: the base is
- * kept as `base` and called unchanged) and adds
+ * kept as `base`, unchanged) and adds
  *
  *     y = base(x) + Σ_e g_e(x) · scale · B_e A_e dropout(x)
  *
