@@ -36,24 +36,44 @@ export function activate(name: string, x: tf.Tensor): tf.Tensor {
 }
 
 /**
- * RMSNorm over the last axis: w * x / sqrt(mean(x^2) + eps). x [N, H], w [H]. On webgpu one GPU
- * program each way (src/backend/webgpu-norm.ts); there the weight, a frozen base weight, gets
- * no gradient.
+ * RMSNorm over the last axis: w * x / sqrt(mean(x^2) + eps). x [N, H], w [H].
+ *
+ * A frozen weight (hilo's base weights) gets no gradient, and x's is written out:
+ *   r = 1/sqrt(mean(x²) + eps),  g = w ⊙ dy,  dx = r·g − x · r³ · mean(g ⊙ x)
+ * On webgpu that is one GPU program each way (src/backend/webgpu-norm.ts); elsewhere ~9 kernels
+ * backward, where autodiff through the forward ops took ~20 and filled an [N, H] array of ones
+ * in JS for Mean's gradient. A trainable weight (full-parameter training) takes autodiff.
  */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
-  if (x.rank === 2 && x.dtype === 'float32' && tf.getKernel(RMS_NORM, tf.getBackend())) {
-    const op = tf.customGrad((...args) => {
-      const xs = args[0] as tf.Tensor2D;
-      (args[1] as tf.GradSaveFunc)([xs]);
+  const frozen = !(weight instanceof tf.Variable && weight.trainable);
+  if (!frozen || x.rank !== 2 || x.dtype !== 'float32') {
+    const variance = tf.mean(tf.square(x), -1, true); // [N, 1]
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+  }
+  const fused = weight.dtype === 'float32' && tf.getKernel(RMS_NORM, tf.getBackend()) !== undefined;
+  const op = tf.customGrad((...args) => {
+    const xs = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
+    if (fused) {
+      save([xs]);
       return {
         value: tf.engine().runKernel(RMS_NORM, { x: xs, w: weight }, { eps }) as tf.Tensor2D,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(RMS_NORM_GRAD, { dy, x: saved[0], w: weight }, { eps }) as tf.Tensor2D,
       };
-    });
-    return op(x) as tf.Tensor2D;
-  }
-  const variance = tf.mean(tf.square(x), -1, true); // [N, 1]
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+    }
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(xs), -1, true), eps)); // [N, 1]
+    save([xs, r]);
+    return {
+      value: tf.mul(tf.mul(xs, r), weight) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xv, rv] = saved;
+        const g = tf.mul(dy, weight);
+        const c = tf.mul(tf.mean(tf.mul(g, xv), -1, true), tf.mul(tf.mul(rv, rv), rv)); // [N, 1]
+        return tf.sub(tf.mul(g, rv), tf.mul(xv, c));
+      },
+    };
+  });
+  return op(x) as tf.Tensor2D;
 }
 
 /** LayerNorm over the last axis (biased variance, as torch). x [N, H]. */
