@@ -22,7 +22,7 @@ import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, type ExpertsAttrs } from '../backend/wasm-experts.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
 import {
-  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
+  gatesGradRows, gatesRows, rememberHostRouting, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
   softmaxRows,
   type RoutingOptions,
 } from './routing.ts';
@@ -104,14 +104,13 @@ function spreadGates(logits: tf.Tensor2D, mask: tf.Tensor2D, spec: MixtureSpec):
 }
 
 /**
- * spreadGates' host form, from the logits' values `l` (read once by the caller) and the mask's
+ * spreadGates' host form, from the logits' softmax `p` (made once by the caller) and the mask's
  * `m`: the same numbers in JS loops, one upload forward and one backward. Each gate times
  * `scale` fills `r` columns: [N, E·r] for the tensor form of the experts; r = 1 and scale 1
  * give the gates themselves, [N, E], for the fused kernel (src/backend/wasm-experts.ts).
  */
-function spreadGatesOnHost(logits: tf.Tensor2D, l: Float32Array, m: Float32Array, E: number, r: number, scale: number): tf.Tensor2D {
+function spreadGatesOnHost(logits: tf.Tensor2D, p: Float32Array, m: Float32Array, E: number, r: number, scale: number): tf.Tensor2D {
   const op = tf.customGrad(() => {
-    const p = softmaxRows(l, E);
     const { gates, total } = gatesRows(p, m, E);
     let G = gates;
     if (r !== 1 || scale !== 1) {
@@ -222,10 +221,13 @@ function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mixtu
   if (placement === 'host') {
     const l = logits.dataSync() as Float32Array;
     const m = selectRows(l, spec.experts, spec.routing);
+    const p = softmaxRows(l, spec.experts);
     const delta = fused
-      ? fusedExperts(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec.experts, 1, 1), spec, rows)
-      : expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, l, m, spec.experts, spec.rank, spec.scale));
-    return { delta, logits, mask: tf.tensor2d(m, logits.shape), withBase };
+      ? fusedExperts(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, p, m, spec.experts, 1, 1), spec, rows)
+      : expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, p, m, spec.experts, spec.rank, spec.scale));
+    const mask = tf.tensor2d(m, logits.shape);
+    rememberHostRouting(logits, l, p, mask, m); // the router losses reuse them
+    return { delta, logits, mask, withBase };
   }
   const mask = selectExperts(logits, spec.routing, 'device');
   return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGates(logits, mask, spec)), logits, mask, withBase };

@@ -269,12 +269,28 @@ function routerAuxLossFused(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Router
   return op(logits) as tf.Scalar;
 }
 
+/**
+ * Host arrays the layer already has for a logits tensor: its values, its softmax and the mask
+ * tensor it selected (with that mask's values), so the router losses need not read and
+ * recompute them. Weakly held: gone with the tensor.
+ */
+const hostRouting = new WeakMap<tf.Tensor, { l: Float32Array; p: Float32Array; mask: tf.Tensor; m: Float32Array }>();
+
+/** Tell routerAuxLoss (host form) the values, softmax and selection of `logits`. */
+export function rememberHostRouting(logits: tf.Tensor2D, l: Float32Array, p: Float32Array, mask: tf.Tensor2D, m: Float32Array): void {
+  hostRouting.set(logits, { l, p, mask, m });
+}
+
 /** routerAuxLoss's host form: the same value and gradient from JS loops over the [N, E] arrays. */
 function routerAuxLossOnHost(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: RouterLossOptions): tf.Scalar {
   const E = logits.shape[1];
   const op = tf.customGrad((...args) => {
-    const l = (args[0] as tf.Tensor2D).dataSync() as Float32Array;
-    const aux = routerAuxRows(l, mask.dataSync() as Float32Array, E, opts.balanceCoef, opts.zLossCoef, opts.tokenMask?.dataSync() as Float32Array | undefined);
+    const lt = args[0] as tf.Tensor2D;
+    const known = hostRouting.get(lt);
+    const same = known?.mask === mask;
+    const l = same ? known!.l : (lt.dataSync() as Float32Array);
+    const m = same ? known!.m : (mask.dataSync() as Float32Array);
+    const aux = routerAuxRows(l, m, E, opts.balanceCoef, opts.zLossCoef, opts.tokenMask?.dataSync() as Float32Array | undefined, same ? known!.p : undefined);
     if (opts.fractionsOut) opts.fractionsOut.push(tf.keep(tf.tensor1d(aux.fractions)));
     return {
       value: tf.scalar(aux.value),
@@ -378,15 +394,16 @@ export function gatesGradRows(dg: ArrayLike<number>, p: ArrayLike<number>, gates
 
 /**
  * routerAuxLoss on the host: its value, the selection fractions [E] and the gradient dl [N, E]
- * for an upstream dy (see routerAuxLoss for the formulas). `tokenMask` [N]: 1 real, 0 padding.
+ * for an upstream dy (see routerAuxLoss for the formulas). `tokenMask` [N]: 1 real, 0 padding;
+ * `probs`: softmaxRows(l) when the caller has it.
  */
-export function routerAuxRows(l: ArrayLike<number>, mask: ArrayLike<number>, E: number, cb: number, cz: number, tokenMask?: ArrayLike<number>) {
+export function routerAuxRows(l: ArrayLike<number>, mask: ArrayLike<number>, E: number, cb: number, cz: number, tokenMask?: ArrayLike<number>, probs?: ArrayLike<number>) {
   const N = l.length / E;
   const w = (n: number) => (tokenMask ? tokenMask[n] : 1);
   let W = 0;
   for (let n = 0; n < N; n++) W += w(n);
   W = tokenMask ? Math.max(W, 1e-9) : N;
-  const p = softmaxRows(l, E);
+  const p = probs ?? softmaxRows(l, E);
   const perExpert = new Float64Array(E);
   const meanP = new Float64Array(E);
   for (let n = 0; n < N; n++) {
