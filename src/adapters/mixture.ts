@@ -22,8 +22,9 @@ import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, type ExpertsAttrs } from '../backend/wasm-experts.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
 import {
-  gatesGradRows, gatesRows, rememberHostRouting, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
+  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
   softmaxRows,
+  type HostRows,
   type RoutingOptions,
 } from './routing.ts';
 
@@ -52,6 +53,8 @@ export interface MixtureOutput {
   logits: tf.Tensor2D | null;
   /** [N, E] selection mask (no gradient); null for one expert. */
   mask: tf.Tensor2D | null;
+  /** Host placement: the routing's arrays, for the router losses. */
+  hostRows?: HostRows;
 }
 
 /**
@@ -225,9 +228,7 @@ function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mixtu
     const delta = fused
       ? fusedExperts(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, p, m, spec.experts, 1, 1), spec, rows)
       : expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, p, m, spec.experts, spec.rank, spec.scale));
-    const mask = tf.tensor2d(m, logits.shape);
-    rememberHostRouting(logits, l, p, mask, m); // the router losses reuse them
-    return { delta, logits, mask, withBase };
+    return { delta, logits, mask: tf.tensor2d(m, logits.shape), hostRows: { l, p, m }, withBase };
   }
   const mask = selectExperts(logits, spec.routing, 'device');
   return { delta: expertsDelta(xd, w.loraA, w.loraB, spreadGates(logits, mask, spec)), logits, mask, withBase };
@@ -296,7 +297,7 @@ export class MixtureLinear implements LinearModule {
       const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
       // A frozen base's product can go into the fused kernels (withBase); bias added after.
       const frozen = this.base instanceof FrozenLinearLayer && !this.base.kernel.trainable ? this.base : null;
-      const { delta, logits, mask: selected, withBase } = mixture(x, xd, this.weights, this.spec, placement, frozen ? (frozen.kernel as tf.Tensor2D) : null);
+      const { delta, logits, mask: selected, hostRows, withBase } = mixture(x, xd, this.weights, this.spec, placement, frozen ? (frozen.kernel as tf.Tensor2D) : null);
       const y = (withBase ? (frozen!.bias ? tf.add(delta, frozen!.bias) : delta) : tf.add(this.base.forward(x, ctx), delta)) as tf.Tensor2D;
       const parts: ForwardParts = { y };
       if (!ctx || !logits || !selected) return parts;
@@ -304,7 +305,7 @@ export class MixtureLinear implements LinearModule {
         // The router losses' op also hands out the selection fractions it computes (off the
         // gradient tape), which are the usage log: ~15 fewer recorded kernels per module.
         const fractions: tf.Tensor1D[] = [];
-        parts.aux = routerAuxLoss(logits, selected, { balanceCoef, zLossCoef, tokenMask: mask, fractionsOut: ctx.routerStats ? fractions : undefined, placement });
+        parts.aux = routerAuxLoss(logits, selected, { balanceCoef, zLossCoef, tokenMask: mask, fractionsOut: ctx.routerStats ? fractions : undefined, placement, hostRows });
         if (fractions.length) parts.usage = fractions[0];
         return parts;
       }

@@ -202,6 +202,15 @@ export interface RouterLossOptions {
   fractionsOut?: tf.Tensor1D[];
   /** Where the op runs; default defaultPlacement(). */
   placement?: Placement;
+  /** Host placement: the logits' values and softmax and the mask's values, when the caller has them (not read back or recomputed). */
+  hostRows?: HostRows;
+}
+
+/** A layer's routing arrays on the host, row-major [N, E]: logits l, softmax p, selection mask m. */
+export interface HostRows {
+  l: Float32Array;
+  p: Float32Array;
+  m: Float32Array;
 }
 
 /**
@@ -269,28 +278,14 @@ function routerAuxLossFused(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: Router
   return op(logits) as tf.Scalar;
 }
 
-/**
- * Host arrays the layer already has for a logits tensor: its values, its softmax and the mask
- * tensor it selected (with that mask's values), so the router losses need not read and
- * recompute them. Weakly held: gone with the tensor.
- */
-const hostRouting = new WeakMap<tf.Tensor, { l: Float32Array; p: Float32Array; mask: tf.Tensor; m: Float32Array }>();
-
-/** Tell routerAuxLoss (host form) the values, softmax and selection of `logits`. */
-export function rememberHostRouting(logits: tf.Tensor2D, l: Float32Array, p: Float32Array, mask: tf.Tensor2D, m: Float32Array): void {
-  hostRouting.set(logits, { l, p, mask, m });
-}
-
 /** routerAuxLoss's host form: the same value and gradient from JS loops over the [N, E] arrays. */
 function routerAuxLossOnHost(logits: tf.Tensor2D, mask: tf.Tensor2D, opts: RouterLossOptions): tf.Scalar {
   const E = logits.shape[1];
   const op = tf.customGrad((...args) => {
-    const lt = args[0] as tf.Tensor2D;
-    const known = hostRouting.get(lt);
-    const same = known?.mask === mask;
-    const l = same ? known!.l : (lt.dataSync() as Float32Array);
-    const m = same ? known!.m : (mask.dataSync() as Float32Array);
-    const aux = routerAuxRows(l, m, E, opts.balanceCoef, opts.zLossCoef, opts.tokenMask?.dataSync() as Float32Array | undefined, same ? known!.p : undefined);
+    const known = opts.hostRows;
+    const l = known?.l ?? ((args[0] as tf.Tensor2D).dataSync() as Float32Array);
+    const m = known?.m ?? (mask.dataSync() as Float32Array);
+    const aux = routerAuxRows(l, m, E, opts.balanceCoef, opts.zLossCoef, opts.tokenMask?.dataSync() as Float32Array | undefined, known?.p);
     if (opts.fractionsOut) opts.fractionsOut.push(tf.keep(tf.tensor1d(aux.fractions)));
     return {
       value: tf.scalar(aux.value),
