@@ -6,7 +6,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    // Test files already run two at a time; test/backend/wasm-threads.test.ts covers threads.
-    env: { HILO_WASM_THREADS: '1' },
+    // Test files already run two at a time; test/backend/wasm-threads.test.ts covers threads and
+    // test/train/replicas.test.ts data-parallel replicas (runs that set train.data_parallel, and
+    // the quickstart's, which clears this as the README's command has it, still start them).
+    env: { HILO_WASM_THREADS: '1', HILO_DATA_PARALLEL: '1' },
   },
 });

@@ -2,7 +2,8 @@
  * Training throughput of hilo (issue 9), optionally beside PyTorch's reference in the same run.
  *
  *   npm run bench -- [--backend wasm|webgpu|cpu|tensorflow] [--models tiny,stories] [--steps 10]
- *                    [--warmup 3] [--leak-steps 1000] [--compare-torch] [--json FILE] [--profile]
+ *                    [--warmup 3] [--leak-steps 1000] [--data-parallel auto|N] [--compare-torch]
+ *                    [--json FILE] [--profile]
  *
  * --compare-torch runs ../shared/bench/torch_train_bench.py just before and just after each
  * model's rows and sets hilo against the mean of the two (`spread`: how far apart they are).
@@ -12,13 +13,16 @@
  *   moe      MoE-LoRA on all 7 projections: 4 experts, rank 8, top-2, alpha 16
  *   lora     plain LoRA r8 (one expert, no router)
  *   forward  frozen forward + CE, no gradients
- * A step is the training loop's step (src/train/loop.ts): variableGrads of CE + router losses
- * over the adapter variables, clip to 1.0, AdamW(lr 2e-4, wd 0.01 as torch's default).
+ * A step is the training loop's step (src/train/loop.ts): the gradients of CE + router losses
+ * over the adapter variables (microBatchGradients, or split over data-parallel replicas as
+ * train.data_parallel does: --data-parallel, default auto = one per core on wasm and cpu),
+ * clip to 1.0, AdamW(lr 2e-4, wd 0.01 as torch's default). The forward row runs on one replica.
  * Each row: 3 warm-up steps, --steps timed, median. GFLOP/s counts matmul FLOPs
  * (scripts/bench-train-flops.ts), set against [1024,256]x[256,4096] timed in the same run.
  * The leak check (--leak-models, default stories) runs the MoE row's model, adapters and step
- * for --leak-steps steps on a 1 x 16 batch and compares tf.memory().numTensors, RSS and (wasm)
- * the backend's heap after step 10 and after the last one. RSS swings by ~100 MiB with V8's
+ * for --leak-steps steps on a (replicas) x 16 batch and compares tf.memory().numTensors (the
+ * main thread's plus every replica's), RSS and (wasm) the main thread's heap after step 10 and
+ * after the last one. RSS swings by ~100 MiB with V8's
  * garbage collection of tfjs's per-op JS objects; the wasm heap is what a leak would grow.
  * --profile: one step's kernels by time and count (HILO_PROFILE_TOP of them, default 12), and
  * BatchMatMul (plus the kernel HILO_PROFILE_KERNEL names) by shape (HILO_PROFILE_SHAPES of them,
@@ -33,14 +37,17 @@ import { fileURLToPath } from 'node:url';
 import { injectAdapters } from '../src/adapters/inject.ts';
 import type { AdapterPlan } from '../src/adapters/plan.ts';
 import { initBackend, shutdownBackend } from '../src/backend/index.ts';
+import type { Batch } from '../src/data/batch.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { createRandomModel } from '../src/model/init.ts';
 import { loadModel } from '../src/model/load.ts';
-import type { CausalLM, ForwardContext, ModelConfig } from '../src/model/types.ts';
+import type { CausalLM, ModelConfig } from '../src/model/types.ts';
 import { AdamW } from '../src/train/adamw.ts';
 import { clipFactor } from '../src/train/clip.ts';
-import { withRouterLosses } from '../src/train/forward.ts';
 import { crossEntropy, shiftedLabels } from '../src/train/loss.ts';
+import { Replicas, resolveDataParallel, type ReplicaSpec } from '../src/train/replicas.ts';
+import { shardMicroBatch } from '../src/train/shard.ts';
+import { microBatchGradients } from '../src/train/step.ts';
 import { forwardFlops, forwardStepFlops, trainStepFlops } from './bench-train-flops.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -63,7 +70,10 @@ const STEPS = Number(flag('steps') ?? (slow ? 3 : 10));
 const WARMUP = Number(flag('warmup') ?? (slow ? 1 : 3));
 const LEAK_STEPS = Number(flag('leak-steps') ?? (slow ? 0 : 1000));
 const MODELS = (flag('models') ?? 'tiny,stories').split(',');
-/** Models whose MoE row gets the leak check (--leak-steps steps on a 1 x LEAK_SEQ batch). */
+/** train.data_parallel for the training rows: auto or a count (resolved once the backend is up). */
+const DATA_PARALLEL_FLAG = flag('data-parallel') ?? 'auto';
+let DATA_PARALLEL = 1;
+/** Models whose MoE row gets the leak check (--leak-steps steps on a replicas x LEAK_SEQ batch). */
 const LEAK_MODELS = (flag('leak-models') ?? 'stories').split(',');
 const LEAK_SEQ = 16;
 
@@ -92,28 +102,31 @@ const wasmHeapMiB = () => {
 let peakRss = 0;
 const notePeak = () => (peakRss = Math.max(peakRss, rssMiB()));
 
+/** Every token of `ids` [B, T] labelled with the next one (HF labels: the loss shifts them). */
+function lmBatch(ids: Int32Array, B: number, T: number): Batch {
+  return { inputIds: ids, attentionMask: new Float32Array(B * T).fill(1), labels: ids, batchSize: B, seqLen: T };
+}
+
 /**
  * One optimizer step as src/train/loop.ts runs it with gradient_accumulation_steps 1, from the
- * loop's own pieces: the loss plus router losses (withRouterLosses) under variableGrads, the
- * router losses freed after the tape, the loss read back, clipFactor(1.0), AdamW.apply scaling by it.
+ * loop's own pieces: microBatchGradients of CE + router losses (or the replicas' sum over the
+ * batch's shards), clipFactor(1.0), AdamW.apply scaling by it, the replicas told of the update.
  */
-async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, ids: Int32Array, labels: Int32Array, B = BATCH, T = SEQ): Promise<number> {
-  const ctx: ForwardContext = { training: true, auxLosses: [] };
-  const varList = [...vars.values()];
-  const byName = new Map([...vars].map(([k, v]) => [v.name, k]));
-  const { value, grads } = tf.variableGrads(() => {
-    const x = tf.tensor2d(ids, [B, T], 'int32');
-    const mask = tf.ones([B, T]) as tf.Tensor2D;
-    ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
-    const logits = model.forward(x, { attentionMask: mask, ctx }); // [B, T, V]
-    return withRouterLosses(crossEntropy(logits.reshape([B * T, logits.shape[2]]), labels).loss, ctx);
-  }, varList);
-  tf.dispose(ctx.auxLosses);
-  const loss = (await value.data())[0];
-  value.dispose();
-  const named = new Map(Object.entries(grads).map(([n, g]) => [byName.get(n)!, g]));
+async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, replicas: Replicas | null, ids: Int32Array, B = BATCH, T = SEQ): Promise<number> {
+  const micro = { kind: 'tokens' as const, batch: lmBatch(ids, B, T) };
+  let loss: number;
+  let named: Map<string, tf.Tensor>;
+  if (replicas) {
+    ({ loss, grads: named } = await replicas.gradients(model, shardMicroBatch(micro, replicas.count), (s) => [0, s]));
+  } else {
+    const byName = new Map([...vars].map(([k, v]) => [v.name, k]));
+    const r = await microBatchGradients(model, [...vars.values()], micro, { seedParts: [0] });
+    loss = r.loss;
+    named = new Map(Object.entries(r.grads).map(([n, g]) => [byName.get(n)!, g]));
+  }
   const { factor } = await clipFactor(named, 1.0);
   opt.apply(named, LR, factor);
+  replicas?.invalidate();
   tf.dispose([...named.values()]);
   return loss;
 }
@@ -137,15 +150,24 @@ interface Row {
   /** The wasm heap (tensors, XNNPACK's packed weights, kept transposes); RSS also swings with V8's GC. */
   wasmHeapAfter10MiB?: number; wasmHeapAfterLeakMiB?: number;
   tfBytes: number; load: number;
+  /** Data-parallel replicas of the training rows (1: the main thread alone). */
+  replicas: number;
 }
 
-async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'forward', flopsPerStep: number, profile: boolean): Promise<Row> {
+async function timeRow(name: string, opened: Opened, row: 'moe' | 'lora' | 'forward', flopsPerStep: number, profile: boolean): Promise<Row> {
+  const { model, source } = opened;
   const c = model.config;
   const ids = randomIds(c.vocabSize, 1234);
   const labels = shiftedLabels(ids, BATCH, SEQ);
   const adapters = row === 'forward' ? null : injectAdapters(model, row === 'moe' ? uniformPlan(c, 4, 8, 2) : uniformPlan(c, 1, 8, 1), { seed: 0, balanceCoef: 0.01 });
   const opt = adapters ? new AdamW(adapters.variables, { weightDecay: 0.01 }) : null;
-  const step = () => (adapters ? trainStep(model, adapters.variables, opt!, ids, labels) : forwardStep(model, ids, labels));
+  const count = adapters ? DATA_PARALLEL : 1;
+  const spec: ReplicaSpec | null = adapters
+    ? { backend: tf.getBackend(), model: source, trainable: false, adapters: { plan: adapters.plan, options: adapters.options } }
+    : null;
+  const replicas = spec && count > 1 ? await Replicas.start(spec, count, adapters!.variables) : null;
+  const step = () => (adapters ? trainStep(model, adapters.variables, opt!, replicas, ids) : forwardStep(model, ids, labels));
+  const allTensors = () => tf.memory().numTensors + (replicas?.workerTensors().reduce((a, b) => a + b, 0) ?? 0);
   const times: number[] = [];
   const cpuTimes: number[] = [];
   let loss = NaN;
@@ -161,23 +183,24 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
   const out: Row = {
     model: name, row, trainable: adapters?.numParams() ?? 0, stepMs, tokensPerS: (BATCH * SEQ) / (stepMs / 1000),
     cpuMs: median(cpuTimes), gflops: flopsPerStep / stepMs / 1e6, loss, tfBytes: tf.memory().numBytes, load: os.loadavg()[0],
+    replicas: replicas?.count ?? 1,
   };
   if (row === 'moe' && LEAK_STEPS > 10 && LEAK_MODELS.includes(name)) {
-    // Same model, adapters, optimizer and step function on a 1 x 16 batch: the tensor count does
-    // not depend on the batch, and 1000 full-size steps would take most of an hour on 1 core.
-    const leakIds = ids.slice(0, LEAK_SEQ);
-    const leakLabels = shiftedLabels(leakIds, 1, LEAK_SEQ);
-    const small = () => trainStep(model, adapters!.variables, opt!, leakIds, leakLabels, 1, LEAK_SEQ);
+    // Same model, adapters, optimizer, replicas and step function on a (replicas) x 16 batch: the
+    // tensor count does not depend on the batch, and 1000 full-size steps would take most of an hour.
+    const rows = replicas?.count ?? 1;
+    const leakIds = ids.slice(0, rows * LEAK_SEQ);
+    const small = () => trainStep(model, adapters!.variables, opt!, replicas, leakIds, rows, LEAK_SEQ);
     let done = 0;
     for (; done < 10; done++) await small();
-    out.tensorsAfter10 = tf.memory().numTensors;
+    out.tensorsAfter10 = allTensors();
     out.rssAfter10MiB = rssMiB();
     out.wasmHeapAfter10MiB = wasmHeapMiB();
     for (; done < LEAK_STEPS; done++) {
       await small();
       if (done % 50 === 0) notePeak();
     }
-    out.tensorsAfterLeak = tf.memory().numTensors;
+    out.tensorsAfterLeak = allTensors();
     out.rssAfterLeakMiB = rssMiB();
     out.wasmHeapAfterLeakMiB = wasmHeapMiB();
     out.leakSteps = LEAK_STEPS;
@@ -212,6 +235,7 @@ async function timeRow(name: string, model: CausalLM, row: 'moe' | 'lora' | 'for
     console.log('  BatchMatMul by shape:');
     for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_SHAPES ?? 12))) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
   }
+  await replicas?.close();
   opt?.dispose();
   adapters?.dispose();
   return out;
@@ -243,14 +267,20 @@ async function matmulGflops(): Promise<number> {
   return (2 * 1024 * 256 * 4096) / best / 1e6;
 }
 
-async function openModel(name: string): Promise<CausalLM> {
-  if (name === 'stories') return loadModel(STORIES);
+/** A frozen model and how a data-parallel replica builds it again. */
+interface Opened {
+  model: CausalLM;
+  source: ReplicaSpec['model'];
+}
+
+async function openModel(name: string): Promise<Opened> {
+  if (name === 'stories') return { model: await loadModel(STORIES), source: { dir: STORIES } };
   const config = normaliseConfig({
     model_type: 'llama', vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4,
     num_attention_heads: 8, num_key_value_heads: 4, rope_theta: 1e4, rms_norm_eps: 1e-5, tie_word_embeddings: false,
     max_position_embeddings: 2048,
   });
-  return createRandomModel(config, 0, { trainable: false });
+  return { model: createRandomModel(config, 0, { trainable: false }), source: { config, seed: 0 } };
 }
 
 /** torch_train_bench.py with the same configuration; null (and a note) when Python/torch is missing. */
@@ -295,11 +325,11 @@ function torchRow(runs: TorchRuns, row: string): { tokensPerS: number; mode?: st
 }
 
 function printTable(rows: Row[], matmul: number, torch: Map<string, TorchRuns>): void {
-  const head = ['model', 'row', 'trainable', 'step ms', 'cpu ms', 'tok/s', 'GFLOP/s', '% mm', 'tensors @10', `@leak`, 'RSS MiB', 'wasm MiB', 'tf MiB', 'load', 'torch tok/s', 'spread', 'hilo/torch'];
+  const head = ['model', 'row', 'replicas', 'trainable', 'step ms', 'cpu ms', 'tok/s', 'GFLOP/s', '% mm', 'tensors @10', `@leak`, 'RSS MiB', 'wasm MiB', 'tf MiB', 'load', 'torch tok/s', 'spread', 'hilo/torch'];
   const lines = rows.map((r) => {
     const t = torch.get(r.model);
     const tr = t ? torchRow(t, r.row) : null;
-    return [r.model, r.row, String(r.trainable), r.stepMs.toFixed(0), r.cpuMs.toFixed(0), r.tokensPerS.toFixed(0), r.gflops.toFixed(2), (100 * r.gflops / matmul).toFixed(0),
+    return [r.model, r.row, String(r.replicas), String(r.trainable), r.stepMs.toFixed(0), r.cpuMs.toFixed(0), r.tokensPerS.toFixed(0), r.gflops.toFixed(2), (100 * r.gflops / matmul).toFixed(0),
       r.tensorsAfter10?.toString() ?? '', r.tensorsAfterLeak !== undefined ? `${r.tensorsAfterLeak} @${r.leakSteps}` : '',
       r.rssAfterLeakMiB !== undefined ? `${r.rssAfter10MiB!.toFixed(0)}→${r.rssAfterLeakMiB.toFixed(0)}` : '',
       r.wasmHeapAfterLeakMiB !== undefined ? `${r.wasmHeapAfter10MiB!.toFixed(0)}→${r.wasmHeapAfterLeakMiB.toFixed(0)}` : '', (r.tfBytes / 2 ** 20).toFixed(1), r.load.toFixed(1),
@@ -314,7 +344,9 @@ function printTable(rows: Row[], matmul: number, torch: Map<string, TorchRuns>):
 
 async function main(): Promise<void> {
   const info = await initBackend(backendName);
-  console.log(`backend ${info.name}: ${info.detail}; batch ${BATCH}x${SEQ}, ${WARMUP} warm-up + ${STEPS} timed steps (median), leak check ${LEAK_STEPS} steps`);
+  DATA_PARALLEL = resolveDataParallel(DATA_PARALLEL_FLAG === 'auto' ? 'auto' : Number(DATA_PARALLEL_FLAG), BATCH, info.name);
+  console.log(`backend ${info.name}: ${info.detail}; batch ${BATCH}x${SEQ}, ${WARMUP} warm-up + ${STEPS} timed steps (median), leak check ${LEAK_STEPS} steps; ` +
+    `training rows on ${DATA_PARALLEL} data-parallel replica${DATA_PARALLEL === 1 ? '' : 's'} (--data-parallel ${DATA_PARALLEL_FLAG})`);
   const matmul = await matmulGflops();
   console.log(`backend matmul [1024,256]x[256,4096]: ${matmul.toFixed(1)} GFLOP/s (load ${os.loadavg()[0].toFixed(1)})`);
   const rows: Row[] = [];
@@ -322,15 +354,16 @@ async function main(): Promise<void> {
   const torch = new Map<string, TorchRuns>();
   for (const name of MODELS) {
     const before = compare ? runTorch(name) : null;
-    const model = await openModel(name);
+    const opened = await openModel(name);
+    const c = opened.model.config;
     for (const row of ['moe', 'lora', 'forward'] as const) {
-      const plan = row === 'moe' ? uniformPlan(model.config, 4, 8, 2) : row === 'lora' ? uniformPlan(model.config, 1, 8, 1) : null;
-      const f = forwardFlops(model.config, BATCH, SEQ, plan);
+      const plan = row === 'moe' ? uniformPlan(c, 4, 8, 2) : row === 'lora' ? uniformPlan(c, 1, 8, 1) : null;
+      const f = forwardFlops(c, BATCH, SEQ, plan);
       const flops = row === 'forward' ? forwardStepFlops(f) : trainStepFlops(f);
-      rows.push(await timeRow(name, model, row, flops, process.argv.includes('--profile') && row !== 'forward'));
+      rows.push(await timeRow(name, opened, row, flops, process.argv.includes('--profile') && row !== 'forward'));
       console.error(`  ${name}/${row}: ${rows.at(-1)!.stepMs.toFixed(0)} ms`);
     }
-    (model as { dispose?: () => void }).dispose?.();
+    (opened.model as { dispose?: () => void }).dispose?.();
     if (compare) torch.set(name, { before, after: runTorch(name) });
   }
   printTable(rows, matmul, torch);

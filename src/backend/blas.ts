@@ -37,6 +37,8 @@ export interface Blas {
   sgemm: Sgemm;
   /** The library's thread count (1 when it cannot be told how many to use). */
   maxThreads: number;
+  /** Use at most n threads from now on (null: maxThreads again); data-parallel replicas want 1. */
+  limitThreads(n: number | null): void;
   /** The library and its own description, e.g. "libopenblas.so.0 (OpenBLAS 0.3.21 ... Haswell), 2 threads". */
   detail: string;
 }
@@ -71,7 +73,13 @@ function loadKoffi(): { koffi: typeof import('koffi') } | { reason: string } {
   }
 }
 
-function bind(koffi: typeof import('koffi'), file: string): Blas {
+/**
+ * Each library's own thread count, read when this thread first binds it: the count is global
+ * to the process, and a thread that caps it (maxThreads) changes what later binds would read.
+ */
+const libraryThreads = new Map<string, number>();
+
+function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity): Blas {
   const lib = koffi.load(file);
   const gemm = lib.func(
     'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, ' +
@@ -82,28 +90,36 @@ function bind(koffi: typeof import('koffi'), file: string): Blas {
   let threads = 1;
   try {
     const config = lib.func('const char *openblas_get_config()')() as string;
-    threads = lib.func('int openblas_get_num_threads()')() as number;
+    if (!libraryThreads.has(file)) libraryThreads.set(file, lib.func('int openblas_get_num_threads()')() as number);
+    threads = libraryThreads.get(file)!;
     setThreads = lib.func('void openblas_set_num_threads(int n)') as (n: number) => void;
     about = ` (${config}), ${threads} thread${threads === 1 ? '' : 's'}, one for products with a side <= ${SINGLE_THREAD_SIDE}`;
   } catch {
     // Not OpenBLAS: any CBLAS will do; it just cannot describe itself or be told its threads.
   }
-  let current = threads;
+  let limit = Math.max(1, Math.min(threads, maxThreads));
+  // the library's count now: another thread of the process may have changed it since
+  let current = setThreads ? -1 : threads;
   const sgemm: Sgemm = (tA, tB, m, n, k, a, lda, b, ldb, c, ldc, opts) => {
     if (setThreads) {
-      const want = opts?.threads ?? threadsFor(m, n, k, threads);
+      const want = opts?.threads ?? threadsFor(m, n, k, limit);
       if (want !== current) setThreads((current = want)); // ~0.04 us
     }
     gemm(ROW_MAJOR, tA ? TRANS : NO_TRANS, tB ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, opts?.beta ?? 0, c, ldc);
   };
-  return { sgemm, maxThreads: setThreads ? threads : 1, detail: `${file}${about}` };
+  const limitThreads = (n: number | null) => {
+    limit = Math.max(1, Math.min(threads, n ?? threads));
+    if (setThreads) setThreads((current = limit)); // now, so a worker binding next reads it
+  };
+  if (setThreads && limit < threads) limitThreads(limit);
+  return { sgemm, maxThreads: setThreads ? threads : 1, limitThreads, detail: `${file}${about}` };
 }
 
 /**
  * Load the BLAS HILO_BLAS names (see the file comment). A named library that fails to load is
  * an error; the default search reports why nothing loaded instead of failing.
  */
-export function loadBlas(env: NodeJS.ProcessEnv = process.env): BlasResult {
+export function loadBlas(env: NodeJS.ProcessEnv = process.env, opts: { maxThreads?: number } = {}): BlasResult {
   const wanted = env.HILO_BLAS?.trim();
   if (wanted === 'off') return { blas: null, reason: 'HILO_BLAS=off' };
   const k = loadKoffi();
@@ -113,7 +129,7 @@ export function loadBlas(env: NodeJS.ProcessEnv = process.env): BlasResult {
   }
   if (wanted) {
     try {
-      return { blas: bind(k.koffi, wanted) };
+      return { blas: bind(k.koffi, wanted, opts.maxThreads) };
     } catch (e) {
       throw new HiloError(`HILO_BLAS=${wanted}: ${(e as Error).message}; allowed: a library exporting cblas_sgemm (e.g. libopenblas.so.0), or off`);
     }
@@ -121,7 +137,7 @@ export function loadBlas(env: NodeJS.ProcessEnv = process.env): BlasResult {
   const tried: string[] = [];
   for (const file of DEFAULT_LIBRARIES) {
     try {
-      return { blas: bind(k.koffi, file) };
+      return { blas: bind(k.koffi, file, opts.maxThreads) };
     } catch (e) {
       tried.push(`${file}: ${(e as Error).message}`);
     }

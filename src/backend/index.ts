@@ -32,18 +32,37 @@ const require = createRequire(import.meta.url);
 /** How the wasm backend does matrix products, once initialised (for `hilo doctor`). */
 let wasmProducts = '';
 export const wasmProductsDetail = () => wasmProducts;
+/** The native BLAS the wasm backend's products use, once initialised with one. */
+let wasmBlas: import('./blas.ts').Blas | null = null;
 
-async function initWasm(tf: typeof TF): Promise<string> {
+/**
+ * At most n threads for this thread's native BLAS products from now on (null: as many as it
+ * has); nothing to do without one. Data-parallel replicas (src/train/replicas.ts) take 1.
+ */
+export function limitBlasThreads(n: number | null): void {
+  wasmBlas?.limitThreads(n);
+}
+
+export interface InitOptions {
+  /**
+   * Kernels on one thread (wasm's pool and the native BLAS): for data-parallel replicas
+   * (src/train/replicas.ts), where one replica per core is the parallelism.
+   */
+  singleThreaded?: boolean;
+}
+
+async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   wasm.setWasmPaths(`${dir}/dist/`);
   const { initThreadedWasm, wasmThreadCount } = await import('./wasm-threads.ts');
   const { loadBlas } = await import('./blas.ts');
-  const found = loadBlas(); // a bad HILO_BLAS is an error, like a bad HILO_WASM_THREADS
+  const found = loadBlas(process.env, { maxThreads: opts.singleThreaded ? 1 : undefined }); // a bad HILO_BLAS is an error, like a bad HILO_WASM_THREADS
   const setWasm = async () => {
     if (!(await tf.setBackend('wasm'))) throw new Error('tfjs refused to initialise the wasm backend');
   };
-  const wanted = wasmThreadCount(process.env, found.blas !== null); // a bad HILO_WASM_THREADS is an error, not a silent fallback
+  // a bad HILO_WASM_THREADS is an error, not a silent fallback
+  const wanted = opts.singleThreaded ? 1 : wasmThreadCount(process.env, found.blas !== null);
   let threads: number;
   let why = '';
   try {
@@ -55,6 +74,7 @@ async function initWasm(tf: typeof TF): Promise<string> {
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
   const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
   const { useWasmExperts } = await import('./wasm-experts.ts');
+  wasmBlas = found.blas;
   useFastWasmMatMul(tf, true, found.blas);
   useWasmExperts(tf, true, found.blas);
   registerWasmFallbacks(tf);
@@ -84,11 +104,11 @@ async function initWebgpuEngine(tf: typeof TF, explicit: boolean): Promise<strin
   return (await initWebgpu(tf, { allowSoftware: explicit })).detail;
 }
 
-async function initEngine(tf: typeof TF, engine: Engine, explicit: boolean): Promise<string> {
+async function initEngine(tf: typeof TF, engine: Engine, explicit: boolean, opts: InitOptions): Promise<string> {
   if (engine === 'webgpu') return initWebgpuEngine(tf, explicit);
   setDeviceLimit(null);
   if (engine === 'tensorflow') return initTensorflowEngine(tf);
-  if (engine === 'wasm') return initWasm(tf);
+  if (engine === 'wasm') return initWasm(tf, opts);
   return initCpu(tf);
 }
 
@@ -97,7 +117,7 @@ async function initEngine(tf: typeof TF, engine: Engine, explicit: boolean): Pro
  * An explicit name initialises exactly that engine or throws a HiloError saying why and what
  * to do. Call shutdownBackend() when done: a live WebGPU device keeps Node from exiting.
  */
-export async function initBackend(name: string = 'auto'): Promise<BackendInfo> {
+export async function initBackend(name: string = 'auto', opts: InitOptions = {}): Promise<BackendInfo> {
   if (!(BACKENDS as readonly string[]).includes(name)) throw fieldError('--backend', name, BACKENDS);
   const tf = await import('@tensorflow/tfjs');
   const explicit = name !== 'auto';
@@ -105,7 +125,7 @@ export async function initBackend(name: string = 'auto'): Promise<BackendInfo> {
   const skipped: BackendInfo['skipped'] = [];
   for (const engine of order) {
     try {
-      const detail = await initEngine(tf, engine, explicit);
+      const detail = await initEngine(tf, engine, explicit, opts);
       return { name: tf.getBackend(), detail, skipped };
     } catch (e) {
       skipped.push({ name: engine, reason: (e as Error).message });

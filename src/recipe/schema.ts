@@ -136,6 +136,12 @@ const train = z.strictObject({
   logging_steps: int(1).default(10).describe('Log loss, lr and speed every this many steps.'),
   eval_steps: int(0).default(50).describe('Evaluate every this many steps and at the end; 0 = only at the end.'),
   save_steps: int(0).default(100).describe('Write a checkpoint every this many steps and at the end; 0 = only at the end.'),
+  data_parallel: z.union([z.literal('auto'), int(1)]).default('auto').describe(
+    'Replicas that split every micro-batch on the CPU backends (wasm, cpu): one per thread, each with the whole model, ' +
+      'gradients summed before one optimizer step (torch DDP on one machine). auto = one per core (HILO_DATA_PARALLEL ' +
+      'overrides), at most 8 and batch_size, and 1 on webgpu / tensorflow; 1 = off. Each shard\'s loss is weighted by ' +
+      'its share of the labelled tokens (items for choices), so the cross-entropy is the whole batch\'s; router losses ' +
+      'become the weighted mean of each shard\'s own, and dropout masks depend on the count.'),
   resume: z.union([z.boolean(), path()]).default(false).describe(
     'true = continue from the latest checkpoint in output_dir; a path = from that checkpoint; false = start fresh.'),
 }).prefault({}).describe('The optimisation loop.');

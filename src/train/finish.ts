@@ -18,6 +18,8 @@ export interface RunResults {
   params: Run['params'];
   data: Run['data'];
   backend: string;
+  /** Data-parallel replicas the run trained on (train.data_parallel resolved). */
+  data_parallel: number;
   steps: number;
   stopped: TrainResult['stopped'];
   final_loss: number | null;
@@ -57,7 +59,7 @@ export async function finishRun(run: Run, result: TrainResult): Promise<RunResul
   const test = run.testSeqs.length || run.testItems?.length ? await evaluateRun(run, 'test') : null;
   const results: RunResults = {
     recipe: run.recipe, plan: run.plan, params: run.params, data: run.data, backend: run.backend,
-    steps: result.steps, stopped: result.stopped, final_loss: result.finalLoss,
+    data_parallel: run.dataParallel, steps: result.steps, stopped: result.stopped, final_loss: result.finalLoss,
     eval: strip(result.eval), test: strip(test), expert_usage: result.eval?.expertUsage ?? null,
     wall_seconds: result.wallSeconds, tokens_per_second: result.tokensPerSecond, output,
   };

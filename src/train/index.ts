@@ -30,7 +30,7 @@ export async function trainRecipe(file: string, overrides: readonly string[] = [
     const result = await train(run);
     const results = await finishRun(run, result);
     const lines = [
-      `${result.stopped} after ${result.steps} steps in ${result.wallSeconds.toFixed(1)} s (${Math.round(result.tokensPerSecond).toLocaleString('en-US')} tokens/s on ${run.backend})`,
+      `${result.stopped} after ${result.steps} steps in ${result.wallSeconds.toFixed(1)} s (${Math.round(result.tokensPerSecond).toLocaleString('en-US')} tokens/s on ${run.backend}${run.dataParallel > 1 ? ` x${run.dataParallel} replicas` : ''})`,
       ...Object.entries(results.test ?? {}).map(([k, v]) => `test ${k}: ${fmt(v)}`),
       `trained weights: ${results.output}`,
       `results: ${path.join(run.runDir, 'results.json')}`,

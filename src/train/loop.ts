@@ -10,20 +10,19 @@
  *   AdamW(lr(step)); log; eval every eval_steps; checkpoint every save_steps
  */
 import * as tf from '@tensorflow/tfjs';
-import { makeBatches, makeChoiceBatches, type Batch, type BatchPosition } from '../data/batch.ts';
-import { mixSeed } from '../data/rng.ts';
+import { makeBatches, makeChoiceBatches, type BatchPosition } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
 import { MetricsFile } from '../log/metrics.ts';
 import { Progress } from '../log/progress.ts';
-import type { ForwardContext } from '../model/types.ts';
 import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { clipFactor } from './clip.ts';
 import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
-import { batchTokenNll, countTargets, withRouterLosses } from './forward.ts';
-import { choiceCrossEntropy } from './loss.ts';
+import { Replicas } from './replicas.ts';
 import type { Run } from './run.ts';
 import { lrAt, resolveWarmup, type Schedule } from './schedule.ts';
+import { shardMicroBatch, type MicroBatch } from './shard.ts';
+import { microBatchGradients } from './step.ts';
 
 export interface TrainResult {
   steps: number;
@@ -43,27 +42,11 @@ export function totalSteps(run: Pick<Run, 'recipe' | 'train'>): number {
   return Math.max(1, Math.ceil((perEpoch * t.num_train_epochs) / t.gradient_accumulation_steps));
 }
 
-/** Loss of one micro-batch: mean NLL of its labelled tokens + weighted router losses (inside a gradient tape). */
-function batchLoss(run: Run, batch: Batch, ctx: ForwardContext): tf.Scalar {
-  const count = Math.max(1, countTargets(batch));
-  return withRouterLosses(batchTokenNll(run.model, batch, ctx).sum().div(count) as tf.Scalar, ctx);
-}
-
 /** Per-router expert usage as a W&B table: one row per (router, expert). */
 export function usageTable(usage: Record<string, number[]>): { columns: string[]; data: Array<[string, number, number]> } {
   const data: Array<[string, number, number]> = [];
   for (const [router, fractions] of Object.entries(usage)) fractions.forEach((f, e) => data.push([router, e, f]));
   return { columns: ['router', 'expert', 'fraction'], data };
-}
-
-/**
- * Loss of one micro-batch of candidate sets (data.loss "choices"): rows b*C..b*C+C-1 are the
- * candidates of item b; cross-entropy over their summed label log-likelihoods.
- */
-function choiceLoss(run: Run, batch: Batch, answers: Int32Array, choices: number, ctx: ForwardContext): tf.Scalar {
-  const nll = batchTokenNll(run.model, batch, ctx).sum(1); // [N]
-  const scores = nll.neg().reshape([batch.batchSize / choices, choices]) as tf.Tensor2D; // [items, C]
-  return withRouterLosses(choiceCrossEntropy(scores, answers), ctx);
 }
 
 /** Evaluate on the run's eval data: loss/perplexity, accuracy when the task has candidates. */
@@ -107,20 +90,19 @@ export async function train(run: Run): Promise<TrainResult> {
   };
   process.once('SIGINT', onSigint);
 
-  // One stream of micro-batches with its loss: label tokens (or text) by default, candidate sets for "choices".
+  // One stream of micro-batches: label tokens (or text) by default, candidate sets for "choices".
   const batchOpts = { batchSize: t.batch_size, seed: run.recipe.seed, padId: run.padId };
   const items = run.trainItems;
-  const batches: Iterator<{ batch: Batch; position: BatchPosition; loss: (ctx: ForwardContext) => tf.Scalar }> = items
+  const batches: Iterator<{ micro: MicroBatch; position: BatchPosition }> = items
     ? (function* () {
-        for (const b of makeChoiceBatches(items, batchOpts, state.data as BatchPosition)) {
-          yield { ...b, loss: (ctx: ForwardContext) => choiceLoss(run, b.batch, b.answers, b.choices, ctx) };
+        for (const { batch, answers, choices, position } of makeChoiceBatches(items, batchOpts, state.data as BatchPosition)) {
+          yield { micro: { kind: 'choices', batch, answers, choices }, position };
         }
       })()
     : (function* () {
-        for (const b of makeBatches(run.train, batchOpts, state.data as BatchPosition)) {
-          yield { ...b, loss: (ctx: ForwardContext) => batchLoss(run, b.batch, ctx) };
-        }
+        for (const { batch, position } of makeBatches(run.train, batchOpts, state.data as BatchPosition)) yield { micro: { kind: 'tokens', batch }, position };
       })();
+  let replicas: Replicas | null = null;
   const started = performance.now() - state.elapsedSeconds * 1000;
   let windowLoss = 0;
   let windowSteps = 0;
@@ -130,6 +112,11 @@ export async function train(run: Run): Promise<TrainResult> {
   let stopped: TrainResult['stopped'] = 'finished';
 
   try {
+    if (run.dataParallel > 1) {
+      // Data parallel: the same model in worker threads, each micro-batch split over them (replicas.ts).
+      replicas = await Replicas.start(run.replicaSpec, run.dataParallel, run.trainables);
+      windowStart = performance.now();
+    }
     while (state.step < total) {
       const lr = lrAt(schedule, state.step);
       const accum = new Map<string, tf.Tensor>();
@@ -137,19 +124,15 @@ export async function train(run: Run): Promise<TrainResult> {
       let stepTokens = 0;
       let position = state.data as BatchPosition;
       for (let micro = 0; micro < t.gradient_accumulation_steps; micro++) {
-        const { batch, position: next, loss } = batches.next().value!;
+        const { micro: batch, position: next } = batches.next().value!;
         position = next;
-        let dropoutCounter = 0;
-        const ctx: ForwardContext = {
-          training: true, auxLosses: [],
-          dropoutSeed: { next: () => mixSeed(run.recipe.seed, state.step, micro, dropoutCounter++) },
-        };
-        const { value, grads } = tf.variableGrads(() => loss(ctx), varList);
-        tf.dispose(ctx.auxLosses); // kept by the routers past the model's tidy; the loss has used them
-        stepLoss += (await value.data())[0] / t.gradient_accumulation_steps;
-        value.dispose();
-        for (const [name, g] of Object.entries(grads)) {
-          const key = varKey.get(name)!;
+        // dropout seeds: (seed, step, micro-batch), and the shard when the batch is split
+        const { loss, grads } = replicas
+          ? await replicas.gradients(run.model, shardMicroBatch(batch, replicas.count), (s) => [run.recipe.seed, state.step, micro, s])
+          : await microBatchGradients(run.model, varList, batch, { seedParts: [run.recipe.seed, state.step, micro] })
+            .then((r) => ({ loss: r.loss, grads: new Map(Object.entries(r.grads).map(([name, g]) => [varKey.get(name)!, g])) }));
+        stepLoss += loss / t.gradient_accumulation_steps;
+        for (const [key, g] of grads) {
           if (t.gradient_accumulation_steps === 1) {
             accum.set(key, g); // the mean of one: no kernel (a MoE model has ~100 gradients)
             continue;
@@ -159,7 +142,7 @@ export async function train(run: Run): Promise<TrainResult> {
           accum.set(key, scaled);
           g.dispose();
         }
-        stepTokens += batch.attentionMask.reduce((a: number, b: number) => a + b, 0);
+        stepTokens += batch.batch.attentionMask.reduce((a: number, b: number) => a + b, 0);
       }
       if (!Number.isFinite(stepLoss)) {
         tf.dispose([...accum.values()]);
@@ -173,6 +156,7 @@ export async function train(run: Run): Promise<TrainResult> {
       // the clip coefficient goes to the optimizer, which scales as it reads (no kernel a gradient)
       const { norm: gradNorm, factor } = await clipFactor(accum, t.max_grad_norm);
       optimizer.apply(accum, lr, factor);
+      replicas?.invalidate();
       tf.dispose([...accum.values()]);
 
       state = {
@@ -216,6 +200,7 @@ export async function train(run: Run): Promise<TrainResult> {
     process.removeListener('SIGINT', onSigint);
     progress.done();
     optimizer.dispose();
+    await replicas?.close();
   }
   const wall = (performance.now() - started) / 1000;
   if (stopped === 'diverged') throw new HiloError(`training diverged (loss NaN/Inf) at step ${state.step + 1}; see the message above`);

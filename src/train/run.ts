@@ -25,6 +25,7 @@ import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
 import type { CausalLM } from '../model/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { createWandb, resolveWandbSettings, type MetricSink } from '../log/wandb/index.ts';
+import { resolveDataParallel, type ReplicaSpec } from './replicas.ts';
 
 export interface ParamSummary {
   /** Parameters the optimizer updates. */
@@ -58,6 +59,10 @@ export interface Run {
   testItems: ScoringItem[] | null;
   padId: number;
   sink: MetricSink | null;
+  /** Replicas each micro-batch is split over (train.data_parallel resolved; 1 = this thread alone). */
+  dataParallel: number;
+  /** How a data-parallel replica builds this run's model and adapters again. */
+  replicaSpec: ReplicaSpec;
   dispose(): void;
 }
 
@@ -86,17 +91,24 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   const evalOnly = opts.evalOnly ?? false;
   if (!evalOnly) fs.mkdirSync(runDir, { recursive: true });
   const full = recipe.adapter.method === 'none' && !evalOnly;
-  const backend = await initBackend(recipe.backend);
-  log(`backend ${backend.name}${backend.skipped.length ? ` (skipped ${backend.skipped.map((s) => s.name).join(', ')})` : ''}`);
+  // Replicas on every core want one kernel thread each; settled once the backend is known.
+  const parallel = !evalOnly && resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, 'wasm') > 1;
+  const backend = await initBackend(recipe.backend, { singleThreaded: parallel });
+  const dataParallel = evalOnly ? 1 : resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, backend.name);
+  log(`backend ${backend.name}${backend.skipped.length ? ` (skipped ${backend.skipped.map((s) => s.name).join(', ')})` : ''}` +
+    (dataParallel > 1 ? `, ${dataParallel} data-parallel replicas (train.data_parallel)` : ''));
 
   const dir = recipe.model.path;
   const config = readModelConfig(dir);
   let model: CausalLM;
+  let source: ReplicaSpec['model'];
   if (hasWeights(dir)) {
     model = await loadModel(dir, { trainable: full });
+    source = { dir };
   } else if (full) {
     log(`${dir} has no weights: pretraining from a random initialisation (seed ${recipe.seed})`);
     model = createRandomModel(config, recipe.seed, { trainable: true });
+    source = { config, seed: recipe.seed };
   } else {
     throw new HiloError(`recipe.model.path: ${dir} has no *.safetensors weights; only adapter.method "none" (pretraining) starts from random weights`);
   }
@@ -152,7 +164,8 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   return {
     recipe, runDir, backend: backend.name, model, tokenizer, plan, adapters, trainables, params, data,
     train: enc.train, trainItems, evalSeqs: enc.eval, testSeqs: enc.test, evalItems: enc.evalItems, testItems: enc.testItems,
-    padId: padIdOf(tokenizer), sink,
+    padId: padIdOf(tokenizer), sink, dataParallel,
+    replicaSpec: { backend: backend.name, model: source, trainable: full, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null },
     dispose() {
       adapters?.dispose();
       model.dispose();

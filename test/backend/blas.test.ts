@@ -48,6 +48,23 @@ describe('loading a BLAS', () => {
   });
 });
 
+describe.runIf(blas !== null || process.env.HILO_REQUIRE_BLAS === '1')('BLAS threads', () => {
+  it('limitThreads caps the library\'s threads at once (data-parallel replicas) and null gives them back', async () => {
+    const koffi = (await import('koffi')).default;
+    const threads = koffi.load('libopenblas.so.0').func('int openblas_get_num_threads()') as () => number;
+    const own = loadBlas({}).blas!;
+    expect(own.maxThreads).toBe(threads()); // the library's count, read at load
+    own.limitThreads(1);
+    expect(threads()).toBe(1);
+    const later = loadBlas({}).blas!; // a replica's thread binding after the cap still knows the full count
+    expect(later.maxThreads).toBe(own.maxThreads);
+    const capped = loadBlas({}, { maxThreads: 1 }).blas!;
+    expect(threads()).toBe(1);
+    capped.limitThreads(null);
+    expect(threads()).toBe(own.maxThreads);
+  });
+});
+
 const CASES: MatMulCase[] = [
   { a: [7, 5], b: [5, 3], tA: false, tB: false },
   { a: [7, 5], b: [3, 5], tA: false, tB: true },

@@ -42,7 +42,7 @@ describe('defaults', () => {
       train: {
         learning_rate: 3e-4, batch_size: 8, eval_batch_size: 16, gradient_accumulation_steps: 1, max_steps: 200,
         num_train_epochs: 1, warmup_steps: 10, lr_scheduler_type: 'cosine', weight_decay: 0, max_grad_norm: 1,
-        logging_steps: 10, eval_steps: 50, save_steps: 100, resume: false,
+        logging_steps: 10, eval_steps: 50, save_steps: 100, data_parallel: 'auto', resume: false,
       },
       wandb: { mode: 'disabled', project: null, entity: null, name: null, group: null, tags: [], notes: null },
     });

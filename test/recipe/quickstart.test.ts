@@ -17,10 +17,12 @@ describe('recipes/quickstart.yaml', () => {
     const r = spawnSync(process.execPath, [
       path.join(ROOT, 'bin/hilo.js'), 'train', path.join(ROOT, 'recipes/quickstart.yaml'),
       `output_dir=${out}`, 'train.max_steps=3', 'train.eval_steps=0', 'data.max_train_examples=96', 'data.max_eval_examples=16',
-    ], { encoding: 'utf8', cwd: ROOT });
+    ], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, HILO_DATA_PARALLEL: '' } }); // train.data_parallel auto, as the README runs it
     expect(r.status, r.stderr).toBe(0);
     const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
     expect(results.steps).toBe(3);
+    // auto: a replica per core (this machine's), at most 8 and the batch size (16)
+    expect(results.data_parallel).toBe(Math.min(os.availableParallelism(), 8, 16));
     expect(results.data.sizes.test).toBe(600);
     expect(results.test.examples).toBe(600);
     // HILO: the more complex a layer (alpha-hill score), the higher its rank ("2468" over the

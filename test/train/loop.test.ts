@@ -117,6 +117,30 @@ describe('hilo train', () => {
     expect(resumedLines.filter((l) => 'loss' in l).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
+  it('resumes a SIGKILLed data-parallel run to the same adapter bits, and stops its replicas on SIGINT', { timeout: 400_000 }, async () => {
+    const a = tmp();
+    const whole = spawnSync(process.execPath, [HILO, 'train', recipe(a, '  data_parallel: 2')], { encoding: 'utf8' });
+    expect(whole.status, whole.stderr).toBe(0);
+    expect(whole.stderr).toContain('2 data-parallel replicas (train.data_parallel)');
+    expect(JSON.parse(fs.readFileSync(path.join(a, 'run', 'results.json'), 'utf8')).data_parallel).toBe(2);
+    const b = tmp();
+    const file = recipe(b, '  data_parallel: 2');
+    const killed = await runAndSignal(file, path.join(b, 'run'), 'SIGKILL', 4);
+    expect(killed.signal).toBe('SIGKILL');
+    const resumed = spawnSync(process.execPath, [HILO, 'train', file, 'train.resume=true'], { encoding: 'utf8' });
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(adapterBytes(b).equals(adapterBytes(a))).toBe(true);
+    // the same recipe on one replica trains other bits (dropout masks and router losses are per shard)
+    const c = tmp();
+    const single = spawnSync(process.execPath, [HILO, 'train', recipe(c, '  data_parallel: 1')], { encoding: 'utf8' });
+    expect(single.status, single.stderr).toBe(0);
+    expect(adapterBytes(c).equals(adapterBytes(a))).toBe(false);
+    const d = tmp();
+    const out = await runAndSignal(recipe(d, '  data_parallel: 2'), path.join(d, 'run'), 'SIGINT', 2);
+    expect(out.code, out.stderr).toBe(130);
+    expect(out.stderr).toMatch(/interrupted: checkpoint saved at step (\d+)/);
+  });
+
   it('saves a checkpoint and exits cleanly on SIGINT', { timeout: 200_000 }, async () => {
     const d = tmp();
     const file = recipe(d, '  # interrupted');

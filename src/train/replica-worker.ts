@@ -1,0 +1,75 @@
+/**
+ * One data-parallel replica, in a worker thread started by src/train/replicas.ts: build the
+ * model the spec describes, then for each shard it is sent take the latest parameters from
+ * shared memory, compute the shard's weighted gradients and write them to its shared buffer.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { injectAdapters } from '../adapters/inject.ts';
+import { initBackend } from '../backend/index.ts';
+import { createRandomModel } from '../model/init.ts';
+import { loadModel } from '../model/load.ts';
+import type { CausalLM } from '../model/types.ts';
+import { layoutOf, type FromWorker, type ReplicaInit, type ReplicaSpec, type ToWorker } from './replicas.ts';
+import { microBatchGradients } from './step.ts';
+
+async function build(spec: ReplicaSpec): Promise<{ model: CausalLM; trainables: Map<string, tf.Variable> }> {
+  await initBackend(spec.backend, { singleThreaded: true });
+  const model = 'dir' in spec.model
+    ? await loadModel(spec.model.dir, { trainable: spec.trainable })
+    : createRandomModel(spec.model.config, spec.model.seed, { trainable: spec.trainable });
+  const adapters = spec.adapters ? injectAdapters(model, spec.adapters.plan, spec.adapters.options) : null;
+  return { model, trainables: adapters ? adapters.variables : model.weights };
+}
+
+async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): Promise<void> {
+  const send = (m: FromWorker) => port.postMessage(m);
+  let built: Awaited<ReturnType<typeof build>>;
+  try {
+    built = await build(init.spec);
+    const mine = JSON.stringify(layoutOf(built.trainables));
+    if (mine !== JSON.stringify(init.layout)) throw new Error(`its trainables ${mine.slice(0, 200)} differ from the main thread's ${JSON.stringify(init.layout).slice(0, 200)}`);
+  } catch (e) {
+    send({ type: 'error', id: null, message: (e as Error).message });
+    return;
+  }
+  const { model, trainables } = built;
+  const vars = [...trainables.values()];
+  const params = new Float32Array(init.params);
+  const grads = new Float32Array(init.grads);
+  let version = -1;
+  send({ type: 'ready', tensors: tf.memory().numTensors });
+
+  port.on('message', async (m: ToWorker) => {
+    if (m.type === 'close') {
+      port.close();
+      return;
+    }
+    try {
+      if (m.paramsVersion !== version) {
+        let offset = 0;
+        for (const [name, size] of init.layout) {
+          const v = trainables.get(name)!;
+          // slice: a copy out of shared memory, which the main thread rewrites after each step
+          tf.tidy(() => v.assign(tf.tensor(params.slice(offset, offset + size), v.shape)));
+          offset += size;
+        }
+        version = m.paramsVersion;
+      }
+      const { loss, grads: g } = await microBatchGradients(model, vars, m.shard.micro, { weight: m.shard.weight, seedParts: m.seedParts });
+      let offset = 0;
+      for (const [name, size] of init.layout) {
+        const t = g[trainables.get(name)!.name];
+        if (t) grads.set(t.dataSync() as Float32Array, offset);
+        else grads.fill(0, offset, offset + size); // not reached by this loss: a zero gradient
+        offset += size;
+      }
+      tf.dispose(g);
+      send({ type: 'grad', id: m.id, loss, tensors: tf.memory().numTensors });
+    } catch (e) {
+      send({ type: 'error', id: m.id, message: (e as Error).message });
+    }
+  });
+}
+
+if (parentPort && (workerData as ReplicaInit | undefined)?.spec) await serve(workerData as ReplicaInit, parentPort);

@@ -1,0 +1,288 @@
+/**
+ * Data-parallel training on one machine: the model, frozen base and adapters, is built again in
+ * worker threads (src/train/replica-worker.ts), each micro-batch is split into shards
+ * (src/train/shard.ts), the main thread computes the first shard's gradients while each worker
+ * computes another's, and the gradients are summed. The optimizer runs once, on the main thread;
+ * the new parameters reach the workers through shared memory before their next shard.
+ *
+ * Why: tfjs-backend-wasm runs its kernels on one thread, and a native BLAS spreads only the
+ * larger products over the cores. A replica per core, each on one BLAS thread, keeps every core
+ * on the whole step (norms, softmax and gradients too), as torch's intra-op threads do.
+ *
+ * Shared memory, one Float32Array of every trainable value end to end in a fixed order:
+ *   params   written by the main thread after each update, read by every worker
+ *   grads[i] written by worker i for its shard, read by the main thread
+ */
+import * as tf from '@tensorflow/tfjs';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { AdapterPlan } from '../adapters/plan.ts';
+import type { InjectOptions } from '../adapters/inject.ts';
+import { limitBlasThreads } from '../backend/index.ts';
+import { HOST_BACKENDS } from '../backend/placement.ts';
+import { fieldError, HiloError } from '../errors.ts';
+import type { CausalLM, ModelConfig } from '../model/types.ts';
+import type { Shard } from './shard.ts';
+import { microBatchGradients } from './step.ts';
+
+/** How to build the same model again in a worker (its trainable values come from the main thread). */
+export interface ReplicaSpec {
+  /** The tfjs backend (one of HOST_BACKENDS). */
+  backend: string;
+  /** An HF folder, or a random initialisation (pretraining, benchmarks). */
+  model: { dir: string } | { config: ModelConfig; seed: number };
+  /** Every base weight is trainable (adapter.method none). */
+  trainable: boolean;
+  /** Adapters injected with this plan and these options; null for none. */
+  adapters: { plan: AdapterPlan; options: Required<InjectOptions> } | null;
+}
+
+/** [name, number of values] of each trainable, in the order they lie in the shared buffers. */
+export type ParamLayout = Array<[string, number]>;
+
+export type ToWorker =
+  | { type: 'grad'; id: number; shard: Shard; seedParts: number[]; paramsVersion: number }
+  | { type: 'close' };
+export type FromWorker =
+  | { type: 'ready'; tensors: number }
+  | { type: 'grad'; id: number; loss: number; tensors: number }
+  | { type: 'error'; id: number | null; message: string };
+
+/** What a worker is started with (workerData). */
+export interface ReplicaInit {
+  replica: number;
+  spec: ReplicaSpec;
+  layout: ParamLayout;
+  params: SharedArrayBuffer;
+  grads: SharedArrayBuffer;
+}
+
+/** The most replicas `auto` starts (one per core up to this). */
+export const MAX_AUTO_REPLICAS = 8;
+
+/**
+ * Replicas for a run: `setting` is train.data_parallel ("auto" or a count), `batchSize` the
+ * micro-batch's rows (or items), `backend` the initialised tfjs backend. auto = HILO_DATA_PARALLEL
+ * when set, else one per core, at most MAX_AUTO_REPLICAS and the batch size, on wasm and cpu
+ * (elsewhere 1: the device, not the host's cores, does the work).
+ */
+export function resolveDataParallel(
+  setting: 'auto' | number, batchSize: number, backend: string,
+  env: NodeJS.ProcessEnv = process.env, cores = os.availableParallelism?.() ?? os.cpus().length,
+): number {
+  const host = HOST_BACKENDS.includes(backend);
+  if (setting === 'auto') {
+    const raw = env.HILO_DATA_PARALLEL;
+    if (raw !== undefined && raw !== '') {
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < 1) throw fieldError('HILO_DATA_PARALLEL', raw, 'a whole number >= 1 (1 turns data parallelism off)');
+      return host ? Math.min(n, batchSize) : 1;
+    }
+    return host ? Math.max(1, Math.min(cores, MAX_AUTO_REPLICAS, batchSize)) : 1;
+  }
+  if (setting > 1 && !host) {
+    throw fieldError('recipe.train.data_parallel', setting, `1 or "auto" on the ${backend} backend (replicas split a batch over CPU cores: ${HOST_BACKENDS.join(' and ')} only)`);
+  }
+  if (setting > batchSize) {
+    throw fieldError('recipe.train.data_parallel', setting, `at most train.batch_size (${batchSize}): every replica takes at least one example of a micro-batch`);
+  }
+  return setting;
+}
+
+/** The trainables' layout, in the map's order. */
+export function layoutOf(trainables: Map<string, tf.Variable>): ParamLayout {
+  return [...trainables].map(([name, v]) => [name, v.size]);
+}
+
+/** A shared buffer holding one float32 per value of `layout`. */
+function sharedFloats(layout: ParamLayout): SharedArrayBuffer {
+  return new SharedArrayBuffer(4 * layout.reduce((n, [, size]) => n + size, 0));
+}
+
+/** The worker entry: a JS file that registers tsx, then runs replica-worker.ts (bundles replace it). */
+const WORKER_URL = new URL('./replica-boot.mjs', import.meta.url);
+
+interface Pending {
+  resolve: (m: Extract<FromWorker, { type: 'grad' }>) => void;
+  reject: (e: Error) => void;
+}
+
+class ReplicaWorker {
+  readonly worker: Worker;
+  readonly grads: Float32Array;
+  private pending = new Map<number, Pending>();
+  private failure: Error | null = null;
+  private ready: Promise<number>;
+  tensors = 0;
+
+  constructor(readonly index: number, init: ReplicaInit) {
+    this.grads = new Float32Array(init.grads);
+    // One kernel thread each: the replicas are the parallelism (a threaded wasm pool or a
+    // second BLAS thread per replica would only compete for the same cores).
+    this.worker = new Worker(WORKER_URL, { workerData: init, env: { ...process.env, HILO_WASM_THREADS: '1' } });
+    this.worker.unref();
+    this.ready = new Promise<number>((resolve, reject) => {
+      const onReady = (m: FromWorker) => {
+        if (m.type === 'ready') resolve(m.tensors);
+        else if (m.type === 'error') reject(this.fail(`could not build the model: ${m.message}`));
+      };
+      this.worker.once('message', onReady);
+      this.worker.once('error', (e) => reject(this.fail(e.message)));
+    });
+    this.worker.on('message', (m: FromWorker) => {
+      if (m.type === 'ready') return;
+      const job = m.id === null ? undefined : this.pending.get(m.id);
+      if (m.type === 'error') {
+        const e = this.fail(m.message);
+        if (job) job.reject(e);
+        return;
+      }
+      if (!job) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) this.worker.unref();
+      this.tensors = m.tensors;
+      job.resolve(m);
+    });
+    this.worker.on('error', (e) => this.fail(e.message));
+    this.worker.on('exit', (code) => {
+      if (code !== 0) this.fail(`exited with code ${code}`);
+    });
+  }
+
+  /** Record why this replica cannot go on and reject everything waiting on it. */
+  private fail(why: string): Error {
+    this.failure ??= new HiloError(`data-parallel replica ${this.index}: ${why}`);
+    for (const p of this.pending.values()) p.reject(this.failure);
+    this.pending.clear();
+    return this.failure;
+  }
+
+  async started(): Promise<void> {
+    this.worker.ref(); // waited on: keep Node alive until it answers
+    try {
+      this.tensors = await this.ready;
+    } finally {
+      this.worker.unref();
+    }
+  }
+
+  run(message: Extract<ToWorker, { type: 'grad' }>): Promise<Extract<FromWorker, { type: 'grad' }>> {
+    if (this.failure) return Promise.reject(this.failure);
+    this.worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(message.id, { resolve, reject });
+      this.worker.postMessage(message satisfies ToWorker);
+    });
+  }
+}
+
+export class Replicas {
+  private readonly params: Float32Array;
+  private readonly layout: ParamLayout;
+  private version = 0;
+  private published = -1;
+  private jobs = 0;
+
+  private constructor(
+    private readonly workers: ReplicaWorker[],
+    private readonly trainables: Map<string, tf.Variable>,
+    paramsBuffer: SharedArrayBuffer,
+  ) {
+    this.params = new Float32Array(paramsBuffer);
+    this.layout = layoutOf(trainables);
+  }
+
+  /**
+   * Start `count - 1` workers (the main thread is replica 0) building `spec`, whose trainables
+   * must be laid out as `trainables` (same names, same sizes, same order), and wait until each
+   * has its model. A worker that cannot build it is an error naming the replica and the cause.
+   */
+  static async start(spec: ReplicaSpec, count: number, trainables: Map<string, tf.Variable>): Promise<Replicas> {
+    if (!HOST_BACKENDS.includes(spec.backend)) throw new HiloError(`data-parallel replicas: backend "${spec.backend}"; allowed: ${HOST_BACKENDS.join(', ')}`);
+    const layout = layoutOf(trainables);
+    const params = sharedFloats(layout);
+    limitBlasThreads(1); // this thread is replica 0; the workers bind the BLAS after this, at 1 too
+    const workers = Array.from({ length: count - 1 }, (_, i) =>
+      new ReplicaWorker(i + 1, { replica: i + 1, spec, layout, params, grads: sharedFloats(layout) }));
+    const replicas = new Replicas(workers, trainables, params);
+    try {
+      await Promise.all(workers.map((w) => w.started()));
+    } catch (e) {
+      await replicas.close();
+      throw e;
+    }
+    return replicas;
+  }
+
+  /** Replicas in all, the main thread included. */
+  get count(): number {
+    return this.workers.length + 1;
+  }
+
+  /** Tensors each worker held after its last shard (a leak check across threads). */
+  workerTensors(): number[] {
+    return this.workers.map((w) => w.tensors);
+  }
+
+  /** Mark the main thread's trainables as changed: they are copied out before the next shards. */
+  invalidate(): void {
+    this.version += 1;
+  }
+
+  private publish(): void {
+    if (this.published === this.version) return;
+    let offset = 0;
+    for (const [name, size] of this.layout) {
+      this.params.set(this.trainables.get(name)!.dataSync() as Float32Array, offset);
+      offset += size;
+    }
+    this.published = this.version;
+  }
+
+  /**
+   * Σ_s ∂(w_s · loss_s)/∂trainables over `shards` (at most `count`): the first on this thread,
+   * the others on the workers at the same time. Returns the summed loss and gradients by
+   * trainable name (the caller disposes them). `seedParts(s)` seeds shard s's dropout.
+   */
+  async gradients(model: CausalLM, shards: Shard[], seedParts: (shard: number) => number[]): Promise<{ loss: number; grads: Map<string, tf.Tensor> }> {
+    if (shards.length > this.count) throw new Error(`${shards.length} shards for ${this.count} replicas`);
+    this.publish();
+    const remote = shards.slice(1).map((shard, i) =>
+      this.workers[i].run({ type: 'grad', id: ++this.jobs, shard, seedParts: seedParts(i + 1), paramsVersion: this.published }));
+    // Rejections are handled below; until then an early one must not surface as unhandled.
+    for (const r of remote) r.catch(() => {});
+    const vars = [...this.trainables.values()];
+    const local = await microBatchGradients(model, vars, shards[0].micro, { weight: shards[0].weight, seedParts: seedParts(0) });
+    let answers: Array<Extract<FromWorker, { type: 'grad' }>>;
+    try {
+      answers = await Promise.all(remote);
+    } catch (e) {
+      tf.dispose(local.grads);
+      throw e;
+    }
+    let loss = local.loss;
+    for (const a of answers) loss += a.loss;
+    const grads = new Map<string, tf.Tensor>();
+    let offset = 0;
+    for (const [name, size] of this.layout) {
+      const v = this.trainables.get(name)!;
+      const sum = new Float32Array(size);
+      const own = local.grads[v.name];
+      if (own) sum.set(own.dataSync() as Float32Array);
+      for (let w = 0; w < answers.length; w++) {
+        const theirs = this.workers[w].grads.subarray(offset, offset + size);
+        for (let i = 0; i < size; i++) sum[i] += theirs[i];
+      }
+      grads.set(name, tf.tensor(sum, v.shape));
+      offset += size;
+    }
+    tf.dispose(local.grads);
+    return { loss, grads };
+  }
+
+  /** Stop the workers and give this thread's BLAS its threads back (idempotent). */
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    limitBlasThreads(null);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * Data-parallel replicas (src/train/replicas.ts) on the real stories260K model with MoE-LoRA
+ * adapters, a worker thread as replica 1:
+ *  - the summed gradients equal the whole micro-batch's when nothing but the cross-entropy is
+ *    trained (no router losses, no dropout): the shard weights make the losses add up;
+ *  - with router losses and dropout they equal Σ_s w_s ∇L(shard s) computed on this thread alone,
+ *    bit for bit (same kernels, one BLAS thread each), before and after the parameters change;
+ *  - nothing leaks on either thread; a replica that cannot start, or dies, is an error that says so.
+ */
+import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { injectAdapters, type Adapters } from '../../src/adapters/inject.ts';
+import type { AdapterPlan } from '../../src/adapters/plan.ts';
+import { initBackend } from '../../src/backend/index.ts';
+import { padBatch } from '../../src/data/batch.ts';
+import { IGNORE_INDEX } from '../../src/data/encode.ts';
+import { mulberry32 } from '../../src/data/rng.ts';
+import { loadModel } from '../../src/model/load.ts';
+import type { CausalLM } from '../../src/model/types.ts';
+import { Replicas, resolveDataParallel, type ReplicaSpec } from '../../src/train/replicas.ts';
+import { shardMicroBatch, type MicroBatch } from '../../src/train/shard.ts';
+import { microBatchGradients } from '../../src/train/step.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
+
+describe('resolveDataParallel', () => {
+  it.each([
+    ['auto', 8, 'wasm', {}, 2, 2],
+    ['auto', 8, 'wasm', {}, 16, 8],
+    ['auto', 3, 'cpu', {}, 16, 3],
+    ['auto', 8, 'webgpu', {}, 16, 1],
+    ['auto', 8, 'wasm', { HILO_DATA_PARALLEL: '1' }, 16, 1],
+    ['auto', 8, 'wasm', { HILO_DATA_PARALLEL: '12' }, 2, 8],
+    [1, 8, 'webgpu', {}, 2, 1],
+    [4, 8, 'wasm', {}, 2, 4],
+  ] as const)('%s, batch %i, %s, env %o, %i cores: %i', (setting, batch, backend, env, cores, want) => {
+    expect(resolveDataParallel(setting, batch, backend, env, cores)).toBe(want);
+  });
+
+  it.each([
+    [2, 8, 'webgpu', {}, 'recipe.train.data_parallel: got 2; allowed: 1 or "auto" on the webgpu backend (replicas split a batch over CPU cores: wasm and cpu only)'],
+    [5, 4, 'wasm', {}, 'recipe.train.data_parallel: got 5; allowed: at most train.batch_size (4): every replica takes at least one example of a micro-batch'],
+    ['auto', 4, 'wasm', { HILO_DATA_PARALLEL: 'two' }, 'HILO_DATA_PARALLEL: got "two"; allowed: a whole number >= 1 (1 turns data parallelism off)'],
+  ] as const)('refuses %s with batch %i on %s', (setting, batch, backend, env, message) => {
+    expect(() => resolveDataParallel(setting, batch, backend, env, 2)).toThrow(message);
+  });
+});
+
+/** MoE-LoRA on q, v and down of every layer: 3 experts of rank `rank`, top-2. */
+function plan(layers: number, balance: boolean, rank = 2): AdapterPlan {
+  const mod = { experts: 3, rank, topK: 2 };
+  return {
+    method: 'moe-uniform', targetModules: ['q_proj', 'v_proj', 'down_proj'], strategy: 'topk', topP: 0.8, alpha: 4,
+    scaling: 'alpha/r', fixedScale: 1, dropout: balance ? 0.1 : 0,
+    layers: Array.from({ length: layers }, () => ({ 'self_attn.q_proj': mod, 'self_attn.v_proj': mod, 'mlp.down_proj': mod })),
+  };
+}
+
+/** Seeded values in every trainable (B starts at 0, which would leave A's gradient 0). */
+function randomise(adapters: Adapters, seed: number): void {
+  const u = mulberry32(seed);
+  for (const v of adapters.variables.values()) tf.tidy(() => v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (u() - 0.5) * 0.2), v.shape)));
+}
+
+/** 5 sequences of 9-16 tokens whose second half carries loss. */
+function microBatch(vocab: number): MicroBatch {
+  const u = mulberry32(7);
+  const seqs = Array.from({ length: 5 }, (_, i) => {
+    const inputIds = Array.from({ length: 9 + ((i * 3) % 8) }, () => 1 + Math.floor(u() * (vocab - 1)));
+    return { inputIds, labels: inputIds.map((id, t) => (t >= inputIds.length / 2 ? id : IGNORE_INDEX)) };
+  });
+  return { kind: 'tokens', batch: padBatch(seqs, 0) };
+}
+
+const arrays = (grads: Map<string, tf.Tensor>) => new Map([...grads].map(([k, g]) => [k, g.dataSync() as Float32Array]));
+
+describe('Replicas', () => {
+  let model: CausalLM;
+  beforeAll(async () => {
+    await initBackend('wasm');
+    model = await loadModel(STORIES);
+  });
+  afterAll(() => model?.dispose());
+
+  /** Adapters on `model` and the same in a worker; the caller closes and disposes. */
+  async function start(balance: boolean): Promise<{ adapters: Adapters; replicas: Replicas }> {
+    const p = plan(model.config.numLayers, balance);
+    const adapters = injectAdapters(model, p, { seed: 1, balanceCoef: balance ? 0.05 : 0, zLossCoef: balance ? 0.01 : 0 });
+    randomise(adapters, 3);
+    const spec: ReplicaSpec = { backend: 'wasm', model: { dir: STORIES }, trainable: false, adapters: { plan: p, options: adapters.options } };
+    return { adapters, replicas: await Replicas.start(spec, 2, adapters.variables) };
+  }
+
+  /** Gradients by trainable key for one shard computed on this thread. */
+  async function local(adapters: Adapters, micro: MicroBatch, weight: number, seedParts: number[]): Promise<Map<string, Float32Array>> {
+    const byName = new Map([...adapters.variables].map(([k, v]) => [v.name, k]));
+    const { grads } = await microBatchGradients(model, [...adapters.variables.values()], micro, { weight, seedParts });
+    const out = new Map(Object.entries(grads).map(([n, g]) => [byName.get(n)!, g.dataSync() as Float32Array]));
+    tf.dispose(grads);
+    return out;
+  }
+
+  it('sum to the whole micro-batch\'s cross-entropy gradient', { timeout: 120_000 }, async () => {
+    const { adapters, replicas } = await start(false);
+    try {
+      const micro = microBatch(model.config.vocabSize);
+      const whole = await local(adapters, micro, 1, [0]);
+      const { loss, grads } = await replicas.gradients(model, shardMicroBatch(micro, 2), (s) => [0, s]);
+      const got = arrays(grads);
+      const { loss: wholeLoss } = await microBatchGradients(model, [...adapters.variables.values()], micro, { seedParts: [0] })
+        .then((r) => (tf.dispose(r.grads), r));
+      expect(loss).toBeCloseTo(wholeLoss, 5);
+      expect([...got.keys()].sort()).toEqual([...adapters.variables.keys()].sort());
+      let scale = 0;
+      for (const g of whole.values()) for (const x of g) scale = Math.max(scale, Math.abs(x));
+      expect(scale).toBeGreaterThan(1e-3); // A, B and the routers all get a real gradient
+      for (const [key, g] of whole) {
+        const d = got.get(key)!;
+        for (let i = 0; i < g.length; i++) expect(Math.abs(d[i] - g[i]), `${key}[${i}]`).toBeLessThan(2e-6 * scale + 1e-7);
+      }
+      tf.dispose([...grads.values()]);
+    } finally {
+      await replicas.close();
+      adapters.dispose();
+    }
+  });
+
+  it('compute each shard as this thread would, with router losses and dropout, before and after an update', { timeout: 120_000 }, async () => {
+    const { adapters, replicas } = await start(true);
+    try {
+      const micro = microBatch(model.config.vocabSize);
+      const shards = shardMicroBatch(micro, 2);
+      const seeds = (s: number) => [5, 1, 0, s];
+      const before = tf.memory().numTensors;
+      for (const round of [0, 1]) {
+        if (round === 1) {
+          randomise(adapters, 11); // new parameters: the worker must take them before its shard
+          replicas.invalidate();
+        }
+        const want = [await local(adapters, shards[0].micro, shards[0].weight, seeds(0)), await local(adapters, shards[1].micro, shards[1].weight, seeds(1))];
+        const { grads } = await replicas.gradients(model, shards, seeds);
+        for (const [key, g] of arrays(grads)) {
+          const sum = Float32Array.from(want[0].get(key)!, (x, i) => x + want[1].get(key)![i]);
+          expect(g, key).toEqual(sum);
+        }
+        tf.dispose([...grads.values()]);
+      }
+      const workerTensors = replicas.workerTensors()[0];
+      await replicas.gradients(model, shards, seeds).then((r) => tf.dispose([...r.grads.values()]));
+      expect(tf.memory().numTensors).toBe(before);
+      expect(replicas.workerTensors()[0]).toBe(workerTensors);
+    } finally {
+      await replicas.close();
+      adapters.dispose();
+    }
+  });
+
+  it('say which replica failed and why', { timeout: 120_000 }, async () => {
+    const p = plan(model.config.numLayers, false);
+    const adapters = injectAdapters(model, p, { seed: 1 });
+    try {
+      const missing: ReplicaSpec = { backend: 'wasm', model: { dir: path.join(ROOT, 'no-such-model') }, trainable: false, adapters: { plan: p, options: adapters.options } };
+      await expect(Replicas.start(missing, 2, adapters.variables)).rejects.toThrow(/^data-parallel replica 1: could not build the model: .*no-such-model/);
+      const other: ReplicaSpec = { ...missing, model: { dir: STORIES }, adapters: { plan: plan(model.config.numLayers, false, 3), options: adapters.options } };
+      await expect(Replicas.start(other, 2, adapters.variables)).rejects.toThrow(/^data-parallel replica 1: could not build the model: its trainables .* differ from the main thread's/);
+      const replicas = await Replicas.start({ ...missing, model: { dir: STORIES } }, 2, adapters.variables);
+      try {
+        await (replicas as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers[0].worker.terminate();
+        const before = tf.memory().numTensors;
+        await expect(replicas.gradients(model, shardMicroBatch(microBatch(model.config.vocabSize), 2), (s) => [s])).rejects.toThrow('data-parallel replica 1: exited with code 1');
+        expect(tf.memory().numTensors).toBe(before); // this thread's shard freed its gradients
+      } finally {
+        await replicas.close();
+      }
+    } finally {
+      adapters.dispose();
+    }
+  });
+});
