@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the tarball scripts/device-bench.sh runs on a GPU machine with no network and no Node:
 #   node/bin/node (+ the libstdc++/libgcc_s it links, used only if the host's are too old),
-#   bench-train.mjs (scripts/bench-train.ts and all of hilo + tfjs bundled by esbuild),
+#   bench-train.mjs (scripts/bench-train.ts and all of hilo + tfjs bundled by esbuild), and
+#   replica-worker.mjs (the data-parallel replicas' worker, bundled the same way),
 #   node_modules/ with only what cannot be bundled: tfjs-backend-wasm's .wasm files (and the
 #   threaded build's factory, read as text for its worker threads), koffi with its linux-x64
 #   binary (the wasm rows use the machine's OpenBLAS if it has one: src/backend/blas.ts) and
@@ -33,6 +34,13 @@ done
   --external:webgpu --external:koffi --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
   --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; import { fileURLToPath as __hiloPath } from 'node:url'; const require = __hiloCreateRequire(import.meta.url); const __filename = __hiloPath(import.meta.url); const __dirname = __hiloPath(new URL('.', import.meta.url));" \
   --log-level=warning --outfile="$D/bench-train.mjs"
+# Data-parallel replicas (src/train/replicas.ts) start their worker from replica-boot.mjs beside
+# the code that starts them: here the bundled worker, with the same banner.
+"$ROOT/node_modules/.bin/esbuild" "$ROOT/src/train/replica-worker.ts" --bundle --platform=node --format=esm --target=node20 \
+  --external:webgpu --external:koffi --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
+  --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; import { fileURLToPath as __hiloPath } from 'node:url'; const require = __hiloCreateRequire(import.meta.url); const __filename = __hiloPath(import.meta.url); const __dirname = __hiloPath(new URL('.', import.meta.url));" \
+  --log-level=warning --outfile="$D/replica-worker.mjs"
+echo "await import('./replica-worker.mjs');" > "$D/replica-boot.mjs"
 
 W=$ROOT/node_modules/@tensorflow/tfjs-backend-wasm
 cp "$W/package.json" "$D/node_modules/@tensorflow/tfjs-backend-wasm/"
