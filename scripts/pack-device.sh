@@ -41,6 +41,8 @@ done
   --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; import { fileURLToPath as __hiloPath } from 'node:url'; const require = __hiloCreateRequire(import.meta.url); const __filename = __hiloPath(import.meta.url); const __dirname = __hiloPath(new URL('.', import.meta.url));" \
   --log-level=warning --outfile="$D/replica-worker.mjs"
 echo "await import('./replica-worker.mjs');" > "$D/replica-boot.mjs"
+# hilo's wasm SIMD kernels, found beside the code that loads them (src/backend/wasm-simd.ts)
+mkdir -p "$D/simd" && cp "$ROOT/src/backend/simd/kernels.wasm" "$D/simd/"
 
 W=$ROOT/node_modules/@tensorflow/tfjs-backend-wasm
 cp "$W/package.json" "$D/node_modules/@tensorflow/tfjs-backend-wasm/"

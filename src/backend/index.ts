@@ -78,6 +78,10 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   useFastWasmMatMul(tf, true, found.blas);
   useWasmExperts(tf, true, found.blas);
   registerWasmFallbacks(tf);
+  // hilo's SIMD module imports the backend's memory; the threaded build's is shared, which it cannot
+  const { useSimdKernels } = await import('./wasm-simd.ts');
+  const memory = ((tf.backend() as unknown as { wasm: { asm?: { memory?: WebAssembly.Memory } } }).wasm.asm?.memory);
+  useSimdKernels(tf, memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer));
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   wasmProducts = found.blas
     ? `native BLAS ${found.blas.detail} (HILO_BLAS)`

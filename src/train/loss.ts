@@ -3,6 +3,7 @@
  * label's logit, gathered from the flattened logits. Labels of -100 contribute nothing.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasSimdKernel, SOFTMAX_XENT, SOFTMAX_XENT_GRAD } from '../backend/wasm-simd.ts';
 
 export const IGNORE_INDEX = -100;
 
@@ -24,6 +25,7 @@ export function shiftedLabels(labels: Int32Array, batch: number, seqLen: number)
  * softmax-minus-one-hot, so no Gather gradient (a scatter wasm lacks) is ever needed.
  */
 export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
+  if (logits.dtype === 'float32' && hasSimdKernel(tf, SOFTMAX_XENT)) return fusedTokenNll(logits, targets);
   const [n, v] = logits.shape;
   const flatIdx = new Int32Array(n);
   const weight = new Float32Array(n);
@@ -53,6 +55,28 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
         const atLabel = tf.scatterND(tf.tensor2d(flatIdx, [n, 1], 'int32'), g, [n * v]).reshape([n, v]); // [N, V]
         return probs.mul(g.reshape([n, 1])).sub(atLabel);
       },
+    };
+  });
+  return tf.tidy(() => nll(logits) as tf.Tensor1D);
+}
+
+/**
+ * tokenNll as one kernel each way (wasm: src/backend/wasm-simd.ts): the forward reads the logits
+ * twice (row max, then Σ exp) and writes [N]; the backward writes dy·(softmax − onehot) in one
+ * pass. The tensor form's softmax, maxima, scatter, multiply and subtract each streamed [N, V].
+ */
+function fusedTokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
+  const counted = Int32Array.from(targets, (t) => (t === IGNORE_INDEX ? -1 : t));
+  const nll = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const l = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
+    const y = tf.tensor1d(counted, 'int32');
+    const [value, lse] = tf.engine().runKernel(SOFTMAX_XENT, { logits: l, targets: y }) as tf.Tensor[];
+    save([l, lse, y]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel(SOFTMAX_XENT_GRAD, { dy, logits: saved[0], lse: saved[1], targets: saved[2] }) as tf.Tensor,
     };
   });
   return tf.tidy(() => nll(logits) as tf.Tensor1D);
