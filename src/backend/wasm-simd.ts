@@ -8,6 +8,11 @@
  *
  *   HiloSoftmaxXent      logits [N, V], targets [N] (int32, < 0: not counted) -> nll [N], lse [N]
  *   HiloSoftmaxXentGrad  dy [N], logits, lse, targets -> dlogits [N, V] = dy·(softmax - onehot)
+ *   HiloSwiGLU           g, u [N, I] -> h = silu(g)·u;  HiloSwiGLUGrad  dh, g, u -> dg, du
+ *   HiloAttnSoftmax      s [B, H, Tq, Tk], mask [B or 1, 1, Tq, Tk], {scale} -> p = softmax(scale·s + mask)
+ *   HiloAttnSoftmaxGrad  dp, p, {scale} -> ds = scale·p⊙(dp − Σ dp⊙p)
+ *   HiloRmsNorm          x [N, H], w [H], {eps} -> y, r [N];  HiloRmsNormGrad  dy, x, w, r -> dx (w frozen)
+ *   HiloRope             x [B, T, heads, d], cos, sinRot [T or B·T, d], {back} -> y (or dx from dy)
  *
  * Only for a single-threaded wasm backend: the threaded build's memory is shared, which a module
  * built without atomics cannot import (its products then stay tfjs's, as before).
@@ -18,12 +23,26 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 export const SOFTMAX_XENT = 'HiloSoftmaxXent';
 export const SOFTMAX_XENT_GRAD = 'HiloSoftmaxXentGrad';
-const KERNELS = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD] as const;
+export const SWIGLU = 'HiloSwiGLU';
+export const SWIGLU_GRAD = 'HiloSwiGLUGrad';
+export const ATTN_SOFTMAX = 'HiloAttnSoftmax';
+export const ATTN_SOFTMAX_GRAD = 'HiloAttnSoftmaxGrad';
+export const RMS_NORM_SIMD = 'HiloRmsNorm';
+export const RMS_NORM_SIMD_GRAD = 'HiloRmsNormGrad';
+export const ROPE = 'HiloRope';
+const KERNELS = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE] as const;
 
 /** The module's exports (pointers are byte offsets in tfjs's heap). */
 export interface SimdExports {
   xent_stats(logits: number, n: number, v: number, rowMax: number, rowSum: number): void;
   xent_grad(logits: number, lse: number, target: number, g: number, n: number, v: number, d: number): void;
+  swiglu(g: number, u: number, n: number, h: number): void;
+  swiglu_grad(dh: number, g: number, u: number, n: number, dg: number, du: number): void;
+  attn_softmax(s: number, mask: number, batch: number, heads: number, q: number, k: number, maskPerBatch: number, scale: number, p: number): void;
+  attn_softmax_grad(dp: number, p: number, rows: number, k: number, scale: number, ds: number): void;
+  rms_norm(x: number, w: number, n: number, h: number, eps: number, y: number, r: number): void;
+  rms_norm_grad(dy: number, x: number, w: number, r: number, n: number, h: number, dx: number): void;
+  rope(x: number, cos: number, sinRot: number, batch: number, t: number, heads: number, d: number, perBatch: number, back: number, y: number): void;
 }
 
 const WASM_FILE = new URL('./simd/kernels.wasm', import.meta.url);
@@ -95,6 +114,49 @@ function softmaxXentGrad(): TF.KernelConfig {
 }
 
 /**
+ * A kernel whose outputs are made first (`shapes`), then filled by `run` with every tensor's
+ * heap offset: inputs by name, outputs in order. Offsets are taken after all allocations.
+ */
+function simdKernel(
+  kernelName: string, outputs: (inputs: Record<string, Info>) => number[][],
+  run: (simd: SimdExports, at: (t: Info) => number, inputs: Record<string, Info>, outs: Info[], attrs: Record<string, number>) => void,
+): TF.KernelConfig {
+  return {
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = backend as BackendWasm;
+      const ins = inputs as Record<string, Info>;
+      const outs = outputs(ins).map((shape) => wasm.makeOutput(shape, 'float32'));
+      run(simdFor(wasm), (t) => offset(wasm, t), ins, outs, (attrs ?? {}) as Record<string, number>);
+      return outs.length === 1 ? outs[0] : outs;
+    },
+  };
+}
+
+const size = (t: Info) => t.shape.reduce((a, b) => a * b, 1);
+
+const ELEMENTWISE: TF.KernelConfig[] = [
+  simdKernel(SWIGLU, ({ g }) => [g.shape], (k, at, { g, u }, [h]) => k.swiglu(at(g), at(u), size(g), at(h))),
+  simdKernel(SWIGLU_GRAD, ({ g }) => [g.shape, g.shape], (k, at, { dh, g, u }, [dg, du]) => k.swiglu_grad(at(dh), at(g), at(u), size(g), at(dg), at(du))),
+  simdKernel(ATTN_SOFTMAX, ({ s }) => [s.shape], (k, at, { s, mask }, [p], { scale }) => {
+    const [B, H, Tq, Tk] = s.shape;
+    k.attn_softmax(at(s), at(mask), B, H, Tq, Tk, mask.shape[0] === 1 ? 0 : 1, scale, at(p));
+  }),
+  simdKernel(ATTN_SOFTMAX_GRAD, ({ p }) => [p.shape], (k, at, { dp, p }, [ds], { scale }) => {
+    const Tk = p.shape[p.shape.length - 1];
+    k.attn_softmax_grad(at(dp), at(p), size(p) / Tk, Tk, scale, at(ds));
+  }),
+  simdKernel(RMS_NORM_SIMD, ({ x }) => [x.shape, [x.shape[0]]], (k, at, { x, w }, [y, r], { eps }) =>
+    k.rms_norm(at(x), at(w), x.shape[0], x.shape[1], eps, at(y), at(r))),
+  simdKernel(RMS_NORM_SIMD_GRAD, ({ x }) => [x.shape], (k, at, { dy, x, w, r }, [dx]) => k.rms_norm_grad(at(dy), at(x), at(w), at(r), x.shape[0], x.shape[1], at(dx))),
+  simdKernel(ROPE, ({ x }) => [x.shape], (k, at, { x, cos, sinRot }, [y], { back }) => {
+    const [B, T, heads, d] = x.shape;
+    k.rope(at(x), at(cos), at(sinRot), B, T, heads, d, cos.shape[0] === T ? 0 : 1, back ? 1 : 0, at(y));
+  }),
+];
+
+/**
  * Register the kernels for wasm (initWasm does, on a single-threaded backend), or remove them
  * (`on` false: tests compare against the tensor forms). Idempotent.
  */
@@ -103,6 +165,7 @@ export function useSimdKernels(tf: typeof TF, on: boolean): void {
   if (!on) return;
   tf.registerKernel(softmaxXent());
   tf.registerKernel(softmaxXentGrad());
+  for (const k of ELEMENTWISE) tf.registerKernel(k);
 }
 
 /** Whether the active backend has kernel `name` of this file. */

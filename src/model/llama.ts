@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { appendToCache, BaseCausalLM, commitCache, type HfTensorData, type WeightSpec } from './causal-lm.ts';
-import { activate, additiveMask, groupedAttention, rmsNorm } from './ops.ts';
+import { additiveMask, gatedActivation, groupedAttention, rmsNorm, rotary } from './ops.ts';
 import type { ForwardOptions, KvCache, ModelConfig } from './types.ts';
 
 /** Every tensor of a Llama-family checkpoint, in HF names and shapes. */
@@ -106,13 +106,6 @@ export function halfSwap(d: number): Float32Array {
   return p;
 }
 
-/** x [B, T, heads, d] rotated by the per-row tables cos, sinRot [B, T, 1, d]; swap = halfSwap(d). */
-function applyRope(x: tf.Tensor4D, cos: tf.Tensor, sinRot: tf.Tensor, swap: tf.Tensor2D): tf.Tensor4D {
-  const [b, t, h, d] = x.shape;
-  const swapped = tf.matMul(x.reshape([b * t * h, d]), swap).reshape([b, t, h, d]); // [B·T·heads, d] x [d, d] = cat(x2, x1)
-  return tf.add(tf.mul(x, cos), tf.mul(swapped, sinRot));
-}
-
 export class LlamaForCausalLM extends BaseCausalLM {
   private readonly invFreq: Float32Array;
   private cosTable!: tf.Tensor2D; // [L, d]
@@ -181,14 +174,14 @@ export class LlamaForCausalLM extends BaseCausalLM {
     const q = this.linear(`${p}.self_attn.q_proj`).forward(h, ctx).reshape([B, T, c.numHeads, c.headDim]) as tf.Tensor4D;
     const k = this.linear(`${p}.self_attn.k_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
     const v = this.linear(`${p}.self_attn.v_proj`).forward(h, ctx).reshape([B, T, c.numKvHeads, c.headDim]) as tf.Tensor4D;
-    let [keys, values] = [applyRope(k, cos, sin, this.swap), v];
+    let [keys, values] = [rotary(k, cos, sin, this.swap), v];
     if (opts.cache && next) [keys, values] = appendToCache(opts.cache, next, l, keys, values); // [B, past+T, Hkv, d]
-    const attn = groupedAttention(applyRope(q, cos, sin, this.swap), keys, values, mask, c.headDim ** -0.5); // [N, Hq*d]
+    const attn = groupedAttention(rotary(q, cos, sin, this.swap), keys, values, mask, c.headDim ** -0.5); // [N, Hq*d]
     x = tf.add(x, this.linear(`${p}.self_attn.o_proj`).forward(attn, ctx));
     const h2 = rmsNorm(x, this.w(`${p}.post_attention_layernorm.weight`), c.rmsNormEps);
-    const gate = activate(c.hiddenAct, this.linear(`${p}.mlp.gate_proj`).forward(h2, ctx)); // [N, I]
+    const gate = this.linear(`${p}.mlp.gate_proj`).forward(h2, ctx); // [N, I]
     const up = this.linear(`${p}.mlp.up_proj`).forward(h2, ctx); // [N, I]
-    return tf.add(x, this.linear(`${p}.mlp.down_proj`).forward(tf.mul(gate, up) as tf.Tensor2D, ctx));
+    return tf.add(x, this.linear(`${p}.mlp.down_proj`).forward(gatedActivation(c.hiddenAct, gate, up), ctx));
   }
 }
 

@@ -1,15 +1,17 @@
 /**
  * hilo's wasm SIMD kernels (src/backend/wasm-simd.ts) against the tensor forms they replace,
  * which are pinned to PyTorch elsewhere (test/train/optim.test.ts, test/model): values and
- * gradients on shapes with SIMD tails, ignored rows and extreme logits, no leaked tensors, and a
- * module that writes nothing of its own into tfjs's heap.
+ * gradients on shapes with SIMD tails, ignored rows, padding masks and extreme values, no leaked
+ * tensors, and a module that writes nothing of its own into tfjs's heap.
  */
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { hasSimdKernel, SOFTMAX_XENT, useSimdKernels } from '../../src/backend/wasm-simd.ts';
+import { ATTN_SOFTMAX, hasSimdKernel, RMS_NORM_SIMD, ROPE, SOFTMAX_XENT, SWIGLU, useSimdKernels } from '../../src/backend/wasm-simd.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
+import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
+import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';
 import { tokenNll } from '../../src/train/loss.ts';
 
 /** Run `f` with the fused kernels off (the tensor forms), then on; both results as arrays. */
@@ -100,5 +102,83 @@ describe('fused softmax cross-entropy at the extremes', () => {
     expectClose(fused.nll, stock.nll, 1e-3, 'nll');
     expect(fused.nll[0]).toBeCloseTo(100, 3);
     expectClose(fused.grad, stock.grad, 1e-6, 'gradient');
+  });
+});
+
+function seeded(shape: number[], seed: number, scale = 2): tf.Tensor {
+  const u = mulberry32(seed);
+  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (u() - 0.5) * scale), shape);
+}
+
+/**
+ * f's value and the gradients of Σ f(xs)·dy with respect to each x, with the kernels off and on;
+ * everything made is freed.
+ */
+function valueAndGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], seed: number) {
+  return bothWays(() => tf.tidy(() => {
+    const y = f(...xs);
+    const dy = seeded(y.shape, seed);
+    const grads = tf.grads((...a: tf.Tensor[]) => f(...a).mul(dy).sum())(xs);
+    return { value: Array.from(y.dataSync()), grads: grads.map((g) => Array.from(g.dataSync())) };
+  }));
+}
+
+function expectSame(r: ReturnType<typeof valueAndGrads>, tol: number): void {
+  expectClose(r.fused.value, r.stock.value, tol, 'value');
+  r.fused.grads.forEach((g, i) => expectClose(g, r.stock.grads[i], tol, `gradient ${i}`));
+}
+
+describe('fused SwiGLU (silu(gate) * up)', () => {
+  it.each([[3, 5], [16, 688]])('matches the tensor form on [%i, %i], gradients to gate and up', (n, i) => {
+    expect(hasSimdKernel(tf, SWIGLU)).toBe(true);
+    const [g, u] = [seeded([n, i], 1, 12), seeded([n, i], 2)];
+    const before = tf.memory().numTensors;
+    expectSame(valueAndGrads((a, b) => gatedActivation('silu', a as tf.Tensor2D, b as tf.Tensor2D), [g, u], 3), 2e-6);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([g, u]);
+  });
+});
+
+describe('fused attention probabilities (softmax(scale·s + mask))', () => {
+  it.each([['a padding mask per batch row', true], ['one causal mask for the batch', false]] as const)('match the tensor form with %s', (_, padded) => {
+    expect(hasSimdKernel(tf, ATTN_SOFTMAX)).toBe(true);
+    const [B, H, T] = [2, 3, 7];
+    const s = seeded([B, H, T, T], 4, 6);
+    const mask = tf.tidy(() => additiveMask(B, T, padded ? tf.tensor2d([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0]]) : undefined));
+    expect(mask.shape[0]).toBe(padded ? B : 1);
+    const before = tf.memory().numTensors;
+    expectSame(valueAndGrads((x) => attentionProbs(x as tf.Tensor4D, mask, 0.35), [s], 5), 2e-6);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([s, mask]);
+  });
+});
+
+describe('fused RMSNorm with a frozen weight', () => {
+  it.each([[5, 7], [32, 256]])('matches the tensor form on [%i, %i], gradient to x', (n, h) => {
+    expect(hasSimdKernel(tf, RMS_NORM_SIMD)).toBe(true);
+    const x = seeded([n, h], 6, 3);
+    const w = seeded([h], 7) as tf.Tensor1D;
+    const before = tf.memory().numTensors;
+    expectSame(valueAndGrads((a) => rmsNorm(a as tf.Tensor2D, w, 1e-5), [x], 8), 5e-6);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, w]);
+  });
+});
+
+describe('fused rotary embedding', () => {
+  it.each([['positions shared by the batch', 1, 8], ['a table row per (batch, position)', 2, 8], ['a head size with a SIMD tail', 1, 6]] as const)('matches the tensor form with %s', (_, tableBatch, d) => {
+    expect(hasSimdKernel(tf, ROPE)).toBe(true);
+    const [B, T, heads] = [2, 5, 3];
+    const { cos, sinRot } = ropeTables(ropeInvFreq({ headDim: d, ropeTheta: 1e4, ropeScaling: null }), 2 * T);
+    // per-batch tables: batch row 1 at positions 3.., as explicit position ids give
+    const rows = (start: number) => [cos, sinRot].map((tab) => tab.slice(start * d, (start + T) * d));
+    const tabs = tableBatch === 1 ? rows(0) : [0, 1].map((i) => { const [a, b] = [rows(0), rows(3)]; return Float32Array.from([...a[i], ...b[i]]); });
+    const [c, sn] = tabs.map((t) => tf.tensor4d(t, [tableBatch, T, 1, d]));
+    const swap = tf.tensor2d(halfSwap(d), [d, d]);
+    const x = seeded([B, T, heads, d], 9);
+    const before = tf.memory().numTensors;
+    expectSame(valueAndGrads((a) => rotary(a as tf.Tensor4D, c, sn, swap), [x], 10), 2e-6);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([c, sn, swap, x]);
   });
 });

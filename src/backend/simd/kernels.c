@@ -100,3 +100,189 @@ void xent_grad(const float *logits, const float *lse, const int *target, const f
     o[target[i]] -= g[i];
   }
 }
+
+/* sigmoid(x) = 1 / (1 + e^-x) */
+static inline f4 sigmoid4(f4 x) { return wasm_f32x4_div(splat(1.0f), add(splat(1.0f), exp4(wasm_f32x4_neg(x)))); }
+static inline float sigmoid1(float x) { return wasm_f32x4_extract_lane(sigmoid4(splat(x)), 0); }
+
+/* SwiGLU, forward: h = silu(g) ⊙ u = g·σ(g)·u over n values. */
+EXPORT(swiglu)
+void swiglu(const float *g, const float *u, int n, float *h) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    f4 x = wasm_v128_load(g + i);
+    wasm_v128_store(h + i, mul(mul(x, sigmoid4(x)), wasm_v128_load(u + i)));
+  }
+  for (; i < n; i++) h[i] = g[i] * sigmoid1(g[i]) * u[i];
+}
+
+/*
+ * SwiGLU, backward (σ recomputed: one exp is cheaper than storing and re-reading σ):
+ *   dg = dh ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))),  du = dh ⊙ g·σ(g)
+ */
+EXPORT(swiglu_grad)
+void swiglu_grad(const float *dh, const float *g, const float *u, int n, float *dg, float *du) {
+  int i = 0;
+  const f4 one = splat(1.0f);
+  for (; i + 4 <= n; i += 4) {
+    f4 x = wasm_v128_load(g + i), d = wasm_v128_load(dh + i);
+    f4 s = sigmoid4(x);
+    wasm_v128_store(du + i, mul(d, mul(x, s)));
+    wasm_v128_store(dg + i, mul(mul(d, wasm_v128_load(u + i)), mul(s, add(one, mul(x, sub(one, s))))));
+  }
+  for (; i < n; i++) {
+    float x = g[i], s = sigmoid1(x);
+    du[i] = dh[i] * (x * s);
+    dg[i] = (dh[i] * u[i]) * (s * (1.0f + x * (1.0f - s)));
+  }
+}
+
+/*
+ * Attention probabilities, forward: p = softmax(scale·s + mask) over each row of k keys, for
+ * rows = batch·heads·q query rows of s; the additive mask [batch, q, k] is shared by the heads
+ * (and by the batch rows too, [1, q, k], when maskPerBatch is 0).
+ */
+EXPORT(attn_softmax)
+void attn_softmax(const float *s, const float *mask, int batch, int heads, int q, int k, int maskPerBatch, float scale, float *p) {
+  const f4 sc = splat(scale);
+  for (int b = 0; b < batch; b++) {
+    for (int h = 0; h < heads; h++) {
+      for (int t = 0; t < q; t++) {
+        long row = ((long)(b * heads + h) * q + t) * k;
+        const float *x = s + row, *m = mask + ((long)(maskPerBatch ? b : 0) * q + t) * k;
+        float *o = p + row;
+        int j = 0;
+        f4 m4 = splat(-3.0e38f);
+        for (; j + 4 <= k; j += 4) {
+          f4 v = add(mul(wasm_v128_load(x + j), sc), wasm_v128_load(m + j));
+          wasm_v128_store(o + j, v);
+          m4 = wasm_f32x4_pmax(m4, v);
+        }
+        float mx = hmax(m4);
+        for (; j < k; j++) {
+          o[j] = x[j] * scale + m[j];
+          mx = o[j] > mx ? o[j] : mx;
+        }
+        const f4 mm = splat(mx);
+        f4 s4 = splat(0.0f);
+        for (j = 0; j + 4 <= k; j += 4) {
+          f4 e = exp4(sub(wasm_v128_load(o + j), mm));
+          wasm_v128_store(o + j, e);
+          s4 = add(s4, e);
+        }
+        float sum = hsum(s4);
+        for (; j < k; j++) {
+          o[j] = exp1(o[j] - mx);
+          sum += o[j];
+        }
+        const f4 inv = splat(1.0f / sum);
+        for (j = 0; j + 4 <= k; j += 4) wasm_v128_store(o + j, mul(wasm_v128_load(o + j), inv));
+        for (; j < k; j++) o[j] *= 1.0f / sum;
+      }
+    }
+  }
+}
+
+/* Attention probabilities, backward: ds = scale · p ⊙ (dp − Σ_j dp·p), per row of k. */
+EXPORT(attn_softmax_grad)
+void attn_softmax_grad(const float *dp, const float *p, int rows, int k, float scale, float *ds) {
+  for (int r = 0; r < rows; r++) {
+    const float *d = dp + (long)r * k, *y = p + (long)r * k;
+    float *o = ds + (long)r * k;
+    int j = 0;
+    f4 a4 = splat(0.0f);
+    for (; j + 4 <= k; j += 4) a4 = add(a4, mul(wasm_v128_load(d + j), wasm_v128_load(y + j)));
+    float dot = hsum(a4);
+    for (; j < k; j++) dot += d[j] * y[j];
+    const f4 c = splat(dot), sc = splat(scale);
+    for (j = 0; j + 4 <= k; j += 4) wasm_v128_store(o + j, mul(sc, mul(wasm_v128_load(y + j), sub(wasm_v128_load(d + j), c))));
+    for (; j < k; j++) o[j] = scale * (y[j] * (d[j] - dot));
+  }
+}
+
+/* RMSNorm, forward: y = x · r · w with r = 1/sqrt(mean(x²) + eps) per row of h; r is written too. */
+EXPORT(rms_norm)
+void rms_norm(const float *x, const float *w, int n, int h, float eps, float *y, float *r) {
+  for (int i = 0; i < n; i++) {
+    const float *xi = x + (long)i * h;
+    float *yi = y + (long)i * h;
+    int j = 0;
+    f4 a4 = splat(0.0f);
+    for (; j + 4 <= h; j += 4) {
+      f4 v = wasm_v128_load(xi + j);
+      a4 = add(a4, mul(v, v));
+    }
+    float ss = hsum(a4);
+    for (; j < h; j++) ss += xi[j] * xi[j];
+    float ri = 1.0f / __builtin_sqrtf(ss / (float)h + eps);
+    r[i] = ri;
+    const f4 r4 = splat(ri);
+    for (j = 0; j + 4 <= h; j += 4) wasm_v128_store(yi + j, mul(mul(wasm_v128_load(xi + j), r4), wasm_v128_load(w + j)));
+    for (; j < h; j++) yi[j] = (xi[j] * ri) * w[j];
+  }
+}
+
+/* RMSNorm, backward (frozen w): g = w ⊙ dy, dx = r·g − x · r³ · mean(g ⊙ x), per row. */
+EXPORT(rms_norm_grad)
+void rms_norm_grad(const float *dy, const float *x, const float *w, const float *r, int n, int h, float *dx) {
+  for (int i = 0; i < n; i++) {
+    const float *d = dy + (long)i * h, *xi = x + (long)i * h;
+    float *o = dx + (long)i * h;
+    int j = 0;
+    f4 a4 = splat(0.0f);
+    for (; j + 4 <= h; j += 4) a4 = add(a4, mul(mul(wasm_v128_load(w + j), wasm_v128_load(d + j)), wasm_v128_load(xi + j)));
+    float dot = hsum(a4);
+    for (; j < h; j++) dot += (w[j] * d[j]) * xi[j];
+    const float ri = r[i], c = (dot / (float)h) * (ri * ri * ri);
+    const f4 r4 = splat(ri), c4 = splat(c);
+    for (j = 0; j + 4 <= h; j += 4) {
+      f4 g = mul(wasm_v128_load(w + j), wasm_v128_load(d + j));
+      wasm_v128_store(o + j, sub(mul(g, r4), mul(wasm_v128_load(xi + j), c4)));
+    }
+    for (; j < h; j++) o[j] = (w[j] * d[j]) * ri - xi[j] * c;
+  }
+}
+
+/*
+ * Rotary embedding over x [batch, t, heads, d]: y_i = x_i·cos_i + x_{σ(i)}·sinRot_i, σ swapping
+ * the halves of a head (HF rotate_half, its sign folded into sinRot). The tables are [rows, d]:
+ * rows = t (the same positions in every batch row) or batch·t (position ids). With `back` set
+ * it is the gradient instead: dx_i = dy_i·cos_i + dy_{σ(i)}·sinRot_{σ(i)}.
+ */
+EXPORT(rope)
+void rope(const float *x, const float *cos, const float *sinRot, int batch, int t, int heads, int d, int perBatch, int back, float *y) {
+  const int half = d / 2;
+  for (int b = 0; b < batch; b++) {
+    for (int p = 0; p < t; p++) {
+      const long trow = (long)(perBatch ? b * t + p : p) * d;
+      const float *c = cos + trow, *s = sinRot + trow;
+      for (int h = 0; h < heads; h++) {
+        const long o = (((long)b * t + p) * heads + h) * d;
+        const float *xi = x + o;
+        float *yi = y + o;
+        int j = 0;
+        if (!back) {
+          for (; j + 4 <= half; j += 4) {
+            f4 lo = wasm_v128_load(xi + j), hi = wasm_v128_load(xi + half + j);
+            wasm_v128_store(yi + j, add(mul(lo, wasm_v128_load(c + j)), mul(hi, wasm_v128_load(s + j))));
+            wasm_v128_store(yi + half + j, add(mul(hi, wasm_v128_load(c + half + j)), mul(lo, wasm_v128_load(s + half + j))));
+          }
+          for (; j < half; j++) {
+            yi[j] = xi[j] * c[j] + xi[half + j] * s[j];
+            yi[half + j] = xi[half + j] * c[half + j] + xi[j] * s[half + j];
+          }
+        } else {
+          for (; j + 4 <= half; j += 4) {
+            f4 lo = wasm_v128_load(xi + j), hi = wasm_v128_load(xi + half + j);
+            wasm_v128_store(yi + j, add(mul(lo, wasm_v128_load(c + j)), mul(hi, wasm_v128_load(s + half + j))));
+            wasm_v128_store(yi + half + j, add(mul(hi, wasm_v128_load(c + half + j)), mul(lo, wasm_v128_load(s + j))));
+          }
+          for (; j < half; j++) {
+            yi[j] = xi[j] * c[j] + xi[half + j] * s[half + j];
+            yi[half + j] = xi[half + j] * c[half + j] + xi[j] * s[j];
+          }
+        }
+      }
+    }
+  }
+}
