@@ -22,6 +22,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { Blas } from './blas.ts';
+import { offset, simdOrNull } from './wasm-simd.ts';
 
 export const EXPERTS_FORWARD = 'HiloExpertsForward';
 export const EXPERTS_BACKWARD = 'HiloExpertsBackward';
@@ -82,7 +83,9 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
       const Gd = view(gated);
       const Dv = view(D);
       blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, H, ER);
-      gateColumns(H, Gd, gates ? view(gates) : null, N, ER, rank, scale);
+      const simd = simdOrNull(wasm); // the gating in wasm SIMD where it can run, else the JS loop
+      if (simd) simd.gate_columns(offset(wasm, h), offset(wasm, gated), gates ? offset(wasm, gates) : 0, N, ER, rank, scale, 0, 0);
+      else gateColumns(H, Gd, gates ? view(gates) : null, N, ER, rank, scale);
       if (W) blas.sgemm(false, false, N, out, inF, view(x ?? xd), inF, view(W), out, Dv, out); // the frozen base first
       blas.sgemm(false, false, N, out, ER, Gd, ER, view(B), out, Dv, out, { beta: W ? 1 : 0 });
       return [D, h, gated];
@@ -106,14 +109,22 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
       const dB = wasm.makeOutput([ER, out], 'float32');
       const dg = gates ? wasm.makeOutput(gates.shape, 'float32') : null;
       const view = (t: Info) => wasm.typedArrayFromHeap(t) as Float32Array;
+      const simd = simdOrNull(wasm);
+      const scratch = simd ? wasm.makeOutput([N, ER], 'float32') : null; // dH in the heap, for the SIMD gating
       const dDv = view(dD);
-      const dH = new Float32Array(N * ER); // dD·Bᵀ, then dh in place
+      const dH = scratch ? view(scratch) : new Float32Array(N * ER); // dD·Bᵀ, then dh in place
       blas.sgemm(false, true, N, ER, out, dDv, out, view(B), out, dH, ER);
-      gateColumns(dH, dH, gates ? view(gates) : null, N, ER, rank, scale, view(h), dg ? view(dg) : undefined);
+      if (simd) {
+        const at = (t: Info) => offset(wasm, t);
+        simd.gate_columns(at(scratch!), at(scratch!), gates ? at(gates) : 0, N, ER, rank, scale, at(h), dg ? at(dg) : 0);
+      } else {
+        gateColumns(dH, dH, gates ? view(gates) : null, N, ER, rank, scale, view(h), dg ? view(dg) : undefined);
+      }
       if (W) blas.sgemm(false, true, N, inF, out, dDv, out, view(W), out, view(dx!), inF);
       blas.sgemm(false, true, N, inF, ER, dH, ER, view(A), ER, view(dxd), inF, { beta: dxd === dx ? 1 : 0 });
       blas.sgemm(true, false, inF, ER, N, view(xd), inF, dH, ER, view(dA), ER);
       blas.sgemm(true, false, ER, out, N, view(gated), ER, dDv, out, view(dB), out);
+      if (scratch) wasm.disposeData(scratch.dataId);
       return [...(dx ? [dx] : []), ...(dxd === dx ? [] : [dxd]), dA, dB, ...(dg ? [dg] : [])];
     },
   };

@@ -11,8 +11,11 @@
  *   HiloSwiGLU           g, u [N, I] -> h = silu(g)·u;  HiloSwiGLUGrad  dh, g, u -> dg, du
  *   HiloAttnSoftmax      s [B, H, Tq, Tk], mask [B or 1, 1, Tq, Tk], {scale} -> p = softmax(scale·s + mask)
  *   HiloAttnSoftmaxGrad  dp, p, {scale} -> ds = scale·p⊙(dp − Σ dp⊙p)
- *   HiloRmsNorm          x [N, H], w [H], {eps} -> y, r [N];  HiloRmsNormGrad  dy, x, w, r -> dx (w frozen)
+ *   HiloRmsNormSimd      x [N, H], w [H], {eps} -> y, r [N];  ...Grad  dy, x, w, r -> dx (w frozen)
  *   HiloRope             x [B, T, heads, d], cos, sinRot [T or B·T, d], {back} -> y (or dx from dy)
+ *   HiloNarrowMatMul     x [N, K], w [K, E] -> x·w;  ...GradW  x, d [N, E] -> xᵀ·d;  ...GradX  d, w -> d·wᵀ
+ *                        (a router's logits and gradients: E is a few experts, which OpenBLAS
+ *                        handles by packing all of x each time)
  *
  * Only for a single-threaded wasm backend: the threaded build's memory is shared, which a module
  * built without atomics cannot import (its products then stay tfjs's, as before).
@@ -27,10 +30,16 @@ export const SWIGLU = 'HiloSwiGLU';
 export const SWIGLU_GRAD = 'HiloSwiGLUGrad';
 export const ATTN_SOFTMAX = 'HiloAttnSoftmax';
 export const ATTN_SOFTMAX_GRAD = 'HiloAttnSoftmaxGrad';
-export const RMS_NORM_SIMD = 'HiloRmsNorm';
-export const RMS_NORM_SIMD_GRAD = 'HiloRmsNormGrad';
+export const RMS_NORM_SIMD = 'HiloRmsNormSimd';
+export const RMS_NORM_SIMD_GRAD = 'HiloRmsNormSimdGrad';
 export const ROPE = 'HiloRope';
-const KERNELS = [SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE] as const;
+export const NARROW_MATMUL = 'HiloNarrowMatMul';
+export const NARROW_MATMUL_GRAD_W = 'HiloNarrowMatMulGradW';
+export const NARROW_MATMUL_GRAD_X = 'HiloNarrowMatMulGradX';
+const KERNELS = [
+  SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE,
+  NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X,
+] as const;
 
 /** The module's exports (pointers are byte offsets in tfjs's heap). */
 export interface SimdExports {
@@ -43,6 +52,10 @@ export interface SimdExports {
   rms_norm(x: number, w: number, n: number, h: number, eps: number, y: number, r: number): void;
   rms_norm_grad(dy: number, x: number, w: number, r: number, n: number, h: number, dx: number): void;
   rope(x: number, cos: number, sinRot: number, batch: number, t: number, heads: number, d: number, perBatch: number, back: number, y: number): void;
+  narrow_mm(x: number, w: number, n: number, k: number, e: number, out: number): void;
+  narrow_mm_tn(x: number, d: number, n: number, k: number, e: number, dw: number): void;
+  narrow_mm_nt(d: number, wT: number, n: number, k: number, e: number, dx: number): void;
+  gate_columns(src: number, out: number, gates: number, rows: number, er: number, r: number, scale: number, h: number, dg: number): void;
 }
 
 const WASM_FILE = new URL('./simd/kernels.wasm', import.meta.url);
@@ -69,8 +82,15 @@ export function simdFor(backend: BackendWasm): SimdExports {
   return inst;
 }
 
+/** The module on `backend`'s memory, or null where it cannot import it (the threaded build's shared memory). */
+export function simdOrNull(backend: BackendWasm): SimdExports | null {
+  const memory = (backend.wasm as unknown as { asm?: { memory?: WebAssembly.Memory } }).asm?.memory;
+  return memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer) ? simdFor(backend) : null;
+}
+
 type Info = TF.TensorInfo;
-const offset = (backend: BackendWasm, t: Info): number =>
+/** A tensor's byte offset in the wasm heap: the pointer the module's functions take. */
+export const offset = (backend: BackendWasm, t: Info): number =>
   (backend as unknown as { dataIdMap: { get(id: unknown): { memoryOffset: number } } }).dataIdMap.get(t.dataId).memoryOffset;
 
 function softmaxXent(): TF.KernelConfig {
@@ -114,12 +134,13 @@ function softmaxXentGrad(): TF.KernelConfig {
 }
 
 /**
- * A kernel whose outputs are made first (`shapes`), then filled by `run` with every tensor's
- * heap offset: inputs by name, outputs in order. Offsets are taken after all allocations.
+ * A kernel whose outputs are made first (`outputs`), then filled by `run` with every tensor's
+ * heap offset: inputs by name, outputs in order (offsets after all allocations). `run` may free
+ * a scratch output and return the ones to hand out.
  */
 function simdKernel(
   kernelName: string, outputs: (inputs: Record<string, Info>) => number[][],
-  run: (simd: SimdExports, at: (t: Info) => number, inputs: Record<string, Info>, outs: Info[], attrs: Record<string, number>) => void,
+  run: (simd: SimdExports, at: (t: Info) => number, inputs: Record<string, Info>, outs: Info[], attrs: Record<string, number>, wasm: BackendWasm) => Info[] | void,
 ): TF.KernelConfig {
   return {
     kernelName,
@@ -128,8 +149,8 @@ function simdKernel(
       const wasm = backend as BackendWasm;
       const ins = inputs as Record<string, Info>;
       const outs = outputs(ins).map((shape) => wasm.makeOutput(shape, 'float32'));
-      run(simdFor(wasm), (t) => offset(wasm, t), ins, outs, (attrs ?? {}) as Record<string, number>);
-      return outs.length === 1 ? outs[0] : outs;
+      const handed = run(simdFor(wasm), (t) => offset(wasm, t), ins, outs, (attrs ?? {}) as Record<string, number>, wasm) ?? outs;
+      return handed.length === 1 ? handed[0] : handed;
     },
   };
 }
@@ -153,6 +174,18 @@ const ELEMENTWISE: TF.KernelConfig[] = [
   simdKernel(ROPE, ({ x }) => [x.shape], (k, at, { x, cos, sinRot }, [y], { back }) => {
     const [B, T, heads, d] = x.shape;
     k.rope(at(x), at(cos), at(sinRot), B, T, heads, d, cos.shape[0] === T ? 0 : 1, back ? 1 : 0, at(y));
+  }),
+  simdKernel(NARROW_MATMUL, ({ x, w }) => [[x.shape[0], w.shape[1]]], (k, at, { x, w }, [y]) => k.narrow_mm(at(x), at(w), x.shape[0], x.shape[1], w.shape[1], at(y))),
+  simdKernel(NARROW_MATMUL_GRAD_W, ({ x, d }) => [[x.shape[1], d.shape[1]]], (k, at, { x, d }, [dw]) => k.narrow_mm_tn(at(x), at(d), x.shape[0], x.shape[1], d.shape[1], at(dw))),
+  simdKernel(NARROW_MATMUL_GRAD_X, ({ d, w }) => [[d.shape[0], w.shape[0]], [w.shape[1], w.shape[0]]], (k, at, { d, w }, [dx, wT], _attrs, wasm) => {
+    // wT: w transposed [E, K] (a few KB) so the product runs along K; freed before returning
+    const [K, E] = w.shape;
+    const src = wasm.typedArrayFromHeap(w) as Float32Array;
+    const dst = wasm.typedArrayFromHeap(wT) as Float32Array;
+    for (let j = 0; j < K; j++) for (let c = 0; c < E; c++) dst[c * K + j] = src[j * E + c];
+    k.narrow_mm_nt(at(d), at(wT), d.shape[0], K, E, at(dx));
+    wasm.disposeData(wT.dataId);
+    return [dx];
   }),
 ];
 

@@ -11,6 +11,7 @@ import { MixtureLinear, mixtureDelta, type MixtureSpec } from '../../src/adapter
 import { initBackend } from '../../src/backend/index.ts';
 import { loadBlas } from '../../src/backend/blas.ts';
 import { EXPERTS_BACKWARD, EXPERTS_FORWARD, gateColumns, hasFusedExperts, useWasmExperts } from '../../src/backend/wasm-experts.ts';
+import { NARROW_MATMUL, NARROW_MATMUL_GRAD_W } from '../../src/backend/wasm-simd.ts';
 import { FrozenLinearLayer } from '../../src/model/linear.ts';
 import type { ForwardContext } from '../../src/model/types.ts';
 import { seeded } from './matmul-helpers.ts';
@@ -113,8 +114,9 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
     const names = info.kernels.map((k) => k.name);
     expect(names.filter((n) => n === EXPERTS_FORWARD)).toHaveLength(1);
     expect(names.filter((n) => n === EXPERTS_BACKWARD)).toHaveLength(1);
-    // the router's logits forward and its dW backward (x is a constant here: no dx)
-    expect(names.filter((n) => n === 'BatchMatMul')).toHaveLength(2);
+    // the router's logits and their gradients run as hilo's narrow products, not tfjs's BatchMatMul
+    expect(names.filter((n) => n === 'BatchMatMul')).toHaveLength(0);
+    expect(names.filter((n) => n === NARROW_MATMUL || n === NARROW_MATMUL_GRAD_W)).toHaveLength(2);
   });
 });
 

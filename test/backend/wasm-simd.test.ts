@@ -8,7 +8,11 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { ATTN_SOFTMAX, hasSimdKernel, RMS_NORM_SIMD, ROPE, SOFTMAX_XENT, SWIGLU, useSimdKernels } from '../../src/backend/wasm-simd.ts';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { gateColumns } from '../../src/backend/wasm-experts.ts';
+import {
+  ATTN_SOFTMAX, hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, offset, RMS_NORM_SIMD, ROPE, simdOrNull, SOFTMAX_XENT, SWIGLU, useSimdKernels,
+} from '../../src/backend/wasm-simd.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
 import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';
@@ -180,5 +184,49 @@ describe('fused rotary embedding', () => {
     expectSame(valueAndGrads((a) => rotary(a as tf.Tensor4D, c, sn, swap), [x], 10), 2e-6);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([c, sn, swap, x]);
+  });
+});
+
+describe('narrow products (router logits and their gradients)', () => {
+  it.each([[37, 24, 4], [16, 688, 3], [5, 9, 8], [3, 6, 1]])('match tfjs\'s matMul for [%i, %i] x [%i experts]', (n, k, e) => {
+    const x = seeded([n, k], 11);
+    const w = seeded([k, e], 12);
+    const before = tf.memory().numTensors;
+    const fused = tf.tidy(() => {
+      const d = seeded([n, e], 13);
+      const y = tf.engine().runKernel(NARROW_MATMUL, { x, w }) as tf.Tensor;
+      const dx = tf.engine().runKernel(NARROW_MATMUL_GRAD_X, { d, w }) as tf.Tensor;
+      const dw = tf.engine().runKernel(NARROW_MATMUL_GRAD_W, { x, d }) as tf.Tensor;
+      return [y, dx, dw].map((t) => Array.from(t.dataSync()));
+    });
+    const stock = tf.tidy(() => {
+      const d = seeded([n, e], 13);
+      return [tf.matMul(x, w), tf.matMul(d, w, false, true), tf.matMul(x, d, true, false)].map((t) => Array.from(t.dataSync()));
+    });
+    ['x·w', 'd·wᵀ', 'xᵀ·d'].forEach((what, i) => expectClose(fused[i], stock[i], 2e-5, what));
+    expect(tf.memory().numTensors).toBe(before); // the transposed scratch is freed too
+    tf.dispose([x, w]);
+  });
+});
+
+describe('the SIMD gating (gate_columns) against wasm-experts\' JS gateColumns', () => {
+  it.each([[9, 4, 3, true], [16, 2, 8, true], [7, 3, 5, false]] as const)('%i rows, %i experts of rank %i, gates %s', (N, E, r, withGates) => {
+    const backend = tf.backend() as unknown as BackendWasm;
+    const simd = simdOrNull(backend)!;
+    const [src, h] = [seeded([N, E * r], 14), seeded([N, E * r], 15)];
+    const gates = withGates ? tf.softmax(seeded([N, E], 16)) : null;
+    const out = tf.zeros([N, E * r]);
+    const dg = tf.zeros([N, E]);
+    const at = (t: tf.Tensor) => offset(backend, t as unknown as tf.TensorInfo);
+    const scale = 16 / 6; // not a float32: the gate's scale is rounded as the JS loop rounds it
+    simd.gate_columns(at(src), at(out), gates ? at(gates) : 0, N, E * r, r, scale, at(h), at(dg));
+    const want = new Float32Array(N * E * r);
+    const wantDg = new Float32Array(N * E);
+    gateColumns(src.dataSync() as Float32Array, want, gates ? (gates.dataSync() as Float32Array) : null, N, E * r, r, scale, h.dataSync() as Float32Array, wantDg);
+    expect(Array.from(out.dataSync())).toEqual(Array.from(want));
+    expectClose(dg.dataSync(), wantDg, 1e-5, 'dg');
+    simd.gate_columns(at(src), at(out), gates ? at(gates) : 0, N, E * r, r, scale, 0, 0); // forward: no dg
+    expect(Array.from(out.dataSync())).toEqual(Array.from(want));
+    tf.dispose([src, h, out, dg, ...(gates ? [gates] : [])]);
   });
 });

@@ -286,3 +286,104 @@ void rope(const float *x, const float *cos, const float *sinRot, int batch, int 
     }
   }
 }
+
+/*
+ * Products with a narrow side: a router's logits and their gradients, [N, K] against [K, E] with
+ * E a few experts. OpenBLAS packs the whole [N, K] operand for each of these (most of their
+ * time); here each is one pass over it.
+ */
+
+/* out [n, e] = x [n, k] · w [k, e] */
+EXPORT(narrow_mm)
+void narrow_mm(const float *x, const float *w, int n, int k, int e, float *out) {
+  for (int i = 0; i < n; i++) {
+    const float *xi = x + (long)i * k;
+    float *o = out + (long)i * e;
+    int c = 0;
+    for (; c + 4 <= e; c += 4) {
+      f4 acc = splat(0.0f);
+      for (int j = 0; j < k; j++) acc = add(acc, mul(splat(xi[j]), wasm_v128_load(w + (long)j * e + c)));
+      wasm_v128_store(o + c, acc);
+    }
+    for (; c < e; c++) {
+      float acc = 0.0f;
+      for (int j = 0; j < k; j++) acc += xi[j] * w[(long)j * e + c];
+      o[c] = acc;
+    }
+  }
+}
+
+/* dw [k, e] = x [n, k]ᵀ · d [n, e] */
+EXPORT(narrow_mm_tn)
+void narrow_mm_tn(const float *x, const float *d, int n, int k, int e, float *dw) {
+  for (long j = 0; j < (long)k * e; j++) dw[j] = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const float *xi = x + (long)i * k, *di = d + (long)i * e;
+    int c = 0;
+    for (; c + 4 <= e; c += 4) {
+      const f4 dv = wasm_v128_load(di + c);
+      for (int j = 0; j < k; j++) {
+        float *p = dw + (long)j * e + c;
+        wasm_v128_store(p, add(wasm_v128_load(p), mul(splat(xi[j]), dv)));
+      }
+    }
+    for (; c < e; c++) {
+      const float dc = di[c];
+      for (int j = 0; j < k; j++) dw[(long)j * e + c] += xi[j] * dc;
+    }
+  }
+}
+
+/* dx [n, k] = d [n, e] · w [k, e]ᵀ, from wT [e, k] (w transposed by the caller) */
+EXPORT(narrow_mm_nt)
+void narrow_mm_nt(const float *d, const float *wT, int n, int k, int e, float *dx) {
+  for (int i = 0; i < n; i++) {
+    const float *di = d + (long)i * e;
+    float *o = dx + (long)i * k;
+    int j = 0;
+    for (; j + 4 <= k; j += 4) {
+      f4 acc = splat(0.0f);
+      for (int c = 0; c < e; c++) acc = add(acc, mul(splat(di[c]), wasm_v128_load(wT + (long)c * k + j)));
+      wasm_v128_store(o + j, acc);
+    }
+    for (; j < k; j++) {
+      float acc = 0.0f;
+      for (int c = 0; c < e; c++) acc += di[c] * wT[(long)c * k + j];
+      o[j] = acc;
+    }
+  }
+}
+
+/*
+ * A mixture's gating (src/backend/wasm-experts.ts, gateColumns there in JS): out[n, j] = s·src[n, j]
+ * with s = scale·gates[n, ⌊j/r⌋] (scale alone without gates) over rows·er columns, r per expert.
+ * With dg (and h): dg[n, e] = scale·Σ_{j in e} src·h as well. Null pointers are 0.
+ */
+EXPORT(gate_columns)
+void gate_columns(const float *src, float *out, const float *gates, int rows, int er, int r, double scale, const float *h, float *dg) {
+  const long pairs = (long)rows * (er / r);
+  const float plain = (float)scale;
+  for (long ne = 0; ne < pairs; ne++) {
+    const long o = ne * r;
+    const float s = gates ? (float)(scale * (double)gates[ne]) : plain;
+    const f4 s4 = splat(s);
+    int j = 0;
+    if (dg) {
+      f4 a4 = splat(0.0f);
+      float acc = 0.0f;
+      for (; j + 4 <= r; j += 4) {
+        f4 v = wasm_v128_load(src + o + j);
+        a4 = add(a4, mul(v, wasm_v128_load(h + o + j)));
+        wasm_v128_store(out + o + j, mul(s4, v));
+      }
+      for (; j < r; j++) {
+        acc += src[o + j] * h[o + j];
+        out[o + j] = s * src[o + j];
+      }
+      dg[ne] = (float)(scale * (double)(hsum(a4) + acc));
+      continue;
+    }
+    for (; j + 4 <= r; j += 4) wasm_v128_store(out + o + j, mul(s4, wasm_v128_load(src + o + j)));
+    for (; j < r; j++) out[o + j] = s * src[o + j];
+  }
+}
