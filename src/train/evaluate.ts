@@ -24,15 +24,31 @@ export interface EvalMetrics {
 
 /** Summed NLL of the labelled tokens per sequence [B] and the token count per sequence, for one batch. */
 export async function sequenceNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): Promise<{ nll: Float32Array; tokens: Int32Array }> {
-  const { batchSize: B, seqLen: T } = batch;
+  return { nll: await rowNll(model, batch, ctx), tokens: labelledTokens(batch) };
+}
+
+/** Summed NLL of each sequence's labelled tokens [B] (what a data-parallel replica scores). */
+export async function rowNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): Promise<Float32Array> {
   const nll = tf.tidy(() => batchTokenNll(model, batch, ctx).sum(1)); // [B]
   const out = (await nll.data()) as Float32Array; // awaited: GPU backends refuse synchronous reads
   nll.dispose();
+  return out;
+}
+
+/** Labelled next-token positions per sequence [B]. */
+export function labelledTokens(batch: Batch): Int32Array {
+  const { batchSize: B, seqLen: T } = batch;
   const targets = shiftedLabels(batch.labels, B, T);
   const tokens = new Int32Array(B);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) if (targets[b * T + t] !== IGNORE_INDEX) tokens[b]++;
-  return { nll: out, tokens };
+  return tokens;
 }
+
+/**
+ * How a batch gets scored: sequenceNll on this thread by default, or split over data-parallel
+ * replicas (Replicas.score). `ctx` (expert usage) goes with the part this thread scores.
+ */
+export type SequenceScorer = (batch: Batch, ctx?: ForwardContext) => Promise<{ nll: Float32Array; tokens: Int32Array }>;
 
 function evalContext(withStats: boolean): ForwardContext {
   return { training: false, auxLosses: [], routerStats: withStats ? new Map() : undefined };
@@ -47,14 +63,20 @@ async function readUsage(ctx: ForwardContext): Promise<Record<string, number[]>>
   return usage;
 }
 
-/** Mean loss over all labelled tokens of `examples`, and perplexity; expert usage from the first batch. */
-export async function evaluateLoss(model: CausalLM, examples: readonly EncodedExample[], batchSize: number, padId: number): Promise<EvalMetrics> {
+/**
+ * Mean loss over all labelled tokens of `examples`, and perplexity; expert usage from the first
+ * batch (from this thread's part of it, when replicas score).
+ */
+export async function evaluateLoss(
+  model: CausalLM, examples: readonly EncodedExample[], batchSize: number, padId: number,
+  score: SequenceScorer = (b, ctx) => sequenceNll(model, b, ctx),
+): Promise<EvalMetrics> {
   let total = 0;
   let count = 0;
   let expertUsage: Record<string, number[]> | undefined;
   for (const batch of evalBatches(examples, batchSize, padId)) {
     const ctx = evalContext(expertUsage === undefined);
-    const { nll, tokens } = await sequenceNll(model, batch, ctx);
+    const { nll, tokens } = await score(batch, ctx);
     if (expertUsage === undefined) expertUsage = await readUsage(ctx);
     for (let b = 0; b < nll.length; b++) {
       total += nll[b];
@@ -66,12 +88,15 @@ export async function evaluateLoss(model: CausalLM, examples: readonly EncodedEx
 }
 
 /** Accuracy: an item is right when its answer's candidate has the highest summed log-likelihood. */
-export async function evaluateAccuracy(model: CausalLM, items: readonly ScoringItem[], batchSize: number, padId: number): Promise<EvalMetrics> {
+export async function evaluateAccuracy(
+  model: CausalLM, items: readonly ScoringItem[], batchSize: number, padId: number,
+  score: SequenceScorer = (b, ctx) => sequenceNll(model, b, ctx),
+): Promise<EvalMetrics> {
   const rows = flattenCandidates(items);
   const scores = new Float64Array(rows.sequences.length);
   let k = 0;
   for (const batch of evalBatches(rows.sequences, batchSize, padId)) {
-    const { nll } = await sequenceNll(model, batch, evalContext(false));
+    const { nll } = await score(batch, evalContext(false));
     for (const v of nll) scores[k++] = -v;
   }
   const { accuracy, choiceLoss } = pickAnswers(items, rows, scores);

@@ -10,9 +10,10 @@
  *   AdamW(lr(step)); log; eval every eval_steps; checkpoint every save_steps
  */
 import * as tf from '@tensorflow/tfjs';
-import { makeBatches, makeChoiceBatches, type BatchPosition } from '../data/batch.ts';
+import { makeBatches, makeChoiceBatches, type Batch, type BatchPosition } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
 import { MetricsFile } from '../log/metrics.ts';
+import type { ForwardContext } from '../model/types.ts';
 import { Progress } from '../log/progress.ts';
 import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
@@ -54,8 +55,11 @@ export async function evaluateRun(run: Run, split: 'eval' | 'test' = 'eval'): Pr
   const seqs = split === 'eval' ? run.evalSeqs : run.testSeqs;
   const items = split === 'eval' ? run.evalItems : run.testItems;
   const bs = run.recipe.train.eval_batch_size;
-  const metrics = seqs.length ? await evaluateLoss(run.model, seqs, bs, run.padId) : {};
-  if (items && items.length) Object.assign(metrics, await evaluateAccuracy(run.model, items, bs, run.padId));
+  // with data-parallel replicas up, each eval batch is split over them too
+  const replicas = run.replicas;
+  const score = replicas ? (b: Batch, ctx?: ForwardContext) => replicas.score(run.model, b, ctx) : undefined;
+  const metrics = seqs.length ? await evaluateLoss(run.model, seqs, bs, run.padId, score) : {};
+  if (items && items.length) Object.assign(metrics, await evaluateAccuracy(run.model, items, bs, run.padId, score));
   return metrics;
 }
 
@@ -102,7 +106,6 @@ export async function train(run: Run): Promise<TrainResult> {
     : (function* () {
         for (const { batch, position } of makeBatches(run.train, batchOpts, state.data as BatchPosition)) yield { micro: { kind: 'tokens', batch }, position };
       })();
-  let replicas: Replicas | null = null;
   const started = performance.now() - state.elapsedSeconds * 1000;
   let windowLoss = 0;
   let windowSteps = 0;
@@ -112,11 +115,13 @@ export async function train(run: Run): Promise<TrainResult> {
   let stopped: TrainResult['stopped'] = 'finished';
 
   try {
-    if (run.dataParallel > 1) {
-      // Data parallel: the same model in worker threads, each micro-batch split over them (replicas.ts).
-      replicas = await Replicas.start(run.replicaSpec, run.dataParallel, run.trainables);
+    if (run.dataParallel > 1 && !run.replicas) {
+      // Data parallel: the same model in worker threads, each micro-batch split over them
+      // (replicas.ts); they stay up for eval and the test split, until run.dispose().
+      run.replicas = await Replicas.start(run.replicaSpec, run.dataParallel, run.trainables);
       windowStart = performance.now();
     }
+    const replicas = run.replicas;
     while (state.step < total) {
       const lr = lrAt(schedule, state.step);
       const accum = new Map<string, tf.Tensor>();
@@ -156,7 +161,7 @@ export async function train(run: Run): Promise<TrainResult> {
       // the clip coefficient goes to the optimizer, which scales as it reads (no kernel a gradient)
       const { norm: gradNorm, factor } = await clipFactor(accum, t.max_grad_norm);
       optimizer.apply(accum, lr, factor);
-      replicas?.invalidate();
+      run.replicas?.invalidate();
       tf.dispose([...accum.values()]);
 
       state = {
@@ -200,7 +205,6 @@ export async function train(run: Run): Promise<TrainResult> {
     process.removeListener('SIGINT', onSigint);
     progress.done();
     optimizer.dispose();
-    await replicas?.close();
   }
   const wall = (performance.now() - started) / 1000;
   if (stopped === 'diverged') throw new HiloError(`training diverged (loss NaN/Inf) at step ${state.step + 1}; see the message above`);

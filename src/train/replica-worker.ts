@@ -11,6 +11,7 @@ import { createRandomModel } from '../model/init.ts';
 import { loadModel } from '../model/load.ts';
 import type { CausalLM } from '../model/types.ts';
 import { layoutOf, type FromWorker, type ReplicaInit, type ReplicaSpec, type ToWorker } from './replicas.ts';
+import { rowNll } from './evaluate.ts';
 import { microBatchGradients } from './step.ts';
 
 async function build(spec: ReplicaSpec): Promise<{ model: CausalLM; trainables: Map<string, tf.Variable> }> {
@@ -55,6 +56,11 @@ async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): P
           offset += size;
         }
         version = m.paramsVersion;
+      }
+      if (m.type === 'score') {
+        const nll = await rowNll(model, m.batch);
+        send({ type: 'score', id: m.id, nll, tensors: tf.memory().numTensors });
+        return;
       }
       const { loss, grads: g } = await microBatchGradients(model, vars, m.shard.micro, { weight: m.shard.weight, seedParts: m.seedParts });
       let offset = 0;

@@ -22,7 +22,10 @@ import { limitBlasThreads } from '../backend/index.ts';
 import { HOST_BACKENDS } from '../backend/placement.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
-import type { Shard } from './shard.ts';
+import type { Batch } from '../data/batch.ts';
+import type { ForwardContext } from '../model/types.ts';
+import { labelledTokens, rowNll } from './evaluate.ts';
+import { evenSplit, sliceRows, type Shard } from './shard.ts';
 import { microBatchGradients } from './step.ts';
 
 /** How to build the same model again in a worker (its trainable values come from the main thread). */
@@ -42,11 +45,15 @@ export type ParamLayout = Array<[string, number]>;
 
 export type ToWorker =
   | { type: 'grad'; id: number; shard: Shard; seedParts: number[]; paramsVersion: number }
+  | { type: 'score'; id: number; batch: Batch; paramsVersion: number }
   | { type: 'close' };
 export type FromWorker =
   | { type: 'ready'; tensors: number }
   | { type: 'grad'; id: number; loss: number; tensors: number }
+  | { type: 'score'; id: number; nll: Float32Array; tensors: number }
   | { type: 'error'; id: number | null; message: string };
+type Answer = Extract<FromWorker, { type: 'grad' | 'score' }>;
+type Job = Extract<ToWorker, { type: 'grad' | 'score' }>;
 
 /** What a worker is started with (workerData). */
 export interface ReplicaInit {
@@ -103,7 +110,7 @@ function sharedFloats(layout: ParamLayout): SharedArrayBuffer {
 const WORKER_URL = new URL('./replica-boot.mjs', import.meta.url);
 
 interface Pending {
-  resolve: (m: Extract<FromWorker, { type: 'grad' }>) => void;
+  resolve: (m: Answer) => void;
   reject: (e: Error) => void;
 }
 
@@ -166,11 +173,11 @@ class ReplicaWorker {
     }
   }
 
-  run(message: Extract<ToWorker, { type: 'grad' }>): Promise<Extract<FromWorker, { type: 'grad' }>> {
+  run<A extends Answer>(message: Job): Promise<A> {
     if (this.failure) return Promise.reject(this.failure);
     this.worker.ref();
-    return new Promise((resolve, reject) => {
-      this.pending.set(message.id, { resolve, reject });
+    return new Promise<A>((resolve, reject) => {
+      this.pending.set(message.id, { resolve: resolve as (m: Answer) => void, reject });
       this.worker.postMessage(message satisfies ToWorker);
     });
   }
@@ -248,12 +255,12 @@ export class Replicas {
     if (shards.length > this.count) throw new Error(`${shards.length} shards for ${this.count} replicas`);
     this.publish();
     const remote = shards.slice(1).map((shard, i) =>
-      this.workers[i].run({ type: 'grad', id: ++this.jobs, shard, seedParts: seedParts(i + 1), paramsVersion: this.published }));
+      this.workers[i].run<Extract<Answer, { type: 'grad' }>>({ type: 'grad', id: ++this.jobs, shard, seedParts: seedParts(i + 1), paramsVersion: this.published }));
     // Rejections are handled below; until then an early one must not surface as unhandled.
     for (const r of remote) r.catch(() => {});
     const vars = [...this.trainables.values()];
     const local = await microBatchGradients(model, vars, shards[0].micro, { weight: shards[0].weight, seedParts: seedParts(0) });
-    let answers: Array<Extract<FromWorker, { type: 'grad' }>>;
+    let answers: Array<Extract<Answer, { type: 'grad' }>>;
     try {
       answers = await Promise.all(remote);
     } catch (e) {
@@ -278,6 +285,28 @@ export class Replicas {
     }
     tf.dispose(local.grads);
     return { loss, grads };
+  }
+
+  /**
+   * Summed NLL of each sequence's labelled tokens [B] and its labelled tokens, for an evaluation
+   * batch split by rows: the first part on this thread (with `ctx`, e.g. expert usage), the
+   * others on the workers, with the trainables as they are now.
+   */
+  async score(model: CausalLM, batch: Batch, ctx?: ForwardContext): Promise<{ nll: Float32Array; tokens: Int32Array }> {
+    this.publish();
+    const parts = evenSplit(batch.batchSize, Math.min(this.count, batch.batchSize)).map(([r0, r1]) => sliceRows(batch, r0, r1));
+    const remote = parts.slice(1).map((part, i) =>
+      this.workers[i].run<Extract<Answer, { type: 'score' }>>({ type: 'score', id: ++this.jobs, batch: part, paramsVersion: this.published }));
+    for (const r of remote) r.catch(() => {});
+    const own = await rowNll(model, parts[0], ctx);
+    const nll = new Float32Array(batch.batchSize);
+    nll.set(own);
+    let row = own.length;
+    for (const answer of await Promise.all(remote)) {
+      nll.set(answer.nll, row);
+      row += answer.nll.length;
+    }
+    return { nll, tokens: labelledTokens(batch) };
   }
 
   /** Stop the workers and give this thread's BLAS its threads back (idempotent). */

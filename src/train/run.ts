@@ -25,7 +25,7 @@ import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
 import type { CausalLM } from '../model/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { createWandb, resolveWandbSettings, type MetricSink } from '../log/wandb/index.ts';
-import { resolveDataParallel, type ReplicaSpec } from './replicas.ts';
+import { resolveDataParallel, type Replicas, type ReplicaSpec } from './replicas.ts';
 
 export interface ParamSummary {
   /** Parameters the optimizer updates. */
@@ -63,6 +63,8 @@ export interface Run {
   dataParallel: number;
   /** How a data-parallel replica builds this run's model and adapters again. */
   replicaSpec: ReplicaSpec;
+  /** The replicas once train() has started them (they score eval and test too); dispose() stops them. */
+  replicas: Replicas | null;
   dispose(): void;
 }
 
@@ -161,14 +163,18 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   const sink = opts.sink === false || evalOnly ? null : createWandb(resolveWandbSettings(recipe.wandb), runDir, {
     config: { recipe, plan, params, data }, log,
   });
-  return {
+  const run: Run = {
     recipe, runDir, backend: backend.name, model, tokenizer, plan, adapters, trainables, params, data,
     train: enc.train, trainItems, evalSeqs: enc.eval, testSeqs: enc.test, evalItems: enc.evalItems, testItems: enc.testItems,
     padId: padIdOf(tokenizer), sink, dataParallel,
     replicaSpec: { backend: backend.name, model: source, trainable: full, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null },
+    replicas: null,
     dispose() {
+      void run.replicas?.close(); // terminating threads needs no waiting: nothing of theirs is kept
+      run.replicas = null;
       adapters?.dispose();
       model.dispose();
     },
   };
+  return run;
 }

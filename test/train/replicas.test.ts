@@ -5,6 +5,7 @@
  *    trained (no router losses, no dropout): the shard weights make the losses add up;
  *  - with router losses and dropout they equal Σ_s w_s ∇L(shard s) computed on this thread alone,
  *    bit for bit (same kernels, one BLAS thread each), before and after the parameters change;
+ *  - an evaluation batch split over them scores as it does whole;
  *  - nothing leaks on either thread; a replica that cannot start, or dies, is an error that says so.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -22,6 +23,7 @@ import type { CausalLM } from '../../src/model/types.ts';
 import { Replicas, resolveDataParallel, type ReplicaSpec } from '../../src/train/replicas.ts';
 import { shardMicroBatch, type MicroBatch } from '../../src/train/shard.ts';
 import { microBatchGradients } from '../../src/train/step.ts';
+import { labelledTokens, rowNll } from '../../src/train/evaluate.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
@@ -73,6 +75,11 @@ function microBatch(vocab: number): MicroBatch {
     return { inputIds, labels: inputIds.map((id, t) => (t >= inputIds.length / 2 ? id : IGNORE_INDEX)) };
   });
   return { kind: 'tokens', batch: padBatch(seqs, 0) };
+}
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i]), `[${i}] ${got[i]} vs ${want[i]}`).toBeLessThan(tol * Math.max(1, Math.abs(want[i])));
 }
 
 const arrays = (grads: Map<string, tf.Tensor>) => new Map([...grads].map(([k, g]) => [k, g.dataSync() as Float32Array]));
@@ -152,6 +159,26 @@ describe('Replicas', () => {
       await replicas.gradients(model, shards, seeds).then((r) => tf.dispose([...r.grads.values()]));
       expect(tf.memory().numTensors).toBe(before);
       expect(replicas.workerTensors()[0]).toBe(workerTensors);
+    } finally {
+      await replicas.close();
+      adapters.dispose();
+    }
+  });
+
+  it('score an evaluation batch split by rows as this thread scores it whole', { timeout: 120_000 }, async () => {
+    const { adapters, replicas } = await start(true);
+    try {
+      const { batch } = microBatch(model.config.vocabSize);
+      const whole = await rowNll(model, batch);
+      const ctx = { training: false, auxLosses: [], routerStats: new Map<string, tf.Tensor1D>() };
+      const { nll, tokens } = await replicas.score(model, batch, ctx);
+      expect(Array.from(tokens)).toEqual(Array.from(labelledTokens(batch)));
+      expectClose(nll, whole, 1e-4);
+      expect(ctx.routerStats.size).toBe(3 * model.config.numLayers); // expert usage, from this thread's rows
+      tf.dispose([...ctx.routerStats.values()]);
+      randomise(adapters, 12); // and with the parameters of the moment
+      replicas.invalidate();
+      expectClose((await replicas.score(model, batch)).nll, await rowNll(model, batch), 1e-4);
     } finally {
       await replicas.close();
       adapters.dispose();
