@@ -19,7 +19,9 @@ import * as tf from '@tensorflow/tfjs';
 import { FrozenLinearLayer } from '../model/linear.ts';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
-import { EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, type ExpertsAttrs } from '../backend/wasm-experts.ts';
+import {
+  EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, type ExpertsAttrs,
+} from '../backend/wasm-experts.ts';
 import { hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X } from '../backend/wasm-simd.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
 import {
@@ -142,33 +144,108 @@ function spreadGatesOnHost(logits: tf.Tensor2D, p: Float32Array, m: Float32Array
 }
 
 /**
- * The experts' output for rows xd [N, in] and router gates [N, E] (null: one expert, gate 1)
- * through the fused wasm kernels (src/backend/wasm-experts.ts), as one op. With `base` (a frozen
- * kernel [in, out] and its rows x) the op's output includes the base's product x·W as well.
+ * Plain LoRA's output for rows xd [N, in] through the fused wasm kernels
+ * (src/backend/wasm-experts.ts), as one op. With `base` (a frozen kernel [in, out] and its rows
+ * x) the op's output includes the base's product x·W as well.
  */
-function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, gates: tf.Tensor2D | null, spec: MixtureSpec, base: { x: tf.Tensor2D; kernel: tf.Tensor2D } | null): tf.Tensor2D {
+function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, spec: MixtureSpec, base: FusedBase | null): tf.Tensor2D {
   const sameRows = base !== null && base.x === xd;
   const attrs = { rank: spec.rank, scale: spec.scale, sameRows } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
   // The op's inputs, in the order of the backward kernel's outputs: the base's rows when they are
-  // not xd, then xd, A, B and the gates. W is frozen: closed over, not differentiated.
-  const ins: tf.Tensor2D[] = [...(base && !sameRows ? [base.x] : []), xd, loraA, loraB, ...(gates ? [gates] : [])];
+  // not xd, then xd, A and B. W is frozen: closed over, not differentiated.
+  const ins: tf.Tensor2D[] = [...(base && !sameRows ? [base.x] : []), xd, loraA, loraB];
   const op = tf.customGrad((...args) => {
     const t = args.slice(0, ins.length) as tf.Tensor2D[];
     const save = args[ins.length] as tf.GradSaveFunc;
-    const [x, xds, A, B, g] = base && !sameRows ? t : [null, ...t];
-    const inputs: tf.NamedTensorMap = { xd: xds!, A: A!, B: B!, ...(g ? { gates: g } : {}), ...(base ? { W: base.kernel } : {}), ...(x ? { x } : {}) };
-    const [D, h, gated] = tf.engine().runKernel(EXPERTS_FORWARD, inputs, attrs) as tf.Tensor2D[];
-    save([xds!, A!, B!, h, gated, ...(g ? [g] : [])]);
+    const [x, xds, A, B] = base && !sameRows ? t : [null, ...t];
+    const inputs: tf.NamedTensorMap = { xd: xds!, A: A!, B: B!, ...(base ? { W: base.kernel } : {}), ...(x ? { x } : {}) };
+    const [D, , gated] = tf.engine().runKernel(EXPERTS_FORWARD, inputs, attrs) as tf.Tensor2D[];
+    save([xds!, A!, B!, gated]);
     return {
       value: D,
       gradFunc: (dD: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, As, Bs, hs, gatedS, gs] = saved;
-        const back = { dD, xd: xs, A: As, B: Bs, h: hs, gated: gatedS, ...(gs ? { gates: gs } : {}), ...(base ? { W: base.kernel } : {}) };
+        const [xs, As, Bs, gatedS] = saved;
+        const back = { dD, xd: xs, A: As, B: Bs, gated: gatedS, ...(base ? { W: base.kernel } : {}) };
         return tf.engine().runKernel(EXPERTS_BACKWARD, back, attrs) as tf.Tensor[];
       },
     };
   });
   return op(...ins) as tf.Tensor2D;
+}
+
+/**
+ * tfjs's engine entry that customGrad is built on (private in its types): an op from a forward
+ * function with any number of outputs, and a backward that gets every output's dy (zeros for an
+ * output off the gradient's path) and returns one gradient per named input.
+ */
+interface MultiOutputEngine {
+  runKernelFunc(op: {
+    inputs: tf.NamedTensorMap;
+    forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor[];
+    backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+  }): tf.Tensor[];
+}
+
+/** A frozen base's kernel [in, out] and the rows it multiplies. */
+interface FusedBase {
+  x: tf.Tensor2D;
+  kernel: tf.Tensor2D;
+}
+
+/**
+ * A routed mixture through the fused wasm kernels (src/backend/wasm-experts.ts) as one op with
+ * two outputs, the delta (with `base`: x·W + delta) and the router's logits, so the router
+ * losses' gradient comes back into the same backward:
+ *   forward   [h, l] = ROUTED_IN(x, A, Wr[, xd]); on the host m = select(l), p = softmax(l),
+ *             g = p⊙m / Σ p⊙m; [D, gated] = ROUTED_OUT(h, g, B[, x, W])
+ *   backward  [dh, dg] = ROUTED_GATE_GRAD(dD, B, h, g); on the host dl = gatesGradRows(dg) + dl
+ *             from the router losses; [dx(, dxd), dA, dB, dWr] = ROUTED_BACKWARD(...)
+ * The router's product rides in A's when x is xd, and its dx in the base's: no separate pass
+ * over x, and no add of two input gradients.
+ */
+function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, kernel: tf.Tensor2D | null): MixtureOutput {
+  const [N] = x.shape;
+  const E = spec.experts;
+  const same = xd === x;
+  const attrs = { rank: spec.rank, scale: spec.scale } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
+  const { loraA: A, loraB: B, router: Wr } = w;
+  const inputs: tf.NamedTensorMap = { x, A, B, Wr: Wr!, ...(same ? {} : { xd }) };
+  const base: tf.NamedTensorMap = kernel ? { W: kernel } : {};
+  let rows: (HostRows & { gates: Float32Array; total: Float32Array }) | null = null;
+  const [delta, logits] = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
+    inputs,
+    forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
+      const [h, l] = tf.engine().runKernel(ROUTED_IN, { x, A, Wr: Wr!, ...(same ? {} : { xd }) }) as tf.Tensor2D[];
+      const lv = l.dataSync() as Float32Array;
+      const m = selectRows(lv, E, spec.routing);
+      const p = softmaxRows(lv, E);
+      const { gates, total } = gatesRows(p, m, E);
+      rows = { l: lv, p, m, gates, total };
+      const g = tf.tensor2d(gates, [N, E]);
+      const [D, gated] = tf.engine().runKernel(ROUTED_OUT, { h, gates: g, B, ...(kernel ? { x, W: kernel } : {}) }, attrs) as tf.Tensor2D[];
+      // the rows too: x or xd may be made inside the caller's tidy (dropout), gone by the backward
+      save([h, gated, g, x, ...(same ? [] : [xd])]);
+      return [D, l];
+    },
+    backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => {
+      const [dD, dLogits] = dys;
+      const [h, gated, g, xs, xds] = saved;
+      const r = rows!;
+      const [dh, dg] = tf.engine().runKernel(ROUTED_GATE_GRAD, { dD, B, h, gates: g }, attrs) as tf.Tensor2D[];
+      const dl = gatesGradRows(dg.dataSync(), r.p, r.gates, r.m, r.total, E);
+      const fromLosses = dLogits.dataSync(); // the router losses' gradient (zeros without them)
+      for (let i = 0; i < dl.length; i++) dl[i] += fromLosses[i];
+      const dlT = tf.tensor2d(dl, [N, E]);
+      const back = { dD, dh, dl: dlT, x: xs, A, B, Wr: Wr!, gated, ...(same ? {} : { xd: xds }), ...base };
+      const grads = tf.engine().runKernel(ROUTED_BACKWARD, back) as tf.Tensor[];
+      tf.dispose([dh, dg, dlT]);
+      // in the kernel's order: dx, dxd (rows of their own), dA, dB, dWr
+      const names = same ? ['x', 'A', 'B', 'Wr'] : ['x', 'xd', 'A', 'B', 'Wr'];
+      return Object.fromEntries(names.map((n, i) => [n, () => grads[i]]));
+    },
+  }) as tf.Tensor2D[];
+  const r = rows!;
+  return { delta, logits, mask: tf.tensor2d(r.m, [N, E]), hostRows: { l: r.l, p: r.p, m: r.m } };
 }
 
 /**
@@ -235,21 +312,19 @@ export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights,
 function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, placement: Placement, base: tf.Tensor2D | null): MixtureOutput & { withBase: boolean } {
   const fused = placement === 'host' && hasFusedExperts(tf);
   const withBase = fused && base !== null;
-  const rows = withBase ? { x, kernel: base! } : null;
   if (w.router === null) {
-    if (fused) return { delta: fusedExperts(xd, w.loraA, w.loraB, null, spec, rows), logits: null, mask: null, withBase };
+    if (fused) return { delta: fusedExperts(xd, w.loraA, w.loraB, spec, withBase ? { x, kernel: base! } : null), logits: null, mask: null, withBase };
     const h = tf.matMul(xd, w.loraA); // [N, in] x [in, r] -> [N, r]
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
     return { delta, logits: null, mask: null, withBase };
   }
+  if (fused && x.dtype === 'float32') return { ...routedExperts(x, xd, w, spec, withBase ? base : null), withBase };
   const logits = routerLogits(x, w.router); // [N, in] x [in, E] -> [N, E]
   if (placement === 'host') {
     const l = logits.dataSync() as Float32Array;
     const m = selectRows(l, spec.experts, spec.routing);
     const p = softmaxRows(l, spec.experts);
-    const delta = fused
-      ? fusedExperts(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, p, m, spec.experts, 1, 1), spec, rows)
-      : expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, p, m, spec.experts, spec.rank, spec.scale));
+    const delta = expertsDelta(xd, w.loraA, w.loraB, spreadGatesOnHost(logits, p, m, spec.experts, spec.rank, spec.scale));
     return { delta, logits, mask: tf.tensor2d(m, logits.shape), hostRows: { l, p, m }, withBase };
   }
   const mask = selectExperts(logits, spec.routing, 'device');

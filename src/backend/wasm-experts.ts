@@ -1,23 +1,26 @@
 /**
- * A mixture layer's experts as one kernel each way, for the wasm backend with a native BLAS
+ * A mixture layer's experts as a few kernels each way, for the wasm backend with a native BLAS
  * (src/backend/blas.ts). Written as tfjs ops (src/adapters/mixture.ts, expertsDelta) a module's
  * experts are ~6 products, ~4 elementwise kernels and the saved copies and clones of each on
  * the tape, plus the gates spread over every expert's r columns as an [N, E·r] upload. Here
- * the products are sgemm calls on the wasm heap and the gating is a loop over [N, E·r]:
+ * the products are sgemm calls on the wasm heap and the gating is one pass over [N, E·r]:
  *
  *   forward   h = xd·A,  gated = h ⊙ scale·g (g[n, e] over expert e's r columns),  D = gated·B
  *   backward  dH = dD·Bᵀ,  dg[n, e] = scale·Σ_{j in e} dH⊙h,  dh = dH ⊙ scale·g,
  *             dxd = dh·Aᵀ,  dA = xdᵀ·dh,  dB = gatedᵀ·dD
  *
- * with xd [N, in], A [in, E·r], B [E·r, out], gates g [N, E]. Without a `gates` input the layer
- * is plain LoRA: one expert whose gate is 1, and no dg.
+ * with xd [N, in], A [in, E·r], B [E·r, out], gates g [N, E]. Plain LoRA (one expert, gate 1) is
+ * one kernel each way (EXPERTS_*). A routed mixture's routing runs on the host between its
+ * kernels, so it is two each way (ROUTED_*): the products up to the router's logits l = x·Wr
+ * (with A's in one product when the experts see the router's rows), then the gated products;
+ * backward, dh and dg, then, given dl from the host, every input and weight gradient, with the
+ * router's dl·Wrᵀ added into dx in the same product.
  *
  * Given the layer's frozen base kernel W [in, out] (and its rows x, when they are not xd), the
  * kernels also do the base: D = x·W + gated·B, with sgemm adding the experts into the base's
  * product, and dx = dD·Wᵀ (+ dh·Aᵀ, added the same way, when x is xd). That saves the add of the
- * two outputs forward and of the two input gradients backward, each a pass over [N, out] or
- * [N, in]. W gets no gradient: it is frozen. Backward outputs, in order: dx (with W), dxd (unless
- * it is dx), dA, dB, dg (with gates).
+ * two outputs forward and of the input gradients backward, each a pass over [N, out] or [N, in].
+ * W gets no gradient: it is frozen.
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -26,6 +29,11 @@ import { offset, simdOrNull } from './wasm-simd.ts';
 
 export const EXPERTS_FORWARD = 'HiloExpertsForward';
 export const EXPERTS_BACKWARD = 'HiloExpertsBackward';
+export const ROUTED_IN = 'HiloRoutedIn';
+export const ROUTED_OUT = 'HiloRoutedOut';
+export const ROUTED_GATE_GRAD = 'HiloRoutedGateGrad';
+export const ROUTED_BACKWARD = 'HiloRoutedBackward';
+const KERNELS = [EXPERTS_FORWARD, EXPERTS_BACKWARD, ROUTED_IN, ROUTED_OUT, ROUTED_GATE_GRAD, ROUTED_BACKWARD];
 
 export interface ExpertsAttrs {
   /** Each expert's rank r (A has E·r columns). */
@@ -64,33 +72,53 @@ export function gateColumns(src: Float32Array, out: Float32Array, gates: Float32
   }
 }
 
+/** A float32 view of a tensor on the heap (take views after every allocation: the heap may grow). */
+const viewOf = (wasm: BackendWasm) => (t: Info) => wasm.typedArrayFromHeap(t) as Float32Array;
+
+/**
+ * Copies a [rows, cols] block between two heap matrices of leading dimensions ldd and lds,
+ * starting at column dstCol of dst and srcCol of src: blocks put side by side ([A | Wr]) and
+ * taken apart again. In wasm SIMD where it can run (a JS loop over heap views took ~4 ns a float).
+ */
+function copyBlock(wasm: BackendWasm, dst: Info, ldd: number, dstCol: number, src: Info, lds: number, srcCol: number, rows: number, cols: number): void {
+  const simd = simdOrNull(wasm);
+  if (simd) return simd.copy_block(offset(wasm, dst) + 4 * dstCol, ldd, offset(wasm, src) + 4 * srcCol, lds, rows, cols);
+  const d = viewOf(wasm)(dst);
+  const s = viewOf(wasm)(src);
+  for (let n = 0; n < rows; n++) for (let j = 0; j < cols; j++) d[n * ldd + dstCol + j] = s[n * lds + srcCol + j];
+}
+
+/** Plain LoRA with the base: D = x·W + scale·(xd·A)·B; the gating pass is the scale. */
 function forwardKernel(blas: Blas): TF.KernelConfig {
   return {
     kernelName: EXPERTS_FORWARD,
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
-      const { xd, A, B, gates, x, W } = inputs as { xd: Info; A: Info; B: Info; gates?: Info; x?: Info; W?: Info };
+      const { xd, A, B, x, W } = inputs as { xd: Info; A: Info; B: Info; x?: Info; W?: Info };
       const { rank, scale } = attrs as unknown as ExpertsAttrs;
       const [N, inF] = xd.shape;
       const [ER, out] = B.shape;
       const D = wasm.makeOutput([N, out], 'float32');
       const h = wasm.makeOutput([N, ER], 'float32');
       const gated = wasm.makeOutput([N, ER], 'float32');
-      // Views after the allocations: malloc may grow wasm memory and detach older views.
-      const view = (t: Info) => wasm.typedArrayFromHeap(t) as Float32Array;
-      const H = view(h);
-      const Gd = view(gated);
-      const Dv = view(D);
-      blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, H, ER);
-      const simd = simdOrNull(wasm); // the gating in wasm SIMD where it can run, else the JS loop
-      if (simd) simd.gate_columns(offset(wasm, h), offset(wasm, gated), gates ? offset(wasm, gates) : 0, N, ER, rank, scale, 0, 0);
-      else gateColumns(H, Gd, gates ? view(gates) : null, N, ER, rank, scale);
-      if (W) blas.sgemm(false, false, N, out, inF, view(x ?? xd), inF, view(W), out, Dv, out); // the frozen base first
-      blas.sgemm(false, false, N, out, ER, Gd, ER, view(B), out, Dv, out, { beta: W ? 1 : 0 });
+      const view = viewOf(wasm);
+      blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, view(h), ER);
+      gate(wasm, h, gated, null, N, ER, rank, scale);
+      if (W) blas.sgemm(false, false, N, out, inF, view(x ?? xd), inF, view(W), out, view(D), out); // the frozen base first
+      blas.sgemm(false, false, N, out, ER, view(gated), ER, view(B), out, view(D), out, { beta: W ? 1 : 0 });
       return [D, h, gated];
     },
   };
+}
+
+/** out = src ⊙ scale·g per expert's r columns (in wasm SIMD where it can run, else the JS loop); with `h`, dg too. */
+function gate(wasm: BackendWasm, src: Info, out: Info, gates: Info | null, N: number, ER: number, r: number, scale: number, h?: Info, dg?: Info): void {
+  const simd = simdOrNull(wasm);
+  const at = (t: Info) => offset(wasm, t);
+  if (simd) return simd.gate_columns(at(src), at(out), gates ? at(gates) : 0, N, ER, r, scale, h ? at(h) : 0, dg ? at(dg) : 0);
+  const view = viewOf(wasm);
+  gateColumns(view(src), view(out), gates ? view(gates) : null, N, ER, r, scale, h ? view(h) : undefined, dg ? view(dg) : undefined);
 }
 
 function backwardKernel(blas: Blas): TF.KernelConfig {
@@ -99,7 +127,7 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
-      const { dD, xd, A, B, h, gated, gates, W } = inputs as { dD: Info; xd: Info; A: Info; B: Info; h: Info; gated: Info; gates?: Info; W?: Info };
+      const { dD, xd, A, B, gated, W } = inputs as { dD: Info; xd: Info; A: Info; B: Info; gated: Info; W?: Info };
       const { rank, scale, sameRows } = attrs as unknown as ExpertsAttrs;
       const [N, inF] = xd.shape;
       const [ER, out] = B.shape;
@@ -107,38 +135,164 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
       const dxd = dx && sameRows ? dx : wasm.makeOutput([N, inF], 'float32');
       const dA = wasm.makeOutput([inF, ER], 'float32');
       const dB = wasm.makeOutput([ER, out], 'float32');
-      const dg = gates ? wasm.makeOutput(gates.shape, 'float32') : null;
-      const view = (t: Info) => wasm.typedArrayFromHeap(t) as Float32Array;
-      const simd = simdOrNull(wasm);
-      const scratch = simd ? wasm.makeOutput([N, ER], 'float32') : null; // dH in the heap, for the SIMD gating
-      const dDv = view(dD);
-      const dH = scratch ? view(scratch) : new Float32Array(N * ER); // dD·Bᵀ, then dh in place
-      blas.sgemm(false, true, N, ER, out, dDv, out, view(B), out, dH, ER);
-      if (simd) {
-        const at = (t: Info) => offset(wasm, t);
-        simd.gate_columns(at(scratch!), at(scratch!), gates ? at(gates) : 0, N, ER, rank, scale, at(h), dg ? at(dg) : 0);
-      } else {
-        gateColumns(dH, dH, gates ? view(gates) : null, N, ER, rank, scale, view(h), dg ? view(dg) : undefined);
-      }
-      if (W) blas.sgemm(false, true, N, inF, out, dDv, out, view(W), out, view(dx!), inF);
-      blas.sgemm(false, true, N, inF, ER, dH, ER, view(A), ER, view(dxd), inF, { beta: dxd === dx ? 1 : 0 });
-      blas.sgemm(true, false, inF, ER, N, view(xd), inF, dH, ER, view(dA), ER);
-      blas.sgemm(true, false, ER, out, N, view(gated), ER, dDv, out, view(dB), out);
-      if (scratch) wasm.disposeData(scratch.dataId);
-      return [...(dx ? [dx] : []), ...(dxd === dx ? [] : [dxd]), dA, dB, ...(dg ? [dg] : [])];
+      const dh = wasm.makeOutput([N, ER], 'float32'); // dD·Bᵀ, then scaled in place
+      const view = viewOf(wasm);
+      blas.sgemm(false, true, N, ER, out, view(dD), out, view(B), out, view(dh), ER);
+      gate(wasm, dh, dh, null, N, ER, rank, scale);
+      if (W) blas.sgemm(false, true, N, inF, out, view(dD), out, view(W), out, view(dx!), inF);
+      blas.sgemm(false, true, N, inF, ER, view(dh), ER, view(A), ER, view(dxd), inF, { beta: dxd === dx ? 1 : 0 });
+      blas.sgemm(true, false, inF, ER, N, view(xd), inF, view(dh), ER, view(dA), ER);
+      blas.sgemm(true, false, ER, out, N, view(gated), ER, view(dD), out, view(dB), out);
+      wasm.disposeData(dh.dataId);
+      return [...(dx ? [dx] : []), ...(dxd === dx ? [] : [dxd]), dA, dB];
     },
   };
 }
 
 /**
- * Register the two kernels for wasm (initBackend does, where a native BLAS loaded), or remove
- * them (`on` false: tests compare against the tensor form). Idempotent.
+ * A routed mixture's products, before the routing: h = xd·A [N, E·r] and the router's logits
+ * l = x·Wr [N, E]. When the experts see the router's rows (`xd` not given) both come out of one
+ * product with [A | Wr] side by side: the router costs E more columns, not a pass of its own.
+ */
+function routedInKernel(blas: Blas): TF.KernelConfig {
+  return {
+    kernelName: ROUTED_IN,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const wasm = backend as BackendWasm;
+      const { x, A, Wr, xd } = inputs as { x: Info; A: Info; Wr: Info; xd?: Info };
+      const [N, inF] = x.shape;
+      const ER = A.shape[1];
+      const E = Wr.shape[1];
+      const h = wasm.makeOutput([N, ER], 'float32');
+      const logits = wasm.makeOutput([N, E], 'float32');
+      const view = viewOf(wasm);
+      if (!xd) {
+        const C = ER + E;
+        const aw = wasm.makeOutput([inF, C], 'float32');
+        const hl = wasm.makeOutput([N, C], 'float32');
+        copyBlock(wasm, aw, C, 0, A, ER, 0, inF, ER);
+        copyBlock(wasm, aw, C, ER, Wr, E, 0, inF, E);
+        blas.sgemm(false, false, N, C, inF, view(x), inF, view(aw), C, view(hl), C);
+        copyBlock(wasm, h, ER, 0, hl, C, 0, N, ER);
+        copyBlock(wasm, logits, E, 0, hl, C, ER, N, E);
+        wasm.disposeData(aw.dataId);
+        wasm.disposeData(hl.dataId);
+        return [h, logits];
+      }
+      blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, view(h), ER);
+      const simd = simdOrNull(wasm);
+      if (simd) simd.narrow_mm(offset(wasm, x), offset(wasm, Wr), N, inF, E, offset(wasm, logits));
+      else blas.sgemm(false, false, N, E, inF, view(x), inF, view(Wr), E, view(logits), E);
+      return [h, logits];
+    },
+  };
+}
+
+/** gated = h ⊙ scale·g (g [N, E] the routed gates), D = x·W + gated·B (no W: gated·B). */
+function routedOutKernel(blas: Blas): TF.KernelConfig {
+  return {
+    kernelName: ROUTED_OUT,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = backend as BackendWasm;
+      const { h, gates, B, x, W } = inputs as { h: Info; gates: Info; B: Info; x?: Info; W?: Info };
+      const { rank, scale } = attrs as unknown as ExpertsAttrs;
+      const [N, ER] = h.shape;
+      const out = B.shape[1];
+      const gated = wasm.makeOutput([N, ER], 'float32');
+      const D = wasm.makeOutput([N, out], 'float32');
+      gate(wasm, h, gated, gates, N, ER, rank, scale);
+      const view = viewOf(wasm);
+      if (W) blas.sgemm(false, false, N, out, x!.shape[1], view(x!), x!.shape[1], view(W), out, view(D), out);
+      blas.sgemm(false, false, N, out, ER, view(gated), ER, view(B), out, view(D), out, { beta: W ? 1 : 0 });
+      return [D, gated];
+    },
+  };
+}
+
+/** dH = dD·Bᵀ; dh = dH ⊙ scale·g and dg[n, e] = scale·Σ_{j in e} dH⊙h: what the routing's gradient needs. */
+function routedGateGradKernel(blas: Blas): TF.KernelConfig {
+  return {
+    kernelName: ROUTED_GATE_GRAD,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = backend as BackendWasm;
+      const { dD, B, h, gates } = inputs as { dD: Info; B: Info; h: Info; gates: Info };
+      const { rank, scale } = attrs as unknown as ExpertsAttrs;
+      const [N, ER] = h.shape;
+      const out = B.shape[1];
+      const dh = wasm.makeOutput([N, ER], 'float32');
+      const dg = wasm.makeOutput(gates.shape, 'float32');
+      const view = viewOf(wasm);
+      blas.sgemm(false, true, N, ER, out, view(dD), out, view(B), out, view(dh), ER);
+      gate(wasm, dh, dh, gates, N, ER, rank, scale, h, dg);
+      return [dh, dg];
+    },
+  };
+}
+
+/**
+ * The routed mixture's input and weight gradients, given dh and the logits' gradient dl:
+ *   dx = dD·Wᵀ + dh·Aᵀ + dl·Wrᵀ (one product with [dh | dl] and [A | Wr] when x is xd; with
+ *   `xd`, dxd = dh·Aᵀ is its own output), dA = xdᵀ·dh, dWr = xᵀ·dl, dB = gatedᵀ·dD.
+ * Outputs: dx, dxd (with `xd`), dA, dB, dWr.
+ */
+function routedBackwardKernel(blas: Blas): TF.KernelConfig {
+  return {
+    kernelName: ROUTED_BACKWARD,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const wasm = backend as BackendWasm;
+      const { dD, dh, dl, x, A, B, Wr, gated, xd, W } = inputs as Record<string, Info> & { xd?: Info; W?: Info };
+      const [N, inF] = x.shape;
+      const ER = A.shape[1];
+      const E = Wr.shape[1];
+      const out = B.shape[1];
+      const dx = wasm.makeOutput([N, inF], 'float32');
+      const dxd = xd ? wasm.makeOutput([N, inF], 'float32') : null;
+      const dA = wasm.makeOutput([inF, ER], 'float32');
+      const dB = wasm.makeOutput([ER, out], 'float32');
+      const dWr = wasm.makeOutput([inF, E], 'float32');
+      const view = viewOf(wasm);
+      if (W) blas.sgemm(false, true, N, inF, out, view(dD), out, view(W), out, view(dx), inF);
+      const beta = W ? 1 : 0;
+      if (!xd) {
+        const C = ER + E;
+        const dhl = wasm.makeOutput([N, C], 'float32');
+        const aw = wasm.makeOutput([inF, C], 'float32');
+        const daw = wasm.makeOutput([inF, C], 'float32');
+        copyBlock(wasm, dhl, C, 0, dh, ER, 0, N, ER);
+        copyBlock(wasm, dhl, C, ER, dl, E, 0, N, E);
+        copyBlock(wasm, aw, C, 0, A, ER, 0, inF, ER);
+        copyBlock(wasm, aw, C, ER, Wr, E, 0, inF, E);
+        blas.sgemm(false, true, N, inF, C, view(dhl), C, view(aw), C, view(dx), inF, { beta });
+        blas.sgemm(true, false, inF, C, N, view(x), inF, view(dhl), C, view(daw), C);
+        copyBlock(wasm, dA, ER, 0, daw, C, 0, inF, ER);
+        copyBlock(wasm, dWr, E, 0, daw, C, ER, inF, E);
+        for (const t of [dhl, aw, daw]) wasm.disposeData(t.dataId);
+      } else {
+        blas.sgemm(false, true, N, inF, E, view(dl), E, view(Wr), E, view(dx), inF, { beta });
+        blas.sgemm(false, true, N, inF, ER, view(dh), ER, view(A), ER, view(dxd!), inF);
+        blas.sgemm(true, false, inF, ER, N, view(xd), inF, view(dh), ER, view(dA), ER);
+        const simd = simdOrNull(wasm);
+        if (simd) simd.narrow_mm_tn(offset(wasm, x), offset(wasm, dl), N, inF, E, offset(wasm, dWr));
+        else blas.sgemm(true, false, inF, E, N, view(x), inF, view(dl), E, view(dWr), E);
+      }
+      blas.sgemm(true, false, ER, out, N, view(gated), ER, view(dD), out, view(dB), out);
+      return [dx, ...(dxd ? [dxd] : []), dA, dB, dWr];
+    },
+  };
+}
+
+/**
+ * Register the kernels for wasm (initBackend does, where a native BLAS loaded), or remove them
+ * (`on` false: tests compare against the tensor form). Idempotent.
  */
 export function useWasmExperts(tf: typeof TF, on: boolean, blas: Blas | null): void {
-  for (const name of [EXPERTS_FORWARD, EXPERTS_BACKWARD]) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
+  for (const name of KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
   if (on && blas) {
-    tf.registerKernel(forwardKernel(blas));
-    tf.registerKernel(backwardKernel(blas));
+    for (const make of [forwardKernel, backwardKernel, routedInKernel, routedOutKernel, routedGateGradKernel, routedBackwardKernel]) tf.registerKernel(make(blas));
   }
 }
 

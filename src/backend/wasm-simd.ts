@@ -56,6 +56,7 @@ export interface SimdExports {
   narrow_mm_tn(x: number, d: number, n: number, k: number, e: number, dw: number): void;
   narrow_mm_nt(d: number, wT: number, n: number, k: number, e: number, dx: number): void;
   gate_columns(src: number, out: number, gates: number, rows: number, er: number, r: number, scale: number, h: number, dg: number): void;
+  copy_block(dst: number, ldd: number, src: number, lds: number, rows: number, cols: number): void;
 }
 
 const WASM_FILE = new URL('./simd/kernels.wasm', import.meta.url);
@@ -82,8 +83,15 @@ export function simdFor(backend: BackendWasm): SimdExports {
   return inst;
 }
 
-/** The module on `backend`'s memory, or null where it cannot import it (the threaded build's shared memory). */
+/** Off while useSimdKernels(tf, false) holds: the other kernels' SIMD parts step back too. */
+let enabled = true;
+
+/**
+ * The module on `backend`'s memory, or null where it cannot import it (the threaded build's
+ * shared memory) or the SIMD kernels are switched off: callers then run their JS loops.
+ */
 export function simdOrNull(backend: BackendWasm): SimdExports | null {
+  if (!enabled) return null;
   const memory = (backend.wasm as unknown as { asm?: { memory?: WebAssembly.Memory } }).asm?.memory;
   return memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer) ? simdFor(backend) : null;
 }
@@ -195,6 +203,7 @@ const ELEMENTWISE: TF.KernelConfig[] = [
  */
 export function useSimdKernels(tf: typeof TF, on: boolean): void {
   for (const name of KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
+  enabled = on;
   if (!on) return;
   tf.registerKernel(softmaxXent());
   tf.registerKernel(softmaxXentGrad());

@@ -10,8 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MixtureLinear, mixtureDelta, type MixtureSpec } from '../../src/adapters/mixture.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import { loadBlas } from '../../src/backend/blas.ts';
-import { EXPERTS_BACKWARD, EXPERTS_FORWARD, gateColumns, hasFusedExperts, useWasmExperts } from '../../src/backend/wasm-experts.ts';
-import { NARROW_MATMUL, NARROW_MATMUL_GRAD_W } from '../../src/backend/wasm-simd.ts';
+import {
+  EXPERTS_BACKWARD, EXPERTS_FORWARD, gateColumns, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, useWasmExperts,
+} from '../../src/backend/wasm-experts.ts';
+import { NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, useSimdKernels } from '../../src/backend/wasm-simd.ts';
 import { FrozenLinearLayer } from '../../src/model/linear.ts';
 import type { ForwardContext } from '../../src/model/types.ts';
 import { seeded } from './matmul-helpers.ts';
@@ -99,7 +101,7 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
     }
   });
 
-  it('runs as the two kernels: no expert products are left to tfjs', async () => {
+  it('runs as the routed kernels: no expert or router products are left to tfjs', async () => {
     useWasmExperts(tf, true, blas);
     const spec: MixtureSpec = { experts: 4, rank: 2, scale: 2, routing: { strategy: 'topk', topK: 2, topP: 0 } };
     const info = await tf.profile(() => {
@@ -112,11 +114,25 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
       });
     });
     const names = info.kernels.map((k) => k.name);
-    expect(names.filter((n) => n === EXPERTS_FORWARD)).toHaveLength(1);
-    expect(names.filter((n) => n === EXPERTS_BACKWARD)).toHaveLength(1);
-    // the router's logits and their gradients run as hilo's narrow products, not tfjs's BatchMatMul
-    expect(names.filter((n) => n === 'BatchMatMul')).toHaveLength(0);
-    expect(names.filter((n) => n === NARROW_MATMUL || n === NARROW_MATMUL_GRAD_W)).toHaveLength(2);
+    for (const k of [ROUTED_IN, ROUTED_OUT, ROUTED_GATE_GRAD, ROUTED_BACKWARD]) expect(names.filter((n) => n === k), k).toHaveLength(1);
+    // the router's logits ride in A's product and its gradients in the experts' backward: no
+    // BatchMatMul, no narrow products, and no Add of two gradients of x
+    expect(names.filter((n) => n === 'BatchMatMul' || n === NARROW_MATMUL || n === NARROW_MATMUL_GRAD_W || n === NARROW_MATMUL_GRAD_X || n === 'Add')).toEqual([]);
+  });
+
+  it('runs plain LoRA as one kernel each way', async () => {
+    useWasmExperts(tf, true, blas);
+    const spec: MixtureSpec = { experts: 1, rank: 2, scale: 2, routing: { strategy: 'topk', topK: 1, topP: 0 } };
+    const info = await tf.profile(() => {
+      tf.tidy(() => {
+        const x = seeded([N, IN], 1) as tf.Tensor2D;
+        const f = (A: tf.Tensor, B: tf.Tensor) => tf.sum(mixtureDelta(x, x, { loraA: A as tf.Tensor2D, loraB: B as tf.Tensor2D, router: null }, spec, 'host').delta);
+        tf.grads(f)([seeded([IN, 2], 2), seeded([2, OUT], 3)]).forEach((g) => g.dataSync());
+      });
+    });
+    const names = info.kernels.map((k) => k.name);
+    expect([EXPERTS_FORWARD, EXPERTS_BACKWARD].map((k) => names.filter((n) => n === k).length)).toEqual([1, 1]);
+    expect(names.filter((n) => n === 'BatchMatMul')).toEqual([]);
   });
 });
 
@@ -153,13 +169,18 @@ describe.skipIf(!blas)('a frozen base\'s product inside the fused kernels', () =
   }
 
   it.each([
-    ['MoE, no dropout (one dx for base and experts)', 4, 0],
-    ['MoE, dropout (experts on other rows than the base)', 4, 0.3],
-    ['LoRA, dropout', 1, 0.3],
-  ] as const)('%s: the numbers of the base added outside', (_name, E, dropout) => {
+    ['MoE, no dropout (one dx for base and experts)', 4, 0, true],
+    ['MoE, dropout (experts on other rows than the base)', 4, 0.3, true],
+    ['LoRA, dropout', 1, 0.3, true],
+    // the kernels' copies and gating as JS loops (the threaded build's shared memory takes no SIMD module)
+    ['MoE, no dropout, without the SIMD module', 4, 0, false],
+    ['MoE, dropout, without the SIMD module', 4, 0.3, false],
+  ] as const)('%s: the numbers of the base added outside', (_name, E, dropout, simd) => {
     const before = tf.memory().numTensors;
     const want = layerRun(false, E, dropout);
+    useSimdKernels(tf, simd);
     const got = layerRun(true, E, dropout);
+    useSimdKernels(tf, true);
     expect(tf.memory().numTensors).toBe(before);
     expect(got.value).toBeCloseTo(want.value, 3);
     got.grads.forEach((g, i) => {

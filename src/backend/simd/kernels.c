@@ -392,3 +392,18 @@ void gate_columns(const float *src, float *out, const float *gates, int rows, in
     for (; j < r; j++) out[o + j] = s * src[o + j];
   }
 }
+
+/*
+ * dst[i, 0..cols) = src[i, 0..cols) for `rows` rows, each matrix with its own leading dimension:
+ * puts blocks side by side ([A | Wr], [dh | dl]) and takes them apart again.
+ */
+EXPORT(copy_block)
+void copy_block(float *dst, int ldd, const float *src, int lds, int rows, int cols) {
+  for (int i = 0; i < rows; i++) {
+    float *d = dst + (long)i * ldd;
+    const float *s = src + (long)i * lds;
+    int j = 0;
+    for (; j + 4 <= cols; j += 4) wasm_v128_store(d + j, wasm_v128_load(s + j));
+    for (; j < cols; j++) d[j] = s[j];
+  }
+}
