@@ -22,7 +22,7 @@ import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import {
   EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, type ExpertsAttrs,
 } from '../backend/wasm-experts.ts';
-import { hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X } from '../backend/wasm-simd.ts';
+import { hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK } from '../backend/wasm-simd.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
 import {
   gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
@@ -196,12 +196,13 @@ interface FusedBase {
  * A routed mixture through the fused wasm kernels (src/backend/wasm-experts.ts) as one op with
  * two outputs, the delta (with `base`: x·W + delta) and the router's logits, so the router
  * losses' gradient comes back into the same backward:
- *   forward   [h, l] = ROUTED_IN(x, A, Wr[, xd]); on the host m = select(l), p = softmax(l),
- *             g = p⊙m / Σ p⊙m; [D, gated] = ROUTED_OUT(h, g, B[, x, W])
- *   backward  [dh, dg] = ROUTED_GATE_GRAD(dD, B, h, g); on the host dl = gatesGradRows(dg) + dl
- *             from the router losses; [dx(, dxd), dA, dB, dWr] = ROUTED_BACKWARD(...)
+ *   forward   [h, l] = ROUTED_IN(x, A, Wr[, xd]); the routing of l: p = softmax(l), m = the
+ *             selection, g = p⊙m / Σ p⊙m; [D, gated] = ROUTED_OUT(h, g, B[, x, W])
+ *   backward  [dh, dg] = ROUTED_GATE_GRAD(dD, B, h, g); dl = the routing's gradient for dg plus
+ *             the router losses'; [dx(, dxd), dA, dB, dWr] = ROUTED_BACKWARD(...)
  * The router's product rides in A's when x is xd, and its dx in the base's: no separate pass
- * over x, and no add of two input gradients.
+ * over x, and no add of two input gradients. The routing is the SIMD module's (top-k forward,
+ * any selection backward) where it runs, else routing.ts's JS loops.
  */
 function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, kernel: tf.Tensor2D | null): MixtureOutput {
   const [N] = x.shape;
@@ -211,41 +212,51 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   const { loraA: A, loraB: B, router: Wr } = w;
   const inputs: tf.NamedTensorMap = { x, A, B, Wr: Wr!, ...(same ? {} : { xd }) };
   const base: tf.NamedTensorMap = kernel ? { W: kernel } : {};
-  let rows: (HostRows & { gates: Float32Array; total: Float32Array }) | null = null;
+  let hostRows: HostRows | null = null;
   const [delta, logits] = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
     inputs,
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
       const [h, l] = tf.engine().runKernel(ROUTED_IN, { x, A, Wr: Wr!, ...(same ? {} : { xd }) }) as tf.Tensor2D[];
-      const lv = l.dataSync() as Float32Array;
-      const m = selectRows(lv, E, spec.routing);
-      const p = softmaxRows(lv, E);
-      const { gates, total } = gatesRows(p, m, E);
-      rows = { l: lv, p, m, gates, total };
-      const g = tf.tensor2d(gates, [N, E]);
-      const [D, gated] = tf.engine().runKernel(ROUTED_OUT, { h, gates: g, B, ...(kernel ? { x, W: kernel } : {}) }, attrs) as tf.Tensor2D[];
+      let route: tf.Tensor[]; // p, m, gates [N, E], total [N]
+      if (spec.routing.strategy === 'topk' && hasSimdKernel(tf, ROUTE_TOPK)) {
+        route = tf.engine().runKernel(ROUTE_TOPK, { logits: l }, { k: spec.routing.topK }) as tf.Tensor[];
+        hostRows = { l: l.dataSync() as Float32Array, p: route[0].dataSync() as Float32Array, m: route[1].dataSync() as Float32Array };
+      } else {
+        const lv = l.dataSync() as Float32Array;
+        const m = selectRows(lv, E, spec.routing);
+        const p = softmaxRows(lv, E);
+        const { gates, total } = gatesRows(p, m, E);
+        hostRows = { l: lv, p, m };
+        route = [tf.tensor2d(p, [N, E]), tf.tensor2d(m, [N, E]), tf.tensor2d(gates, [N, E]), tf.tensor1d(total)];
+      }
+      const [D, gated] = tf.engine().runKernel(ROUTED_OUT, { h, gates: route[2], B, ...(kernel ? { x, W: kernel } : {}) }, attrs) as tf.Tensor2D[];
       // the rows too: x or xd may be made inside the caller's tidy (dropout), gone by the backward
-      save([h, gated, g, x, ...(same ? [] : [xd])]);
+      save([h, gated, ...route, x, ...(same ? [] : [xd])]);
       return [D, l];
     },
     backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => {
-      const [dD, dLogits] = dys;
-      const [h, gated, g, xs, xds] = saved;
-      const r = rows!;
+      const [dD, dLogits] = dys; // dLogits: the router losses' gradient (zeros without them)
+      const [h, gated, p, m, g, total, xs, xds] = saved;
       const [dh, dg] = tf.engine().runKernel(ROUTED_GATE_GRAD, { dD, B, h, gates: g }, attrs) as tf.Tensor2D[];
-      const dl = gatesGradRows(dg.dataSync(), r.p, r.gates, r.m, r.total, E);
-      const fromLosses = dLogits.dataSync(); // the router losses' gradient (zeros without them)
-      for (let i = 0; i < dl.length; i++) dl[i] += fromLosses[i];
-      const dlT = tf.tensor2d(dl, [N, E]);
-      const back = { dD, dh, dl: dlT, x: xs, A, B, Wr: Wr!, gated, ...(same ? {} : { xd: xds }), ...base };
+      let dl: tf.Tensor;
+      if (hasSimdKernel(tf, ROUTE_GATES_GRAD_SIMD)) {
+        dl = tf.engine().runKernel(ROUTE_GATES_GRAD_SIMD, { dg, p, gates: g, m, total, extra: dLogits });
+      } else {
+        const host = gatesGradRows(dg.dataSync(), p.dataSync(), g.dataSync(), m.dataSync(), total.dataSync(), E);
+        const extra = dLogits.dataSync();
+        for (let i = 0; i < host.length; i++) host[i] += extra[i];
+        dl = tf.tensor2d(host, [N, E]);
+      }
+      const back = { dD, dh, dl, x: xs, A, B, Wr: Wr!, gated, ...(same ? {} : { xd: xds }), ...base };
       const grads = tf.engine().runKernel(ROUTED_BACKWARD, back) as tf.Tensor[];
-      tf.dispose([dh, dg, dlT]);
+      tf.dispose([dh, dg, dl]);
       // in the kernel's order: dx, dxd (rows of their own), dA, dB, dWr
       const names = same ? ['x', 'A', 'B', 'Wr'] : ['x', 'xd', 'A', 'B', 'Wr'];
       return Object.fromEntries(names.map((n, i) => [n, () => grads[i]]));
     },
   }) as tf.Tensor2D[];
-  const r = rows!;
-  return { delta, logits, mask: tf.tensor2d(r.m, [N, E]), hostRows: { l: r.l, p: r.p, m: r.m } };
+  const r = hostRows!;
+  return { delta, logits, mask: tf.tensor2d(r.m, [N, E]), hostRows: r };
 }
 
 /**

@@ -36,9 +36,11 @@ export const ROPE = 'HiloRope';
 export const NARROW_MATMUL = 'HiloNarrowMatMul';
 export const NARROW_MATMUL_GRAD_W = 'HiloNarrowMatMulGradW';
 export const NARROW_MATMUL_GRAD_X = 'HiloNarrowMatMulGradX';
+export const ROUTE_TOPK = 'HiloRouteTopK';
+export const ROUTE_GATES_GRAD_SIMD = 'HiloRouteGatesGradSimd';
 const KERNELS = [
   SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE,
-  NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X,
+  NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, ROUTE_TOPK, ROUTE_GATES_GRAD_SIMD,
 ] as const;
 
 /** The module's exports (pointers are byte offsets in tfjs's heap). */
@@ -57,6 +59,8 @@ export interface SimdExports {
   narrow_mm_nt(d: number, wT: number, n: number, k: number, e: number, dx: number): void;
   gate_columns(src: number, out: number, gates: number, rows: number, er: number, r: number, scale: number, h: number, dg: number): void;
   copy_block(dst: number, ldd: number, src: number, lds: number, rows: number, cols: number): void;
+  route_topk(l: number, n: number, e: number, k: number, p: number, m: number, gates: number, total: number): void;
+  gates_grad(dg: number, p: number, gates: number, m: number, total: number, extra: number, n: number, e: number, dl: number): void;
 }
 
 const WASM_FILE = new URL('./simd/kernels.wasm', import.meta.url);
@@ -195,6 +199,11 @@ const ELEMENTWISE: TF.KernelConfig[] = [
     wasm.disposeData(wT.dataId);
     return [dx];
   }),
+  // a routed mixture's host math (src/adapters/mixture.ts): logits [N, E] -> p, m, gates [N, E], total [N]
+  simdKernel(ROUTE_TOPK, ({ logits }) => [logits.shape, logits.shape, logits.shape, [logits.shape[0]]], (k, at, { logits }, [p, m, g, total], { k: top }) =>
+    k.route_topk(at(logits), logits.shape[0], logits.shape[1], top, at(p), at(m), at(g), at(total))),
+  simdKernel(ROUTE_GATES_GRAD_SIMD, ({ dg }) => [dg.shape], (k, at, { dg, p, gates, m, total, extra }, [dl]) =>
+    k.gates_grad(at(dg), at(p), at(gates), at(m), at(total), extra ? at(extra) : 0, dg.shape[0], dg.shape[1], at(dl))),
 ];
 
 /**

@@ -11,8 +11,10 @@ import { initBackend } from '../../src/backend/index.ts';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { gateColumns } from '../../src/backend/wasm-experts.ts';
 import {
-  ATTN_SOFTMAX, hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, offset, RMS_NORM_SIMD, ROPE, simdOrNull, SOFTMAX_XENT, SWIGLU, useSimdKernels,
+  ATTN_SOFTMAX, hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, offset, RMS_NORM_SIMD, ROPE, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK, simdOrNull,
+  SOFTMAX_XENT, SWIGLU, useSimdKernels,
 } from '../../src/backend/wasm-simd.ts';
+import { gatesGradRows, gatesRows, selectRows, softmaxRows } from '../../src/adapters/routing.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
 import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';
@@ -249,5 +251,29 @@ describe('the SIMD gating (gate_columns) against wasm-experts\' JS gateColumns',
     simd.gate_columns(at(src), at(out), gates ? at(gates) : 0, N, E * r, r, scale, 0, 0); // forward: no dg
     expect(Array.from(out.dataSync())).toEqual(Array.from(want));
     tf.dispose([src, h, out, dg, ...(gates ? [gates] : [])]);
+  });
+});
+
+describe('the SIMD routing (route_topk, gates_grad) against routing.ts\'s JS rows', () => {
+  it.each([[1, 4], [2, 4], [3, 5], [1, 1]] as const)('top-%i of %i experts, with tied logits', (k, E) => {
+    const N = 23;
+    const u = mulberry32(21);
+    // every fourth row ties its first two experts: ties go to the lower index, as torch.topk
+    const lv = Float32Array.from({ length: N * E }, (_, i) => (i % (4 * E) === 1 ? 0 : (u() - 0.5) * 6));
+    for (let n = 0; n < N; n += 4) lv[n * E + 1] = lv[n * E];
+    const l = tf.tensor2d(lv, [N, E]);
+    const [p, m, g, total] = tf.engine().runKernel(ROUTE_TOPK, { logits: l }, { k }) as tf.Tensor[];
+    const want = { m: selectRows(lv, E, { strategy: 'topk', topK: k, topP: 0 }), p: softmaxRows(lv, E) };
+    const { gates, total: wantTotal } = gatesRows(want.p, want.m, E);
+    expect(Array.from(m.dataSync())).toEqual(Array.from(want.m));
+    expectClose(p.dataSync(), want.p, 1e-6, 'p');
+    expectClose(g.dataSync(), gates, 1e-6, 'gates');
+    expectClose(total.dataSync(), wantTotal, 1e-6, 'total');
+    const dg = seeded([N, E], 22);
+    const extra = seeded([N, E], 23);
+    const dl = tf.engine().runKernel(ROUTE_GATES_GRAD_SIMD, { dg, p, gates: g, m, total, extra }) as tf.Tensor;
+    const wantDl = gatesGradRows(dg.dataSync(), want.p, gates, want.m, wantTotal, E).map((v, i) => v + extra.dataSync()[i]);
+    expectClose(dl.dataSync(), wantDl, 1e-5, 'dl');
+    tf.dispose([l, p, m, g, total, dg, extra, dl]);
   });
 });

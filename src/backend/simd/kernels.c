@@ -407,3 +407,50 @@ void copy_block(float *dst, int ldd, const float *src, int lds, int rows, int co
     for (; j < cols; j++) d[j] = s[j];
   }
 }
+
+/*
+ * Top-k routing of router logits l [n, e] (src/adapters/routing.ts has the same in JS:
+ * softmaxRows, selectRows, gatesRows): p = softmax of each row, m = 1 on its k largest logits
+ * (ties to the lower index, as torch.topk), total = Σ_e p⊙m and gates = p⊙m / total.
+ */
+EXPORT(route_topk)
+void route_topk(const float *l, int n, int e, int k, float *p, float *m, float *gates, float *total) {
+  for (int i = 0; i < n; i++) {
+    const float *li = l + (long)i * e;
+    float *pi = p + (long)i * e, *mi = m + (long)i * e, *gi = gates + (long)i * e;
+    float mx = li[0];
+    for (int c = 1; c < e; c++) mx = li[c] > mx ? li[c] : mx;
+    float sum = 0.0f;
+    for (int c = 0; c < e; c++) sum += (pi[c] = exp1(li[c] - mx));
+    const float inv = 1.0f / sum;
+    for (int c = 0; c < e; c++) pi[c] *= inv, mi[c] = 0.0f;
+    for (int t = 0; t < k && t < e; t++) { /* the t-th largest not yet taken */
+      int best = -1;
+      for (int c = 0; c < e; c++) if (mi[c] == 0.0f && (best < 0 || li[c] > li[best])) best = c;
+      mi[best] = 1.0f;
+    }
+    float kept = 0.0f;
+    for (int c = 0; c < e; c++) kept += pi[c] * mi[c];
+    total[i] = kept;
+    for (int c = 0; c < e; c++) gi[c] = pi[c] * mi[c] / kept;
+  }
+}
+
+/*
+ * The routing's backward (gatesGradRows in JS) plus the logits' other gradient `extra` (the
+ * router losses'; null for none): dp = m ⊙ (dg − Σ_e dg⊙g) / total, dl = p ⊙ (dp − Σ_e dp⊙p) + extra.
+ */
+EXPORT(gates_grad)
+void gates_grad(const float *dg, const float *p, const float *gates, const float *m, const float *total, const float *extra, int n, int e, float *dl) {
+  for (int i = 0; i < n; i++) {
+    const long o = (long)i * e;
+    float dgg = 0.0f;
+    for (int c = 0; c < e; c++) dgg += dg[o + c] * gates[o + c];
+    float dpp = 0.0f;
+    for (int c = 0; c < e; c++) dpp += m[o + c] * (dg[o + c] - dgg) / total[i] * p[o + c];
+    for (int c = 0; c < e; c++) {
+      const float dp = m[o + c] * (dg[o + c] - dgg) / total[i];
+      dl[o + c] = p[o + c] * (dp - dpp) + (extra ? extra[o + c] : 0.0f);
+    }
+  }
+}
