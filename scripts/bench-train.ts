@@ -16,7 +16,8 @@
  * A step is the training loop's step (src/train/loop.ts): the gradients of CE + router losses
  * over the adapter variables (microBatchGradients, or split over data-parallel replicas as
  * train.data_parallel does: --data-parallel, default auto = one per core on wasm and cpu),
- * clip to 1.0, AdamW(lr 2e-4, wd 0.01 as torch's default). The forward row runs on one replica.
+ * clip to 1.0, AdamW(lr 2e-4, wd 0.01 as torch's default). The forward row splits its rows over
+ * the same replicas, as evaluation does.
  * Each row: 3 warm-up steps, --steps timed, median. GFLOP/s counts matmul FLOPs
  * (scripts/bench-train-flops.ts), set against [1024,256]x[256,4096] timed in the same run.
  * The leak check (--leak-models, default stories) runs the MoE row's model, adapters and step
@@ -131,8 +132,15 @@ async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: A
   return loss;
 }
 
-/** Frozen forward + CE, no tape (torch's forward_ row). */
-async function forwardStep(model: CausalLM, ids: Int32Array, labels: Int32Array): Promise<number> {
+/**
+ * Frozen forward + CE, no tape (torch's forward_ row); with replicas, the batch's rows split over
+ * them as evaluation does (Replicas.score: each scores its rows, the main thread its own).
+ */
+async function forwardStep(model: CausalLM, replicas: Replicas | null, ids: Int32Array, labels: Int32Array): Promise<number> {
+  if (replicas) {
+    const { nll, tokens } = await replicas.score(model, lmBatch(ids, BATCH, SEQ));
+    return nll.reduce((a, b) => a + b, 0) / tokens.reduce((a, b) => a + b, 0);
+  }
   const loss = tf.tidy(() => {
     const logits = model.forward(tf.tensor2d(ids, [BATCH, SEQ], 'int32'));
     return crossEntropy(logits.reshape([BATCH * SEQ, logits.shape[2]]), labels).loss;
@@ -161,12 +169,10 @@ async function timeRow(name: string, opened: Opened, row: 'moe' | 'lora' | 'forw
   const labels = shiftedLabels(ids, BATCH, SEQ);
   const adapters = row === 'forward' ? null : injectAdapters(model, row === 'moe' ? uniformPlan(c, 4, 8, 2) : uniformPlan(c, 1, 8, 1), { seed: 0, balanceCoef: 0.01 });
   const opt = adapters ? new AdamW(adapters.variables, { weightDecay: 0.01 }) : null;
-  const count = adapters ? DATA_PARALLEL : 1;
-  const spec: ReplicaSpec | null = adapters
-    ? { backend: tf.getBackend(), model: source, trainable: false, adapters: { plan: adapters.plan, options: adapters.options } }
-    : null;
-  const replicas = spec && count > 1 ? await Replicas.start(spec, count, adapters!.variables) : null;
-  const step = () => (adapters ? trainStep(model, adapters.variables, opt!, replicas, ids) : forwardStep(model, ids, labels));
+  const count = DATA_PARALLEL;
+  const spec: ReplicaSpec = { backend: tf.getBackend(), model: source, trainable: false, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null };
+  const replicas = count > 1 ? await Replicas.start(spec, count, adapters?.variables ?? model.weights) : null;
+  const step = () => (adapters ? trainStep(model, adapters.variables, opt!, replicas, ids) : forwardStep(model, replicas, ids, labels));
   const allTensors = () => tf.memory().numTensors + (replicas?.workerTensors().reduce((a, b) => a + b, 0) ?? 0);
   const times: number[] = [];
   const cpuTimes: number[] = [];
