@@ -159,7 +159,7 @@ function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, s
     const save = args[ins.length] as tf.GradSaveFunc;
     const [x, xds, A, B] = base && !sameRows ? t : [null, ...t];
     const inputs: tf.NamedTensorMap = { xd: xds!, A: A!, B: B!, ...(base ? { W: base.kernel } : {}), ...(x ? { x } : {}) };
-    const [D, , gated] = tf.engine().runKernel(EXPERTS_FORWARD, inputs, attrs) as tf.Tensor2D[];
+    const [D, gated] = tf.engine().runKernel(EXPERTS_FORWARD, inputs, attrs) as tf.Tensor2D[];
     save([xds!, A!, B!, gated]);
     return {
       value: D,

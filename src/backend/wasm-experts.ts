@@ -100,14 +100,13 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
       const [N, inF] = xd.shape;
       const [ER, out] = B.shape;
       const D = wasm.makeOutput([N, out], 'float32');
-      const h = wasm.makeOutput([N, ER], 'float32');
-      const gated = wasm.makeOutput([N, ER], 'float32');
+      const gated = wasm.makeOutput([N, ER], 'float32'); // xd·A, then scaled in place
       const view = viewOf(wasm);
-      blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, view(h), ER);
-      gate(wasm, h, gated, null, N, ER, rank, scale);
+      blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, view(gated), ER);
+      gate(wasm, gated, gated, null, N, ER, rank, scale);
       if (W) blas.sgemm(false, false, N, out, inF, view(x ?? xd), inF, view(W), out, view(D), out); // the frozen base first
       blas.sgemm(false, false, N, out, ER, view(gated), ER, view(B), out, view(D), out, { beta: W ? 1 : 0 });
-      return [D, h, gated];
+      return [D, gated];
     },
   };
 }
