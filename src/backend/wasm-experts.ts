@@ -88,6 +88,24 @@ function copyBlock(wasm: BackendWasm, dst: Info, ldd: number, dstCol: number, sr
   for (let n = 0; n < rows; n++) for (let j = 0; j < cols; j++) d[n * ldd + dstCol + j] = s[n * lds + srcCol + j];
 }
 
+/** [a | b]: a new [rows, ca + cb] heap matrix with a's columns, then b's (the caller frees it). */
+function sideBySide(wasm: BackendWasm, a: Info, b: Info): Info {
+  const [rows, ca] = a.shape;
+  const cb = b.shape[1];
+  const ab = wasm.makeOutput([rows, ca + cb], 'float32');
+  copyBlock(wasm, ab, ca + cb, 0, a, ca, 0, rows, ca);
+  copyBlock(wasm, ab, ca + cb, ca, b, cb, 0, rows, cb);
+  return ab;
+}
+
+/** sideBySide's inverse: ab [rows, ca + cb] into a [rows, ca] and b [rows, cb]. */
+function split(wasm: BackendWasm, ab: Info, a: Info, b: Info): void {
+  const [rows, ca] = a.shape;
+  const cb = b.shape[1];
+  copyBlock(wasm, a, ca, 0, ab, ca + cb, 0, rows, ca);
+  copyBlock(wasm, b, cb, 0, ab, ca + cb, ca, rows, cb);
+}
+
 /** Plain LoRA with the base: D = x·W + scale·(xd·A)·B; the gating pass is the scale. */
 function forwardKernel(blas: Blas): TF.KernelConfig {
   return {
@@ -168,13 +186,10 @@ function routedInKernel(blas: Blas): TF.KernelConfig {
       const view = viewOf(wasm);
       if (!xd) {
         const C = ER + E;
-        const aw = wasm.makeOutput([inF, C], 'float32');
+        const aw = sideBySide(wasm, A, Wr);
         const hl = wasm.makeOutput([N, C], 'float32');
-        copyBlock(wasm, aw, C, 0, A, ER, 0, inF, ER);
-        copyBlock(wasm, aw, C, ER, Wr, E, 0, inF, E);
         blas.sgemm(false, false, N, C, inF, view(x), inF, view(aw), C, view(hl), C);
-        copyBlock(wasm, h, ER, 0, hl, C, 0, N, ER);
-        copyBlock(wasm, logits, E, 0, hl, C, ER, N, E);
+        split(wasm, hl, h, logits);
         wasm.disposeData(aw.dataId);
         wasm.disposeData(hl.dataId);
         return [h, logits];
@@ -258,17 +273,12 @@ function routedBackwardKernel(blas: Blas): TF.KernelConfig {
       const beta = W ? 1 : 0;
       if (!xd) {
         const C = ER + E;
-        const dhl = wasm.makeOutput([N, C], 'float32');
-        const aw = wasm.makeOutput([inF, C], 'float32');
+        const dhl = sideBySide(wasm, dh, dl);
+        const aw = sideBySide(wasm, A, Wr); // packed again, not kept from the forward: [in, E·r + E], tens of KB
         const daw = wasm.makeOutput([inF, C], 'float32');
-        copyBlock(wasm, dhl, C, 0, dh, ER, 0, N, ER);
-        copyBlock(wasm, dhl, C, ER, dl, E, 0, N, E);
-        copyBlock(wasm, aw, C, 0, A, ER, 0, inF, ER);
-        copyBlock(wasm, aw, C, ER, Wr, E, 0, inF, E);
         blas.sgemm(false, true, N, inF, C, view(dhl), C, view(aw), C, view(dx), inF, { beta });
         blas.sgemm(true, false, inF, C, N, view(x), inF, view(dhl), C, view(daw), C);
-        copyBlock(wasm, dA, ER, 0, daw, C, 0, inF, ER);
-        copyBlock(wasm, dWr, E, 0, daw, C, ER, inF, E);
+        split(wasm, daw, dA, dWr);
         for (const t of [dhl, aw, daw]) wasm.disposeData(t.dataId);
       } else {
         blas.sgemm(false, true, N, inF, E, view(dl), E, view(Wr), E, view(dx), inF, { beta });
