@@ -16,6 +16,12 @@
  *   HiloNarrowMatMul     x [N, K], w [K, E] -> x·w;  ...GradW  x, d [N, E] -> xᵀ·d;  ...GradX  d, w -> d·wᵀ
  *                        (a router's logits and gradients: E is a few experts, which OpenBLAS
  *                        handles by packing all of x each time)
+ *   HiloRouteTopK, HiloRouteGatesGradSimd  a routed mixture's top-k routing and its gradient
+ *   HiloAdamW            p, g, m, v, {beta1, beta2, eps, decay, stepSize, sqrtBc2, gradScale} -> p', m', v'
+ *   HiloSumSquares       x -> Σ x² (summed in double): the gradient clip's norm
+ *                        (the optimizer's two, under the names webgpu-adamw.ts gives them on the
+ *                        GPU: with data-parallel replicas they run on one thread while the
+ *                        others wait, and as JS loops they took ~30 ms of a 350 ms MoE step)
  *
  * Only for a single-threaded wasm backend: the threaded build's memory is shared, which a module
  * built without atomics cannot import (its products then stay tfjs's, as before).
@@ -23,6 +29,7 @@
 import fs from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { ADAMW_KERNEL, SUM_SQUARES_KERNEL } from './webgpu-adamw.ts';
 
 export const SOFTMAX_XENT = 'HiloSoftmaxXent';
 export const SOFTMAX_XENT_GRAD = 'HiloSoftmaxXentGrad';
@@ -40,7 +47,7 @@ export const ROUTE_TOPK = 'HiloRouteTopK';
 export const ROUTE_GATES_GRAD_SIMD = 'HiloRouteGatesGradSimd';
 const KERNELS = [
   SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE,
-  NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, ROUTE_TOPK, ROUTE_GATES_GRAD_SIMD,
+  NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, ROUTE_TOPK, ROUTE_GATES_GRAD_SIMD, ADAMW_KERNEL, SUM_SQUARES_KERNEL,
 ] as const;
 
 /** The module's exports (pointers are byte offsets in tfjs's heap). */
@@ -61,6 +68,8 @@ export interface SimdExports {
   copy_block(dst: number, ldd: number, src: number, lds: number, rows: number, cols: number): void;
   route_topk(l: number, n: number, e: number, k: number, p: number, m: number, gates: number, total: number): void;
   gates_grad(dg: number, p: number, gates: number, m: number, total: number, extra: number, n: number, e: number, dl: number): void;
+  adamw(p: number, g: number, m: number, v: number, n: number, b1: number, b2: number, eps: number, decay: number, stepSize: number, sqrtBc2: number, s: number, p1: number, m1: number, v1: number): void;
+  sum_squares(x: number, n: number): number;
 }
 
 const WASM_FILE = new URL('./simd/kernels.wasm', import.meta.url);
@@ -204,6 +213,12 @@ const ELEMENTWISE: TF.KernelConfig[] = [
     k.route_topk(at(logits), logits.shape[0], logits.shape[1], top, at(p), at(m), at(g), at(total))),
   simdKernel(ROUTE_GATES_GRAD_SIMD, ({ dg }) => [dg.shape], (k, at, { dg, p, gates, m, total, extra }, [dl]) =>
     k.gates_grad(at(dg), at(p), at(gates), at(m), at(total), extra ? at(extra) : 0, dg.shape[0], dg.shape[1], at(dl))),
+  // the optimizer (src/train/adamw.ts, clip.ts): one pass a parameter, as webgpu-adamw.ts's kernels on the GPU
+  simdKernel(ADAMW_KERNEL, ({ p }) => [p.shape, p.shape, p.shape], (k, at, { p, g, m, v }, [p1, m1, v1], a) =>
+    k.adamw(at(p), at(g), at(m), at(v), size(p), a.beta1, a.beta2, a.eps, a.decay, a.stepSize, a.sqrtBc2, a.gradScale, at(p1), at(m1), at(v1))),
+  simdKernel(SUM_SQUARES_KERNEL, () => [[]], (k, at, { x }, [out], _attrs, wasm) => {
+    (wasm.typedArrayFromHeap(out) as Float32Array)[0] = k.sum_squares(at(x), size(x));
+  }),
 ];
 
 /**

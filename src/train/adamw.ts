@@ -6,13 +6,16 @@
  *
  * Where the update runs (`placement`, src/backend/placement.ts):
  *  - 'device': tfjs kernels, moments in non-trainable variables (a step allocates nothing that
- *    survives it). For backends whose tensors live in accelerator memory (webgpu, tfjs-node).
- *    Where the backend has the fused kernel (webgpu: src/backend/webgpu-adamw.ts) a parameter's
- *    update is that one kernel instead of ~14.
+ *    survives it). Where the backend has hilo's fused kernel (`HiloAdamW`: webgpu-adamw.ts on
+ *    webgpu, wasm-simd.ts on wasm) a parameter's update is that one kernel instead of ~14; that
+ *    is the default wherever it exists.
  *  - 'host': one loop per parameter over Float32Arrays (adamwUpdate), moments in host memory.
- *    For wasm and cpu, whose tensors are host memory already: the device form is ~14 kernels a
- *    parameter, and a MoE model has ~100 small parameters, so ~1,400 kernels of ~10 us overhead
- *    each a step, for a few hundred thousand multiply-adds (like torch's fused/foreach AdamW).
+ *    The default for wasm without the SIMD module and for cpu, whose tensors are host memory
+ *    already: the unfused device form is ~14 kernels a parameter, and a MoE model has ~100
+ *    small parameters, so ~1,400 kernels of ~10 us overhead each a step, for a few hundred
+ *    thousand multiply-adds (like torch's fused/foreach AdamW). The JS loop costs ~13 ns a value
+ *    (in doubles); the SIMD kernel ~1, which matters with data-parallel replicas, where the
+ *    update runs on one thread while the others wait.
  */
 import * as tf from '@tensorflow/tfjs';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
@@ -23,7 +26,7 @@ export interface AdamWOptions {
   beta2?: number;
   eps?: number;
   weightDecay?: number;
-  /** Where the update runs; default defaultPlacement() at construction. */
+  /** Where the update runs; default at construction: 'device' where the backend has the fused kernel, else defaultPlacement(). */
   placement?: Placement;
 }
 
@@ -86,7 +89,7 @@ export class AdamW {
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
-    this.placement = opts.placement ?? defaultPlacement();
+    this.placement = opts.placement ?? (tf.getKernel(ADAMW_KERNEL, tf.getBackend()) ? 'device' : defaultPlacement());
     for (const [name, p] of params) {
       if (this.placement === 'host') {
         this.mHost.set(name, new Float32Array(p.size));
@@ -120,7 +123,7 @@ export class AdamW {
     }
     const bc1 = 1 - this.beta1 ** this.step;
     const bc2 = 1 - this.beta2 ** this.step;
-    // webgpu: one fused kernel a parameter (src/backend/webgpu-adamw.ts); else tfjs kernels
+    // webgpu and wasm: one fused kernel a parameter (webgpu-adamw.ts, wasm-simd.ts); else tfjs kernels
     const fused: AdamWKernelAttrs | null = tf.getKernel(ADAMW_KERNEL, tf.getBackend())
       ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, gradScale, ...stepConstants(h) }
       : null;

@@ -4,7 +4,7 @@ import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { SUM_SQUARES_KERNEL } from '../backend/webgpu-adamw.ts';
 import { sumScalars } from './forward.ts';
 
-/** The global L2 norm of all gradients, as a scalar tensor (webgpu: one program per gradient for its Σ g²). */
+/** The global L2 norm of all gradients, as a scalar tensor (webgpu and wasm: one kernel per gradient for its Σ g²). */
 export function globalNorm(grads: Iterable<tf.Tensor>): tf.Scalar {
   const fused = tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) !== undefined;
   return tf.tidy(() => {
@@ -27,10 +27,12 @@ export function clipScale(norm: number, maxNorm: number): number {
 
 /**
  * The gradients' global norm and clip coefficient. Host placement reads every gradient into JS
- * and returns those arrays too, for a caller that scales them there.
+ * and returns those arrays too, for a caller that scales them there; not where the backend has
+ * the Σ g² kernel (webgpu, wasm with its SIMD module), which costs less than the read.
  */
 async function measure(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement) {
-  const host = placement === 'host' ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
+  const onHost = placement === 'host' && tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) === undefined;
+  const host = onHost ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
   let norm: number;
   if (host) {
     norm = globalNormOf(host.values());

@@ -19,6 +19,9 @@ import { mulberry32 } from '../../src/data/rng.ts';
 import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';
 import { tokenNll } from '../../src/train/loss.ts';
+import { adamwUpdate, stepConstants } from '../../src/train/adamw.ts';
+import { globalNormOf } from '../../src/train/clip.ts';
+import { ADAMW_KERNEL, SUM_SQUARES_KERNEL } from '../../src/backend/webgpu-adamw.ts';
 
 /** Run `f` with the fused kernels off (the tensor forms), then on; both results as arrays. */
 function bothWays<T>(f: () => T): { stock: T; fused: T } {
@@ -275,5 +278,34 @@ describe('the SIMD routing (route_topk, gates_grad) against routing.ts\'s JS row
     const wantDl = gatesGradRows(dg.dataSync(), want.p, gates, want.m, wantTotal, E).map((v, i) => v + extra.dataSync()[i]);
     expectClose(dl.dataSync(), wantDl, 1e-5, 'dl');
     tf.dispose([l, p, m, g, total, dg, extra, dl]);
+  });
+});
+
+describe('the optimizer\'s kernels (HiloAdamW, HiloSumSquares) against adamw.ts\'s and clip.ts\'s JS', () => {
+  it.each([1, 7, 4099])('AdamW on %i values, 3 steps with a clip scale, as adamwUpdate (in doubles)', (n) => {
+    const [p0, m0, v0] = [seeded([n], 31), tf.zeros([n]), tf.zeros([n])];
+    const want = { p: Float32Array.from(p0.dataSync()), m: new Float32Array(n), v: new Float32Array(n) };
+    let [p, m, v] = [p0, m0, v0];
+    for (let step = 1; step <= 3; step++) {
+      const g = seeded([n], 40 + step);
+      const h = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step, gradScale: step === 2 ? 0.25 : 1 };
+      const attrs = { beta1: h.beta1, beta2: h.beta2, eps: h.eps, gradScale: h.gradScale, ...stepConstants(h) };
+      const out = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, attrs) as tf.Tensor[];
+      adamwUpdate(want.p, g.dataSync() as Float32Array, want.m, want.v, h);
+      tf.dispose([p, m, v, g]);
+      [p, m, v] = out;
+    }
+    expectClose(m.dataSync(), want.m, 1e-6, 'm');
+    expectClose(v.dataSync(), want.v, 1e-7, 'v');
+    expectClose(p.dataSync(), want.p, 2e-6, 'p');
+    tf.dispose([p, m, v]);
+  });
+
+  it.each([1, 7, 4099])('Σ x² of %i values, summed in double as globalNormOf', (n) => {
+    const x = seeded([n], 50);
+    const got = tf.engine().runKernel(SUM_SQUARES_KERNEL, { x }) as tf.Scalar;
+    const want = globalNormOf([x.dataSync()]) ** 2;
+    expect(Math.abs(got.dataSync()[0] - want) / want).toBeLessThan(1e-6);
+    tf.dispose([x, got]);
   });
 });

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { defaultPlacement, type Placement } from '../../src/backend/placement.ts';
+import { useSimdKernels } from '../../src/backend/wasm-simd.ts';
 import { AdamW } from '../../src/train/adamw.ts';
 import { clipByGlobalNorm, clipFactor } from '../../src/train/clip.ts';
 import { crossEntropy, shiftedLabels, tokenNll } from '../../src/train/loss.ts';
@@ -32,12 +33,19 @@ describe('lrAt matches transformers schedules (via torch LambdaLR)', () => {
 const PLACEMENTS: Placement[] = ['host', 'device'];
 
 describe('AdamW matches torch.optim.AdamW', () => {
-  it('runs on the host on wasm and cpu, on the device elsewhere', () => {
+  it('runs on the host on wasm and cpu, on the device elsewhere, and on wasm as the SIMD module\'s kernel where it is loaded', () => {
     expect(defaultPlacement('wasm')).toBe('host');
     expect(defaultPlacement('cpu')).toBe('host');
     expect(defaultPlacement('webgpu')).toBe('device');
     expect(defaultPlacement('tensorflow')).toBe('device');
-    expect(new AdamW(new Map()).placement).toBe('host'); // these tests run on wasm
+    // these tests run on the single-threaded wasm backend, which has hilo's HiloAdamW
+    expect(new AdamW(new Map()).placement).toBe('device');
+    useSimdKernels(tf, false);
+    try {
+      expect(new AdamW(new Map()).placement).toBe('host');
+    } finally {
+      useSimdKernels(tf, true);
+    }
   });
 
   for (const placement of PLACEMENTS) {
@@ -91,22 +99,29 @@ describe('AdamW matches torch.optim.AdamW', () => {
     }
   });
 
-  it('host and device placements take the same trajectory', () => {
-    const traj = (placement: Placement) => {
+  it('host and device placements take the same trajectory, the device one fused (SIMD module) or as tfjs kernels', async () => {
+    /** 5 steps on 50 values (12 SIMD groups of 4 and a tail of 2); the kernels the last step ran. */
+    const traj = async (placement: Placement) => {
       const p = tf.variable(tf.tensor(Array.from({ length: 50 }, (_, j) => Math.cos(j)), [5, 10]), true);
       const opt = new AdamW(new Map([['p', p]]), { weightDecay: 0.05, placement });
+      let kernels: string[] = [];
       for (let step = 0; step < 5; step++) {
         const g = tf.tidy(() => tf.sin(tf.mul(p, step + 1)));
-        opt.apply(new Map([['p', g]]), 3e-2);
+        kernels = (await tf.profile(() => opt.apply(new Map([['p', g]]), 3e-2, step === 2 ? 0.5 : 1))).kernelNames;
         g.dispose();
       }
       const out = Array.from(p.dataSync());
       opt.dispose();
       p.dispose();
-      return out;
+      return { out, kernels };
     };
-    const host = traj('host');
-    traj('device').forEach((v, i) => expect(host[i]).toBeCloseTo(v, 5));
+    const host = await traj('host');
+    const fused = await traj('device');
+    expect(fused.kernels).toEqual(['HiloAdamW']);
+    useSimdKernels(tf, false);
+    const unfused = await traj('device').finally(() => useSimdKernels(tf, true));
+    expect(unfused.kernels).not.toContain('HiloAdamW');
+    for (const device of [fused, unfused]) device.out.forEach((v, i) => expect(host.out[i]).toBeCloseTo(v, 5));
   });
 });
 

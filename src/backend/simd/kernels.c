@@ -454,3 +454,55 @@ void gates_grad(const float *dg, const float *p, const float *gates, const float
     }
   }
 }
+
+/*
+ * AdamW's update of one parameter (adamwUpdate in src/train/adamw.ts is the same in JS, and
+ * webgpu-adamw.ts on the GPU), in f32, torch.optim.AdamW's order:
+ *   g = s·G;  m' = b1 m + (1-b1) g;  v' = b2 v + (1-b2) g²;
+ *   p' = p·decay − stepSize·m' / (sqrt(v')/sqrtBc2 + eps)
+ * with decay = 1 − lr·wd, stepSize = lr/(1 − b1^t), sqrtBc2 = sqrt(1 − b2^t). Each output may be
+ * its input.
+ */
+EXPORT(adamw)
+void adamw(const float *p, const float *g, const float *m, const float *v, int n, float b1, float b2, float eps,
+           float decay, float stepSize, float sqrtBc2, float s, float *p1, float *m1, float *v1) {
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const f4 B1 = splat(b1), B2 = splat(b2), C1 = splat(c1), C2 = splat(c2), E = splat(eps), D = splat(decay),
+           S = splat(stepSize), Q = splat(sqrtBc2), G = splat(s);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const f4 gi = mul(wasm_v128_load(g + i), G);
+    const f4 mi = add(mul(B1, wasm_v128_load(m + i)), mul(C1, gi));
+    const f4 vi = add(mul(B2, wasm_v128_load(v + i)), mul(C2, mul(gi, gi)));
+    const f4 denom = add(wasm_f32x4_div(wasm_f32x4_sqrt(vi), Q), E);
+    const f4 pi = sub(mul(wasm_v128_load(p + i), D), wasm_f32x4_div(mul(S, mi), denom));
+    wasm_v128_store(m1 + i, mi);
+    wasm_v128_store(v1 + i, vi);
+    wasm_v128_store(p1 + i, pi);
+  }
+  for (; i < n; i++) {
+    const float gi = g[i] * s;
+    const float mi = b1 * m[i] + c1 * gi;
+    const float vi = b2 * v[i] + c2 * gi * gi;
+    const float pi = p[i] * decay - stepSize * mi / (__builtin_sqrtf(vi) / sqrtBc2 + eps);
+    m1[i] = mi, v1[i] = vi, p1[i] = pi;
+  }
+}
+
+/* Σ x² over n floats, in double (as globalNormOf in src/train/clip.ts): the gradient clip's norm. */
+EXPORT(sum_squares)
+double sum_squares(const float *x, int n) {
+  v128_t lo = wasm_f64x2_splat(0.0), hi = wasm_f64x2_splat(0.0);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const f4 a = wasm_v128_load(x + i);
+    const v128_t a0 = wasm_f64x2_promote_low_f32x4(a);
+    const v128_t a1 = wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(a, a, 2, 3, 0, 1));
+    lo = wasm_f64x2_add(lo, wasm_f64x2_mul(a0, a0));
+    hi = wasm_f64x2_add(hi, wasm_f64x2_mul(a1, a1));
+  }
+  const v128_t t = wasm_f64x2_add(lo, hi);
+  double sum = wasm_f64x2_extract_lane(t, 0) + wasm_f64x2_extract_lane(t, 1);
+  for (; i < n; i++) sum += (double)x[i] * x[i];
+  return sum;
+}
