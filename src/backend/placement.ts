@@ -14,3 +14,26 @@ export const HOST_BACKENDS: readonly string[] = ['wasm', 'cpu'];
 
 /** 'host' on HOST_BACKENDS, else 'device'. */
 export const defaultPlacement = (backend: string = tf.getBackend()): Placement => (HOST_BACKENDS.includes(backend) ? 'host' : 'device');
+
+/** tfjs-backend-wasm's heap view of a tensor (public on the class, absent from tfjs's Backend type). */
+interface WasmHeap {
+  typedArrayFromHeap(t: { dataId: object; shape: number[]; dtype: string }): Float32Array;
+}
+
+/**
+ * A float32 tensor's values to read right away: on wasm a view of the backend's heap, no copy
+ * (valid until the next tensor is made, which may grow the heap); elsewhere dataSync's array.
+ * For bulk copies between data-parallel replicas, where dataSync's copy of every trainable at
+ * every step was megabytes of garbage for V8 to collect.
+ */
+export function valuesOf(t: tf.Tensor): Float32Array {
+  return tf.getBackend() === 'wasm' ? (tf.backend() as unknown as WasmHeap).typedArrayFromHeap(t) : (t.dataSync() as Float32Array);
+}
+
+/**
+ * A float32 tensor of `values`, which the caller may overwrite afterwards: wasm copies them into
+ * its heap as the tensor is made; the cpu backend keeps the array it is given, so it gets a copy.
+ */
+export function tensorFrom(values: Float32Array, shape: number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, 'float32');
+}

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { injectAdapters } from '../adapters/inject.ts';
 import { initBackend } from '../backend/index.ts';
+import { tensorFrom, valuesOf } from '../backend/placement.ts';
 import { createRandomModel } from '../model/init.ts';
 import { loadModel } from '../model/load.ts';
 import type { CausalLM } from '../model/types.ts';
@@ -50,9 +51,10 @@ async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): P
       if (m.paramsVersion !== version) {
         let offset = 0;
         for (const [name, size] of init.layout) {
+          // assign, not a write in place: a new data id, so nothing cached by the old one (XNNPACK's
+          // packed weights, kept transposes) outlives the values
           const v = trainables.get(name)!;
-          // slice: a copy out of shared memory, which the main thread rewrites after each step
-          tf.tidy(() => v.assign(tf.tensor(params.slice(offset, offset + size), v.shape)));
+          tf.tidy(() => v.assign(tensorFrom(params.subarray(offset, offset + size), v.shape)));
           offset += size;
         }
         version = m.paramsVersion;
@@ -66,7 +68,7 @@ async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): P
       let offset = 0;
       for (const [name, size] of init.layout) {
         const t = g[trainables.get(name)!.name];
-        if (t) grads.set(t.dataSync() as Float32Array, offset);
+        if (t) grads.set(valuesOf(t), offset);
         else grads.fill(0, offset, offset + size); // not reached by this loss: a zero gradient
         offset += size;
       }

@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import type { InjectOptions } from '../adapters/inject.ts';
 import { limitBlasThreads } from '../backend/index.ts';
-import { HOST_BACKENDS } from '../backend/placement.ts';
+import { HOST_BACKENDS, tensorFrom, valuesOf } from '../backend/placement.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import type { Batch } from '../data/batch.ts';
@@ -240,7 +240,7 @@ export class Replicas {
     if (this.published === this.version) return;
     let offset = 0;
     for (const [name, size] of this.layout) {
-      this.params.set(this.trainables.get(name)!.dataSync() as Float32Array, offset);
+      this.params.set(valuesOf(this.trainables.get(name)!), offset);
       offset += size;
     }
     this.published = this.version;
@@ -269,7 +269,7 @@ export class Replicas {
     }
     let loss = local.loss;
     for (const a of answers) loss += a.loss;
-    // Each sum is one copy of a worker's values into a tensor and one Add kernel (tensors are host
+    // Each sum is one copy of a worker's values into a tensor and one AddN kernel (tensors are host
     // memory here): a JS loop over the values took ~10 ms of a tiny MoE step, with the workers idle.
     const grads = new Map<string, tf.Tensor>();
     let offset = 0;
@@ -278,8 +278,7 @@ export class Replicas {
       const at = offset;
       const own = local.grads[v.name];
       grads.set(name, tf.tidy(() => {
-        // slice: the cpu backend keeps the array it is given, and the worker rewrites this one next step
-        const theirs = answers.map((_, w) => tf.tensor(this.workers[w].grads.slice(at, at + size), v.shape));
+        const theirs = answers.map((_, w) => tensorFrom(this.workers[w].grads.subarray(at, at + size), v.shape));
         const parts = own ? [own, ...theirs] : theirs;
         return parts.length === 0 ? tf.zeros(v.shape) : parts.length === 1 ? parts[0].clone() : tf.addN(parts);
       }));

@@ -1,0 +1,32 @@
+/** The host-memory helpers the data-parallel replicas copy trainables and gradients with (src/backend/placement.ts). */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.ts';
+import { tensorFrom, valuesOf } from '../../src/backend/placement.ts';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+afterAll(async () => {
+  await tf.setBackend('wasm');
+});
+
+describe.each(['wasm', 'cpu'])('on %s', (backend) => {
+  it('tensorFrom keeps its values when the source array is rewritten (a worker\'s shared buffer is, every step)', async () => {
+    await tf.setBackend(backend);
+    const shared = new Float32Array(new SharedArrayBuffer(4 * 6)).map((_, i) => i + 1);
+    const t = tensorFrom(shared.subarray(1, 5), [2, 2]);
+    shared.fill(-7);
+    expect(Array.from(t.dataSync())).toEqual([2, 3, 4, 5]);
+    t.dispose();
+  });
+
+  it('valuesOf reads a tensor\'s values, made by a kernel or as a variable', async () => {
+    await tf.setBackend(backend);
+    const v = tf.variable(tf.tensor2d([[1, -2], [3.5, 4]]));
+    const y = tf.mul(v, 2);
+    expect(Array.from(valuesOf(v))).toEqual([1, -2, 3.5, 4]);
+    expect(Array.from(valuesOf(y))).toEqual([2, -4, 7, 8]);
+    tf.dispose([v, y]);
+  });
+});
