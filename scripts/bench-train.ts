@@ -1,8 +1,8 @@
 /**
  * Training throughput of hilo (issue 9), optionally beside PyTorch's reference in the same run.
  *
- *   npm run bench -- [--backend wasm|webgpu|cpu|tensorflow] [--models tiny,stories] [--steps 10]
- *                    [--warmup 3] [--leak-steps 1000] [--data-parallel auto|N] [--compare-torch]
+ *   npm run bench -- [--backend wasm|webgpu|cpu|tensorflow] [--models tiny,stories] [--steps 12]
+ *                    [--warmup 3] [--block 3] [--leak-steps 1000] [--data-parallel auto|N] [--compare-torch]
  *                    [--json FILE] [--profile]
  *
  * --compare-torch runs ../shared/bench/torch_train_bench.py just before and just after each
@@ -18,7 +18,9 @@
  * train.data_parallel does: --data-parallel, default auto = one per core on wasm and cpu),
  * clip to 1.0, AdamW(lr 2e-4, wd 0.01 as torch's default). The forward row splits its rows over
  * the same replicas, as evaluation does.
- * Each row: 3 warm-up steps, --steps timed, median. GFLOP/s counts matmul FLOPs
+ * Each row: 3 warm-up steps, --steps timed (default 12), median. The MoE and LoRA rows of a model
+ * are timed together, in turns of --block steps (default 3) after an untimed one, each on its own
+ * copy of the model, so their ratio is taken at the same moments of the machine. GFLOP/s counts matmul FLOPs
  * (scripts/bench-train-flops.ts), set against [1024,256]x[256,4096] timed in the same run.
  * The leak check (--leak-models, default stories) runs the MoE row's model, adapters and step
  * for --leak-steps steps on a (replicas) x 16 batch and compares tf.memory().numTensors (the
@@ -67,7 +69,9 @@ function flag(name: string): string | undefined {
 }
 const backendName = flag('backend') ?? 'wasm';
 const slow = backendName === 'webgpu' || backendName === 'cpu'; // lavapipe / plain JS: keep it short
-const STEPS = Number(flag('steps') ?? (slow ? 3 : 10));
+const STEPS = Number(flag('steps') ?? (slow ? 3 : 12));
+/** Timed steps a row runs in one go before the next row's turn (timeInterleaved). */
+const BLOCK = Number(flag('block') ?? 3);
 const WARMUP = Number(flag('warmup') ?? (slow ? 1 : 3));
 const LEAK_STEPS = Number(flag('leak-steps') ?? (slow ? 0 : 1000));
 const MODELS = (flag('models') ?? 'tiny,stories').split(',');
@@ -162,40 +166,90 @@ interface Row {
   replicas: number;
 }
 
-async function timeRow(name: string, opened: Opened, row: 'moe' | 'lora' | 'forward', flopsPerStep: number, profile: boolean): Promise<Row> {
+/** A row ready to time: its model, adapters, optimizer, replicas and step function. */
+interface Prepared {
+  name: string;
+  row: 'moe' | 'lora' | 'forward';
+  model: CausalLM;
+  adapters: ReturnType<typeof injectAdapters> | null;
+  opt: AdamW | null;
+  replicas: Replicas | null;
+  ids: Int32Array;
+  step: () => Promise<number>;
+  flopsPerStep: number;
+  /** tfjs bytes the row's model, adapters and optimizer hold (several rows' models are up at once). */
+  tfBytes: number;
+}
+
+async function prepareRow(name: string, opened: Opened, row: Prepared['row'], flopsPerStep: number, bytesBefore: number): Promise<Prepared> {
   const { model, source } = opened;
   const c = model.config;
   const ids = randomIds(c.vocabSize, 1234);
   const labels = shiftedLabels(ids, BATCH, SEQ);
   const adapters = row === 'forward' ? null : injectAdapters(model, row === 'moe' ? uniformPlan(c, 4, 8, 2) : uniformPlan(c, 1, 8, 1), { seed: 0, balanceCoef: 0.01 });
   const opt = adapters ? new AdamW(adapters.variables, { weightDecay: 0.01 }) : null;
-  const count = DATA_PARALLEL;
   const spec: ReplicaSpec = { backend: tf.getBackend(), model: source, trainable: false, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null };
-  const replicas = count > 1 ? await Replicas.start(spec, count, adapters?.variables ?? model.weights) : null;
+  const replicas = DATA_PARALLEL > 1 ? await Replicas.start(spec, DATA_PARALLEL, adapters?.variables ?? model.weights) : null;
   const step = () => (adapters ? trainStep(model, adapters.variables, opt!, replicas, ids) : forwardStep(model, replicas, ids, labels));
-  const allTensors = () => tf.memory().numTensors + (replicas?.workerTensors().reduce((a, b) => a + b, 0) ?? 0);
-  const times: number[] = [];
-  const cpuTimes: number[] = [];
-  let loss = NaN;
-  for (let i = 0; i < WARMUP + STEPS; i++) {
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    loss = await step();
-    const cpu = process.cpuUsage(c0);
-    if (i >= WARMUP) times.push(performance.now() - t0), cpuTimes.push((cpu.user + cpu.system) / 1000);
-    notePeak();
+  return { name, row, model, adapters, opt, replicas, ids, step, flopsPerStep, tfBytes: tf.memory().numBytes - bytesBefore };
+}
+
+async function disposeRow(p: Prepared): Promise<void> {
+  await p.replicas?.close();
+  p.opt?.dispose();
+  p.adapters?.dispose();
+}
+
+/**
+ * Time the rows' steps in interleaved blocks: WARMUP steps of each, then round by round, each
+ * row runs one untimed step (its caches warm again after the other rows') and BLOCK timed
+ * ones, until every row has STEPS. This machine's speed drifts by up to ~2x over minutes: rows
+ * timed one after the other can see different machines, and their ratio (MoE/LoRA) with them.
+ * Returns each row's step times and the process's CPU time per step (ms).
+ */
+async function timeInterleaved(rows: Prepared[]): Promise<Timed[]> {
+  const out: Timed[] = rows.map(() => ({ times: [], cpuTimes: [], loss: NaN }));
+  for (const r of rows) for (let i = 0; i < WARMUP; i++) await r.step();
+  while (out.some((o) => o.times.length < STEPS)) {
+    for (const [i, r] of rows.entries()) {
+      if (out[i].times.length >= STEPS) continue;
+      await r.step();
+      for (let j = 0; j < BLOCK && out[i].times.length < STEPS; j++) {
+        const t0 = performance.now();
+        const c0 = process.cpuUsage();
+        out[i].loss = await r.step();
+        const cpu = process.cpuUsage(c0);
+        out[i].times.push(performance.now() - t0);
+        out[i].cpuTimes.push((cpu.user + cpu.system) / 1000);
+        notePeak();
+      }
+    }
   }
-  const stepMs = median(times);
+  return out;
+}
+
+/** A row's timed steps (ms), the process's CPU time in each (ms), and the last step's loss. */
+interface Timed {
+  times: number[];
+  cpuTimes: number[];
+  loss: number;
+}
+
+async function measureRow(p: Prepared, timed: Timed, profile: boolean): Promise<Row> {
+  const { name, row, model, adapters, opt, replicas } = p;
+  const allTensors = () => tf.memory().numTensors + (replicas?.workerTensors().reduce((a, b) => a + b, 0) ?? 0);
+  const stepMs = median(timed.times);
+  const loss = timed.loss;
   const out: Row = {
     model: name, row, trainable: adapters?.numParams() ?? 0, stepMs, tokensPerS: (BATCH * SEQ) / (stepMs / 1000),
-    cpuMs: median(cpuTimes), gflops: flopsPerStep / stepMs / 1e6, loss, tfBytes: tf.memory().numBytes, load: os.loadavg()[0],
+    cpuMs: median(timed.cpuTimes), gflops: p.flopsPerStep / stepMs / 1e6, loss, tfBytes: p.tfBytes, load: os.loadavg()[0],
     replicas: replicas?.count ?? 1,
   };
   if (row === 'moe' && LEAK_STEPS > 10 && LEAK_MODELS.includes(name)) {
     // Same model, adapters, optimizer, replicas and step function on a (replicas) x 16 batch: the
     // tensor count does not depend on the batch, and 1000 full-size steps would take most of an hour.
     const rows = replicas?.count ?? 1;
-    const leakIds = ids.slice(0, rows * LEAK_SEQ);
+    const leakIds = p.ids.slice(0, rows * LEAK_SEQ);
     const small = () => trainStep(model, adapters!.variables, opt!, replicas, leakIds, rows, LEAK_SEQ);
     let done = 0;
     for (; done < 10; done++) await small();
@@ -212,39 +266,40 @@ async function timeRow(name: string, opened: Opened, row: 'moe' | 'lora' | 'forw
     out.leakSteps = LEAK_STEPS;
     notePeak();
   }
-  if (profile) {
-    // On webgpu, also count GPU programs: tfjs kernels such as Reshape and Identity dispatch none,
-    // and one kernel can dispatch several (hilo's fused AdamW and router kernels do).
-    const gpu = tf.backend() as unknown as { runWebGPUProgram?: (...a: unknown[]) => unknown };
-    const run = gpu.runWebGPUProgram;
-    let programs = 0;
-    if (run) gpu.runWebGPUProgram = function (this: unknown, ...a: unknown[]) { programs++; return run.apply(this, a); };
-    const info = await tf.profile(async () => void (await step())).finally(() => { if (run) delete gpu.runWebGPUProgram; });
-    if (run) console.log(`\n${name}/${row}: ${programs} GPU programs dispatched in one step`);
-    /** Time and count per key. */
-    const tally = (by: Map<string, { ms: number; n: number }>, key: string, ms: number) => {
-      const e = by.get(key) ?? { ms: 0, n: 0 };
-      by.set(key, { ms: e.ms + ms, n: e.n + 1 });
-    };
-    const byKernel = new Map<string, { ms: number; n: number }>();
-    for (const k of info.kernels) tally(byKernel, k.name, k.kernelTimeMs as number);
-    const total = [...byKernel.values()].reduce((a, b) => a + b.ms, 0);
-    console.log(`\nprofile ${name}/${row}: ${info.kernels.length} kernels, ${total.toFixed(0)} ms in kernels`);
-    for (const [k, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_TOP ?? 12))) {
-      console.log(`  ${k.padEnd(22)} ${e.ms.toFixed(1).padStart(8)} ms ${(100 * e.ms / total).toFixed(1).padStart(5)}%  x${e.n}`);
-    }
-    const byShape = new Map<string, { ms: number; n: number }>();
-    for (const k of info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === (process.env.HILO_PROFILE_KERNEL ?? ''))) {
-      const key = `${k.name === 'BatchMatMul' ? '' : `${k.name} `}${k.inputShapes.map((s) => `[${s}]`).join('x')} -> [${k.outputShapes[0]}]`;
-      tally(byShape, key, k.kernelTimeMs as number);
-    }
-    console.log('  BatchMatMul by shape:');
-    for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_SHAPES ?? 12))) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
-  }
-  await replicas?.close();
-  opt?.dispose();
-  adapters?.dispose();
+  if (profile) await profileStep(p);
   return out;
+}
+
+/** --profile: one step's kernels by time and count, and BatchMatMul (or HILO_PROFILE_KERNEL) by shape. */
+async function profileStep(p: Prepared): Promise<void> {
+  const { name, row, step } = p;
+  // On webgpu, also count GPU programs: tfjs kernels such as Reshape and Identity dispatch none,
+  // and one kernel can dispatch several (hilo's fused AdamW and router kernels do).
+  const gpu = tf.backend() as unknown as { runWebGPUProgram?: (...a: unknown[]) => unknown };
+  const run = gpu.runWebGPUProgram;
+  let programs = 0;
+  if (run) gpu.runWebGPUProgram = function (this: unknown, ...a: unknown[]) { programs++; return run.apply(this, a); };
+  const info = await tf.profile(async () => void (await step())).finally(() => { if (run) delete gpu.runWebGPUProgram; });
+  if (run) console.log(`\n${name}/${row}: ${programs} GPU programs dispatched in one step`);
+  /** Time and count per key. */
+  const tally = (by: Map<string, { ms: number; n: number }>, key: string, ms: number) => {
+    const e = by.get(key) ?? { ms: 0, n: 0 };
+    by.set(key, { ms: e.ms + ms, n: e.n + 1 });
+  };
+  const byKernel = new Map<string, { ms: number; n: number }>();
+  for (const k of info.kernels) tally(byKernel, k.name, k.kernelTimeMs as number);
+  const total = [...byKernel.values()].reduce((a, b) => a + b.ms, 0);
+  console.log(`\nprofile ${name}/${row}: ${info.kernels.length} kernels, ${total.toFixed(0)} ms in kernels`);
+  for (const [k, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_TOP ?? 12))) {
+    console.log(`  ${k.padEnd(22)} ${e.ms.toFixed(1).padStart(8)} ms ${(100 * e.ms / total).toFixed(1).padStart(5)}%  x${e.n}`);
+  }
+  const byShape = new Map<string, { ms: number; n: number }>();
+  for (const k of info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === (process.env.HILO_PROFILE_KERNEL ?? ''))) {
+    const key = `${k.name === 'BatchMatMul' ? '' : `${k.name} `}${k.inputShapes.map((s) => `[${s}]`).join('x')} -> [${k.outputShapes[0]}]`;
+    tally(byShape, key, k.kernelTimeMs as number);
+  }
+  console.log('  BatchMatMul by shape:');
+  for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_SHAPES ?? 12))) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
 }
 
 /** The backend's own untransposed matmul rate, best of 10 after a 3 s warm-up: the ceiling a step is set against. */
@@ -351,7 +406,7 @@ function printTable(rows: Row[], matmul: number, torch: Map<string, TorchRuns>):
 async function main(): Promise<void> {
   const info = await initBackend(backendName);
   DATA_PARALLEL = resolveDataParallel(DATA_PARALLEL_FLAG === 'auto' ? 'auto' : Number(DATA_PARALLEL_FLAG), BATCH, info.name);
-  console.log(`backend ${info.name}: ${info.detail}; batch ${BATCH}x${SEQ}, ${WARMUP} warm-up + ${STEPS} timed steps (median), leak check ${LEAK_STEPS} steps; ` +
+  console.log(`backend ${info.name}: ${info.detail}; batch ${BATCH}x${SEQ}, ${WARMUP} warm-up + ${STEPS} timed steps (median; MoE and LoRA interleaved in blocks of ${BLOCK}), leak check ${LEAK_STEPS} steps; ` +
     `training rows on ${DATA_PARALLEL} data-parallel replica${DATA_PARALLEL === 1 ? '' : 's'} (--data-parallel ${DATA_PARALLEL_FLAG})`);
   const matmul = await matmulGflops();
   console.log(`backend matmul [1024,256]x[256,4096]: ${matmul.toFixed(1)} GFLOP/s (load ${os.loadavg()[0].toFixed(1)})`);
@@ -360,16 +415,26 @@ async function main(): Promise<void> {
   const torch = new Map<string, TorchRuns>();
   for (const name of MODELS) {
     const before = compare ? runTorch(name) : null;
-    const opened = await openModel(name);
-    const c = opened.model.config;
-    for (const row of ['moe', 'lora', 'forward'] as const) {
-      const plan = row === 'moe' ? uniformPlan(c, 4, 8, 2) : row === 'lora' ? uniformPlan(c, 1, 8, 1) : null;
-      const f = forwardFlops(c, BATCH, SEQ, plan);
-      const flops = row === 'forward' ? forwardStepFlops(f) : trainStepFlops(f);
-      rows.push(await timeRow(name, opened, row, flops, process.argv.includes('--profile') && row !== 'forward'));
-      console.error(`  ${name}/${row}: ${rows.at(-1)!.stepMs.toFixed(0)} ms`);
+    // The training rows are timed together, interleaved (timeInterleaved), each on its own copy
+    // of the model; the forward row after them, on a third.
+    for (const group of [['moe', 'lora'], ['forward']] as const) {
+      const prepared: Prepared[] = [];
+      for (const row of group) {
+        const bytesBefore = tf.memory().numBytes;
+        const opened = await openModel(name);
+        const c = opened.model.config;
+        const plan = row === 'moe' ? uniformPlan(c, 4, 8, 2) : row === 'lora' ? uniformPlan(c, 1, 8, 1) : null;
+        const f = forwardFlops(c, BATCH, SEQ, plan);
+        prepared.push(await prepareRow(name, opened, row, row === 'forward' ? forwardStepFlops(f) : trainStepFlops(f), bytesBefore));
+      }
+      const timed = await timeInterleaved(prepared);
+      for (const [i, p] of prepared.entries()) {
+        rows.push(await measureRow(p, timed[i], process.argv.includes('--profile') && p.row !== 'forward'));
+        console.error(`  ${name}/${p.row}: ${rows.at(-1)!.stepMs.toFixed(0)} ms`);
+        await disposeRow(p);
+        (p.model as { dispose?: () => void }).dispose?.();
+      }
     }
-    (opened.model as { dispose?: () => void }).dispose?.();
     if (compare) torch.set(name, { before, after: runTorch(name) });
   }
   printTable(rows, matmul, torch);
@@ -388,7 +453,7 @@ async function main(): Promise<void> {
   if (file) {
     const result = {
       bench: 'hilo_train', date: new Date().toISOString(), backend: info.name, detail: info.detail, node: process.version,
-      cpus: os.cpus().length, batch: BATCH, seq: SEQ, warmup: WARMUP, steps: STEPS, leakSteps: LEAK_STEPS,
+      cpus: os.cpus().length, batch: BATCH, seq: SEQ, warmup: WARMUP, steps: STEPS, block: BLOCK, leakSteps: LEAK_STEPS,
       matmulGflops: matmul, peakRssMiB: process.resourceUsage().maxRSS / 1024, rows,
       torch: Object.fromEntries(torch),
     };
