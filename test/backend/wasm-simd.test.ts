@@ -258,12 +258,15 @@ describe('the SIMD gating (gate_columns) against wasm-experts\' JS gateColumns',
 });
 
 describe('the SIMD routing (route_topk, gates_grad) against routing.ts\'s JS rows', () => {
-  it.each([[1, 4], [2, 4], [3, 5], [1, 1]] as const)('top-%i of %i experts, with tied logits', (k, E) => {
+  it.each([[1, 4], [2, 4], [3, 4], [4, 4], [3, 5], [1, 1]] as const)('top-%i of %i experts, with tied logits', (k, E) => {
     const N = 23;
     const u = mulberry32(21);
-    // every fourth row ties its first two experts: ties go to the lower index, as torch.topk
+    // ties go to the lower index, as torch.topk: rows tie their first two experts, all of them,
+    // or the second and the last (4 experts run a vector path of their own)
     const lv = Float32Array.from({ length: N * E }, (_, i) => (i % (4 * E) === 1 ? 0 : (u() - 0.5) * 6));
     for (let n = 0; n < N; n += 4) lv[n * E + 1] = lv[n * E];
+    for (let n = 1; n < N; n += 4) lv.fill(lv[n * E], n * E, (n + 1) * E);
+    for (let n = 2; n < N; n += 4) lv[n * E + E - 1] = lv[n * E + Math.min(1, E - 1)];
     const l = tf.tensor2d(lv, [N, E]);
     const [p, m, g, total] = tf.engine().runKernel(ROUTE_TOPK, { logits: l }, { k }) as tf.Tensor[];
     const want = { m: selectRows(lv, E, { strategy: 'topk', topK: k, topP: 0 }), p: softmaxRows(lv, E) };
