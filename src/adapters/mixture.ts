@@ -18,16 +18,18 @@
 import * as tf from '@tensorflow/tfjs';
 import { FrozenLinearLayer } from '../model/linear.ts';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
-import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import { defaultPlacement, valuesOf, type Placement } from '../backend/placement.ts';
 import {
   EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, type ExpertsAttrs,
 } from '../backend/wasm-experts.ts';
 import { hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK } from '../backend/wasm-simd.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
 import {
-  gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
+  addRouterAuxGrad, gatesGradRows, gatesRows, renormaliseGates, renormaliseGatesGrad, routeAttrs, routerAuxLoss, selectExperts, selectionFractions, selectRows, softmaxGrad,
   softmaxRows,
+  routerAuxStats,
   type HostRows,
+  type RouterAuxStats,
   type RoutingOptions,
 } from './routing.ts';
 
@@ -192,19 +194,31 @@ interface FusedBase {
   kernel: tf.Tensor2D;
 }
 
+/** The router losses of a training forward (balance and z-loss weights, the token mask). */
+export interface RouterLossSpec {
+  balanceCoef: number;
+  zLossCoef: number;
+  /** [N] 1 for real tokens, 0 for padding. */
+  tokenMask?: tf.Tensor1D;
+}
+
 /**
  * A routed mixture through the fused wasm kernels (src/backend/wasm-experts.ts) as one op with
- * two outputs, the delta (with `base`: x·W + delta) and the router's logits, so the router
- * losses' gradient comes back into the same backward:
+ * two outputs: the delta (with `base`: x·W + delta), and the router's logits, or when `losses`
+ * is given, the router losses' weighted sum in their place:
  *   forward   [h, l] = ROUTED_IN(x, A, Wr[, xd]); the routing of l: p = softmax(l), m = the
- *             selection, g = p⊙m / Σ p⊙m; [D, gated] = ROUTED_OUT(h, g, B[, x, W])
+ *             selection, g = p⊙m / Σ p⊙m; [D, gated] = ROUTED_OUT(h, g, B[, x, W]); the router
+ *             losses from l, p and m as they lie in the heap (routerAuxStats)
  *   backward  [dh, dg] = ROUTED_GATE_GRAD(dD, B, h, g); dl = the routing's gradient for dg plus
- *             the router losses'; [dx(, dxd), dA, dB, dWr] = ROUTED_BACKWARD(...)
+ *             the logits' dy, or the router losses' gradient added in place (addRouterAuxGrad);
+ *             [dx(, dxd), dA, dB, dWr] = ROUTED_BACKWARD(...)
  * The router's product rides in A's when x is xd, and its dx in the base's: no separate pass
  * over x, and no add of two input gradients. The routing is the SIMD module's (top-k forward,
- * any selection backward) where it runs, else routing.ts's JS loops.
+ * any selection backward) where it runs, else routing.ts's JS loops. The losses inside the op
+ * spare each module a router-loss op of its own, copies of the [N, E] rows, a tensor for their
+ * gradient and zeros for the logits' (~2% of a stories260K replica's MoE step, 35 modules).
  */
-function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, kernel: tf.Tensor2D | null): MixtureOutput {
+function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, kernel: tf.Tensor2D | null, losses: RouterLossSpec | null): RoutedOutput {
   const [N] = x.shape;
   const E = spec.experts;
   const same = xd === x;
@@ -213,39 +227,54 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   const inputs: tf.NamedTensorMap = { x, A, B, Wr: Wr!, ...(same ? {} : { xd }) };
   const base: tf.NamedTensorMap = kernel ? { W: kernel } : {};
   let hostRows: HostRows | null = null;
-  const [delta, logits] = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
+  let stats: RouterAuxStats | null = null;
+  // the token weights, copied: the router losses' gradient reads them again in the backward
+  const tokens = losses?.tokenMask ? Float32Array.from(losses.tokenMask.dataSync()) : undefined;
+  const outputs = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
     inputs,
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
       const [h, l] = tf.engine().runKernel(ROUTED_IN, { x, A, Wr: Wr!, ...(same ? {} : { xd }) }) as tf.Tensor2D[];
       let route: tf.Tensor[]; // p, m, gates [N, E], total [N]
       if (spec.routing.strategy === 'topk' && hasSimdKernel(tf, ROUTE_TOPK)) {
         route = tf.engine().runKernel(ROUTE_TOPK, { logits: l }, { k: spec.routing.topK }) as tf.Tensor[];
-        hostRows = { l: l.dataSync() as Float32Array, p: route[0].dataSync() as Float32Array, m: route[1].dataSync() as Float32Array };
+        // heap views, read before anything else is allocated
+        if (losses) stats = routerAuxStats(valuesOf(l), valuesOf(route[1]), valuesOf(route[0]), E, losses.balanceCoef, losses.zLossCoef, tokens);
+        else hostRows = { l: l.dataSync() as Float32Array, p: route[0].dataSync() as Float32Array, m: route[1].dataSync() as Float32Array };
       } else {
         const lv = l.dataSync() as Float32Array;
         const m = selectRows(lv, E, spec.routing);
         const p = softmaxRows(lv, E);
         const { gates, total } = gatesRows(p, m, E);
-        hostRows = { l: lv, p, m };
+        if (losses) stats = routerAuxStats(lv, m, p, E, losses.balanceCoef, losses.zLossCoef, tokens);
+        else hostRows = { l: lv, p, m };
         route = [tf.tensor2d(p, [N, E]), tf.tensor2d(m, [N, E]), tf.tensor2d(gates, [N, E]), tf.tensor1d(total)];
       }
       const [D, gated] = tf.engine().runKernel(ROUTED_OUT, { h, gates: route[2], B, ...(kernel ? { x, W: kernel } : {}) }, attrs) as tf.Tensor2D[];
       // the rows too: x or xd may be made inside the caller's tidy (dropout), gone by the backward
       save([h, gated, ...route, x, ...(same ? [] : [xd])]);
-      return [D, l];
+      // with the losses inside, nothing else needs the logits: not an output, so no zeros are
+      // made for their gradient
+      return stats ? [D, tf.scalar(stats.value)] : [D, l];
     },
     backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => {
-      const [dD, dLogits] = dys; // dLogits: the router losses' gradient (zeros without them)
+      // dLogits: the router losses' gradient when they are computed outside (zeros without them)
+      const [dD, dLogits, dAux] = stats ? [dys[0], null, dys[1]] : [dys[0], dys[1], null];
       const [h, gated, p, m, g, total, xs, xds] = saved;
       const [dh, dg] = tf.engine().runKernel(ROUTED_GATE_GRAD, { dD, B, h, gates: g }, attrs) as tf.Tensor2D[];
       let dl: tf.Tensor;
       if (hasSimdKernel(tf, ROUTE_GATES_GRAD_SIMD)) {
-        dl = tf.engine().runKernel(ROUTE_GATES_GRAD_SIMD, { dg, p, gates: g, m, total, extra: dLogits });
+        dl = tf.engine().runKernel(ROUTE_GATES_GRAD_SIMD, { dg, p, gates: g, m, total, ...(dLogits ? { extra: dLogits } : {}) });
       } else {
         const host = gatesGradRows(dg.dataSync(), p.dataSync(), g.dataSync(), m.dataSync(), total.dataSync(), E);
-        const extra = dLogits.dataSync();
-        for (let i = 0; i < host.length; i++) host[i] += extra[i];
+        if (dLogits) {
+          const extra = dLogits.dataSync();
+          for (let i = 0; i < host.length; i++) host[i] += extra[i];
+        }
         dl = tf.tensor2d(host, [N, E]);
+      }
+      if (stats) {
+        const dy = dAux!.dataSync()[0];
+        if (dy !== 0) addRouterAuxGrad(valuesOf(dl), valuesOf(p), stats, dy, tokens); // dl is this op's own, not yet handed on
       }
       const back = { dD, dh, dl, x: xs, A, B, Wr: Wr!, gated, ...(same ? {} : { xd: xds }), ...base };
       const grads = tf.engine().runKernel(ROUTED_BACKWARD, back) as tf.Tensor[];
@@ -254,9 +283,19 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
       const names = same ? ['x', 'A', 'B', 'Wr'] : ['x', 'xd', 'A', 'B', 'Wr'];
       return Object.fromEntries(names.map((n, i) => [n, () => grads[i]]));
     },
-  }) as tf.Tensor2D[];
+  }) as tf.Tensor[];
+  const delta = outputs[0] as tf.Tensor2D;
+  if (stats) return { delta, logits: null, mask: null, aux: outputs[1] as tf.Scalar, fractions: (stats as RouterAuxStats).fractions };
   const r = hostRows!;
-  return { delta, logits, mask: tf.tensor2d(r.m, [N, E]), hostRows: r };
+  return { delta, logits: outputs[1] as tf.Tensor2D, mask: tf.tensor2d(r.m, [N, E]), hostRows: r };
+}
+
+/** A routed mixture's output, with its router losses when it computed them itself. */
+interface RoutedOutput extends MixtureOutput {
+  /** The router losses' weighted sum (a training forward's, with losses asked for). */
+  aux?: tf.Scalar;
+  /** [E] each expert's share of the selections, from the same pass. */
+  fractions?: Float32Array;
 }
 
 /**
@@ -320,7 +359,7 @@ export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights,
  * mixtureDelta, or with `base` (a frozen kernel [in, out]) and the fused wasm kernels, the whole
  * layer's output x·W + delta in one op (`withBase` says which).
  */
-function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, placement: Placement, base: tf.Tensor2D | null): MixtureOutput & { withBase: boolean } {
+function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, placement: Placement, base: tf.Tensor2D | null, losses: RouterLossSpec | null = null): RoutedOutput & { withBase: boolean } {
   const fused = placement === 'host' && hasFusedExperts(tf);
   const withBase = fused && base !== null;
   if (w.router === null) {
@@ -329,7 +368,7 @@ function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mixtu
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
     return { delta, logits: null, mask: null, withBase };
   }
-  if (fused && x.dtype === 'float32') return { ...routedExperts(x, xd, w, spec, withBase ? base : null), withBase };
+  if (fused && x.dtype === 'float32') return { ...routedExperts(x, xd, w, spec, withBase ? base : null, losses), withBase };
   const logits = routerLogits(x, w.router); // [N, in] x [in, E] -> [N, E]
   if (placement === 'host') {
     const l = logits.dataSync() as Float32Array;
@@ -405,16 +444,23 @@ export class MixtureLinear implements LinearModule {
       const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
       // A frozen base's product can go into the fused kernels (withBase); bias added after.
       const frozen = this.base instanceof FrozenLinearLayer && !this.base.kernel.trainable ? this.base : null;
-      const { delta, logits, mask: selected, hostRows, withBase } = mixture(x, xd, this.weights, this.spec, placement, frozen ? (frozen.kernel as tf.Tensor2D) : null);
+      const losses = ctx?.training && (balanceCoef > 0 || zLossCoef > 0) ? { balanceCoef, zLossCoef, tokenMask: mask } : null;
+      const { delta, logits, mask: selected, hostRows, withBase, aux, fractions } = mixture(x, xd, this.weights, this.spec, placement, frozen ? (frozen.kernel as tf.Tensor2D) : null, losses);
       const y = (withBase ? (frozen!.bias ? tf.add(delta, frozen!.bias) : delta) : tf.add(this.base.forward(x, ctx), delta)) as tf.Tensor2D;
       const parts: ForwardParts = { y };
+      if (aux) {
+        // the fused op computed the router losses (and the usage log) itself
+        parts.aux = aux;
+        if (ctx!.routerStats) parts.usage = tf.tensor1d(fractions!);
+        return parts;
+      }
       if (!ctx || !logits || !selected) return parts;
-      if (ctx.training && (balanceCoef > 0 || zLossCoef > 0)) {
+      if (losses) {
         // The router losses' op also hands out the selection fractions it computes (off the
         // gradient tape), which are the usage log: ~15 fewer recorded kernels per module.
-        const fractions: tf.Tensor1D[] = [];
-        parts.aux = routerAuxLoss(logits, selected, { balanceCoef, zLossCoef, tokenMask: mask, fractionsOut: ctx.routerStats ? fractions : undefined, placement, hostRows });
-        if (fractions.length) parts.usage = fractions[0];
+        const usage: tf.Tensor1D[] = [];
+        parts.aux = routerAuxLoss(logits, selected, { balanceCoef, zLossCoef, tokenMask: mask, fractionsOut: ctx.routerStats ? usage : undefined, placement, hostRows });
+        if (usage.length) parts.usage = usage[0];
         return parts;
       }
       // router losses are training losses: eval contexts get none, only the usage log

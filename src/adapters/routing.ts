@@ -387,14 +387,27 @@ export function gatesGradRows(dg: ArrayLike<number>, p: ArrayLike<number>, gates
   return dl;
 }
 
+/** routerAuxLoss's forward on the host: its value, the selection fractions, and what its gradient needs. */
+export interface RouterAuxStats {
+  value: number;
+  /** [E] each expert's share of the selections (the usage log). */
+  fractions: Float32Array;
+  /** Σ of the token weights (N without a token mask). */
+  W: number;
+  /** [E] c_b·E·f_e: dP's factor for expert e, per unit of dy·w_n/W. */
+  balance: Float64Array;
+  /** [N] each row's logsumexp (z-loss only). */
+  lse: Float64Array | null;
+  balanceCoef: number;
+  zLossCoef: number;
+}
+
 /**
- * routerAuxLoss on the host: its value, the selection fractions [E] and the gradient dl [N, E]
- * for an upstream dy (see routerAuxLoss for the formulas). `tokenMask` [N]: 1 real, 0 padding;
- * `probs`: softmaxRows(l) when the caller has it.
+ * routerAuxLoss's value and fractions on the host, from logits l, the selection mask and the
+ * softmax p (all [N, E] row-major; `tokenMask` [N]: 1 real, 0 padding). Plain loops: it runs
+ * for every routed module at every step.
  */
-export function routerAuxRows(l: ArrayLike<number>, mask: ArrayLike<number>, E: number, cb: number, cz: number, tokenMask?: ArrayLike<number>, probs?: ArrayLike<number>) {
-  // Plain loops with the per-expert factors hoisted: it runs for every routed module at every
-  // step (28 a tiny-Llama step), where closures and reduce took ~60 us a module.
+export function routerAuxStats(l: ArrayLike<number>, mask: ArrayLike<number>, p: ArrayLike<number>, E: number, cb: number, cz: number, tokenMask?: ArrayLike<number>): RouterAuxStats {
   const N = l.length / E;
   let W = N;
   if (tokenMask) {
@@ -402,7 +415,6 @@ export function routerAuxRows(l: ArrayLike<number>, mask: ArrayLike<number>, E: 
     for (let n = 0; n < N; n++) W += tokenMask[n];
     W = Math.max(W, 1e-9);
   }
-  const p = probs ?? softmaxRows(l, E);
   const perExpert = new Float64Array(E);
   const meanP = new Float64Array(E);
   for (let n = 0, o = 0; n < N; n++, o += E) {
@@ -435,19 +447,39 @@ export function routerAuxRows(l: ArrayLike<number>, mask: ArrayLike<number>, E: 
     }
     value += (cz * z) / W;
   }
-  /** cb·E·f_e: dP's factor for expert e, per unit of dy·w_n/W. */
   const balance = new Float64Array(E);
   for (let e = 0; e < E; e++) balance[e] = cb * E * fractions[e];
+  return { value, fractions, W, balance, lse, balanceCoef: cb, zLossCoef: cz };
+}
+
+/**
+ * dl [N, E] += the router losses' gradient for an upstream dy (see routerAuxLoss for the
+ * formulas), given the softmax p and token mask the stats were taken with.
+ */
+export function addRouterAuxGrad(dl: Float32Array, p: ArrayLike<number>, s: RouterAuxStats, dy: number, tokenMask?: ArrayLike<number>): void {
+  const E = s.balance.length;
+  const N = dl.length / E;
+  const { W, balance, lse, balanceCoef: cb, zLossCoef: cz } = s;
+  for (let n = 0, o = 0; n < N; n++, o += E) {
+    const perToken = (dy * (tokenMask ? tokenMask[n] : 1)) / W;
+    let dpp = 0; // Σ_e dP_e·P_e
+    if (cb > 0) for (let e = 0; e < E; e++) dpp += perToken * balance[e] * p[o + e];
+    const z = lse ? perToken * 2 * cz * lse[n] : 0;
+    for (let e = 0; e < E; e++) dl[o + e] += (cb > 0 ? p[o + e] * (perToken * balance[e] - dpp) : 0) + p[o + e] * z;
+  }
+}
+
+/**
+ * routerAuxLoss on the host: its value, the selection fractions [E] and the gradient dl [N, E]
+ * for an upstream dy. `probs`: softmaxRows(l) when the caller has it.
+ */
+export function routerAuxRows(l: ArrayLike<number>, mask: ArrayLike<number>, E: number, cb: number, cz: number, tokenMask?: ArrayLike<number>, probs?: ArrayLike<number>) {
+  const p = probs ?? softmaxRows(l, E);
+  const stats = routerAuxStats(l, mask, p, E, cb, cz, tokenMask);
   const grad = (dy: number): Float32Array => {
-    const dl = new Float32Array(N * E);
-    for (let n = 0, o = 0; n < N; n++, o += E) {
-      const perToken = (dy * (tokenMask ? tokenMask[n] : 1)) / W;
-      let dpp = 0; // Σ_e dP_e·P_e
-      if (cb > 0) for (let e = 0; e < E; e++) dpp += perToken * balance[e] * p[o + e];
-      const z = lse ? perToken * 2 * cz * lse[n] : 0;
-      for (let e = 0; e < E; e++) dl[o + e] = (cb > 0 ? p[o + e] * (perToken * balance[e] - dpp) : 0) + p[o + e] * z;
-    }
+    const dl = new Float32Array(l.length);
+    addRouterAuxGrad(dl, p, stats, dy, tokenMask);
     return dl;
   };
-  return { value, fractions, grad };
+  return { value: stats.value, fractions: stats.fractions, grad };
 }
