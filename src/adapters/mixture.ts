@@ -228,8 +228,8 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   const base: tf.NamedTensorMap = kernel ? { W: kernel } : {};
   let hostRows: HostRows | null = null;
   let stats: RouterAuxStats | null = null;
-  // the token weights, copied: the router losses' gradient reads them again in the backward
-  const tokens = losses?.tokenMask ? Float32Array.from(losses.tokenMask.dataSync()) : undefined;
+  // the token weights as dataSync's copy (this path is wasm's): the losses' gradient reads them again in the backward
+  const tokens = losses?.tokenMask ? (losses.tokenMask.dataSync() as Float32Array) : undefined;
   const outputs = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
     inputs,
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {

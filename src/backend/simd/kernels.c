@@ -408,11 +408,6 @@ void copy_block(float *dst, int ldd, const float *src, int lds, int rows, int co
   }
 }
 
-/*
- * Top-k routing of router logits l [n, e] (src/adapters/routing.ts has the same in JS:
- * softmaxRows, selectRows, gatesRows): p = softmax of each row, m = 1 on its k largest logits
- * (ties to the lower index, as torch.topk), total = Σ_e p⊙m and gates = p⊙m / total.
- */
 /* Σ of the 4 lanes in order ((a + b) + c) + d, as route_topk's loops add. */
 static inline float sum_in_order(f4 v) {
   return ((wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1)) + wasm_f32x4_extract_lane(v, 2)) + wasm_f32x4_extract_lane(v, 3);
@@ -420,11 +415,11 @@ static inline float sum_in_order(f4 v) {
 
 /*
  * route_topk for 4 experts, one row a vector (the common MoE width; the loop below took ~90 ns
- * a row, ~35 us a module at 512 rows). Expert c is selected when fewer than k experts beat it:
+ * a row, ~48 us a module at 512 rows). Expert c is selected when fewer than k experts beat it:
  * a larger logit, or an equal one at a lower index, which is the loop's choice (ties to the
- * lower index, as torch.topk). Returns the rows done (all of them).
+ * lower index, as torch.topk).
  */
-static int route_top4(const float *l, int n, int k, float *p, float *m, float *gates, float *total) {
+static void route_top4(const float *l, int n, int k, float *p, float *m, float *gates, float *total) {
   const v128_t lower1 = wasm_i32x4_make(0, 0, 0, -1); /* lanes c where (c + r) % 4 < c, rotation r */
   const v128_t lower2 = wasm_i32x4_make(0, 0, -1, -1);
   const v128_t lower3 = wasm_i32x4_make(0, -1, -1, -1);
@@ -448,14 +443,20 @@ static int route_top4(const float *l, int n, int k, float *p, float *m, float *g
     wasm_v128_store(gates + 4L * i, wasm_f32x4_div(kept, splat(t)));
     total[i] = t;
   }
-  return n;
 }
 
+/*
+ * Top-k routing of router logits l [n, e] (src/adapters/routing.ts has the same in JS:
+ * softmaxRows, selectRows, gatesRows): p = softmax of each row, m = 1 on its k largest logits
+ * (ties to the lower index, as torch.topk), total = Σ_e p⊙m and gates = p⊙m / total.
+ */
 EXPORT(route_topk)
 void route_topk(const float *l, int n, int e, int k, float *p, float *m, float *gates, float *total) {
-  int i = 0;
-  if (e == 4) i = route_top4(l, n, k, p, m, gates, total);
-  for (; i < n; i++) {
+  if (e == 4) {
+    route_top4(l, n, k, p, m, gates, total);
+    return;
+  }
+  for (int i = 0; i < n; i++) {
     const float *li = l + (long)i * e;
     float *pi = p + (long)i * e, *mi = m + (long)i * e, *gi = gates + (long)i * e;
     float mx = li[0];
