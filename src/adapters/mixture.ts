@@ -223,8 +223,12 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   const E = spec.experts;
   const same = xd === x;
   const attrs = { rank: spec.rank, scale: spec.scale } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
-  const { loraA: A, loraB: B, router: Wr } = w;
-  const inputs: tf.NamedTensorMap = { x, A, B, Wr: Wr!, ...(same ? {} : { xd }) };
+  const { loraA: A, loraB: B } = w;
+  const Wr = w.router!;
+  const inputs: tf.NamedTensorMap = { x, A, B, Wr, ...(same ? {} : { xd }) };
+  // Weights the backward reads: variables outlive it; anything else is saved with the rows (a
+  // clone each) and read back from there.
+  const transient = [A, B, Wr].filter((t) => !(t instanceof tf.Variable));
   const base: tf.NamedTensorMap = kernel ? { W: kernel } : {};
   let hostRows: HostRows | null = null;
   let stats: RouterAuxStats | null = null;
@@ -233,7 +237,7 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   const outputs = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
     inputs,
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
-      const [h, l] = tf.engine().runKernel(ROUTED_IN, { x, A, Wr: Wr!, ...(same ? {} : { xd }) }) as tf.Tensor2D[];
+      const [h, l] = tf.engine().runKernel(ROUTED_IN, { x, A, Wr, ...(same ? {} : { xd }) }) as tf.Tensor2D[];
       let route: tf.Tensor[]; // p, m, gates [N, E], total [N]
       if (spec.routing.strategy === 'topk' && hasSimdKernel(tf, ROUTE_TOPK)) {
         route = tf.engine().runKernel(ROUTE_TOPK, { logits: l }, { k: spec.routing.topK }) as tf.Tensor[];
@@ -250,8 +254,9 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
         route = [tf.tensor2d(p, [N, E]), tf.tensor2d(m, [N, E]), tf.tensor2d(gates, [N, E]), tf.tensor1d(total)];
       }
       const [D, gated] = tf.engine().runKernel(ROUTED_OUT, { h, gates: route[2], B, ...(kernel ? { x, W: kernel } : {}) }, attrs) as tf.Tensor2D[];
-      // the rows too: x or xd may be made inside the caller's tidy (dropout), gone by the backward
-      save([h, gated, ...route, x, ...(same ? [] : [xd])]);
+      // the rows too: x or xd may be made inside the caller's tidy (dropout), gone by the backward;
+      // so may weights that are not variables (e.g. experts concatenated in the forward)
+      save([h, gated, ...route, x, ...(same ? [] : [xd]), ...transient]);
       // with the losses inside, nothing else needs the logits: not an output, so no zeros are
       // made for their gradient
       return stats ? [D, tf.scalar(stats.value)] : [D, l];
@@ -259,8 +264,11 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
     backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => {
       // dLogits: the router losses' gradient when they are computed outside (zeros without them)
       const [dD, dLogits, dAux] = stats ? [dys[0], null, dys[1]] : [dys[0], dys[1], null];
-      const [h, gated, p, m, g, total, xs, xds] = saved;
-      const [dh, dg] = tf.engine().runKernel(ROUTED_GATE_GRAD, { dD, B, h, gates: g }, attrs) as tf.Tensor2D[];
+      const [h, gated, p, m, g, total, xs] = saved;
+      const xds = same ? undefined : saved[7];
+      const kept = saved.slice(same ? 7 : 8);
+      const [As, Bs, Wrs] = [A, B, Wr].map((t) => (t instanceof tf.Variable ? t : kept.shift()!));
+      const [dh, dg] = tf.engine().runKernel(ROUTED_GATE_GRAD, { dD, B: Bs, h, gates: g }, attrs) as tf.Tensor2D[];
       let dl: tf.Tensor;
       if (hasSimdKernel(tf, ROUTE_GATES_GRAD_SIMD)) {
         dl = tf.engine().runKernel(ROUTE_GATES_GRAD_SIMD, { dg, p, gates: g, m, total, ...(dLogits ? { extra: dLogits } : {}) });
@@ -276,7 +284,7 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
         const dy = dAux!.dataSync()[0];
         if (dy !== 0) addRouterAuxGrad(valuesOf(dl), valuesOf(p), stats, dy, tokens); // dl is this op's own, not yet handed on
       }
-      const back = { dD, dh, dl, x: xs, A, B, Wr: Wr!, gated, ...(same ? {} : { xd: xds }), ...base };
+      const back = { dD, dh, dl, x: xs, A: As, B: Bs, Wr: Wrs, gated, ...(same ? {} : { xd: xds }), ...base };
       const grads = tf.engine().runKernel(ROUTED_BACKWARD, back) as tf.Tensor[];
       tf.dispose([dh, dg, dl]);
       // in the kernel's order: dx, dxd (rows of their own), dA, dB, dWr

@@ -101,6 +101,32 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
     }
   });
 
+  it('differentiates weights made in the forward (experts concatenated), which are gone by the backward', () => {
+    // tfjs disposes a forward's intermediates before the backward runs, so the op must save them
+    const spec: MixtureSpec = { experts: 4, rank: 2, scale: 2, routing: { strategy: 'topk', topK: 2, topP: 0 } };
+    const grads = (fused: boolean) => {
+      useWasmExperts(tf, fused, blas);
+      return tf.tidy(() => {
+        const x = seeded([N, IN], 1) as tf.Tensor2D;
+        const parts = [seeded([IN, 4], 2), seeded([IN, 4], 3), seeded([4, OUT], 4), seeded([4, OUT], 5), seeded([IN, 4], 6)];
+        const f = (A1: tf.Tensor, A2: tf.Tensor, B1: tf.Tensor, B2: tf.Tensor, W: tf.Tensor) => {
+          const w = { loraA: tf.concat([A1, A2], 1) as tf.Tensor2D, loraB: tf.concat([B1, B2], 0) as tf.Tensor2D, router: tf.mul(W, 1) as tf.Tensor2D };
+          return tf.sum(tf.square(mixtureDelta(x, x, w, spec, 'host').delta));
+        };
+        return tf.grads(f)(parts).map((g) => g.dataSync() as Float32Array);
+      });
+    };
+    const want = grads(false);
+    const got = grads(true);
+    expect(got).toHaveLength(5);
+    got.forEach((g, i) => {
+      let scale = 0;
+      for (const v of want[i]) scale = Math.max(scale, Math.abs(v));
+      expect(scale, `gradient ${i} is all zero`).toBeGreaterThan(0);
+      for (let j = 0; j < g.length; j++) expect(Math.abs(g[j] - want[i][j]), `gradient ${i}[${j}]`).toBeLessThan(1e-5 * Math.max(1, scale));
+    });
+  });
+
   it('runs as the routed kernels: no expert or router products are left to tfjs', async () => {
     useWasmExperts(tf, true, blas);
     const spec: MixtureSpec = { experts: 4, rank: 2, scale: 2, routing: { strategy: 'topk', topK: 2, topP: 0 } };
