@@ -37,3 +37,19 @@ export function valuesOf(t: tf.Tensor): Float32Array {
 export function tensorFrom(values: Float32Array, shape: number[]): tf.Tensor {
   return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, 'float32');
 }
+
+/**
+ * Add each of `parts` into t's own values in place, where that is safe and cheap: on wasm, when no other
+ * tensor shares t's data (a clone would see the change). Returns whether it did; if not, the
+ * caller makes a new tensor. For the data-parallel gradient sum: a tensor from the values and an
+ * AddN cost ~17 us a trainable in kernel and tensor overhead whatever its size, this ~1.5 ns a
+ * value (stories260K's MoE, 105 trainables of 196k values: 1.8 → 0.8 ms a step; the tiny
+ * Llama's 84 of 627k: ~1.4 → ~1.7).
+ */
+export function addInto(t: tf.Tensor, parts: Float32Array[]): boolean {
+  if (tf.getBackend() !== 'wasm' || t.dtype !== 'float32' || tf.backend().refCount(t.dataId) !== 1) return false;
+  const dst = valuesOf(t);
+  const n = dst.length;
+  for (const values of parts) for (let i = 0; i < n; i++) dst[i] += values[i];
+  return true;
+}

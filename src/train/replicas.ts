@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import type { InjectOptions } from '../adapters/inject.ts';
 import { limitBlasThreads } from '../backend/index.ts';
-import { HOST_BACKENDS, tensorFrom, valuesOf } from '../backend/placement.ts';
+import { addInto, HOST_BACKENDS, tensorFrom, valuesOf } from '../backend/placement.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import type { Batch } from '../data/batch.ts';
@@ -269,14 +269,20 @@ export class Replicas {
     }
     let loss = local.loss;
     for (const a of answers) loss += a.loss;
-    // Each sum is one copy of a worker's values into a tensor and one AddN kernel (tensors are host
-    // memory here): a JS loop over the values took ~10 ms of a tiny MoE step, with the workers idle.
+    // The workers' values are added into this thread's gradient where it is the only holder of
+    // its data (addInto), else copied into tensors and summed by one AddN kernel.
     const grads = new Map<string, tf.Tensor>();
     let offset = 0;
     for (const [name, size] of this.layout) {
       const v = this.trainables.get(name)!;
       const at = offset;
       const own = local.grads[v.name];
+      if (own && addInto(own, answers.map((_, w) => this.workers[w].grads.subarray(at, at + size)))) {
+        grads.set(name, own);
+        delete local.grads[v.name]; // handed on, not disposed below
+        offset += size;
+        continue;
+      }
       grads.set(name, tf.tidy(() => {
         const theirs = answers.map((_, w) => tensorFrom(this.workers[w].grads.subarray(at, at + size), v.shape));
         const parts = own ? [own, ...theirs] : theirs;

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { tensorFrom, valuesOf } from '../../src/backend/placement.ts';
+import { addInto, tensorFrom, valuesOf } from '../../src/backend/placement.ts';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -28,5 +28,20 @@ describe.each(['wasm', 'cpu'])('on %s', (backend) => {
     expect(Array.from(valuesOf(v))).toEqual([1, -2, 3.5, 4]);
     expect(Array.from(valuesOf(y))).toEqual([2, -4, 7, 8]);
     tf.dispose([v, y]);
+  });
+
+  it('addInto adds in place only where no other tensor shares the data (wasm), and says so', async () => {
+    await tf.setBackend(backend);
+    const parts = [Float32Array.from([1, 2, 3]), Float32Array.from([10, 20, 30])];
+    const own = tf.mul(tf.tensor1d([1, 1, 1]), 2);
+    const done = addInto(own, parts);
+    expect(done).toBe(backend === 'wasm');
+    expect(Array.from(own.dataSync())).toEqual(done ? [13, 24, 35] : [2, 2, 2]);
+    // a clone shares the data: adding in place would change it too
+    const shared = tf.mul(tf.tensor1d([1, 1, 1]), 2);
+    const clone = shared.clone();
+    expect(addInto(shared, parts)).toBe(false);
+    expect(Array.from(clone.dataSync())).toEqual([2, 2, 2]);
+    tf.dispose([own, shared, clone]);
   });
 });
