@@ -20,7 +20,8 @@ import { FrozenLinearLayer } from '../model/linear.ts';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { defaultPlacement, valuesOf, type Placement } from '../backend/placement.ts';
 import {
-  EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, type ExpertsAttrs,
+  EXPERTS_BACKWARD, EXPERTS_FORWARD, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, ROUTED_TOPK_BACKWARD, ROUTED_TOPK_FORWARD,
+  type ExpertsAttrs, type RoutedTopKAttrs,
 } from '../backend/wasm-experts.ts';
 import { hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK } from '../backend/wasm-simd.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, routerKernelsFor } from '../backend/webgpu-router.ts';
@@ -298,6 +299,59 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   return { delta, logits: outputs[1] as tf.Tensor2D, mask: tf.tensor2d(r.m, [N, E]), hostRows: r };
 }
 
+/**
+ * routedExperts for a training forward with top-k routing and router losses, where the SIMD
+ * module runs: one kernel each way (ROUTED_TOPK_FORWARD / _BACKWARD in
+ * src/backend/wasm-experts.ts) in place of three, [h | l] kept whole instead of split and put
+ * back together, the losses' statistics and gradient in the SIMD module, and 5 saved tensors in
+ * place of 8. Outputs: the delta (with `kernel`: x·W + delta) and the router losses' value.
+ */
+function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, kernel: tf.Tensor2D | null, losses: RouterLossSpec): RoutedOutput {
+  const E = spec.experts;
+  const same = xd === x;
+  const { loraA: A, loraB: B } = w;
+  const Wr = w.router!;
+  const attrs = {
+    rank: spec.rank, scale: spec.scale, k: spec.routing.topK, balanceCoef: losses.balanceCoef, zLossCoef: losses.zLossCoef,
+  } satisfies RoutedTopKAttrs;
+  const mask = losses.tokenMask;
+  const tokens = mask ? (mask.dtype === 'float32' ? mask : tf.cast(mask, 'float32')) : null;
+  // as in routedExperts: weights that are not variables are saved, and read back from there
+  const transient = [A, B, Wr].filter((t) => !(t instanceof tf.Variable));
+  const rows = { ...(same ? {} : { xd }), ...(kernel ? { W: kernel } : {}) };
+  let fractions = new Float32Array(E);
+  const outputs = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
+    inputs: { x, A, B, Wr, ...(same ? {} : { xd }) },
+    forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
+      const ins = { x, A, Wr, B, ...rows, ...(tokens ? { tokens } : {}) };
+      const [D, gated, hl, route, stats] = tf.engine().runKernel(ROUTED_TOPK_FORWARD, ins, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      const s = valuesOf(stats);
+      fractions = s.slice(0, E);
+      const value = s[E];
+      save([gated, hl, route, stats, x, ...(same ? [] : [xd]), ...(tokens ? [tokens] : []), ...transient]);
+      return [D, tf.scalar(value)];
+    },
+    backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => {
+      const [gated, hl, route, stats, xs] = saved;
+      let i = 5;
+      const xds = same ? null : saved[i++];
+      const toks = tokens ? saved[i++] : null;
+      const kept = saved.slice(i);
+      const [As, Bs, Wrs] = [A, B, Wr].map((t) => (t instanceof tf.Variable ? t : kept.shift()!));
+      const back = {
+        dD: dys[0], x: xs, A: As, B: Bs, Wr: Wrs, gated, hl, route, stats,
+        ...(xds ? { xd: xds } : {}), ...(kernel ? { W: kernel } : {}), ...(toks ? { tokens: toks } : {}),
+      };
+      const dy = dys[1].dataSync()[0];
+      const grads = tf.engine().runKernel(ROUTED_TOPK_BACKWARD, back, { ...attrs, dy } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      // in the kernel's order: dx, dxd (rows of their own), dA, dB, dWr
+      const names = same ? ['x', 'A', 'B', 'Wr'] : ['x', 'xd', 'A', 'B', 'Wr'];
+      return Object.fromEntries(names.map((n, j) => [n, () => grads[j]]));
+    },
+  }) as tf.Tensor[];
+  return { delta: outputs[0] as tf.Tensor2D, logits: null, mask: null, aux: outputs[1] as tf.Scalar, fractions };
+}
+
 /** A routed mixture's output, with its router losses when it computed them itself. */
 interface RoutedOutput extends MixtureOutput {
   /** The router losses' weighted sum (a training forward's, with losses asked for). */
@@ -376,7 +430,11 @@ function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mixtu
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
     return { delta, logits: null, mask: null, withBase };
   }
-  if (fused && x.dtype === 'float32') return { ...routedExperts(x, xd, w, spec, withBase ? base : null, losses), withBase };
+  if (fused && x.dtype === 'float32') {
+    const kernel = withBase ? base : null;
+    if (losses && spec.routing.strategy === 'topk' && hasSimdKernel(tf, ROUTE_TOPK)) return { ...routedTopK(x, xd, w, spec, kernel, losses), withBase };
+    return { ...routedExperts(x, xd, w, spec, kernel, losses), withBase };
+  }
   const logits = routerLogits(x, w.router); // [N, in] x [in, E] -> [N, E]
   if (placement === 'host') {
     const l = logits.dataSync() as Float32Array;

@@ -33,7 +33,9 @@ export const ROUTED_IN = 'HiloRoutedIn';
 export const ROUTED_OUT = 'HiloRoutedOut';
 export const ROUTED_GATE_GRAD = 'HiloRoutedGateGrad';
 export const ROUTED_BACKWARD = 'HiloRoutedBackward';
-const KERNELS = [EXPERTS_FORWARD, EXPERTS_BACKWARD, ROUTED_IN, ROUTED_OUT, ROUTED_GATE_GRAD, ROUTED_BACKWARD];
+export const ROUTED_TOPK_FORWARD = 'HiloRoutedTopKForward';
+export const ROUTED_TOPK_BACKWARD = 'HiloRoutedTopKBackward';
+const KERNELS = [EXPERTS_FORWARD, EXPERTS_BACKWARD, ROUTED_IN, ROUTED_OUT, ROUTED_GATE_GRAD, ROUTED_BACKWARD, ROUTED_TOPK_FORWARD, ROUTED_TOPK_BACKWARD];
 
 export interface ExpertsAttrs {
   /** Each expert's rank r (A has E·r columns). */
@@ -133,7 +135,7 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
 function gate(wasm: BackendWasm, src: Info, out: Info, gates: Info | null, N: number, ER: number, r: number, scale: number, h?: Info, dg?: Info): void {
   const simd = simdOrNull(wasm);
   const at = (t: Info) => offset(wasm, t);
-  if (simd) return simd.gate_columns(at(src), at(out), gates ? at(gates) : 0, N, ER, r, scale, h ? at(h) : 0, dg ? at(dg) : 0);
+  if (simd) return simd.gate_columns(at(src), ER, at(out), ER, gates ? at(gates) : 0, N, ER, r, scale, h ? at(h) : 0, dg ? at(dg) : 0);
   const view = viewOf(wasm);
   gateColumns(view(src), view(out), gates ? view(gates) : null, N, ER, r, scale, h ? view(h) : undefined, dg ? view(dg) : undefined);
 }
@@ -196,7 +198,7 @@ function routedInKernel(blas: Blas): TF.KernelConfig {
       }
       blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, view(h), ER);
       const simd = simdOrNull(wasm);
-      if (simd) simd.narrow_mm(offset(wasm, x), offset(wasm, Wr), N, inF, E, offset(wasm, logits));
+      if (simd) simd.narrow_mm(offset(wasm, x), offset(wasm, Wr), N, inF, E, offset(wasm, logits), E);
       else blas.sgemm(false, false, N, E, inF, view(x), inF, view(Wr), E, view(logits), E);
       return [h, logits];
     },
@@ -285,10 +287,133 @@ function routedBackwardKernel(blas: Blas): TF.KernelConfig {
         blas.sgemm(false, true, N, inF, ER, view(dh), ER, view(A), ER, view(dxd!), inF);
         blas.sgemm(true, false, inF, ER, N, view(xd), inF, view(dh), ER, view(dA), ER);
         const simd = simdOrNull(wasm);
-        if (simd) simd.narrow_mm_tn(offset(wasm, x), offset(wasm, dl), N, inF, E, offset(wasm, dWr));
+        if (simd) simd.narrow_mm_tn(offset(wasm, x), offset(wasm, dl), E, N, inF, E, offset(wasm, dWr));
         else blas.sgemm(true, false, inF, E, N, view(x), inF, view(dl), E, view(dWr), E);
       }
       blas.sgemm(true, false, ER, out, N, view(gated), ER, view(dD), out, view(dB), out);
+      return [dx, ...(dxd ? [dxd] : []), dA, dB, dWr];
+    },
+  };
+}
+
+/** The router losses' weights, and the top-k (forward) or the losses' upstream gradient (backward). */
+export interface RoutedTopKAttrs extends ExpertsAttrs {
+  k: number;
+  balanceCoef: number;
+  zLossCoef: number;
+  /** Backward: the gradient reaching the losses' value. */
+  dy?: number;
+}
+
+/**
+ * Where the routing's rows lie in the `route` buffer a top-k kernel hands out: p, m, gates [N, E]
+ * and total [N] one after the other, so the backward gets them as one saved tensor.
+ */
+const routeParts = (N: number, E: number) => ({ p: 0, m: 4 * N * E, gates: 8 * N * E, total: 12 * N * E, size: N * (3 * E + 1) });
+
+/**
+ * A training step's routed mixture with top-k routing and its router losses, as one kernel each
+ * way: its callers check that the SIMD module runs too (hasSimdKernel). Against ROUTED_IN, the host routing and
+ * ROUTED_OUT it keeps [h | l] as the one matrix the product makes (the routing and the gating
+ * read it in place, where the others split it), computes the router losses' statistics in the
+ * SIMD module, and makes a third of the tensors; the backward writes dh and dl side by side
+ * straight into the [dh | dl] its products take, the losses' gradient included.
+ *   forward   hl = x·[A | Wr] (or xd·A and x·Wr into the two blocks); route = top-k of l;
+ *             stats = f [E], the losses' value, W; gated = h ⊙ scale·g; D = x·W + gated·B
+ *   backward  dh = (dD·Bᵀ) ⊙ scale·g, dg; dl = the routing's gradient + dy·the losses'; then
+ *             ROUTED_BACKWARD's products on [dh | dl]
+ * Outputs: forward D, gated, hl, route, stats; backward dx, dxd (with xd), dA, dB, dWr.
+ */
+function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
+  return {
+    kernelName: ROUTED_TOPK_FORWARD,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = backend as BackendWasm;
+      const simd = simdOrNull(wasm)!;
+      const { x, A, Wr, B, xd, W, tokens } = inputs as Record<string, Info> & { xd?: Info; W?: Info; tokens?: Info };
+      const { rank, scale, k, balanceCoef, zLossCoef } = attrs as unknown as RoutedTopKAttrs;
+      const [N, inF] = x.shape;
+      const ER = A.shape[1];
+      const E = Wr.shape[1];
+      const C = ER + E;
+      const out = B.shape[1];
+      const at = (t: Info) => offset(wasm, t);
+      const hl = wasm.makeOutput([N, C], 'float32');
+      const route = wasm.makeOutput([routeParts(N, E).size], 'float32');
+      const stats = wasm.makeOutput([E + 2], 'float32');
+      const work = wasm.makeOutput([4 * E], 'float32'); // 2E doubles of scratch
+      const gated = wasm.makeOutput([N, ER], 'float32');
+      const D = wasm.makeOutput([N, out], 'float32');
+      const view = viewOf(wasm);
+      if (!xd) {
+        const aw = sideBySide(wasm, A, Wr);
+        blas.sgemm(false, false, N, C, inF, view(x), inF, view(aw), C, view(hl), C);
+        wasm.disposeData(aw.dataId);
+      } else {
+        blas.sgemm(false, false, N, ER, inF, view(xd), inF, view(A), ER, view(hl), C);
+        simd.narrow_mm(at(x), at(Wr), N, inF, E, at(hl) + 4 * ER, C);
+      }
+      const r = routeParts(N, E);
+      const [l, rt] = [at(hl) + 4 * ER, at(route)];
+      simd.route_topk(l, C, N, E, k, rt + r.p, rt + r.m, rt + r.gates, rt + r.total);
+      simd.router_aux_stats(l, C, rt + r.m, rt + r.p, tokens ? at(tokens) : 0, N, E, balanceCoef, zLossCoef, at(work), at(stats));
+      wasm.disposeData(work.dataId);
+      simd.gate_columns(at(hl), C, at(gated), ER, rt + r.gates, N, ER, rank, scale, 0, 0);
+      if (W) blas.sgemm(false, false, N, out, inF, view(x), inF, view(W), out, view(D), out);
+      blas.sgemm(false, false, N, out, ER, view(gated), ER, view(B), out, view(D), out, { beta: W ? 1 : 0 });
+      return [D, gated, hl, route, stats];
+    },
+  };
+}
+
+function routedTopKBackwardKernel(blas: Blas): TF.KernelConfig {
+  return {
+    kernelName: ROUTED_TOPK_BACKWARD,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = backend as BackendWasm;
+      const simd = simdOrNull(wasm)!;
+      const { dD, x, A, B, Wr, gated, hl, route, stats, xd, W, tokens } = inputs as Record<string, Info> & { xd?: Info; W?: Info; tokens?: Info };
+      const { rank, scale, balanceCoef, zLossCoef, dy } = attrs as unknown as RoutedTopKAttrs;
+      const [N, inF] = x.shape;
+      const ER = A.shape[1];
+      const E = Wr.shape[1];
+      const C = ER + E;
+      const out = B.shape[1];
+      const at = (t: Info) => offset(wasm, t);
+      const dx = wasm.makeOutput([N, inF], 'float32');
+      const dxd = xd ? wasm.makeOutput([N, inF], 'float32') : null;
+      const dA = wasm.makeOutput([inF, ER], 'float32');
+      const dB = wasm.makeOutput([ER, out], 'float32');
+      const dWr = wasm.makeOutput([inF, E], 'float32');
+      const dhl = wasm.makeOutput([N, C], 'float32');
+      const dg = wasm.makeOutput([N, E], 'float32');
+      const aw = xd ? null : sideBySide(wasm, A, Wr); // packed again, not kept from the forward: [in, E·r + E], tens of KB
+      const daw = xd ? null : wasm.makeOutput([inF, C], 'float32');
+      const view = viewOf(wasm);
+      const r = routeParts(N, E);
+      const rt = at(route);
+      blas.sgemm(false, true, N, ER, out, view(dD), out, view(B), out, view(dhl), C);
+      simd.gate_columns(at(dhl), C, at(dhl), C, rt + r.gates, N, ER, rank, scale, at(hl), at(dg));
+      const dl = at(dhl) + 4 * ER;
+      simd.gates_grad(at(dg), rt + r.p, rt + r.gates, rt + r.m, rt + r.total, 0, N, E, dl, C);
+      if (dy) simd.router_aux_grad(dl, C, at(hl) + 4 * ER, C, rt + r.p, tokens ? at(tokens) : 0, at(stats), N, E, balanceCoef, zLossCoef, dy);
+      if (W) blas.sgemm(false, true, N, inF, out, view(dD), out, view(W), out, view(dx), inF);
+      const beta = W ? 1 : 0;
+      if (aw && daw) {
+        blas.sgemm(false, true, N, inF, C, view(dhl), C, view(aw), C, view(dx), inF, { beta });
+        blas.sgemm(true, false, inF, C, N, view(x), inF, view(dhl), C, view(daw), C);
+        split(wasm, daw, dA, dWr);
+      } else {
+        const dls = view(dhl).subarray(ER); // the [N, E] block, rows C apart
+        blas.sgemm(false, true, N, inF, E, dls, C, view(Wr), E, view(dx), inF, { beta });
+        blas.sgemm(false, true, N, inF, ER, view(dhl), C, view(A), ER, view(dxd!), inF);
+        blas.sgemm(true, false, inF, ER, N, view(xd!), inF, view(dhl), C, view(dA), ER);
+        simd.narrow_mm_tn(at(x), dl, C, N, inF, E, at(dWr));
+      }
+      blas.sgemm(true, false, ER, out, N, view(gated), ER, view(dD), out, view(dB), out);
+      for (const t of [dhl, dg, aw, daw]) if (t) wasm.disposeData(t.dataId);
       return [dx, ...(dxd ? [dxd] : []), dA, dB, dWr];
     },
   };
@@ -301,7 +426,8 @@ function routedBackwardKernel(blas: Blas): TF.KernelConfig {
 export function useWasmExperts(tf: typeof TF, on: boolean, blas: Blas | null): void {
   for (const name of KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
   if (on && blas) {
-    for (const make of [forwardKernel, backwardKernel, routedInKernel, routedOutKernel, routedGateGradKernel, routedBackwardKernel]) tf.registerKernel(make(blas));
+    const all = [forwardKernel, backwardKernel, routedInKernel, routedOutKernel, routedGateGradKernel, routedBackwardKernel, routedTopKForwardKernel, routedTopKBackwardKernel];
+    for (const make of all) tf.registerKernel(make(blas));
   }
 }
 

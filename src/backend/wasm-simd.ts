@@ -62,13 +62,15 @@ export interface SimdExports {
   rms_norm(x: number, w: number, n: number, h: number, eps: number, y: number, r: number): void;
   rms_norm_grad(dy: number, x: number, w: number, r: number, n: number, h: number, dx: number): void;
   rope(x: number, cos: number, sinRot: number, batch: number, t: number, heads: number, d: number, perBatch: number, back: number, y: number): void;
-  narrow_mm(x: number, w: number, n: number, k: number, e: number, out: number): void;
-  narrow_mm_tn(x: number, d: number, n: number, k: number, e: number, dw: number): void;
+  narrow_mm(x: number, w: number, n: number, k: number, e: number, out: number, ldo: number): void;
+  narrow_mm_tn(x: number, d: number, ldd: number, n: number, k: number, e: number, dw: number): void;
   narrow_mm_nt(d: number, wT: number, n: number, k: number, e: number, dx: number): void;
-  gate_columns(src: number, out: number, gates: number, rows: number, er: number, r: number, scale: number, h: number, dg: number): void;
+  gate_columns(src: number, lds: number, out: number, ldo: number, gates: number, rows: number, er: number, r: number, scale: number, h: number, dg: number): void;
   copy_block(dst: number, ldd: number, src: number, lds: number, rows: number, cols: number): void;
-  route_topk(l: number, n: number, e: number, k: number, p: number, m: number, gates: number, total: number): void;
-  gates_grad(dg: number, p: number, gates: number, m: number, total: number, extra: number, n: number, e: number, dl: number): void;
+  route_topk(l: number, ldl: number, n: number, e: number, k: number, p: number, m: number, gates: number, total: number): void;
+  gates_grad(dg: number, p: number, gates: number, m: number, total: number, extra: number, n: number, e: number, dl: number, ldl: number): void;
+  router_aux_stats(l: number, ldl: number, m: number, p: number, w: number, n: number, e: number, cb: number, cz: number, work: number, out: number): void;
+  router_aux_grad(dl: number, ldd: number, l: number, ldl: number, p: number, w: number, stats: number, n: number, e: number, cb: number, cz: number, dy: number): void;
   adamw(p: number, g: number, m: number, v: number, n: number, b1: number, b2: number, eps: number, decay: number, stepSize: number, sqrtBc2: number, s: number, p1: number, m1: number, v1: number): void;
   sum_squares(x: number, n: number): number;
 }
@@ -197,8 +199,8 @@ const ELEMENTWISE: TF.KernelConfig[] = [
     const [B, T, heads, d] = x.shape;
     k.rope(at(x), at(cos), at(sinRot), B, T, heads, d, cos.shape[0] === T ? 0 : 1, back ? 1 : 0, at(y));
   }),
-  simdKernel(NARROW_MATMUL, ({ x, w }) => [[x.shape[0], w.shape[1]]], (k, at, { x, w }, [y]) => k.narrow_mm(at(x), at(w), x.shape[0], x.shape[1], w.shape[1], at(y))),
-  simdKernel(NARROW_MATMUL_GRAD_W, ({ x, d }) => [[x.shape[1], d.shape[1]]], (k, at, { x, d }, [dw]) => k.narrow_mm_tn(at(x), at(d), x.shape[0], x.shape[1], d.shape[1], at(dw))),
+  simdKernel(NARROW_MATMUL, ({ x, w }) => [[x.shape[0], w.shape[1]]], (k, at, { x, w }, [y]) => k.narrow_mm(at(x), at(w), x.shape[0], x.shape[1], w.shape[1], at(y), w.shape[1])),
+  simdKernel(NARROW_MATMUL_GRAD_W, ({ x, d }) => [[x.shape[1], d.shape[1]]], (k, at, { x, d }, [dw]) => k.narrow_mm_tn(at(x), at(d), d.shape[1], x.shape[0], x.shape[1], d.shape[1], at(dw))),
   simdKernel(NARROW_MATMUL_GRAD_X, ({ d, w }) => [[d.shape[0], w.shape[0]], [w.shape[1], w.shape[0]]], (k, at, { d, w }, [dx, wT], _attrs, wasm) => {
     // wT: w transposed [E, K] (a few KB) so the product runs along K; freed before returning
     const [K, E] = w.shape;
@@ -211,9 +213,9 @@ const ELEMENTWISE: TF.KernelConfig[] = [
   }),
   // a routed mixture's host math (src/adapters/mixture.ts): logits [N, E] -> p, m, gates [N, E], total [N]
   simdKernel(ROUTE_TOPK, ({ logits }) => [logits.shape, logits.shape, logits.shape, [logits.shape[0]]], (k, at, { logits }, [p, m, g, total], { k: top }) =>
-    k.route_topk(at(logits), logits.shape[0], logits.shape[1], top, at(p), at(m), at(g), at(total))),
+    k.route_topk(at(logits), logits.shape[1], logits.shape[0], logits.shape[1], top, at(p), at(m), at(g), at(total))),
   simdKernel(ROUTE_GATES_GRAD_SIMD, ({ dg }) => [dg.shape], (k, at, { dg, p, gates, m, total, extra }, [dl]) =>
-    k.gates_grad(at(dg), at(p), at(gates), at(m), at(total), extra ? at(extra) : 0, dg.shape[0], dg.shape[1], at(dl))),
+    k.gates_grad(at(dg), at(p), at(gates), at(m), at(total), extra ? at(extra) : 0, dg.shape[0], dg.shape[1], at(dl), dg.shape[1])),
   // the optimizer (src/train/adamw.ts, clip.ts): one pass a parameter, as webgpu-adamw.ts's kernels on the GPU
   simdKernel(ADAMW_KERNEL, ({ p }) => [p.shape, p.shape, p.shape], (k, at, { p, g, m, v }, [p1, m1, v1], a) =>
     k.adamw(at(p), at(g), at(m), at(v), size(p), a.beta1, a.beta2, a.eps, a.decay, a.stepSize, a.sqrtBc2, a.gradScale, at(p1), at(m1), at(v1))),

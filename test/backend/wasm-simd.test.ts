@@ -14,7 +14,7 @@ import {
   ATTN_SOFTMAX, hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, offset, RMS_NORM_SIMD, ROPE, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK, simdOrNull,
   SOFTMAX_XENT, SWIGLU, useSimdKernels,
 } from '../../src/backend/wasm-simd.ts';
-import { gatesGradRows, gatesRows, selectRows, softmaxRows } from '../../src/adapters/routing.ts';
+import { addRouterAuxGrad, gatesGradRows, gatesRows, routerAuxStats, selectRows, softmaxRows } from '../../src/adapters/routing.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
 import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';
@@ -236,23 +236,30 @@ describe('narrow products (router logits and their gradients)', () => {
 });
 
 describe('the SIMD gating (gate_columns) against wasm-experts\' JS gateColumns', () => {
-  it.each([[9, 4, 3, true], [16, 2, 8, true], [7, 3, 5, false]] as const)('%i rows, %i experts of rank %i, gates %s', (N, E, r, withGates) => {
+  // pad: src and h as the first E·r columns of wider rows, out of rows of its own width (the
+  // fused routed kernels gate [h | l] in place)
+  it.each([[9, 4, 3, true, 0], [16, 2, 8, true, 0], [7, 3, 5, false, 0], [9, 4, 8, true, 4], [5, 3, 5, true, 3]] as const)('%i rows, %i experts of rank %i, gates %s, rows padded by %i', (N, E, r, withGates, pad) => {
     const backend = tf.backend() as unknown as BackendWasm;
     const simd = simdOrNull(backend)!;
-    const [src, h] = [seeded([N, E * r], 14), seeded([N, E * r], 15)];
+    const ER = E * r;
+    const [src, h] = [seeded([N, ER + pad], 14), seeded([N, ER + pad], 15)];
+    const block = (t: tf.Tensor) => tf.tidy(() => tf.slice(t, [0, 0], [N, ER]).dataSync() as Float32Array);
     const gates = withGates ? tf.softmax(seeded([N, E], 16)) : null;
-    const out = tf.zeros([N, E * r]);
+    const out = tf.fill([N, ER + 2 * pad], 7);
     const dg = tf.zeros([N, E]);
     const at = (t: tf.Tensor) => offset(backend, t as unknown as tf.TensorInfo);
     const scale = 16 / 6; // not a float32: the gate's scale is rounded as the JS loop rounds it
-    simd.gate_columns(at(src), at(out), gates ? at(gates) : 0, N, E * r, r, scale, at(h), at(dg));
-    const want = new Float32Array(N * E * r);
+    simd.gate_columns(at(src), ER + pad, at(out), ER + 2 * pad, gates ? at(gates) : 0, N, ER, r, scale, at(h), at(dg));
+    const want = new Float32Array(N * ER);
     const wantDg = new Float32Array(N * E);
-    gateColumns(src.dataSync() as Float32Array, want, gates ? (gates.dataSync() as Float32Array) : null, N, E * r, r, scale, h.dataSync() as Float32Array, wantDg);
-    expect(Array.from(out.dataSync())).toEqual(Array.from(want));
+    gateColumns(block(src), want, gates ? (gates.dataSync() as Float32Array) : null, N, ER, r, scale, block(h), wantDg);
+    expect(Array.from(block(out))).toEqual(Array.from(want));
+    // the padding is left alone
+    const o = out.dataSync();
+    for (let n = 0; n < N; n++) for (let j = ER; j < ER + 2 * pad; j++) expect(o[n * (ER + 2 * pad) + j]).toBe(7);
     expectClose(dg.dataSync(), wantDg, 1e-5, 'dg');
-    simd.gate_columns(at(src), at(out), gates ? at(gates) : 0, N, E * r, r, scale, 0, 0); // forward: no dg
-    expect(Array.from(out.dataSync())).toEqual(Array.from(want));
+    simd.gate_columns(at(src), ER + pad, at(out), ER + 2 * pad, gates ? at(gates) : 0, N, ER, r, scale, 0, 0); // forward: no dg
+    expect(Array.from(block(out))).toEqual(Array.from(want));
     tf.dispose([src, h, out, dg, ...(gates ? [gates] : [])]);
   });
 });
@@ -281,6 +288,57 @@ describe('the SIMD routing (route_topk, gates_grad) against routing.ts\'s JS row
     const wantDl = gatesGradRows(dg.dataSync(), want.p, gates, want.m, wantTotal, E).map((v, i) => v + extra.dataSync()[i]);
     expectClose(dl.dataSync(), wantDl, 1e-5, 'dl');
     tf.dispose([l, p, m, g, total, dg, extra, dl]);
+  });
+});
+
+describe('the SIMD router losses (router_aux_stats, router_aux_grad) against routing.ts\'s JS', () => {
+  type Case = [string, number, number, number, boolean];
+  const CASES: Case[] = [
+    ['balance, 4 experts', 4, 0.3, 0, false],
+    ['balance and z-loss, token weights, 4 experts', 4, 0.5, 0.1, true],
+    ['z-loss alone, 3 experts', 3, 0, 0.2, true],
+    ['balance, 5 experts', 5, 0.01, 0, false],
+  ];
+  it.each(CASES)('%s', (_name, E, cb, cz, weighted) => {
+    const backend = tf.backend() as unknown as BackendWasm;
+    const simd = simdOrNull(backend)!;
+    const at = (t: tf.Tensor) => offset(backend, t as unknown as tf.TensorInfo);
+    const N = 29;
+    const pad = 3; // the logits as the last E columns of wider rows, as [h | l] holds them
+    const hl = seeded([N, pad + E], 61);
+    const lv = tf.tidy(() => tf.slice(hl, [0, pad], [N, E]).dataSync() as Float32Array);
+    const m = selectRows(lv, E, { strategy: 'topk', topK: 2, topP: 0 });
+    const p = softmaxRows(lv, E);
+    const u = mulberry32(62);
+    const w = weighted ? Float32Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 0.5 + u())) : undefined;
+    const [mt, pt, wt] = [tf.tensor(m), tf.tensor(p), tf.tensor(w ?? [0])];
+    const work = tf.zeros([4 * E]);
+    const stats = tf.zeros([E + 2]);
+    simd.router_aux_stats(at(hl) + 4 * pad, pad + E, at(mt), at(pt), w ? at(wt) : 0, N, E, cb, cz, at(work), at(stats));
+    const want = routerAuxStats(lv, m, p, E, cb, cz, w);
+    const got = stats.dataSync();
+    expectClose(got.slice(0, E), want.fractions, 1e-7, 'fractions');
+    expect(Math.abs(got[E] - want.value)).toBeLessThan(1e-6 * Math.max(1, Math.abs(want.value)));
+    expect(want.value).toBeGreaterThan(0);
+    expect(got[E + 1]).toBeCloseTo(want.W, 5);
+    // the gradient for dy = 0.7, added into the dl block of [dh | dl] rows
+    const dhl = seeded([N, pad + E], 63);
+    const before = dhl.dataSync().slice();
+    simd.router_aux_grad(at(dhl) + 4 * pad, pad + E, at(hl) + 4 * pad, pad + E, at(pt), w ? at(wt) : 0, at(stats), N, E, cb, cz, 0.7);
+    const wantDl = new Float32Array(N * E);
+    addRouterAuxGrad(wantDl, p, want, 0.7, w);
+    const after = dhl.dataSync();
+    const largest = wantDl.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+    expect(largest).toBeGreaterThan(1e-5);
+    for (let n = 0; n < N; n++) {
+      for (let j = 0; j < pad; j++) expect(after[n * (pad + E) + j]).toBe(before[n * (pad + E) + j]); // dh untouched
+      for (let e = 0; e < E; e++) {
+        const i = n * (pad + E) + pad + e;
+        // the added gradient, read back as a difference of floats near 1: their rounding
+        expect(Math.abs(after[i] - before[i] - wantDl[n * E + e]), `dl[${n}, ${e}]`).toBeLessThan(1e-5 * largest + 2e-7);
+      }
+    }
+    tf.dispose([hl, mt, pt, wt, work, stats, dhl]);
   });
 });
 

@@ -6,7 +6,7 @@
  *
  * Built by scripts/build-simd.sh (clang --target=wasm32 -msimd128) into kernels.wasm, which is
  * committed; src/backend/wasm-simd.ts loads it and registers the tfjs kernels that call it.
- * No libc: exp is written out below (the only transcendental needed).
+ * No libc: exp (float) and log (double, the router z-loss's) are written out below.
  */
 #include <wasm_simd128.h>
 
@@ -298,12 +298,12 @@ void rope(const float *x, const float *cos, const float *sinRot, int batch, int 
  * time); here each is one pass over it.
  */
 
-/* out [n, e] = x [n, k] · w [k, e] */
+/* out [n, e] = x [n, k] · w [k, e], out's rows ldo apart */
 EXPORT(narrow_mm)
-void narrow_mm(const float *x, const float *w, int n, int k, int e, float *out) {
+void narrow_mm(const float *x, const float *w, int n, int k, int e, float *out, int ldo) {
   for (int i = 0; i < n; i++) {
     const float *xi = x + (long)i * k;
-    float *o = out + (long)i * e;
+    float *o = out + (long)i * ldo;
     int c = 0;
     for (; c + 4 <= e; c += 4) {
       f4 acc = splat(0.0f);
@@ -318,12 +318,12 @@ void narrow_mm(const float *x, const float *w, int n, int k, int e, float *out) 
   }
 }
 
-/* dw [k, e] = x [n, k]ᵀ · d [n, e] */
+/* dw [k, e] = x [n, k]ᵀ · d [n, e], d's rows ldd apart */
 EXPORT(narrow_mm_tn)
-void narrow_mm_tn(const float *x, const float *d, int n, int k, int e, float *dw) {
+void narrow_mm_tn(const float *x, const float *d, int ldd, int n, int k, int e, float *dw) {
   for (long j = 0; j < (long)k * e; j++) dw[j] = 0.0f;
   for (int i = 0; i < n; i++) {
-    const float *xi = x + (long)i * k, *di = d + (long)i * e;
+    const float *xi = x + (long)i * k, *di = d + (long)i * ldd;
     int c = 0;
     for (; c + 4 <= e; c += 4) {
       const f4 dv = wasm_v128_load(di + c);
@@ -361,35 +361,38 @@ void narrow_mm_nt(const float *d, const float *wT, int n, int k, int e, float *d
 
 /*
  * A mixture's gating (src/backend/wasm-experts.ts, gateColumns there in JS): out[n, j] = s·src[n, j]
- * with s = scale·gates[n, ⌊j/r⌋] (scale alone without gates) over rows·er columns, r per expert.
- * With dg (and h): dg[n, e] = scale·Σ_{j in e} src·h as well. Null pointers are 0.
+ * with s = scale·gates[n, ⌊j/r⌋] (scale alone without gates) over rows × er columns, r per expert.
+ * With dg (and h): dg[n, e] = scale·Σ_{j in e} src·h as well. src and h have rows lds apart, out
+ * ldo apart (a block of a wider matrix: [h | l]); gates and dg are [rows, er/r]. Null pointers are 0.
  */
 EXPORT(gate_columns)
-void gate_columns(const float *src, float *out, const float *gates, int rows, int er, int r, double scale, const float *h, float *dg) {
-  const long pairs = (long)rows * (er / r);
+void gate_columns(const float *src, int lds, float *out, int ldo, const float *gates, int rows, int er, int r, double scale, const float *h, float *dg) {
+  const int experts = er / r;
   const float plain = (float)scale;
-  for (long ne = 0; ne < pairs; ne++) {
-    const long o = ne * r;
-    const float s = gates ? (float)(scale * (double)gates[ne]) : plain;
-    const f4 s4 = splat(s);
-    int j = 0;
-    if (dg) {
-      f4 a4 = splat(0.0f);
-      float acc = 0.0f;
-      for (; j + 4 <= r; j += 4) {
-        f4 v = wasm_v128_load(src + o + j);
-        a4 = add(a4, mul(v, wasm_v128_load(h + o + j)));
-        wasm_v128_store(out + o + j, mul(s4, v));
+  for (int n = 0; n < rows; n++) {
+    for (int e = 0; e < experts; e++) {
+      const long ne = (long)n * experts + e, si = (long)n * lds + (long)e * r, oi = (long)n * ldo + (long)e * r;
+      const float s = gates ? (float)(scale * (double)gates[ne]) : plain;
+      const f4 s4 = splat(s);
+      int j = 0;
+      if (dg) {
+        f4 a4 = splat(0.0f);
+        float acc = 0.0f;
+        for (; j + 4 <= r; j += 4) {
+          f4 v = wasm_v128_load(src + si + j);
+          a4 = add(a4, mul(v, wasm_v128_load(h + si + j)));
+          wasm_v128_store(out + oi + j, mul(s4, v));
+        }
+        for (; j < r; j++) {
+          acc += src[si + j] * h[si + j];
+          out[oi + j] = s * src[si + j];
+        }
+        dg[ne] = (float)(scale * (double)(hsum(a4) + acc));
+        continue;
       }
-      for (; j < r; j++) {
-        acc += src[o + j] * h[o + j];
-        out[o + j] = s * src[o + j];
-      }
-      dg[ne] = (float)(scale * (double)(hsum(a4) + acc));
-      continue;
+      for (; j + 4 <= r; j += 4) wasm_v128_store(out + oi + j, mul(s4, wasm_v128_load(src + si + j)));
+      for (; j < r; j++) out[oi + j] = s * src[si + j];
     }
-    for (; j + 4 <= r; j += 4) wasm_v128_store(out + o + j, mul(s4, wasm_v128_load(src + o + j)));
-    for (; j < r; j++) out[o + j] = s * src[o + j];
   }
 }
 
@@ -419,13 +422,13 @@ static inline float sum_in_order(f4 v) {
  * a larger logit, or an equal one at a lower index, which is the loop's choice (ties to the
  * lower index, as torch.topk).
  */
-static void route_top4(const float *l, int n, int k, float *p, float *m, float *gates, float *total) {
+static void route_top4(const float *l, int ldl, int n, int k, float *p, float *m, float *gates, float *total) {
   const v128_t lower1 = wasm_i32x4_make(0, 0, 0, -1); /* lanes c where (c + r) % 4 < c, rotation r */
   const v128_t lower2 = wasm_i32x4_make(0, 0, -1, -1);
   const v128_t lower3 = wasm_i32x4_make(0, -1, -1, -1);
   const v128_t K = wasm_i32x4_splat(k);
   for (int i = 0; i < n; i++) {
-    const f4 x = wasm_v128_load(l + 4L * i);
+    const f4 x = wasm_v128_load(l + (long)ldl * i);
     const f4 r1 = wasm_i32x4_shuffle(x, x, 1, 2, 3, 0), r2 = wasm_i32x4_shuffle(x, x, 2, 3, 0, 1), r3 = wasm_i32x4_shuffle(x, x, 3, 0, 1, 2);
     const f4 mx = wasm_f32x4_pmax(wasm_f32x4_pmax(x, r1), wasm_f32x4_pmax(r2, r3));
     /* how many of the others beat each expert (comparisons are -1 where true) */
@@ -446,18 +449,18 @@ static void route_top4(const float *l, int n, int k, float *p, float *m, float *
 }
 
 /*
- * Top-k routing of router logits l [n, e] (src/adapters/routing.ts has the same in JS:
- * softmaxRows, selectRows, gatesRows): p = softmax of each row, m = 1 on its k largest logits
- * (ties to the lower index, as torch.topk), total = Σ_e p⊙m and gates = p⊙m / total.
+ * Top-k routing of router logits l [n, e], rows ldl apart (src/adapters/routing.ts has the same
+ * in JS: softmaxRows, selectRows, gatesRows): p = softmax of each row, m = 1 on its k largest
+ * logits (ties to the lower index, as torch.topk), total = Σ_e p⊙m and gates = p⊙m / total.
  */
 EXPORT(route_topk)
-void route_topk(const float *l, int n, int e, int k, float *p, float *m, float *gates, float *total) {
+void route_topk(const float *l, int ldl, int n, int e, int k, float *p, float *m, float *gates, float *total) {
   if (e == 4) {
-    route_top4(l, n, k, p, m, gates, total);
+    route_top4(l, ldl, n, k, p, m, gates, total);
     return;
   }
   for (int i = 0; i < n; i++) {
-    const float *li = l + (long)i * e;
+    const float *li = l + (long)i * ldl;
     float *pi = p + (long)i * e, *mi = m + (long)i * e, *gi = gates + (long)i * e;
     float mx = li[0];
     for (int c = 1; c < e; c++) mx = li[c] > mx ? li[c] : mx;
@@ -480,19 +483,105 @@ void route_topk(const float *l, int n, int e, int k, float *p, float *m, float *
 /*
  * The routing's backward (gatesGradRows in JS) plus the logits' other gradient `extra` (the
  * router losses'; null for none): dp = m ⊙ (dg − Σ_e dg⊙g) / total, dl = p ⊙ (dp − Σ_e dp⊙p) + extra.
+ * dl's rows are ldl apart (a block of [dh | dl]); the rest are [n, e].
  */
 EXPORT(gates_grad)
-void gates_grad(const float *dg, const float *p, const float *gates, const float *m, const float *total, const float *extra, int n, int e, float *dl) {
+void gates_grad(const float *dg, const float *p, const float *gates, const float *m, const float *total, const float *extra, int n, int e, float *dl, int ldl) {
   for (int i = 0; i < n; i++) {
-    const long o = (long)i * e;
+    const long o = (long)i * e, d = (long)i * ldl;
     float dgg = 0.0f;
     for (int c = 0; c < e; c++) dgg += dg[o + c] * gates[o + c];
     float dpp = 0.0f;
     for (int c = 0; c < e; c++) dpp += m[o + c] * (dg[o + c] - dgg) / total[i] * p[o + c];
     for (int c = 0; c < e; c++) {
       const float dp = m[o + c] * (dg[o + c] - dgg) / total[i];
-      dl[o + c] = p[o + c] * (dp - dpp) + (extra ? extra[o + c] : 0.0f);
+      dl[d + c] = p[o + c] * (dp - dpp) + (extra ? extra[o + c] : 0.0f);
     }
+  }
+}
+
+/* ln x for a positive finite double: x = 2^k·m, m in [√½, √2), ln m = 2 atanh((m−1)/(m+1)) by its series (|s| <= 0.172: ~1e-15). */
+static double log_d(double x) {
+  const v128_t bits = wasm_f64x2_splat(x);
+  long long u = wasm_i64x2_extract_lane(bits, 0);
+  int k = (int)((u >> 52) & 0x7ff) - 1023;
+  double m = wasm_f64x2_extract_lane(wasm_i64x2_splat((u & 0x000fffffffffffffLL) | 0x3ff0000000000000LL), 0);
+  if (m > 1.4142135623730951) m *= 0.5, k += 1;
+  const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+  const double t = s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 * (1.0 / 13 + s2 / 15))))));
+  return k * 0.6931471805599453 + 2.0 * s * (1.0 + t);
+}
+
+/* logsumexp of row li [e] (the z-loss's), in double over exp1's floats. */
+static double row_lse(const float *li, int e) {
+  float mx = li[0];
+  for (int c = 1; c < e; c++) mx = li[c] > mx ? li[c] : mx;
+  double sum = 0.0;
+  for (int c = 0; c < e; c++) sum += (double)exp1(li[c] - mx);
+  return (double)mx + log_d(sum);
+}
+
+/*
+ * A routed module's router losses (routerAuxStats in src/adapters/routing.ts, the same in JS):
+ *   balance = cb·E·Σ_e f_e·P_e,  z = cz·Σ_n w_n·lse_n² / W
+ * with token weights w (null: all 1), W = Σ w, f_e the share of the selections m that went to
+ * expert e, P_e = Σ_n w_n·p_ne / W. l: logits, rows ldl apart; m, p: [n, e]. work: 2e doubles of
+ * scratch. out: f [e], then the losses' value, then W (floats).
+ */
+EXPORT(router_aux_stats)
+void router_aux_stats(const float *l, int ldl, const float *m, const float *p, const float *w, int n, int e, double cb, double cz, double *work, float *out) {
+  double *perExpert = work, *meanP = work + e;
+  for (int c = 0; c < 2 * e; c++) work[c] = 0.0;
+  double W = n;
+  if (w) {
+    W = 0.0;
+    for (int i = 0; i < n; i++) W += w[i];
+    W = W > 1e-9 ? W : 1e-9;
+  }
+  for (int i = 0; i < n; i++) {
+    const double wi = w ? w[i] : 1.0;
+    const long o = (long)i * e;
+    for (int c = 0; c < e; c++) perExpert[c] += m[o + c] * wi, meanP[c] += p[o + c] * wi;
+  }
+  double selected = 0.0;
+  for (int c = 0; c < e; c++) selected += perExpert[c];
+  selected = selected > 1e-9 ? selected : 1e-9;
+  for (int c = 0; c < e; c++) out[c] = (float)(perExpert[c] / selected);
+  double value = 0.0;
+  if (cb > 0) {
+    double fp = 0.0;
+    for (int c = 0; c < e; c++) fp += (double)out[c] * meanP[c];
+    value += cb * e * fp / W;
+  }
+  if (cz > 0) {
+    double z = 0.0;
+    for (int i = 0; i < n; i++) {
+      const double lse = row_lse(l + (long)i * ldl, e);
+      z += lse * lse * (w ? w[i] : 1.0);
+    }
+    value += cz * z / W;
+  }
+  out[e] = (float)value;
+  out[e + 1] = (float)W;
+}
+
+/*
+ * dl += dy·∂(router losses)/∂l (addRouterAuxGrad in JS), from router_aux_stats' `stats` (f, value,
+ * W) and the p, w it was given: per token t_n = dy·w_n/W and b_e = cb·E·f_e,
+ *   dl[n, e] += p_ne·(t_n·b_e − Σ_c t_n·b_c·p_nc) + p_ne·2·cz·t_n·lse_n.
+ * dl and l have rows ldd and ldl apart.
+ */
+EXPORT(router_aux_grad)
+void router_aux_grad(float *dl, int ldd, const float *l, int ldl, const float *p, const float *w, const float *stats, int n, int e, double cb, double cz, double dy) {
+  const double W = stats[e + 1];
+  for (int i = 0; i < n; i++) {
+    const long o = (long)i * e;
+    float *di = dl + (long)i * ldd;
+    const double perToken = dy * (w ? w[i] : 1.0) / W;
+    double dpp = 0.0;
+    if (cb > 0) for (int c = 0; c < e; c++) dpp += perToken * (cb * e * stats[c]) * p[o + c];
+    const double z = cz > 0 ? perToken * 2.0 * cz * row_lse(l + (long)i * ldl, e) : 0.0;
+    for (int c = 0; c < e; c++) di[c] += (float)((cb > 0 ? p[o + c] * (perToken * (cb * e * stats[c]) - dpp) : 0.0) + p[o + c] * z);
   }
 }
 
