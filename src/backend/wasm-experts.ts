@@ -14,7 +14,8 @@
  * kernels, so it is two each way (ROUTED_*): the products up to the router's logits l = x·Wr
  * (with A's in one product when the experts see the router's rows), then the gated products;
  * backward, dh and dg, then, given dl from the host, every input and weight gradient, with the
- * router's dl·Wrᵀ added into dx in the same product.
+ * router's dl·Wrᵀ added into dx in the same product. A training step's top-k routing with router
+ * losses is one kernel each way (ROUTED_TOPK_*), the routing and the losses in the SIMD module.
  *
  * Given the layer's frozen base kernel W [in, out] (and its rows x, when they are not xd), the
  * kernels also do the base: D = x·W + gated·B, with sgemm adding the experts into the base's

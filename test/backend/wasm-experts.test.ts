@@ -11,7 +11,8 @@ import { MixtureLinear, mixtureDelta, type MixtureSpec } from '../../src/adapter
 import { initBackend } from '../../src/backend/index.ts';
 import { loadBlas } from '../../src/backend/blas.ts';
 import {
-  EXPERTS_BACKWARD, EXPERTS_FORWARD, gateColumns, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, useWasmExperts,
+  EXPERTS_BACKWARD, EXPERTS_FORWARD, gateColumns, hasFusedExperts, ROUTED_BACKWARD, ROUTED_GATE_GRAD, ROUTED_IN, ROUTED_OUT, ROUTED_TOPK_BACKWARD, ROUTED_TOPK_FORWARD,
+  useWasmExperts,
 } from '../../src/backend/wasm-experts.ts';
 import { NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, useSimdKernels } from '../../src/backend/wasm-simd.ts';
 import { FrozenLinearLayer } from '../../src/model/linear.ts';
@@ -215,5 +216,15 @@ describe.skipIf(!blas)('a frozen base\'s product inside the fused kernels', () =
       expect(scale).toBeGreaterThan(0);
       for (let j = 0; j < g.length; j++) expect(Math.abs(g[j] - want.grads[i][j]), `input ${i} [${j}]`).toBeLessThan(1e-5 * Math.max(1, scale));
     });
+  });
+
+  it('runs a training forward with top-k routing and router losses as one kernel each way', async () => {
+    useSimdKernels(tf, true);
+    const info = await tf.profile(() => {
+      layerRun(true, 4, 0.3);
+    });
+    const names = info.kernels.map((k) => k.name);
+    expect([ROUTED_TOPK_FORWARD, ROUTED_TOPK_BACKWARD].map((k) => names.filter((n) => n === k).length)).toEqual([1, 1]);
+    expect(names.filter((n) => [ROUTED_IN, ROUTED_OUT, ROUTED_GATE_GRAD, ROUTED_BACKWARD, 'BatchMatMul'].includes(n))).toEqual([]);
   });
 });
