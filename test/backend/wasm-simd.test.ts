@@ -149,11 +149,19 @@ describe('fused SwiGLU (silu(gate) * up)', () => {
 });
 
 describe('fused attention probabilities (softmax(scale·s + mask))', () => {
-  it.each([['a padding mask per batch row', true], ['one causal mask for the batch', false]] as const)('match the tensor form with %s', (_, padded) => {
+  // left padding masks every key of the first queries' rows: the kernel's masked-tail skip must
+  // fall back to the whole row there, as the tensor form's softmax does
+  const PADDING: Record<string, number[][] | null> = {
+    'a padding mask per batch row': [[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0]],
+    'left padding (rows with every key masked)': [[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]],
+    'one causal mask for the batch': null,
+  };
+  it.each(Object.keys(PADDING))('match the tensor form with %s', (name) => {
+    const padded = PADDING[name] !== null;
     expect(hasSimdKernel(tf, ATTN_SOFTMAX)).toBe(true);
     const [B, H, T] = [2, 3, 7];
     const s = seeded([B, H, T, T], 4, 6);
-    const mask = tf.tidy(() => additiveMask(B, T, padded ? tf.tensor2d([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0]]) : undefined));
+    const mask = tf.tidy(() => additiveMask(B, T, padded ? tf.tensor2d(PADDING[name]!) : undefined));
     expect(mask.shape[0]).toBe(padded ? B : 1);
     const before = tf.memory().numTensors;
     expectSame(valueAndGrads((x) => attentionProbs(x as tf.Tensor4D, mask, 0.35), [s], 5), 2e-6);

@@ -143,52 +143,74 @@ void swiglu_grad(const float *dh, const float *g, const float *u, int n, float *
 }
 
 /*
+ * How much of a mask row of n to compute: up to its last key that is not masked (NEG, -1e9),
+ * rounded up to a whole vector (the whole row when that reaches its scalar tail, or when every
+ * key is masked). Past it every probability is exactly 0, so the row's sums and vectors are
+ * those of the whole row.
+ */
+static int live_prefix(const float *mask, int n) {
+  int lim = n;
+  while (lim > 0 && mask[lim - 1] <= -1.0e8f) lim--;
+  if (lim == 0) return n;
+  lim = (lim + 3) & ~3;
+  return lim > (n & ~3) ? n : lim;
+}
+
+/*
  * Attention probabilities, forward: p = softmax(scale·s + mask) over each row of k keys, for
  * rows = batch·heads·q query rows of s; the additive mask [batch, q, k] is shared by the heads
- * (and by the batch rows too, [1, q, k], when maskPerBatch is 0).
+ * (and by the batch rows too, [1, q, k], when maskPerBatch is 0). Keys masked to the end of a
+ * row (a causal mask's future: half of them) get p = 0 without their exp: scale·s + NEG is
+ * below -69 past the row's max, which exp4 takes to exactly 0 anyway.
  */
 EXPORT(attn_softmax)
 void attn_softmax(const float *s, const float *mask, int batch, int heads, int q, int k, int maskPerBatch, float scale, float *p) {
   const f4 sc = splat(scale);
   for (int b = 0; b < batch; b++) {
-    for (int h = 0; h < heads; h++) {
-      for (int t = 0; t < q; t++) {
+    for (int t = 0; t < q; t++) {
+      const float *m = mask + ((long)(maskPerBatch ? b : 0) * q + t) * k;
+      const int n = live_prefix(m, k);
+      for (int h = 0; h < heads; h++) {
         long row = ((long)(b * heads + h) * q + t) * k;
-        const float *x = s + row, *m = mask + ((long)(maskPerBatch ? b : 0) * q + t) * k;
+        const float *x = s + row;
         float *o = p + row;
         int j = 0;
         f4 m4 = splat(-3.0e38f);
-        for (; j + 4 <= k; j += 4) {
+        for (; j + 4 <= n; j += 4) {
           f4 v = add(mul(wasm_v128_load(x + j), sc), wasm_v128_load(m + j));
           wasm_v128_store(o + j, v);
           m4 = wasm_f32x4_pmax(m4, v);
         }
         float mx = hmax(m4);
-        for (; j < k; j++) {
+        for (; j < n; j++) {
           o[j] = x[j] * scale + m[j];
           mx = o[j] > mx ? o[j] : mx;
         }
         const f4 mm = splat(mx);
         f4 s4 = splat(0.0f);
-        for (j = 0; j + 4 <= k; j += 4) {
+        for (j = 0; j + 4 <= n; j += 4) {
           f4 e = exp4(sub(wasm_v128_load(o + j), mm));
           wasm_v128_store(o + j, e);
           s4 = add(s4, e);
         }
         float sum = hsum(s4);
-        for (; j < k; j++) {
+        for (; j < n; j++) {
           o[j] = exp1(o[j] - mx);
           sum += o[j];
         }
         const f4 inv = splat(1.0f / sum);
-        for (j = 0; j + 4 <= k; j += 4) wasm_v128_store(o + j, mul(wasm_v128_load(o + j), inv));
-        for (; j < k; j++) o[j] *= 1.0f / sum;
+        for (j = 0; j + 4 <= n; j += 4) wasm_v128_store(o + j, mul(wasm_v128_load(o + j), inv));
+        for (; j < n; j++) o[j] *= 1.0f / sum;
+        for (j = n; j < k; j++) o[j] = 0.0f;
       }
     }
   }
 }
 
-/* Attention probabilities, backward: ds = scale · p ⊙ (dp − Σ_j dp·p), per row of k. */
+/*
+ * Attention probabilities, backward: ds = scale · p ⊙ (dp − Σ_j dp·p), per row of k. (Skipping
+ * rows' zero tails as the forward does made it slower: finding them is a scalar scan per row.)
+ */
 EXPORT(attn_softmax_grad)
 void attn_softmax_grad(const float *dp, const float *p, int rows, int k, float scale, float *ds) {
   for (int r = 0; r < rows; r++) {
