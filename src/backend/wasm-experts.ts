@@ -261,40 +261,62 @@ function routedBackwardKernel(blas: Blas): TF.KernelConfig {
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
       const wasm = backend as BackendWasm;
-      const { dD, dh, dl, x, A, B, Wr, gated, xd, W } = inputs as Record<string, Info> & { xd?: Info; W?: Info };
-      const [N, inF] = x.shape;
-      const ER = A.shape[1];
-      const E = Wr.shape[1];
-      const out = B.shape[1];
-      const dx = wasm.makeOutput([N, inF], 'float32');
-      const dxd = xd ? wasm.makeOutput([N, inF], 'float32') : null;
-      const dA = wasm.makeOutput([inF, ER], 'float32');
-      const dB = wasm.makeOutput([ER, out], 'float32');
-      const dWr = wasm.makeOutput([inF, E], 'float32');
-      const view = viewOf(wasm);
-      if (W) blas.sgemm(false, true, N, inF, out, view(dD), out, view(W), out, view(dx), inF);
-      const beta = W ? 1 : 0;
-      if (!xd) {
-        const C = ER + E;
-        const dhl = sideBySide(wasm, dh, dl);
-        const aw = sideBySide(wasm, A, Wr); // packed again, not kept from the forward: [in, E·r + E], tens of KB
-        const daw = wasm.makeOutput([inF, C], 'float32');
-        blas.sgemm(false, true, N, inF, C, view(dhl), C, view(aw), C, view(dx), inF, { beta });
-        blas.sgemm(true, false, inF, C, N, view(x), inF, view(dhl), C, view(daw), C);
-        split(wasm, daw, dA, dWr);
-        for (const t of [dhl, aw, daw]) wasm.disposeData(t.dataId);
-      } else {
-        blas.sgemm(false, true, N, inF, E, view(dl), E, view(Wr), E, view(dx), inF, { beta });
-        blas.sgemm(false, true, N, inF, ER, view(dh), ER, view(A), ER, view(dxd!), inF);
-        blas.sgemm(true, false, inF, ER, N, view(xd), inF, view(dh), ER, view(dA), ER);
-        const simd = simdOrNull(wasm);
-        if (simd) simd.narrow_mm_tn(offset(wasm, x), offset(wasm, dl), E, N, inF, E, offset(wasm, dWr));
-        else blas.sgemm(true, false, inF, E, N, view(x), inF, view(dl), E, view(dWr), E);
-      }
-      blas.sgemm(true, false, ER, out, N, view(gated), ER, view(dD), out, view(dB), out);
-      return [dx, ...(dxd ? [dxd] : []), dA, dB, dWr];
+      const { dh, dl, ...rest } = inputs as Record<string, Info>;
+      const dhl = sideBySide(wasm, dh, dl);
+      const grads = routedGrads(wasm, blas, dhl, rest as unknown as RoutedTensors);
+      wasm.disposeData(dhl.dataId);
+      return grads;
     },
   };
+}
+
+/** The tensors a routed mixture's backward products read besides [dh | dl]. */
+interface RoutedTensors {
+  dD: Info; x: Info; A: Info; B: Info; Wr: Info; gated: Info; xd?: Info; W?: Info;
+}
+
+/** N, in, E·r, E, out of a routed mixture, and C = E·r + E, the width of [h | l]. */
+function routedShapes(x: Info, A: Info, Wr: Info, B: Info) {
+  const [N, inF] = x.shape;
+  const ER = A.shape[1];
+  const E = Wr.shape[1];
+  return { N, inF, ER, E, C: ER + E, out: B.shape[1] };
+}
+
+/**
+ * ROUTED_BACKWARD's products, from dhl = [dh | dl] [N, E·r + E]: dx = dD·Wᵀ + [dh | dl]·[A | Wr]ᵀ
+ * (with `xd`: dx = dD·Wᵀ + dl·Wrᵀ and dxd = dh·Aᵀ), [dA | dWr] = xᵀ·[dh | dl] (with `xd`:
+ * dA = xdᵀ·dh, dWr = xᵀ·dl), dB = gatedᵀ·dD. Returns dx, dxd (with xd), dA, dB, dWr.
+ */
+function routedGrads(wasm: BackendWasm, blas: Blas, dhl: Info, t: RoutedTensors): Info[] {
+  const { dD, x, A, B, Wr, gated, xd, W } = t;
+  const { N, inF, ER, E, C, out } = routedShapes(x, A, Wr, B);
+  const dx = wasm.makeOutput([N, inF], 'float32');
+  const dxd = xd ? wasm.makeOutput([N, inF], 'float32') : null;
+  const dA = wasm.makeOutput([inF, ER], 'float32');
+  const dB = wasm.makeOutput([ER, out], 'float32');
+  const dWr = wasm.makeOutput([inF, E], 'float32');
+  const view = viewOf(wasm);
+  if (W) blas.sgemm(false, true, N, inF, out, view(dD), out, view(W), out, view(dx), inF);
+  const beta = W ? 1 : 0;
+  if (!xd) {
+    const aw = sideBySide(wasm, A, Wr); // packed again, not kept from the forward: [in, E·r + E], tens of KB
+    const daw = wasm.makeOutput([inF, C], 'float32');
+    blas.sgemm(false, true, N, inF, C, view(dhl), C, view(aw), C, view(dx), inF, { beta });
+    blas.sgemm(true, false, inF, C, N, view(x), inF, view(dhl), C, view(daw), C);
+    split(wasm, daw, dA, dWr);
+    for (const s of [aw, daw]) wasm.disposeData(s.dataId);
+  } else {
+    const dl = view(dhl).subarray(ER); // the [N, E] block, rows C apart
+    blas.sgemm(false, true, N, inF, E, dl, C, view(Wr), E, view(dx), inF, { beta });
+    blas.sgemm(false, true, N, inF, ER, view(dhl), C, view(A), ER, view(dxd!), inF);
+    blas.sgemm(true, false, inF, ER, N, view(xd), inF, view(dhl), C, view(dA), ER);
+    const simd = simdOrNull(wasm);
+    if (simd) simd.narrow_mm_tn(offset(wasm, x), offset(wasm, dhl) + 4 * ER, C, N, inF, E, offset(wasm, dWr));
+    else blas.sgemm(true, false, inF, E, N, view(x), inF, dl, C, view(dWr), E);
+  }
+  blas.sgemm(true, false, ER, out, N, view(gated), ER, view(dD), out, view(dB), out);
+  return [dx, ...(dxd ? [dxd] : []), dA, dB, dWr];
 }
 
 /** The router losses' weights, and the top-k (forward) or the losses' upstream gradient (backward). */
@@ -334,11 +356,7 @@ function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
       const simd = simdOrNull(wasm)!;
       const { x, A, Wr, B, xd, W, tokens } = inputs as Record<string, Info> & { xd?: Info; W?: Info; tokens?: Info };
       const { rank, scale, k, balanceCoef, zLossCoef } = attrs as unknown as RoutedTopKAttrs;
-      const [N, inF] = x.shape;
-      const ER = A.shape[1];
-      const E = Wr.shape[1];
-      const C = ER + E;
-      const out = B.shape[1];
+      const { N, inF, ER, E, C, out } = routedShapes(x, A, Wr, B);
       const at = (t: Info) => offset(wasm, t);
       const hl = wasm.makeOutput([N, C], 'float32');
       const route = wasm.makeOutput([routeParts(N, E).size], 'float32');
@@ -375,47 +393,24 @@ function routedTopKBackwardKernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const simd = simdOrNull(wasm)!;
-      const { dD, x, A, B, Wr, gated, hl, route, stats, xd, W, tokens } = inputs as Record<string, Info> & { xd?: Info; W?: Info; tokens?: Info };
+      const { hl, route, stats, tokens, ...rest } = inputs as Record<string, Info> & { tokens?: Info };
+      const t = rest as unknown as RoutedTensors;
       const { rank, scale, balanceCoef, zLossCoef, dy } = attrs as unknown as RoutedTopKAttrs;
-      const [N, inF] = x.shape;
-      const ER = A.shape[1];
-      const E = Wr.shape[1];
-      const C = ER + E;
-      const out = B.shape[1];
-      const at = (t: Info) => offset(wasm, t);
-      const dx = wasm.makeOutput([N, inF], 'float32');
-      const dxd = xd ? wasm.makeOutput([N, inF], 'float32') : null;
-      const dA = wasm.makeOutput([inF, ER], 'float32');
-      const dB = wasm.makeOutput([ER, out], 'float32');
-      const dWr = wasm.makeOutput([inF, E], 'float32');
+      const { N, ER, E, C, out } = routedShapes(t.x, t.A, t.Wr, t.B);
+      const at = (i: Info) => offset(wasm, i);
       const dhl = wasm.makeOutput([N, C], 'float32');
       const dg = wasm.makeOutput([N, E], 'float32');
-      const aw = xd ? null : sideBySide(wasm, A, Wr); // packed again, not kept from the forward: [in, E·r + E], tens of KB
-      const daw = xd ? null : wasm.makeOutput([inF, C], 'float32');
-      const view = viewOf(wasm);
       const r = routeParts(N, E);
       const rt = at(route);
-      blas.sgemm(false, true, N, ER, out, view(dD), out, view(B), out, view(dhl), C);
+      const view = viewOf(wasm);
+      blas.sgemm(false, true, N, ER, out, view(t.dD), out, view(t.B), out, view(dhl), C);
       simd.gate_columns(at(dhl), C, at(dhl), C, rt + r.gates, N, ER, rank, scale, at(hl), at(dg));
       const dl = at(dhl) + 4 * ER;
       simd.gates_grad(at(dg), rt + r.p, rt + r.gates, rt + r.m, rt + r.total, 0, N, E, dl, C);
       if (dy) simd.router_aux_grad(dl, C, at(hl) + 4 * ER, C, rt + r.p, tokens ? at(tokens) : 0, at(stats), N, E, balanceCoef, zLossCoef, dy);
-      if (W) blas.sgemm(false, true, N, inF, out, view(dD), out, view(W), out, view(dx), inF);
-      const beta = W ? 1 : 0;
-      if (aw && daw) {
-        blas.sgemm(false, true, N, inF, C, view(dhl), C, view(aw), C, view(dx), inF, { beta });
-        blas.sgemm(true, false, inF, C, N, view(x), inF, view(dhl), C, view(daw), C);
-        split(wasm, daw, dA, dWr);
-      } else {
-        const dls = view(dhl).subarray(ER); // the [N, E] block, rows C apart
-        blas.sgemm(false, true, N, inF, E, dls, C, view(Wr), E, view(dx), inF, { beta });
-        blas.sgemm(false, true, N, inF, ER, view(dhl), C, view(A), ER, view(dxd!), inF);
-        blas.sgemm(true, false, inF, ER, N, view(xd!), inF, view(dhl), C, view(dA), ER);
-        simd.narrow_mm_tn(at(x), dl, C, N, inF, E, at(dWr));
-      }
-      blas.sgemm(true, false, ER, out, N, view(gated), ER, view(dD), out, view(dB), out);
-      for (const t of [dhl, dg, aw, daw]) if (t) wasm.disposeData(t.dataId);
-      return [dx, ...(dxd ? [dxd] : []), dA, dB, dWr];
+      const grads = routedGrads(wasm, blas, dhl, t);
+      for (const s of [dhl, dg]) wasm.disposeData(s.dataId);
+      return grads;
     },
   };
 }
