@@ -27,9 +27,10 @@
  * main thread's plus every replica's), RSS and (wasm) the main thread's heap after step 10 and
  * after the last one. RSS swings by ~100 MiB with V8's
  * garbage collection of tfjs's per-op JS objects; the wasm heap is what a leak would grow.
- * --profile: one step's kernels by time and count (HILO_PROFILE_TOP of them, default 12), and
+ * --profile: one step's kernels by time and count (HILO_PROFILE_TOP of them, default 12),
  * BatchMatMul (plus the kernel HILO_PROFILE_KERNEL names) by shape (HILO_PROFILE_SHAPES of them,
- * default 12).
+ * default 12), and with a native BLAS the main thread's sgemm calls by shape, the fused
+ * kernels' own included.
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
@@ -39,6 +40,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { injectAdapters } from '../src/adapters/inject.ts';
 import type { AdapterPlan } from '../src/adapters/plan.ts';
+import { tallySgemm, type SgemmTally } from '../src/backend/blas.ts';
 import { initBackend, shutdownBackend } from '../src/backend/index.ts';
 import type { Batch } from '../src/data/batch.ts';
 import { normaliseConfig } from '../src/model/config.ts';
@@ -279,7 +281,12 @@ async function profileStep(p: Prepared): Promise<void> {
   const run = gpu.runWebGPUProgram;
   let programs = 0;
   if (run) gpu.runWebGPUProgram = function (this: unknown, ...a: unknown[]) { programs++; return run.apply(this, a); };
-  const info = await tf.profile(async () => void (await step())).finally(() => { if (run) delete gpu.runWebGPUProgram; });
+  const sgemm: SgemmTally = new Map();
+  tallySgemm(sgemm);
+  const info = await tf.profile(async () => void (await step())).finally(() => {
+    tallySgemm(null);
+    if (run) delete gpu.runWebGPUProgram;
+  });
   if (run) console.log(`\n${name}/${row}: ${programs} GPU programs dispatched in one step`);
   /** Time and count per key. */
   const tally = (by: Map<string, { ms: number; n: number }>, key: string, ms: number) => {
@@ -298,8 +305,15 @@ async function profileStep(p: Prepared): Promise<void> {
     const key = `${k.name === 'BatchMatMul' ? '' : `${k.name} `}${k.inputShapes.map((s) => `[${s}]`).join('x')} -> [${k.outputShapes[0]}]`;
     tally(byShape, key, k.kernelTimeMs as number);
   }
+  const shapes = Number(process.env.HILO_PROFILE_SHAPES ?? 12);
   console.log('  BatchMatMul by shape:');
-  for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, Number(process.env.HILO_PROFILE_SHAPES ?? 12))) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
+  for (const [k, e] of [...byShape].sort((a, b) => b[1].ms - a[1].ms).slice(0, shapes)) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(8)} ms  x${e.n}`);
+  if (sgemm.size) {
+    // the BLAS products of this thread (the main replica), the fused kernels' included
+    const all = [...sgemm.values()].reduce((a, b) => ({ ms: a.ms + b.ms, n: a.n + b.n }), { ms: 0, n: 0 });
+    console.log(`  sgemm on this thread: ${all.ms.toFixed(1)} ms in ${all.n} calls; by transposes and m x n x k:`);
+    for (const [k, e] of [...sgemm].sort((a, b) => b[1].ms - a[1].ms).slice(0, shapes)) console.log(`    ${k.padEnd(44)} ${e.ms.toFixed(2).padStart(8)} ms  x${e.n}`);
+  }
 }
 
 /** The backend's own untransposed matmul rate, best of 10 after a 3 s warm-up: the ceiling a step is set against. */

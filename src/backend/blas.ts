@@ -51,6 +51,18 @@ const TRANS = 112;
 
 const require = createRequire(import.meta.url);
 
+/** Time and count of sgemm calls by shape ("NT 512x36x64": transposes, m x n x k), kept while set. */
+export type SgemmTally = Map<string, { ms: number; n: number }>;
+let tally: SgemmTally | null = null;
+
+/**
+ * Time every sgemm of this thread into `t` from now on (null: stop): bench-train's --profile,
+ * where the fused kernels' products are inside kernels tf.profile can only time whole.
+ */
+export function tallySgemm(t: SgemmTally | null): void {
+  tally = t;
+}
+
 /** Products with a side at most this long run on one thread (see threadsFor). */
 export const SINGLE_THREAD_SIDE = 64;
 
@@ -105,7 +117,13 @@ function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity
       const want = opts?.threads ?? threadsFor(m, n, k, limit);
       if (want !== current) setThreads((current = want)); // ~0.04 us
     }
+    const t0 = tally ? performance.now() : 0;
     gemm(ROW_MAJOR, tA ? TRANS : NO_TRANS, tB ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, opts?.beta ?? 0, c, ldc);
+    if (tally) {
+      const key = `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'} ${m}x${n}x${k}`;
+      const e = tally.get(key) ?? { ms: 0, n: 0 };
+      tally.set(key, { ms: e.ms + performance.now() - t0, n: e.n + 1 });
+    }
   };
   const limitThreads = (n: number | null) => {
     limit = Math.max(1, Math.min(threads, n ?? threads));

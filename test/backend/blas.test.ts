@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend } from '../../src/backend/index.ts';
-import { loadBlas, SINGLE_THREAD_SIDE, threadsFor, type Blas } from '../../src/backend/blas.ts';
+import { loadBlas, SINGLE_THREAD_SIDE, tallySgemm, threadsFor, type Blas, type SgemmTally } from '../../src/backend/blas.ts';
 import { useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
 import { expectFastMatchesStock, seeded, type MatMulCase } from './matmul-helpers.ts';
 
@@ -62,6 +62,25 @@ describe.runIf(blas !== null || process.env.HILO_REQUIRE_BLAS === '1')('BLAS thr
     expect(threads()).toBe(1);
     capped.limitThreads(null);
     expect(threads()).toBe(own.maxThreads);
+  });
+});
+
+describe.runIf(blas !== null || process.env.HILO_REQUIRE_BLAS === '1')('the sgemm tally (bench-train --profile)', () => {
+  it('counts and times each product by transposes and m x n x k while set, and nothing after', () => {
+    const own = loadBlas({}).blas!;
+    const tally: SgemmTally = new Map();
+    const [a, b, c] = [new Float32Array(6 * 4).fill(1), new Float32Array(4 * 3).fill(2), new Float32Array(6 * 3)];
+    tallySgemm(tally);
+    own.sgemm(false, false, 6, 3, 4, a, 4, b, 3, c, 3);
+    own.sgemm(false, false, 6, 3, 4, a, 4, b, 3, c, 3);
+    own.sgemm(true, true, 4, 4, 6, a, 4, a, 6, new Float32Array(16), 4);
+    tallySgemm(null);
+    own.sgemm(false, false, 6, 3, 4, a, 4, b, 3, c, 3);
+    expect(c[0]).toBe(8);
+    expect([...tally.keys()].sort()).toEqual(['NN 6x3x4', 'TT 4x4x6']);
+    expect(tally.get('NN 6x3x4')!.n).toBe(2);
+    expect(tally.get('TT 4x4x6')!.n).toBe(1);
+    for (const e of tally.values()) expect(e.ms).toBeGreaterThanOrEqual(0);
   });
 });
 
