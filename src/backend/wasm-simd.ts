@@ -7,7 +7,9 @@
  * the bytes, and with data-parallel replicas on every core memory is what they share.
  *
  *   HiloSoftmaxXent      logits [N, V], targets [N] (int32, < 0: not counted) -> nll [N], lse [N]
- *   HiloSoftmaxXentGrad  dy [N], logits, lse, targets -> dlogits [N, V] = dy·(softmax - onehot)
+ *                        ({keep: 1}: also the exps e [N, V] and 1/Σ e [N], for the backward)
+ *   HiloSoftmaxXentGrad  dy [N], logits, lse, targets (or e, inv, targets) -> dlogits [N, V] =
+ *                        dy·(softmax - onehot)
  *   HiloSwiGLU           g, u [N, I] -> h = silu(g)·u;  HiloSwiGLUGrad  dh, g, u -> dg, du
  *   HiloAttnSoftmax      s [B, H, Tq, Tk], mask [B or 1, 1, Tq, Tk], {scale} -> p = softmax(scale·s + mask)
  *   HiloAttnSoftmaxGrad  dp, p, {scale} -> ds = scale·p⊙(dp − Σ dp⊙p)
@@ -53,8 +55,9 @@ const KERNELS = [
 
 /** The module's exports (pointers are byte offsets in tfjs's heap). */
 export interface SimdExports {
-  xent_stats(logits: number, n: number, v: number, rowMax: number, rowSum: number): void;
+  xent_stats(logits: number, n: number, v: number, rowMax: number, rowSum: number, e: number): void;
   xent_grad(logits: number, lse: number, target: number, g: number, n: number, v: number, d: number): void;
+  xent_grad_kept(e: number, inv: number, target: number, g: number, n: number, v: number, d: number): void;
   swiglu(g: number, u: number, n: number, h: number): void;
   swiglu_grad(dh: number, g: number, u: number, n: number, dg: number, du: number): void;
   attn_softmax(s: number, mask: number, batch: number, heads: number, q: number, k: number, maskPerBatch: number, scale: number, p: number): void;
@@ -121,22 +124,27 @@ function softmaxXent(): TF.KernelConfig {
   return {
     kernelName: SOFTMAX_XENT,
     backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { logits, targets } = inputs as { logits: Info; targets: Info };
+      const keep = Boolean((attrs as { keep?: number } | undefined)?.keep);
       const [N, V] = logits.shape;
       const nll = wasm.makeOutput([N], 'float32');
       const lse = wasm.makeOutput([N], 'float32');
-      simdFor(wasm).xent_stats(offset(wasm, logits), N, V, offset(wasm, nll), offset(wasm, lse)); // row max, Σ exp
+      const e = keep ? wasm.makeOutput([N, V], 'float32') : null;
+      const inv = keep ? wasm.makeOutput([N], 'float32') : null;
+      simdFor(wasm).xent_stats(offset(wasm, logits), N, V, offset(wasm, nll), offset(wasm, lse), e ? offset(wasm, e) : 0); // row max, Σ exp
       const l = wasm.typedArrayFromHeap(logits) as Float32Array;
       const y = wasm.typedArrayFromHeap(targets) as Int32Array;
       const out = wasm.typedArrayFromHeap(nll) as Float32Array;
       const lv = wasm.typedArrayFromHeap(lse) as Float32Array;
+      const iv = inv ? (wasm.typedArrayFromHeap(inv) as Float32Array) : null;
       for (let i = 0; i < N; i++) {
+        if (iv) iv[i] = 1 / lv[i];
         lv[i] = out[i] + Math.log(lv[i]);
         out[i] = y[i] < 0 ? 0 : lv[i] - l[i * V + y[i]];
       }
-      return [nll, lse];
+      return e && inv ? [nll, lse, e, inv] : [nll, lse];
     },
   };
 }
@@ -147,11 +155,12 @@ function softmaxXentGrad(): TF.KernelConfig {
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
       const wasm = backend as BackendWasm;
-      const { dy, logits, lse, targets } = inputs as { dy: Info; logits: Info; lse: Info; targets: Info };
-      const [N, V] = logits.shape;
+      const { dy, logits, lse, targets, e, inv } = inputs as { dy: Info; logits?: Info; lse?: Info; targets: Info; e?: Info; inv?: Info };
+      const [N, V] = (e ?? logits!).shape;
       const d = wasm.makeOutput([N, V], 'float32');
       const at = (t: Info) => offset(wasm, t);
-      simdFor(wasm).xent_grad(at(logits), at(lse), at(targets), at(dy), N, V, at(d));
+      if (e && inv) simdFor(wasm).xent_grad_kept(at(e), at(inv), at(targets), at(dy), N, V, at(d));
+      else simdFor(wasm).xent_grad(at(logits!), at(lse!), at(targets), at(dy), N, V, at(d));
       return d;
     },
   };

@@ -62,12 +62,14 @@ static inline float exp1(float x) { return wasm_f32x4_extract_lane(exp4(splat(x)
 
 /*
  * Softmax cross-entropy, forward: for each of the n rows of logits [n, v], its max and
- * Σ exp(l - max) (the caller takes lse = max + log(sum) and the loss lse - l[target]).
+ * Σ exp(l - max) (the caller takes lse = max + log(sum) and the loss lse - l[target]). With
+ * `e` (not 0) the exps are kept there too, [n, v], for a backward that need not take them again.
  */
 EXPORT(xent_stats)
-void xent_stats(const float *logits, int n, int v, float *rowMax, float *rowSum) {
+void xent_stats(const float *logits, int n, int v, float *rowMax, float *rowSum, float *e) {
   for (int i = 0; i < n; i++) {
     const float *l = logits + (long)i * v;
+    float *ei = e ? e + (long)i * v : 0;
     int j = 0;
     f4 m4 = splat(-3.0e38f);
     for (; j + 4 <= v; j += 4) m4 = wasm_f32x4_pmax(m4, wasm_v128_load(l + j));
@@ -75,11 +77,41 @@ void xent_stats(const float *logits, int n, int v, float *rowMax, float *rowSum)
     for (; j < v; j++) m = l[j] > m ? l[j] : m;
     f4 s4 = splat(0.0f);
     const f4 mm = splat(m);
-    for (j = 0; j + 4 <= v; j += 4) s4 = add(s4, exp4(sub(wasm_v128_load(l + j), mm)));
-    float s = hsum(s4);
-    for (; j < v; j++) s += exp1(l[j] - m);
+    float s;
+    if (ei) {
+      for (j = 0; j + 4 <= v; j += 4) {
+        const f4 x = exp4(sub(wasm_v128_load(l + j), mm));
+        wasm_v128_store(ei + j, x);
+        s4 = add(s4, x);
+      }
+      s = hsum(s4);
+      for (; j < v; j++) s += (ei[j] = exp1(l[j] - m));
+    } else {
+      for (j = 0; j + 4 <= v; j += 4) s4 = add(s4, exp4(sub(wasm_v128_load(l + j), mm)));
+      s = hsum(s4);
+      for (; j < v; j++) s += exp1(l[j] - m);
+    }
     rowMax[i] = m;
     rowSum[i] = s;
+  }
+}
+
+/*
+ * Softmax cross-entropy, backward from the forward's kept exps e [n, v] and 1/Σ e per row:
+ * d[i, j] = g[i] · (e[i, j] · inv[i] − [j == target[i]]), rows with target < 0 all zero. A
+ * pass at memory speed where xent_grad takes every exp again.
+ */
+EXPORT(xent_grad_kept)
+void xent_grad_kept(const float *e, const float *inv, const int *target, const float *g, int n, int v, float *d) {
+  for (int i = 0; i < n; i++) {
+    const float *ei = e + (long)i * v;
+    float *o = d + (long)i * v;
+    int j = 0;
+    const float c = target[i] < 0 ? 0.0f : g[i] * inv[i];
+    const f4 c4 = splat(c);
+    for (; j + 4 <= v; j += 4) wasm_v128_store(o + j, mul(c4, wasm_v128_load(ei + j)));
+    for (; j < v; j++) o[j] = c * ei[j];
+    if (target[i] >= 0) o[target[i]] -= g[i];
   }
 }
 
