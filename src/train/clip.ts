@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { SUM_SQUARES_KERNEL } from '../backend/webgpu-adamw.ts';
+import { heapSumSquares } from '../backend/wasm-simd.ts';
 import { sumScalars } from './forward.ts';
 
 /** The global L2 norm of all gradients, as a scalar tensor (webgpu and wasm: one kernel per gradient for its Σ g²). */
@@ -28,14 +29,18 @@ export function clipScale(norm: number, maxNorm: number): number {
 /**
  * The gradients' global norm and clip coefficient. Host placement reads every gradient into JS
  * and returns those arrays too, for a caller that scales them there; not where the backend has
- * the Σ g² kernel (webgpu, wasm with its SIMD module), which costs less than the read.
+ * the Σ g² kernel (webgpu, wasm with its SIMD module), which costs less than the read. On wasm
+ * the SIMD module sums them where they lie (heapSumSquares), with no kernel a gradient.
  */
 async function measure(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement) {
   const onHost = placement === 'host' && tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) === undefined;
   const host = onHost ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
   let norm: number;
+  const onHeap = host ? null : heapSumSquares(tf, grads.values());
   if (host) {
     norm = globalNormOf(host.values());
+  } else if (onHeap !== null) {
+    norm = Math.sqrt(onHeap);
   } else {
     const normT = globalNorm(grads.values());
     norm = (await normT.data())[0]; // awaited: GPU backends refuse synchronous reads

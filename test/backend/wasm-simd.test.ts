@@ -12,7 +12,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { gateColumns } from '../../src/backend/wasm-experts.ts';
 import {
   ATTN_SOFTMAX, hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, offset, RMS_NORM_SIMD, ROPE, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK, simdOrNull,
-  SOFTMAX_XENT, SWIGLU, useSimdKernels,
+  SOFTMAX_XENT, SWIGLU, heapSumSquares, useSimdKernels,
 } from '../../src/backend/wasm-simd.ts';
 import { addRouterAuxGrad, gatesGradRows, gatesRows, routerAuxStats, selectRows, softmaxRows } from '../../src/adapters/routing.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
@@ -20,7 +20,7 @@ import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';
 import { tokenNll } from '../../src/train/loss.ts';
 import { adamwUpdate, stepConstants } from '../../src/train/adamw.ts';
-import { globalNormOf } from '../../src/train/clip.ts';
+import { clipFactor, globalNormOf } from '../../src/train/clip.ts';
 import { ADAMW_KERNEL, SUM_SQUARES_KERNEL } from '../../src/backend/webgpu-adamw.ts';
 
 /** Run `f` with the fused kernels off (the tensor forms), then on; both results as arrays. */
@@ -368,6 +368,29 @@ describe('the optimizer\'s kernels (HiloAdamW, HiloSumSquares) against adamw.ts\
     expectClose(v.dataSync(), want.v, 1e-7, 'v');
     expectClose(p.dataSync(), want.p, 2e-6, 'p');
     tf.dispose([p, m, v]);
+  });
+
+  it('heapSumSquares sums many tensors where they lie, with no kernel, as globalNormOf does; null off the SIMD module or for int32', async () => {
+    const xs = [seeded([7], 51), seeded([33, 5], 52), seeded([4099], 53)];
+    const want = globalNormOf(xs.map((x) => x.dataSync())) ** 2;
+    const info = await tf.profile(() => {
+      const got = heapSumSquares(tf, xs)!;
+      expect(Math.abs(got - want) / want).toBeLessThan(1e-12);
+    });
+    expect(info.kernels).toEqual([]);
+    const ints = tf.tensor1d([1, 2], 'int32');
+    expect(heapSumSquares(tf, [xs[0], ints])).toBeNull();
+    useSimdKernels(tf, false);
+    expect(heapSumSquares(tf, xs)).toBeNull();
+    useSimdKernels(tf, true);
+    // the clip's norm takes it: clipFactor runs no Σ g² kernel on wasm
+    const grads = new Map(xs.map((x, i) => [`g${i}`, x] as const));
+    const clip = await tf.profile(async () => {
+      const { norm } = await clipFactor(grads, 1);
+      expect(norm).toBeCloseTo(Math.sqrt(want), 5);
+    });
+    expect(clip.kernels.map((k) => k.name)).not.toContain(SUM_SQUARES_KERNEL);
+    tf.dispose([...xs, ints]);
   });
 
   it.each([1, 7, 4099])('Σ x² of %i values, summed in double as globalNormOf', (n) => {
