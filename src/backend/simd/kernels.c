@@ -419,9 +419,55 @@ void narrow_mm_nt(const float *d, const float *wT, int n, int k, int e, float *d
  * With dg (and h): dg[n, e] = scale·Σ_{j in e} src·h as well. src and h have rows lds apart, out
  * ldo apart (a block of a wider matrix: [h | l]); gates and dg are [rows, er/r]. Null pointers are 0.
  */
+/* [Σ a, Σ b, Σ c, Σ d] of four vectors' lanes, each as ((0 + 2) + (1 + 3)). */
+static inline f4 hsum4(f4 a, f4 b, f4 c, f4 d) {
+  const f4 ab = add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
+  const f4 cd = add(wasm_i32x4_shuffle(c, d, 0, 1, 4, 5), wasm_i32x4_shuffle(c, d, 2, 3, 6, 7));
+  return add(wasm_i32x4_shuffle(ab, cd, 0, 2, 4, 6), wasm_i32x4_shuffle(ab, cd, 1, 3, 5, 7));
+}
+
+/* fround(scale·x) for 4 floats, the product taken in double as the scalar path does. */
+static inline f4 scale4(f4 x, double scale) {
+  const v128_t s = wasm_f64x2_splat(scale);
+  const v128_t lo = wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(x), s);
+  const v128_t hi = wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(x, x, 2, 3, 0, 1)), s);
+  return wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(lo), wasm_f32x4_demote_f64x2_zero(hi), 0, 1, 4, 5);
+}
+
+/*
+ * gate_columns for 4 experts of a rank that is a multiple of 4 (hilo's MoE: r = 8): a row's
+ * gates, scales and dg as vectors (the loop below took ~12 µs each way for 512 rows of 4 x 8).
+ */
+static inline f4 gate_block(const float *si, const float *hi, float *oi, int r, f4 se) {
+  f4 a4 = splat(0.0f);
+  for (int j = 0; j < r; j += 4) {
+    const f4 v = wasm_v128_load(si + j);
+    if (hi) a4 = add(a4, mul(v, wasm_v128_load(hi + j)));
+    wasm_v128_store(oi + j, mul(se, v));
+  }
+  return a4;
+}
+
+static void gate_columns4(const float *src, int lds, float *out, int ldo, const float *gates, int rows, int r, double scale, const float *h, float *dg) {
+  for (int n = 0; n < rows; n++) {
+    const f4 s = scale4(wasm_v128_load(gates + 4L * n), scale);
+    const float *si = src + (long)n * lds, *hi = h ? h + (long)n * lds : 0;
+    float *oi = out + (long)n * ldo;
+    const f4 a0 = gate_block(si, hi, oi, r, wasm_i32x4_shuffle(s, s, 0, 0, 0, 0));
+    const f4 a1 = gate_block(si + r, hi ? hi + r : 0, oi + r, r, wasm_i32x4_shuffle(s, s, 1, 1, 1, 1));
+    const f4 a2 = gate_block(si + 2 * r, hi ? hi + 2 * r : 0, oi + 2 * r, r, wasm_i32x4_shuffle(s, s, 2, 2, 2, 2));
+    const f4 a3 = gate_block(si + 3 * r, hi ? hi + 3 * r : 0, oi + 3 * r, r, wasm_i32x4_shuffle(s, s, 3, 3, 3, 3));
+    if (dg) wasm_v128_store(dg + 4L * n, scale4(hsum4(a0, a1, a2, a3), scale));
+  }
+}
+
 EXPORT(gate_columns)
 void gate_columns(const float *src, int lds, float *out, int ldo, const float *gates, int rows, int er, int r, double scale, const float *h, float *dg) {
   const int experts = er / r;
+  if (gates && experts == 4 && r % 4 == 0 && (!dg || h)) {
+    gate_columns4(src, lds, out, ldo, gates, rows, r, scale, dg ? h : 0, dg);
+    return;
+  }
   const float plain = (float)scale;
   for (int n = 0; n < rows; n++) {
     for (int e = 0; e < experts; e++) {
@@ -541,6 +587,18 @@ void route_topk(const float *l, int ldl, int n, int e, int k, float *p, float *m
  */
 EXPORT(gates_grad)
 void gates_grad(const float *dg, const float *p, const float *gates, const float *m, const float *total, const float *extra, int n, int e, float *dl, int ldl) {
+  if (e == 4) { /* a row a vector, the same operations in the same order as the loop below */
+    for (int i = 0; i < n; i++) {
+      const f4 dg4 = wasm_v128_load(dg + 4L * i), p4 = wasm_v128_load(p + 4L * i);
+      const f4 dgg = splat(sum_in_order(mul(dg4, wasm_v128_load(gates + 4L * i))));
+      const f4 dp = wasm_f32x4_div(mul(wasm_v128_load(m + 4L * i), sub(dg4, dgg)), splat(total[i]));
+      const f4 dpp = splat(sum_in_order(mul(dp, p4)));
+      f4 d = mul(p4, sub(dp, dpp));
+      if (extra) d = add(d, wasm_v128_load(extra + 4L * i));
+      wasm_v128_store(dl + (long)i * ldl, d);
+    }
+    return;
+  }
   for (int i = 0; i < n; i++) {
     const long o = (long)i * e, d = (long)i * ldl;
     float dgg = 0.0f;
