@@ -324,12 +324,10 @@ function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mi
     inputs: { x, A, B, Wr, ...(same ? {} : { xd }) },
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
       const ins = { x, A, Wr, B, ...rows, ...(tokens ? { tokens } : {}) };
-      const [D, gated, hl, route, stats] = tf.engine().runKernel(ROUTED_TOPK_FORWARD, ins, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-      const s = valuesOf(stats);
-      fractions = s.slice(0, E);
-      const value = s[E];
+      const [D, gated, hl, route, stats, aux] = tf.engine().runKernel(ROUTED_TOPK_FORWARD, ins, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      fractions = valuesOf(stats).slice(0, E);
       save([gated, hl, route, stats, x, ...(same ? [] : [xd]), ...(tokens ? [tokens] : []), ...transient]);
-      return [D, tf.scalar(value)];
+      return [D, aux];
     },
     backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => {
       const [gated, hl, route, stats, xs] = saved;

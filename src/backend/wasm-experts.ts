@@ -345,7 +345,8 @@ const routeParts = (N: number, E: number) => ({ p: 0, m: 4 * N * E, gates: 8 * N
  *             stats = f [E], the losses' value, W; gated = h ⊙ scale·g; D = x·W + gated·B
  *   backward  dh = (dD·Bᵀ) ⊙ scale·g, dg; dl = the routing's gradient + dy·the losses'; then
  *             ROUTED_BACKWARD's products on [dh | dl]
- * Outputs: forward D, gated, hl, route, stats; backward dx, dxd (with xd), dA, dB, dWr.
+ * Outputs: forward D, gated, hl, route, stats, and the losses' value as a scalar; backward dx,
+ * dxd (with xd), dA, dB, dWr.
  */
 function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
   return {
@@ -364,6 +365,7 @@ function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
       const work = wasm.makeOutput([4 * E], 'float32'); // 2E doubles of scratch
       const gated = wasm.makeOutput([N, ER], 'float32');
       const D = wasm.makeOutput([N, out], 'float32');
+      const aux = wasm.makeOutput([], 'float32');
       const view = viewOf(wasm);
       if (!xd) {
         const aw = sideBySide(wasm, A, Wr);
@@ -378,10 +380,11 @@ function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
       simd.route_topk(l, C, N, E, k, rt + r.p, rt + r.m, rt + r.gates, rt + r.total);
       simd.router_aux_stats(l, C, rt + r.m, rt + r.p, tokens ? at(tokens) : 0, N, E, balanceCoef, zLossCoef, at(work), at(stats));
       wasm.disposeData(work.dataId);
+      view(aux)[0] = view(stats)[E]; // the losses' value as a scalar of its own: the op's second output
       simd.gate_columns(at(hl), C, at(gated), ER, rt + r.gates, N, ER, rank, scale, 0, 0);
       if (W) blas.sgemm(false, false, N, out, inF, view(x), inF, view(W), out, view(D), out);
       blas.sgemm(false, false, N, out, ER, view(gated), ER, view(B), out, view(D), out, { beta: W ? 1 : 0 });
-      return [D, gated, hl, route, stats];
+      return [D, gated, hl, route, stats, aux];
     },
   };
 }
