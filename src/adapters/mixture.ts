@@ -195,6 +195,18 @@ interface FusedBase {
   kernel: tf.Tensor2D;
 }
 
+/**
+ * The weights among `ws` a backward must save to read them: variables outlive it, but anything
+ * else (experts concatenated in the forward, say) is disposed with the caller's tidy first.
+ */
+const transientOf = (ws: tf.Tensor[]): tf.Tensor[] => ws.filter((t) => !(t instanceof tf.Variable));
+
+/** `ws` with each weight transientOf chose replaced by its saved copy, in order. */
+function restored(ws: tf.Tensor[], saved: tf.Tensor[]): tf.Tensor[] {
+  let i = 0;
+  return ws.map((t) => (t instanceof tf.Variable ? t : saved[i++]));
+}
+
 /** The router losses of a training forward (balance and z-loss weights, the token mask). */
 export interface RouterLossSpec {
   balanceCoef: number;
@@ -209,7 +221,7 @@ export interface RouterLossSpec {
  * is given, the router losses' weighted sum in their place:
  *   forward   [h, l] = ROUTED_IN(x, A, Wr[, xd]); the routing of l: p = softmax(l), m = the
  *             selection, g = p⊙m / Σ p⊙m; [D, gated] = ROUTED_OUT(h, g, B[, x, W]); the router
- *             losses from l, p and m as they lie in the heap (routerAuxStats)
+ *             losses from l, p and m (routerAuxStats)
  *   backward  [dh, dg] = ROUTED_GATE_GRAD(dD, B, h, g); dl = the routing's gradient for dg plus
  *             the logits' dy, or the router losses' gradient added in place (addRouterAuxGrad);
  *             [dx(, dxd), dA, dB, dWr] = ROUTED_BACKWARD(...)
@@ -218,8 +230,11 @@ export interface RouterLossSpec {
  * any selection backward) where it runs, else routing.ts's JS loops. The losses inside the op
  * spare each module a router-loss op of its own, copies of the [N, E] rows, a tensor for their
  * gradient and zeros for the logits' (~2% of a stories260K replica's MoE step, 35 modules).
+ * Top-k routing with losses where the SIMD module runs (a training step's) is routedTopK's.
  */
 function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: MixtureSpec, kernel: tf.Tensor2D | null, losses: RouterLossSpec | null): RoutedOutput {
+  const simdTopK = spec.routing.strategy === 'topk' && hasSimdKernel(tf, ROUTE_TOPK);
+  if (losses && simdTopK) return routedTopK(x, xd, w, spec, kernel, losses);
   const [N] = x.shape;
   const E = spec.experts;
   const same = xd === x;
@@ -227,9 +242,7 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   const { loraA: A, loraB: B } = w;
   const Wr = w.router!;
   const inputs: tf.NamedTensorMap = { x, A, B, Wr, ...(same ? {} : { xd }) };
-  // Weights the backward reads: variables outlive it; anything else is saved with the rows (a
-  // clone each) and read back from there.
-  const transient = [A, B, Wr].filter((t) => !(t instanceof tf.Variable));
+  const transient = transientOf([A, B, Wr]);
   const base: tf.NamedTensorMap = kernel ? { W: kernel } : {};
   let hostRows: HostRows | null = null;
   let stats: RouterAuxStats | null = null;
@@ -240,11 +253,10 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
       const [h, l] = tf.engine().runKernel(ROUTED_IN, { x, A, Wr, ...(same ? {} : { xd }) }) as tf.Tensor2D[];
       let route: tf.Tensor[]; // p, m, gates [N, E], total [N]
-      if (spec.routing.strategy === 'topk' && hasSimdKernel(tf, ROUTE_TOPK)) {
+      if (simdTopK) {
+        // no losses here: with them, routedTopK above
         route = tf.engine().runKernel(ROUTE_TOPK, { logits: l }, { k: spec.routing.topK }) as tf.Tensor[];
-        // heap views, read before anything else is allocated
-        if (losses) stats = routerAuxStats(valuesOf(l), valuesOf(route[1]), valuesOf(route[0]), E, losses.balanceCoef, losses.zLossCoef, tokens);
-        else hostRows = { l: l.dataSync() as Float32Array, p: route[0].dataSync() as Float32Array, m: route[1].dataSync() as Float32Array };
+        hostRows = { l: l.dataSync() as Float32Array, p: route[0].dataSync() as Float32Array, m: route[1].dataSync() as Float32Array };
       } else {
         const lv = l.dataSync() as Float32Array;
         const m = selectRows(lv, E, spec.routing);
@@ -267,8 +279,7 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
       const [dD, dLogits, dAux] = stats ? [dys[0], null, dys[1]] : [dys[0], dys[1], null];
       const [h, gated, p, m, g, total, xs] = saved;
       const xds = same ? undefined : saved[7];
-      const kept = saved.slice(same ? 7 : 8);
-      const [As, Bs, Wrs] = [A, B, Wr].map((t) => (t instanceof tf.Variable ? t : kept.shift()!));
+      const [As, Bs, Wrs] = restored([A, B, Wr], saved.slice(same ? 7 : 8));
       const [dh, dg] = tf.engine().runKernel(ROUTED_GATE_GRAD, { dD, B: Bs, h, gates: g }, attrs) as tf.Tensor2D[];
       let dl: tf.Tensor;
       if (hasSimdKernel(tf, ROUTE_GATES_GRAD_SIMD)) {
@@ -316,8 +327,7 @@ function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mi
   } satisfies RoutedTopKAttrs;
   const mask = losses.tokenMask;
   const tokens = mask ? (mask.dtype === 'float32' ? mask : tf.cast(mask, 'float32')) : null;
-  // as in routedExperts: weights that are not variables are saved, and read back from there
-  const transient = [A, B, Wr].filter((t) => !(t instanceof tf.Variable));
+  const transient = transientOf([A, B, Wr]);
   const rows = { ...(same ? {} : { xd }), ...(kernel ? { W: kernel } : {}) };
   let fractions = new Float32Array(E);
   const outputs = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
@@ -334,8 +344,7 @@ function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mi
       let i = 5;
       const xds = same ? null : saved[i++];
       const toks = tokens ? saved[i++] : null;
-      const kept = saved.slice(i);
-      const [As, Bs, Wrs] = [A, B, Wr].map((t) => (t instanceof tf.Variable ? t : kept.shift()!));
+      const [As, Bs, Wrs] = restored([A, B, Wr], saved.slice(i));
       const back = {
         dD: dys[0], x: xs, A: As, B: Bs, Wr: Wrs, gated, hl, route, stats,
         ...(xds ? { xd: xds } : {}), ...(kernel ? { W: kernel } : {}), ...(toks ? { tokens: toks } : {}),
@@ -428,11 +437,7 @@ function mixture(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mixtu
     const delta = tf.matMul(tf.mul(h, spec.scale), w.loraB) as tf.Tensor2D; // [N, r] x [r, out] -> [N, out]
     return { delta, logits: null, mask: null, withBase };
   }
-  if (fused && x.dtype === 'float32') {
-    const kernel = withBase ? base : null;
-    if (losses && spec.routing.strategy === 'topk' && hasSimdKernel(tf, ROUTE_TOPK)) return { ...routedTopK(x, xd, w, spec, kernel, losses), withBase };
-    return { ...routedExperts(x, xd, w, spec, kernel, losses), withBase };
-  }
+  if (fused && x.dtype === 'float32') return { ...routedExperts(x, xd, w, spec, withBase ? base : null, losses), withBase };
   const logits = routerLogits(x, w.router); // [N, in] x [in, E] -> [N, E]
   if (placement === 'host') {
     const l = logits.dataSync() as Float32Array;
