@@ -330,7 +330,8 @@ export interface RoutedTopKAttrs extends ExpertsAttrs {
 
 /**
  * Where the routing's rows lie in the `route` buffer a top-k kernel hands out: p, m, gates [N, E]
- * and total [N] one after the other, so the backward gets them as one saved tensor.
+ * and total [N] one after the other, so the backward gets them as one saved tensor. The parts
+ * are byte offsets (added to the buffer's heap pointer); `size` is in floats.
  */
 const routeParts = (N: number, E: number) => ({ p: 0, m: 4 * N * E, gates: 8 * N * E, total: 12 * N * E, size: N * (3 * E + 1) });
 

@@ -77,19 +77,16 @@ void xent_stats(const float *logits, int n, int v, float *rowMax, float *rowSum,
     for (; j < v; j++) m = l[j] > m ? l[j] : m;
     f4 s4 = splat(0.0f);
     const f4 mm = splat(m);
-    float s;
-    if (ei) {
-      for (j = 0; j + 4 <= v; j += 4) {
-        const f4 x = exp4(sub(wasm_v128_load(l + j), mm));
-        wasm_v128_store(ei + j, x);
-        s4 = add(s4, x);
-      }
-      s = hsum(s4);
-      for (; j < v; j++) s += (ei[j] = exp1(l[j] - m));
-    } else {
-      for (j = 0; j + 4 <= v; j += 4) s4 = add(s4, exp4(sub(wasm_v128_load(l + j), mm)));
-      s = hsum(s4);
-      for (; j < v; j++) s += exp1(l[j] - m);
+    for (j = 0; j + 4 <= v; j += 4) {
+      const f4 x = exp4(sub(wasm_v128_load(l + j), mm));
+      if (ei) wasm_v128_store(ei + j, x);
+      s4 = add(s4, x);
+    }
+    float s = hsum(s4);
+    for (; j < v; j++) {
+      const float x = exp1(l[j] - m);
+      if (ei) ei[j] = x;
+      s += x;
     }
     rowMax[i] = m;
     rowSum[i] = s;
