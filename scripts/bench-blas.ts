@@ -5,10 +5,14 @@
  * hilo's choice between those two (threadsFor in src/backend/blas.ts). Prints one table.
  *
  *   npx tsx scripts/bench-blas.ts [--ms 300]
+ *
+ * --small: instead, one thread's sgemm on the products of a stories260K replica's MoE step
+ * (512 rows, hidden 64, MLP 172, [A | router] 36 columns), whole and as blas.ts splits them
+ * for OpenBLAS's small-matrix kernels (smallParts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.ts';
-import { loadBlas, type Blas } from '../src/backend/blas.ts';
+import { loadBlas, smallParts, type Blas } from '../src/backend/blas.ts';
 import { useFastWasmMatMul } from '../src/backend/wasm-matmul.ts';
 
 const i = process.argv.indexOf('--ms');
@@ -48,6 +52,60 @@ function msPerProduct(a: tf.Tensor, b: tf.Tensor, tA: boolean, tB: boolean): num
   return times.sort((x, y) => x - y)[times.length >> 1];
 }
 
+/** [transA, transB, m, n, k, what] on a stories260K replica (512 rows). */
+const SMALL: Array<[boolean, boolean, number, number, number, string]> = [
+  [false, false, 512, 36, 64, 'x·[A | Wr], in 64'],
+  [false, false, 512, 36, 172, 'x·[A | Wr], down'],
+  [false, false, 512, 64, 32, 'gated·B, out 64'],
+  [false, false, 512, 172, 32, 'gated·B, gate/up'],
+  [true, false, 64, 36, 512, 'd[A | Wr] = xᵀ·[dh | dl]'],
+  [true, false, 172, 36, 512, 'd[A | Wr], down'],
+  [true, false, 32, 64, 512, 'dB = gatedᵀ·dD'],
+  [true, false, 32, 172, 512, 'dB, gate/up'],
+  [false, false, 512, 64, 64, 'q/o base'],
+  [false, false, 512, 172, 64, 'gate/up base'],
+  [false, true, 512, 32, 64, 'dH = dD·Bᵀ (not split)'],
+];
+
+/** Microseconds a call, median of 9 rounds of 200. */
+function usPerCall(f: () => void): number {
+  for (let i = 0; i < 200; i++) f();
+  const rounds: number[] = [];
+  for (let r = 0; r < 9; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < 200; i++) f();
+    rounds.push(((performance.now() - t0) / 200) * 1000);
+  }
+  return rounds.sort((x, y) => x - y)[4];
+}
+
+function benchSmall(): void {
+  const whole = loadBlas(process.env, { split: false }).blas;
+  const split = loadBlas(process.env, { split: true }).blas;
+  if (!whole || !split) throw new Error('--small needs a native BLAS');
+  console.log(`${whole.detail}; one thread`);
+  const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5);
+  const [a, b, c] = [rand(512 * 512), rand(512 * 512), rand(512 * 512)];
+  const rows: string[][] = [];
+  for (const [tA, tB, m, n, k, what] of SMALL) {
+    const call = (blas: Blas) => () => blas.sgemm(tA, tB, m, n, k, a, tA ? m : k, b, tB ? k : n, c, n, { threads: 1 });
+    const [u0, u1] = [usPerCall(call(whole)), usPerCall(call(split))];
+    rows.push([what, `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'} ${m}x${n}x${k}`, String(smallParts(tB, m, n, k)), `${u0.toFixed(1)} us`, `${u1.toFixed(1)} us`, `${(u1 / u0).toFixed(2)}x`]);
+  }
+  table(['product', 'm x n x k', 'parts', 'whole', 'split', 'split/whole'], rows);
+}
+
+function table(head: string[], rows: string[][]): void {
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const line = (r: string[]) => r.map((v, c) => v.padEnd(widths[c])).join('  ');
+  console.log([line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n'));
+}
+
+if (process.argv.includes('--small')) {
+  benchSmall();
+  process.exit(0);
+}
+
 const info = await initBackend('wasm');
 if (info.name !== 'wasm') throw new Error(`needs the wasm backend, got ${info.name}`);
 const found = loadBlas();
@@ -78,7 +136,4 @@ for (const [sa, sb, tA, tB, what] of SHAPES) {
   rows.push(row);
   tf.dispose([a, b]);
 }
-const head = ['product', 'shapes', ...engines.map(([name]) => name)];
-const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-const line = (r: string[]) => r.map((v, c) => v.padEnd(widths[c])).join('  ');
-console.log([line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n'));
+table(['product', 'shapes', ...engines.map(([name]) => name)], rows);

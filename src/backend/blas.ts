@@ -76,6 +76,35 @@ export function threadsFor(m: number, n: number, k: number, max: number): number
   return Math.min(m, n, k) <= SINGLE_THREAD_SIDE ? 1 : max;
 }
 
+/**
+ * OpenBLAS's "small matrix" sgemm kernels (built for SkylakeX, Cooperlake and SapphireRapids
+ * cores) skip the packing of both operands, but it only takes them for products of at most
+ * SMALL_MNK multiply-adds, and not for a row-major A·Bᵀ (its column-major TN, which it permits
+ * only when m·n <= 1200). A product a few times over that bound runs faster as up to
+ * MAX_SMALL_PARTS products under it: A·B split by rows, Aᵀ·B by the shared dimension (each part
+ * adding into C). On this project's 2-core Zen 4 (OpenBLAS 0.3.21, Cooperlake kernels), one
+ * thread, a stories260K replica's MoE products: x·[A | Wr] [512,64]·[64,36] 31.1 -> 25.7 us in
+ * 2 parts, d[A | Wr] [512,172]ᵀ·[512,36] 83.0 -> 59.7 in 4, a base [512,64]·[64,64] 44.7 -> 40.1
+ * in 3 (scripts/bench-blas.ts --small); ~3% of a single-replica MoE step, ~2% of LoRA's.
+ * Products that need more parts are left whole: in 8, [512,172]·[172,64] gained nothing and
+ * [512,64]·[64,172] ~10%.
+ */
+export const SMALL_MNK = 1e6;
+export const MAX_SMALL_PARTS = 4;
+/** OpenBLAS cores (as openblas_get_config names them) that have the small-matrix kernels. */
+const SMALL_KERNEL_CORES = /\b(SkylakeX|Cooperlake|SapphireRapids)\b/i;
+
+/**
+ * How many parts to split one single-threaded product into so that each takes OpenBLAS's small
+ * kernels (1: leave it whole): the fewest under SMALL_MNK, if that is at most MAX_SMALL_PARTS.
+ * Not for A·Bᵀ, which never takes them.
+ */
+export function smallParts(tB: boolean, m: number, n: number, k: number): number {
+  if (tB) return 1;
+  const parts = Math.ceil((m * n * k) / SMALL_MNK);
+  return parts <= MAX_SMALL_PARTS ? parts : 1;
+}
+
 /** The koffi module, or why it cannot be had. */
 function loadKoffi(): { koffi: typeof import('koffi') } | { reason: string } {
   try {
@@ -91,7 +120,7 @@ function loadKoffi(): { koffi: typeof import('koffi') } | { reason: string } {
  */
 const libraryThreads = new Map<string, number>();
 
-function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity): Blas {
+function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity, split?: boolean): Blas {
   const lib = koffi.load(file);
   const gemm = lib.func(
     'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, ' +
@@ -100,12 +129,14 @@ function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity
   let about = '';
   let setThreads: ((n: number) => void) | null = null;
   let threads = 1;
+  let small = false;
   try {
     const config = lib.func('const char *openblas_get_config()')() as string;
+    small = split ?? SMALL_KERNEL_CORES.test(config);
     if (!libraryThreads.has(file)) libraryThreads.set(file, lib.func('int openblas_get_num_threads()')() as number);
     threads = libraryThreads.get(file)!;
     setThreads = lib.func('void openblas_set_num_threads(int n)') as (n: number) => void;
-    about = ` (${config}), ${threads} thread${threads === 1 ? '' : 's'}, one for products with a side <= ${SINGLE_THREAD_SIDE}`;
+    about = ` (${config}), ${threads} thread${threads === 1 ? '' : 's'}, one for products with a side <= ${SINGLE_THREAD_SIDE}${small ? `, those over ${SMALL_MNK / 1e6}M multiply-adds split for its small kernels` : ''}`;
   } catch {
     // Not OpenBLAS: any CBLAS will do; it just cannot describe itself or be told its threads.
   }
@@ -118,7 +149,23 @@ function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity
       if (want !== current) setThreads((current = want)); // ~0.04 us
     }
     const t0 = tally ? performance.now() : 0;
-    gemm(ROW_MAJOR, tA ? TRANS : NO_TRANS, tB ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, opts?.beta ?? 0, c, ldc);
+    const beta = opts?.beta ?? 0;
+    const parts = small && current === 1 ? smallParts(tB, m, n, k) : 1;
+    if (parts === 1) {
+      gemm(ROW_MAJOR, tA ? TRANS : NO_TRANS, tB ? TRANS : NO_TRANS, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
+    } else if (!tA) {
+      // rows i0..i0+rows of A and C
+      const rows = Math.ceil(m / parts);
+      for (let i0 = 0; i0 < m; i0 += rows) {
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, Math.min(rows, m - i0), n, k, 1, a.subarray(i0 * lda), lda, b, ldb, beta, c.subarray(i0 * ldc), ldc);
+      }
+    } else {
+      // C = Σ over slices p0..p0+depth of the shared dimension: rows of both A [k, m] and B [k, n]
+      const depth = Math.ceil(k / parts);
+      for (let p0 = 0; p0 < k; p0 += depth) {
+        gemm(ROW_MAJOR, TRANS, NO_TRANS, m, n, Math.min(depth, k - p0), 1, a.subarray(p0 * lda), lda, b.subarray(p0 * ldb), ldb, p0 === 0 ? beta : 1, c, ldc);
+      }
+    }
     if (tally) {
       const key = `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'} ${m}x${n}x${k}`;
       const e = tally.get(key) ?? { ms: 0, n: 0 };
@@ -137,7 +184,7 @@ function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity
  * Load the BLAS HILO_BLAS names (see the file comment). A named library that fails to load is
  * an error; the default search reports why nothing loaded instead of failing.
  */
-export function loadBlas(env: NodeJS.ProcessEnv = process.env, opts: { maxThreads?: number } = {}): BlasResult {
+export function loadBlas(env: NodeJS.ProcessEnv = process.env, opts: { maxThreads?: number; split?: boolean } = {}): BlasResult {
   const wanted = env.HILO_BLAS?.trim();
   if (wanted === 'off') return { blas: null, reason: 'HILO_BLAS=off' };
   const k = loadKoffi();
@@ -147,7 +194,7 @@ export function loadBlas(env: NodeJS.ProcessEnv = process.env, opts: { maxThread
   }
   if (wanted) {
     try {
-      return { blas: bind(k.koffi, wanted, opts.maxThreads) };
+      return { blas: bind(k.koffi, wanted, opts.maxThreads, opts.split) };
     } catch (e) {
       throw new HiloError(`HILO_BLAS=${wanted}: ${(e as Error).message}; allowed: a library exporting cblas_sgemm (e.g. libopenblas.so.0), or off`);
     }
@@ -155,7 +202,7 @@ export function loadBlas(env: NodeJS.ProcessEnv = process.env, opts: { maxThread
   const tried: string[] = [];
   for (const file of DEFAULT_LIBRARIES) {
     try {
-      return { blas: bind(k.koffi, file, opts.maxThreads) };
+      return { blas: bind(k.koffi, file, opts.maxThreads, opts.split) };
     } catch (e) {
       tried.push(`${file}: ${(e as Error).message}`);
     }

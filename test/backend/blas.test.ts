@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend } from '../../src/backend/index.ts';
-import { loadBlas, SINGLE_THREAD_SIDE, tallySgemm, threadsFor, type Blas, type SgemmTally } from '../../src/backend/blas.ts';
+import { loadBlas, MAX_SMALL_PARTS, SINGLE_THREAD_SIDE, SMALL_MNK, smallParts, tallySgemm, threadsFor, type Blas, type SgemmTally } from '../../src/backend/blas.ts';
 import { useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
 import { expectFastMatchesStock, seeded, type MatMulCase } from './matmul-helpers.ts';
 
@@ -45,6 +45,77 @@ describe('loading a BLAS', () => {
     expect(threadsFor(1024, SINGLE_THREAD_SIDE + 1, 256, 2)).toBe(2);
     expect(threadsFor(1024, 688, 256, 2)).toBe(2); // an MLP projection
     expect(threadsFor(1024, 688, 256, 1)).toBe(1);
+  });
+});
+
+describe('splitting products for OpenBLAS\'s small-matrix kernels', () => {
+  it('takes the fewest parts under SMALL_MNK multiply-adds, at most MAX_SMALL_PARTS, never for A·Bᵀ', () => {
+    expect(SMALL_MNK).toBe(1e6);
+    expect(smallParts(false, 512, 8, 64)).toBe(1); // plain LoRA's: small already
+    expect(smallParts(false, 512, 36, 64)).toBe(2); // x·[A | Wr] of a stories260K replica
+    expect(smallParts(false, 512, 64, 64)).toBe(3); // its q/o base
+    expect(smallParts(false, 172, 36, 512)).toBe(4); // d[A | Wr] = xᵀ·[dh | dl] of its down_proj
+    expect(smallParts(false, 512, 172, 64)).toBe(1); // would take 6
+    expect(smallParts(false, 1000, 1000, 4)).toBe(MAX_SMALL_PARTS);
+    expect(smallParts(false, 1000, 1000, 5)).toBe(1);
+    expect(smallParts(true, 512, 36, 64)).toBe(1); // A·Bᵀ: OpenBLAS never takes them
+  });
+});
+
+describe.runIf(blas !== null || process.env.HILO_REQUIRE_BLAS === '1')('split products', () => {
+  /** Deterministic values in [-1, 1). */
+  const values = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => (((i * 2654435761 + seed * 40503) >>> 0) % 2000) / 1000 - 1);
+  /** C (+)= op(A)·op(B) in doubles, on strided row-major matrices. */
+  function reference(tA: boolean, tB: boolean, m: number, n: number, k: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, c: Float32Array, ldc: number, beta: number): Float64Array {
+    const out = new Float64Array(m * n);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let acc = beta ? c[i * ldc + j] : 0;
+        for (let p = 0; p < k; p++) acc += (tA ? a[p * lda + i] : a[i * lda + p]) * (tB ? b[j * ldb + p] : b[p * ldb + j]);
+        out[i * n + j] = acc;
+      }
+    }
+    return out;
+  }
+
+  // [tA, m, n, k, extra leading-dimension columns, beta]: parts of uneven size, strided, adding into C
+  const CASES: Array<[boolean, number, number, number, number, 0 | 1]> = [
+    [false, 512, 36, 64, 0, 0],
+    [false, 509, 37, 65, 3, 1], // 3 parts of 170, 170, 169 rows
+    [true, 64, 36, 512, 0, 0],
+    [true, 71, 33, 509, 2, 1], // 3 slices of the shared dimension
+    [true, 172, 36, 512, 5, 1],
+  ];
+  it.each(CASES)('tA %s, %i x %i x %i (+%i columns of stride, beta %i) matches the whole product', (tA, m, n, k, pad, beta) => {
+    expect(smallParts(false, m, n, k)).toBeGreaterThan(1); // the case really is split
+    expect(threadsFor(m, n, k, 2)).toBe(1); // on one thread, where blas.ts splits
+    const split = loadBlas({}, { split: true }).blas!;
+    const whole = loadBlas({}, { split: false }).blas!;
+    const [lda, ldb, ldc] = [(tA ? m : k) + pad, n + pad, n + pad];
+    const a = values((tA ? k : m) * lda, 1);
+    const b = values(k * ldb, 2);
+    const c0 = values(m * ldc, 3);
+    const [cs, cw] = [c0.slice(), c0.slice()];
+    split.sgemm(tA, false, m, n, k, a, lda, b, ldb, cs, ldc, { beta });
+    whole.sgemm(tA, false, m, n, k, a, lda, b, ldb, cw, ldc, { beta });
+    whole.limitThreads(null); // the products set the library's threads to 1: back to its own count
+    const want = reference(tA, false, m, n, k, a, lda, b, ldb, c0, ldc, beta);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < ldc; j++) {
+        const at = i * ldc + j;
+        if (j >= n) {
+          expect(cs[at]).toBe(c0[at]); // the stride's columns are left alone
+          continue;
+        }
+        expect(Math.abs(cs[at] - want[i * n + j])).toBeLessThan(1e-3 * Math.sqrt(k));
+        expect(Math.abs(cs[at] - cw[at])).toBeLessThan(1e-3 * Math.sqrt(k));
+      }
+    }
+  });
+
+  it('says so in its description where it splits', () => {
+    expect(loadBlas({}, { split: true }).blas!.detail).toMatch(/split for its small kernels/);
+    expect(loadBlas({}, { split: false }).blas!.detail).not.toMatch(/split/);
   });
 });
 
