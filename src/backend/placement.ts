@@ -6,6 +6,7 @@
  * (webgpu, tfjs-node) a read stalls the device and costs a transfer, so it stays in kernels.
  */
 import * as tf from '@tensorflow/tfjs';
+import { keysByDataId } from './wasm-matmul.ts';
 
 export type Placement = 'host' | 'device';
 
@@ -36,6 +37,18 @@ export function valuesOf(t: tf.Tensor): Float32Array {
  */
 export function tensorFrom(values: Float32Array, shape: number[]): tf.Tensor {
   return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, 'float32');
+}
+
+/**
+ * Whether t's values may be overwritten in place (valuesOf(t) written to) with every reader
+ * seeing the new ones: on wasm, a float32 tensor no other tensor shares data with (a clone or
+ * a reshape would see the change; a saved copy on a gradient tape too), while the products
+ * keep nothing by data id (keysByDataId: a native BLAS does them). For the optimizer's update
+ * and a data-parallel replica's new parameters, which otherwise make a tensor and assign it per
+ * trainable: ~4 us each, ~0.4 ms a step for stories260K's 105 MoE trainables.
+ */
+export function writableInPlace(t: tf.Tensor): boolean {
+  return tf.getBackend() === 'wasm' && t.dtype === 'float32' && !t.isDisposed && !keysByDataId() && tf.backend().refCount(t.dataId) === 1;
 }
 
 /**

@@ -219,11 +219,24 @@ function fastKernel(original: TF.KernelConfig, blas: Blas | null): TF.KernelConf
   };
 }
 
+/** Whether float32 products go to a native BLAS, which keeps nothing by data id (see keysByDataId). */
+let productsInBlas = false;
+
+/**
+ * Whether the wasm backend's float32 products may keep something by a tensor's data id: a kept
+ * transpose (TransposeCache) or XNNPACK's packed weights. They do unless a native BLAS does the
+ * products. Where they do, a tensor's values must never change in place (a kept copy would go
+ * stale); where they do not, an optimizer may write a parameter no other tensor shares in place
+ * (src/backend/placement.ts, writableInPlace).
+ */
+export const keysByDataId = (): boolean => !productsInBlas;
+
 /**
  * Turn the fast path on (default from initBackend('wasm')) or off (for benchmarks and
  * tests that compare against tfjs's own kernels). Idempotent.
  */
 export function useFastWasmMatMul(tf: typeof TF, on: boolean, blas: Blas | null = null): void {
+  productsInBlas = on && blas !== null;
   for (const name of KERNELS) {
     if (!originals.has(name)) {
       const k = tf.getKernel(name, 'wasm');

@@ -32,7 +32,7 @@
 import fs from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { ADAMW_KERNEL, SUM_SQUARES_KERNEL } from './webgpu-adamw.ts';
+import { ADAMW_KERNEL, SUM_SQUARES_KERNEL, type AdamWKernelAttrs } from './webgpu-adamw.ts';
 
 export const SOFTMAX_XENT = 'HiloSoftmaxXent';
 export const SOFTMAX_XENT_GRAD = 'HiloSoftmaxXentGrad';
@@ -232,6 +232,20 @@ const ELEMENTWISE: TF.KernelConfig[] = [
     (wasm.typedArrayFromHeap(out) as Float32Array)[0] = k.sum_squares(at(x), size(x));
   }),
 ];
+
+/**
+ * HiloAdamW's update written into p, m and v themselves, no kernel and no tensors made (kernels.c's
+ * adamw allows its outputs to be its inputs): for src/train/adamw.ts, whose caller checks that
+ * the three may be written in place (placement.ts, writableInPlace). Returns false, doing
+ * nothing, where the SIMD module does not run.
+ */
+export function adamwInPlace(backend: BackendWasm, p: Info, g: Info, m: Info, v: Info, a: AdamWKernelAttrs): boolean {
+  const k = simdOrNull(backend);
+  if (!k) return false;
+  const at = (t: Info) => offset(backend, t);
+  k.adamw(at(p), at(g), at(m), at(v), size(p), a.beta1, a.beta2, a.eps, a.decay, a.stepSize, a.sqrtBc2, a.gradScale, at(p), at(m), at(v));
+  return true;
+}
 
 /**
  * Register the kernels for wasm (initWasm does, on a single-threaded backend), or remove them

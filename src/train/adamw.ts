@@ -16,9 +16,15 @@
  *    thousand multiply-adds (like torch's fused/foreach AdamW). The JS loop costs ~13 ns a value
  *    (in doubles); the SIMD kernel ~1, which matters with data-parallel replicas, where the
  *    update runs on one thread while the others wait.
+ * On wasm, where a parameter and its moments may be written in place (writableInPlace: nothing
+ * else shares their data and the products keep nothing by data id), the SIMD module's update
+ * writes them directly: no kernel, no new tensors, no assigns (stories260K's 105 MoE
+ * parameters: 0.8 -> 0.3 ms a step).
  */
 import * as tf from '@tensorflow/tfjs';
-import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { defaultPlacement, writableInPlace, type Placement } from '../backend/placement.ts';
+import { adamwInPlace } from '../backend/wasm-simd.ts';
 import { ADAMW_KERNEL, type AdamWKernelAttrs } from '../backend/webgpu-adamw.ts';
 
 export interface AdamWOptions {
@@ -127,12 +133,14 @@ export class AdamW {
     const fused: AdamWKernelAttrs | null = tf.getKernel(ADAMW_KERNEL, tf.getBackend())
       ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, gradScale, ...stepConstants(h) }
       : null;
+    const wasm = fused && tf.getBackend() === 'wasm' ? (tf.backend() as unknown as BackendWasm) : null;
     tf.tidy(() => {
       for (const [name, p] of this.params) {
         const raw = grads.get(name);
         if (!raw) continue;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
+        if (wasm && raw.dtype === 'float32' && [p, m, v].every(writableInPlace) && adamwInPlace(wasm, p, raw, m, v, fused!)) continue;
         if (fused) {
           const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g: raw, m, v }, fused as unknown as tf.NamedAttrMap) as tf.Tensor[];
           m.assign(m1);

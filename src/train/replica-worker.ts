@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { injectAdapters } from '../adapters/inject.ts';
 import { initBackend } from '../backend/index.ts';
-import { tensorFrom, valuesOf } from '../backend/placement.ts';
+import { tensorFrom, valuesOf, writableInPlace } from '../backend/placement.ts';
 import { createRandomModel } from '../model/init.ts';
 import { loadModel } from '../model/load.ts';
 import type { CausalLM } from '../model/types.ts';
@@ -51,10 +51,13 @@ async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): P
       if (m.paramsVersion !== version) {
         let offset = 0;
         for (const [name, size] of init.layout) {
-          // assign, not a write in place: a new data id, so nothing cached by the old one (XNNPACK's
-          // packed weights, kept transposes) outlives the values
+          // in place where nothing else reads the data and nothing is kept by its data id; else
+          // an assign: a new data id, so nothing cached by the old one (XNNPACK's packed weights,
+          // kept transposes) outlives the values
           const v = trainables.get(name)!;
-          tf.tidy(() => v.assign(tensorFrom(params.subarray(offset, offset + size), v.shape)));
+          const values = params.subarray(offset, offset + size);
+          if (writableInPlace(v)) valuesOf(v).set(values);
+          else tf.tidy(() => v.assign(tensorFrom(values, v.shape)));
           offset += size;
         }
         version = m.paramsVersion;

@@ -2,7 +2,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { addInto, tensorFrom, valuesOf } from '../../src/backend/placement.ts';
+import { loadBlas } from '../../src/backend/blas.ts';
+import { addInto, tensorFrom, valuesOf, writableInPlace } from '../../src/backend/placement.ts';
+import { keysByDataId, useFastWasmMatMul } from '../../src/backend/wasm-matmul.ts';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -43,5 +45,26 @@ describe.each(['wasm', 'cpu'])('on %s', (backend) => {
     expect(addInto(shared, parts)).toBe(false);
     expect(Array.from(clone.dataSync())).toEqual([2, 2, 2]);
     tf.dispose([own, shared, clone]);
+  });
+
+  it('writableInPlace: only on wasm, with products that keep nothing by data id, for data no other tensor shares', async () => {
+    await tf.setBackend(backend);
+    const own = tf.tidy(() => tf.mul(tf.tensor1d([1, 2, 3]), 2));
+    const reshaped = tf.tidy(() => tf.mul(tf.tensor1d([1, 2, 3]), 2));
+    const view = reshaped.reshape([3, 1]); // shares reshaped's data
+    const ints = tf.tensor1d([1, 2, 3], 'int32');
+    const inPlace = backend === 'wasm' && !keysByDataId();
+    expect(writableInPlace(own)).toBe(inPlace);
+    expect(writableInPlace(reshaped)).toBe(false);
+    expect(writableInPlace(ints)).toBe(false);
+    if (backend === 'wasm' && inPlace) {
+      // products back in XNNPACK keep packed weights and transposes by data id: never in place then
+      useFastWasmMatMul(tf, true, null);
+      expect(keysByDataId()).toBe(true);
+      expect(writableInPlace(own)).toBe(false);
+      useFastWasmMatMul(tf, true, loadBlas().blas);
+      expect(writableInPlace(own)).toBe(true);
+    }
+    tf.dispose([own, reshaped, view, ints]);
   });
 });

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { defaultPlacement, type Placement } from '../../src/backend/placement.ts';
+import { keysByDataId } from '../../src/backend/wasm-matmul.ts';
 import { useSimdKernels } from '../../src/backend/wasm-simd.ts';
 import { AdamW } from '../../src/train/adamw.ts';
 import { clipByGlobalNorm, clipFactor } from '../../src/train/clip.ts';
@@ -99,29 +100,48 @@ describe('AdamW matches torch.optim.AdamW', () => {
     }
   });
 
-  it('host and device placements take the same trajectory, the device one fused (SIMD module) or as tfjs kernels', async () => {
-    /** 5 steps on 50 values (12 SIMD groups of 4 and a tail of 2); the kernels the last step ran. */
-    const traj = async (placement: Placement) => {
-      const p = tf.variable(tf.tensor(Array.from({ length: 50 }, (_, j) => Math.cos(j)), [5, 10]), true);
+  it('host and device placements take the same trajectory, the device one in place, fused (SIMD module) or as tfjs kernels', async () => {
+    /**
+     * 5 steps on 50 values (12 SIMD groups of 4 and a tail of 2); the kernels the last step ran
+     * and how many data ids the parameter had. `share`: a clone of the parameter is held over
+     * each update, and must keep the values it had.
+     */
+    const traj = async (placement: Placement, share = false) => {
+      // made in a tidy, which frees the initial tensor: left alive, it would share p's data
+      const p = tf.tidy(() => tf.variable(tf.tensor(Array.from({ length: 50 }, (_, j) => Math.cos(j)), [5, 10]), true));
       const opt = new AdamW(new Map([['p', p]]), { weightDecay: 0.05, placement });
       let kernels: string[] = [];
+      const ids = new Set<object>([p.dataId]);
       for (let step = 0; step < 5; step++) {
         const g = tf.tidy(() => tf.sin(tf.mul(p, step + 1)));
+        const shared = share ? tf.clone(p) : null;
+        const before = shared ? Array.from(shared.dataSync()) : [];
         kernels = (await tf.profile(() => opt.apply(new Map([['p', g]]), 3e-2, step === 2 ? 0.5 : 1))).kernelNames;
-        g.dispose();
+        if (shared) expect(Array.from(shared.dataSync())).toEqual(before);
+        ids.add(p.dataId);
+        tf.dispose([g, shared!].filter(Boolean));
       }
       const out = Array.from(p.dataSync());
       opt.dispose();
       p.dispose();
-      return { out, kernels };
+      return { out, kernels, dataIds: ids.size };
     };
     const host = await traj('host');
-    const fused = await traj('device');
-    expect(fused.kernels).toEqual(['HiloAdamW']);
+    const device = await traj('device');
+    const shared = await traj('device', true);
+    expect(shared.kernels).toEqual(['HiloAdamW']); // the shared parameter gets new data
+    expect(shared.dataIds).toBe(6);
+    if (keysByDataId()) {
+      expect(device.kernels).toEqual(['HiloAdamW']); // no native BLAS: never in place
+    } else {
+      expect(device.kernels).toEqual([]); // written in place: no kernel, the same data
+      expect(device.dataIds).toBe(1);
+    }
+    expect(device.out).toEqual(shared.out); // the same SIMD update either way
     useSimdKernels(tf, false);
     const unfused = await traj('device').finally(() => useSimdKernels(tf, true));
     expect(unfused.kernels).not.toContain('HiloAdamW');
-    for (const device of [fused, unfused]) device.out.forEach((v, i) => expect(host.out[i]).toBeCloseTo(v, 5));
+    for (const d of [device, unfused]) d.out.forEach((v, i) => expect(host.out[i]).toBeCloseTo(v, 5));
   });
 });
 
