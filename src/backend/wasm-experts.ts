@@ -378,11 +378,17 @@ function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
       }
       const r = routeParts(N, E);
       const [l, rt] = [at(hl) + 4 * ER, at(route)];
-      simd.route_topk(l, C, N, E, k, rt + r.p, rt + r.m, rt + r.gates, rt + r.total);
-      simd.router_aux_stats(l, C, rt + r.m, rt + r.p, tokens ? at(tokens) : 0, N, E, balanceCoef, zLossCoef, at(work), at(stats));
+      const w = tokens ? at(tokens) : 0;
+      if (E === 4 && rank % 4 === 0) {
+        // hilo's MoE width: the three passes below as one (the same bits)
+        simd.routed_forward4(at(hl), C, N, rank, k, scale, at(gated), rt + r.p, rt + r.m, rt + r.gates, rt + r.total, w, balanceCoef, zLossCoef, at(work), at(stats));
+      } else {
+        simd.route_topk(l, C, N, E, k, rt + r.p, rt + r.m, rt + r.gates, rt + r.total);
+        simd.router_aux_stats(l, C, rt + r.m, rt + r.p, w, N, E, balanceCoef, zLossCoef, at(work), at(stats));
+        simd.gate_columns(at(hl), C, at(gated), ER, rt + r.gates, N, ER, rank, scale, 0, 0);
+      }
       wasm.disposeData(work.dataId);
       view(aux)[0] = view(stats)[E]; // the losses' value as a scalar of its own: the op's second output
-      simd.gate_columns(at(hl), C, at(gated), ER, rt + r.gates, N, ER, rank, scale, 0, 0);
       if (W) blas.sgemm(false, false, N, out, inF, view(x), inF, view(W), out, view(D), out);
       blas.sgemm(false, false, N, out, ER, view(gated), ER, view(B), out, view(D), out, { beta: W ? 1 : 0 });
       return [D, gated, hl, route, stats, aux];
@@ -403,17 +409,23 @@ function routedTopKBackwardKernel(blas: Blas): TF.KernelConfig {
       const { N, ER, E, C, out } = routedShapes(t.x, t.A, t.Wr, t.B);
       const at = (i: Info) => offset(wasm, i);
       const dhl = wasm.makeOutput([N, C], 'float32');
-      const dg = wasm.makeOutput([N, E], 'float32');
       const r = routeParts(N, E);
       const rt = at(route);
+      const w = tokens ? at(tokens) : 0;
       const view = viewOf(wasm);
       blas.sgemm(false, true, N, ER, out, view(t.dD), out, view(t.B), out, view(dhl), C);
-      simd.gate_columns(at(dhl), C, at(dhl), C, rt + r.gates, N, ER, rank, scale, at(hl), at(dg));
-      const dl = at(dhl) + 4 * ER;
-      simd.gates_grad(at(dg), rt + r.p, rt + r.gates, rt + r.m, rt + r.total, 0, N, E, dl, C);
-      if (dy) simd.router_aux_grad(dl, C, at(hl) + 4 * ER, C, rt + r.p, tokens ? at(tokens) : 0, at(stats), N, E, balanceCoef, zLossCoef, dy);
+      if (E === 4 && rank % 4 === 0) {
+        simd.routed_backward4(at(dhl), C, at(hl), N, rank, scale, rt + r.p, rt + r.m, rt + r.gates, rt + r.total, w, at(stats), balanceCoef, zLossCoef, dy ?? 0);
+      } else {
+        const dg = wasm.makeOutput([N, E], 'float32');
+        simd.gate_columns(at(dhl), C, at(dhl), C, rt + r.gates, N, ER, rank, scale, at(hl), at(dg));
+        const dl = at(dhl) + 4 * ER;
+        simd.gates_grad(at(dg), rt + r.p, rt + r.gates, rt + r.m, rt + r.total, 0, N, E, dl, C);
+        if (dy) simd.router_aux_grad(dl, C, at(hl) + 4 * ER, C, rt + r.p, w, at(stats), N, E, balanceCoef, zLossCoef, dy);
+        wasm.disposeData(dg.dataId);
+      }
       const grads = routedGrads(wasm, blas, dhl, t);
-      for (const s of [dhl, dg]) wasm.disposeData(s.dataId);
+      wasm.disposeData(dhl.dataId);
       return grads;
     },
   };

@@ -74,6 +74,8 @@ export interface SimdExports {
   gates_grad(dg: number, p: number, gates: number, m: number, total: number, extra: number, n: number, e: number, dl: number, ldl: number): void;
   router_aux_stats(l: number, ldl: number, m: number, p: number, w: number, n: number, e: number, cb: number, cz: number, work: number, out: number): void;
   router_aux_grad(dl: number, ldd: number, l: number, ldl: number, p: number, w: number, stats: number, n: number, e: number, cb: number, cz: number, dy: number): void;
+  routed_forward4(hl: number, C: number, n: number, r: number, k: number, scale: number, gated: number, p: number, m: number, gates: number, total: number, w: number, cb: number, cz: number, work: number, stats: number): void;
+  routed_backward4(dhl: number, C: number, hl: number, n: number, r: number, scale: number, p: number, m: number, gates: number, total: number, w: number, stats: number, cb: number, cz: number, dy: number): void;
   adamw(p: number, g: number, m: number, v: number, n: number, b1: number, b2: number, eps: number, decay: number, stepSize: number, sqrtBc2: number, s: number, p1: number, m1: number, v1: number): void;
   sum_squares(x: number, n: number): number;
 }

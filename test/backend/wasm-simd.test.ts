@@ -350,6 +350,59 @@ describe('the SIMD router losses (router_aux_stats, router_aux_grad) against rou
   });
 });
 
+describe('the 4-expert routed passes (routed_forward4, routed_backward4) against the passes they fuse', () => {
+  // [name, top-k, rank, balance, z-loss, token weights, dy]; rows of [h | l] padded past the logits
+  type Case = [string, number, number, number, number, boolean, number];
+  const CASES: Case[] = [
+    ['top-2, rank 8, balance', 2, 8, 0.01, 0, false, 1],
+    ['top-1, rank 4, balance and z-loss, token weights', 1, 4, 0.3, 0.1, true, 0.7],
+    ['top-3, rank 12, z-loss alone, no losses\' gradient', 3, 12, 0, 0.2, false, 0],
+  ];
+  it.each(CASES)('%s: the same bits', (_name, k, r, cb, cz, weighted, dy) => {
+    const backend = tf.backend() as unknown as BackendWasm;
+    const simd = simdOrNull(backend)!;
+    const at = (t: tf.Tensor) => offset(backend, t as unknown as tf.TensorInfo);
+    const [N, E, pad] = [37, 4, 3];
+    const ER = E * r;
+    const C = ER + E + pad;
+    const scale = 16 / r;
+    const hl = seeded([N, C], 71);
+    const u = mulberry32(72);
+    const w = weighted ? tf.tensor1d(Float32Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 0.5 + u()))) : null;
+    const dH = seeded([N, C], 73); // dD·Bᵀ in the first E·r columns; the rest is overwritten
+    /** p, m, gates, total, gated, stats, then [dh | dl] */
+    const run = (fused: boolean) => {
+      const [p, m, g, total] = [tf.zeros([N, E]), tf.zeros([N, E]), tf.zeros([N, E]), tf.zeros([N])];
+      const [gated, work, stats, dg] = [tf.zeros([N, ER]), tf.zeros([4 * E]), tf.zeros([E + 2]), tf.zeros([N, E])];
+      const own = tf.tidy(() => tf.add(dH, 0)); // a heap buffer of its own, written in place below
+      const l = at(hl) + 4 * ER;
+      if (fused) {
+        simd.routed_forward4(at(hl), C, N, r, k, scale, at(gated), at(p), at(m), at(g), at(total), w ? at(w) : 0, cb, cz, at(work), at(stats));
+        simd.routed_backward4(at(own), C, at(hl), N, r, scale, at(p), at(m), at(g), at(total), w ? at(w) : 0, at(stats), cb, cz, dy);
+      } else {
+        simd.route_topk(l, C, N, E, k, at(p), at(m), at(g), at(total));
+        simd.router_aux_stats(l, C, at(m), at(p), w ? at(w) : 0, N, E, cb, cz, at(work), at(stats));
+        simd.gate_columns(at(hl), C, at(gated), ER, at(g), N, ER, r, scale, 0, 0);
+        simd.gate_columns(at(own), C, at(own), C, at(g), N, ER, r, scale, at(hl), at(dg));
+        simd.gates_grad(at(dg), at(p), at(g), at(m), at(total), 0, N, E, at(own) + 4 * ER, C);
+        if (dy) simd.router_aux_grad(at(own) + 4 * ER, C, l, C, at(p), w ? at(w) : 0, at(stats), N, E, cb, cz, dy);
+      }
+      const out = [p, m, g, total, gated, stats, own].map((t) => Array.from(t.dataSync()));
+      tf.dispose([p, m, g, total, gated, work, stats, dg, own]);
+      return out;
+    };
+    const fused = run(true);
+    const separate = run(false);
+    ['p', 'm', 'gates', 'total', 'gated', 'stats', '[dh | dl]'].forEach((what, i) => expect(fused[i], what).toEqual(separate[i]));
+    // and they did something: k experts a row, a loss, a gradient in dl
+    expect(fused[1].reduce((a, b) => a + b, 0)).toBe(N * k);
+    expect(fused[5][E]).toBeGreaterThan(0);
+    const dl = fused[6].filter((_, i) => i % C >= ER && i % C < ER + E);
+    expect(dl.some((v) => v !== 0)).toBe(true);
+    tf.dispose([hl, dH, ...(w ? [w] : [])]);
+  });
+});
+
 describe('the optimizer\'s kernels (HiloAdamW, HiloSumSquares) against adamw.ts\'s and clip.ts\'s JS', () => {
   it.each([1, 7, 4099])('AdamW on %i values, 3 steps with a clip scale, as adamwUpdate (in doubles)', (n) => {
     const [p0, m0, v0] = [seeded([n], 31), tf.zeros([n]), tf.zeros([n])];

@@ -445,16 +445,20 @@ static inline f4 gate_block(const float *si, const float *hi, float *oi, int r, 
   return a4;
 }
 
+/* One row of gate_columns4: oi = si ⊙ scale·g per expert's r columns; returns the row's dg (with hi). */
+static inline f4 gate_row4(const float *si, const float *hi, float *oi, int r, const float *gi, double scale) {
+  const f4 s = scale4(wasm_v128_load(gi), scale);
+  const f4 a0 = gate_block(si, hi, oi, r, wasm_i32x4_shuffle(s, s, 0, 0, 0, 0));
+  const f4 a1 = gate_block(si + r, hi ? hi + r : 0, oi + r, r, wasm_i32x4_shuffle(s, s, 1, 1, 1, 1));
+  const f4 a2 = gate_block(si + 2 * r, hi ? hi + 2 * r : 0, oi + 2 * r, r, wasm_i32x4_shuffle(s, s, 2, 2, 2, 2));
+  const f4 a3 = gate_block(si + 3 * r, hi ? hi + 3 * r : 0, oi + 3 * r, r, wasm_i32x4_shuffle(s, s, 3, 3, 3, 3));
+  return scale4(hsum4(a0, a1, a2, a3), scale);
+}
+
 static void gate_columns4(const float *src, int lds, float *out, int ldo, const float *gates, int rows, int r, double scale, const float *h, float *dg) {
   for (int n = 0; n < rows; n++) {
-    const f4 s = scale4(wasm_v128_load(gates + 4L * n), scale);
-    const float *si = src + (long)n * lds, *hi = h ? h + (long)n * lds : 0;
-    float *oi = out + (long)n * ldo;
-    const f4 a0 = gate_block(si, hi, oi, r, wasm_i32x4_shuffle(s, s, 0, 0, 0, 0));
-    const f4 a1 = gate_block(si + r, hi ? hi + r : 0, oi + r, r, wasm_i32x4_shuffle(s, s, 1, 1, 1, 1));
-    const f4 a2 = gate_block(si + 2 * r, hi ? hi + 2 * r : 0, oi + 2 * r, r, wasm_i32x4_shuffle(s, s, 2, 2, 2, 2));
-    const f4 a3 = gate_block(si + 3 * r, hi ? hi + 3 * r : 0, oi + 3 * r, r, wasm_i32x4_shuffle(s, s, 3, 3, 3, 3));
-    if (dg) wasm_v128_store(dg + 4L * n, scale4(hsum4(a0, a1, a2, a3), scale));
+    const f4 d = gate_row4(src + (long)n * lds, h ? h + (long)n * lds : 0, out + (long)n * ldo, r, gates + 4L * n, scale);
+    if (dg) wasm_v128_store(dg + 4L * n, d);
   }
 }
 
@@ -519,30 +523,32 @@ static inline float sum_in_order(f4 v) {
  * a larger logit, or an equal one at a lower index, which is the loop's choice (ties to the
  * lower index, as torch.topk).
  */
-static void route_top4(const float *l, int ldl, int n, int k, float *p, float *m, float *gates, float *total) {
+static inline void route4_row(const float *li, v128_t K, float *p, float *m, float *gates, float *total) {
   const v128_t lower1 = wasm_i32x4_make(0, 0, 0, -1); /* lanes c where (c + r) % 4 < c, rotation r */
   const v128_t lower2 = wasm_i32x4_make(0, 0, -1, -1);
   const v128_t lower3 = wasm_i32x4_make(0, -1, -1, -1);
+  const f4 x = wasm_v128_load(li);
+  const f4 r1 = wasm_i32x4_shuffle(x, x, 1, 2, 3, 0), r2 = wasm_i32x4_shuffle(x, x, 2, 3, 0, 1), r3 = wasm_i32x4_shuffle(x, x, 3, 0, 1, 2);
+  const f4 mx = wasm_f32x4_pmax(wasm_f32x4_pmax(x, r1), wasm_f32x4_pmax(r2, r3));
+  /* how many of the others beat each expert (comparisons are -1 where true) */
+  v128_t beaten = wasm_i32x4_splat(0);
+  beaten = wasm_i32x4_sub(beaten, wasm_v128_or(wasm_f32x4_gt(r1, x), wasm_v128_and(wasm_f32x4_eq(r1, x), lower1)));
+  beaten = wasm_i32x4_sub(beaten, wasm_v128_or(wasm_f32x4_gt(r2, x), wasm_v128_and(wasm_f32x4_eq(r2, x), lower2)));
+  beaten = wasm_i32x4_sub(beaten, wasm_v128_or(wasm_f32x4_gt(r3, x), wasm_v128_and(wasm_f32x4_eq(r3, x), lower3)));
+  const f4 mi = wasm_v128_and(wasm_i32x4_lt(beaten, K), splat(1.0f));
+  f4 pi = exp4(sub(x, mx));
+  pi = mul(pi, splat(1.0f / sum_in_order(pi)));
+  const f4 kept = mul(pi, mi);
+  const float t = sum_in_order(kept);
+  wasm_v128_store(p, pi);
+  wasm_v128_store(m, mi);
+  wasm_v128_store(gates, wasm_f32x4_div(kept, splat(t)));
+  *total = t;
+}
+
+static void route_top4(const float *l, int ldl, int n, int k, float *p, float *m, float *gates, float *total) {
   const v128_t K = wasm_i32x4_splat(k);
-  for (int i = 0; i < n; i++) {
-    const f4 x = wasm_v128_load(l + (long)ldl * i);
-    const f4 r1 = wasm_i32x4_shuffle(x, x, 1, 2, 3, 0), r2 = wasm_i32x4_shuffle(x, x, 2, 3, 0, 1), r3 = wasm_i32x4_shuffle(x, x, 3, 0, 1, 2);
-    const f4 mx = wasm_f32x4_pmax(wasm_f32x4_pmax(x, r1), wasm_f32x4_pmax(r2, r3));
-    /* how many of the others beat each expert (comparisons are -1 where true) */
-    v128_t beaten = wasm_i32x4_splat(0);
-    beaten = wasm_i32x4_sub(beaten, wasm_v128_or(wasm_f32x4_gt(r1, x), wasm_v128_and(wasm_f32x4_eq(r1, x), lower1)));
-    beaten = wasm_i32x4_sub(beaten, wasm_v128_or(wasm_f32x4_gt(r2, x), wasm_v128_and(wasm_f32x4_eq(r2, x), lower2)));
-    beaten = wasm_i32x4_sub(beaten, wasm_v128_or(wasm_f32x4_gt(r3, x), wasm_v128_and(wasm_f32x4_eq(r3, x), lower3)));
-    const f4 mi = wasm_v128_and(wasm_i32x4_lt(beaten, K), splat(1.0f));
-    f4 pi = exp4(sub(x, mx));
-    pi = mul(pi, splat(1.0f / sum_in_order(pi)));
-    const f4 kept = mul(pi, mi);
-    const float t = sum_in_order(kept);
-    wasm_v128_store(p + 4L * i, pi);
-    wasm_v128_store(m + 4L * i, mi);
-    wasm_v128_store(gates + 4L * i, wasm_f32x4_div(kept, splat(t)));
-    total[i] = t;
-  }
+  for (int i = 0; i < n; i++) route4_row(l + (long)ldl * i, K, p + 4L * i, m + 4L * i, gates + 4L * i, total + i);
 }
 
 /*
@@ -582,15 +588,20 @@ void route_topk(const float *l, int ldl, int n, int e, int k, float *p, float *m
  * router losses'; null for none): dp = m ⊙ (dg − Σ_e dg⊙g) / total, dl = p ⊙ (dp − Σ_e dp⊙p) + extra.
  * dl's rows are ldl apart (a block of [dh | dl]); the rest are [n, e].
  */
+/* gates_grad for one row of 4 experts, given its dg: the row's dl before any `extra`. */
+static inline f4 gates_grad4_row(f4 dg4, const float *p, const float *gates, const float *m, float total) {
+  const f4 p4 = wasm_v128_load(p);
+  const f4 dgg = splat(sum_in_order(mul(dg4, wasm_v128_load(gates))));
+  const f4 dp = wasm_f32x4_div(mul(wasm_v128_load(m), sub(dg4, dgg)), splat(total));
+  const f4 dpp = splat(sum_in_order(mul(dp, p4)));
+  return mul(p4, sub(dp, dpp));
+}
+
 EXPORT(gates_grad)
 void gates_grad(const float *dg, const float *p, const float *gates, const float *m, const float *total, const float *extra, int n, int e, float *dl, int ldl) {
   if (e == 4) { /* a row a vector, the same operations in the same order as the loop below */
     for (int i = 0; i < n; i++) {
-      const f4 dg4 = wasm_v128_load(dg + 4L * i), p4 = wasm_v128_load(p + 4L * i);
-      const f4 dgg = splat(sum_in_order(mul(dg4, wasm_v128_load(gates + 4L * i))));
-      const f4 dp = wasm_f32x4_div(mul(wasm_v128_load(m + 4L * i), sub(dg4, dgg)), splat(total[i]));
-      const f4 dpp = splat(sum_in_order(mul(dp, p4)));
-      f4 d = mul(p4, sub(dp, dpp));
+      f4 d = gates_grad4_row(wasm_v128_load(dg + 4L * i), p + 4L * i, gates + 4L * i, m + 4L * i, total[i]);
       if (extra) d = add(d, wasm_v128_load(extra + 4L * i));
       wasm_v128_store(dl + (long)i * ldl, d);
     }
@@ -637,6 +648,26 @@ static double row_lse(const float *li, int e) {
  * expert e, P_e = Σ_n w_n·p_ne / W. l: logits, rows ldl apart; m, p: [n, e]. work: 2e doubles of
  * scratch. out: f [e], then the losses' value, then W (floats).
  */
+/*
+ * router_aux_stats' last part, from its sums over the rows: perExpert[e] = Σ w·m, meanP[e] =
+ * Σ w·p, W = Σ w (n without weights) and z = Σ w·lse² (z-loss only).
+ */
+static void router_aux_finish(const double *perExpert, const double *meanP, double W, double z, int e, double cb, double cz, float *out) {
+  double selected = 0.0;
+  for (int c = 0; c < e; c++) selected += perExpert[c];
+  selected = selected > 1e-9 ? selected : 1e-9;
+  for (int c = 0; c < e; c++) out[c] = (float)(perExpert[c] / selected);
+  double value = 0.0;
+  if (cb > 0) {
+    double fp = 0.0;
+    for (int c = 0; c < e; c++) fp += (double)out[c] * meanP[c];
+    value += cb * e * fp / W;
+  }
+  if (cz > 0) value += cz * z / W;
+  out[e] = (float)value;
+  out[e + 1] = (float)W;
+}
+
 EXPORT(router_aux_stats)
 void router_aux_stats(const float *l, int ldl, const float *m, const float *p, const float *w, int n, int e, double cb, double cz, double *work, float *out) {
   double *perExpert = work, *meanP = work + e;
@@ -652,26 +683,14 @@ void router_aux_stats(const float *l, int ldl, const float *m, const float *p, c
     const long o = (long)i * e;
     for (int c = 0; c < e; c++) perExpert[c] += m[o + c] * wi, meanP[c] += p[o + c] * wi;
   }
-  double selected = 0.0;
-  for (int c = 0; c < e; c++) selected += perExpert[c];
-  selected = selected > 1e-9 ? selected : 1e-9;
-  for (int c = 0; c < e; c++) out[c] = (float)(perExpert[c] / selected);
-  double value = 0.0;
-  if (cb > 0) {
-    double fp = 0.0;
-    for (int c = 0; c < e; c++) fp += (double)out[c] * meanP[c];
-    value += cb * e * fp / W;
-  }
+  double z = 0.0;
   if (cz > 0) {
-    double z = 0.0;
     for (int i = 0; i < n; i++) {
       const double lse = row_lse(l + (long)i * ldl, e);
       z += lse * lse * (w ? w[i] : 1.0);
     }
-    value += cz * z / W;
   }
-  out[e] = (float)value;
-  out[e + 1] = (float)W;
+  router_aux_finish(perExpert, meanP, W, z, e, cb, cz, out);
 }
 
 /*
@@ -680,17 +699,69 @@ void router_aux_stats(const float *l, int ldl, const float *m, const float *p, c
  *   dl[n, e] += p_ne·(t_n·b_e − Σ_c t_n·b_c·p_nc) + p_ne·2·cz·t_n·lse_n.
  * dl and l have rows ldd and ldl apart.
  */
+/* router_aux_grad on one row: di, li, pi its dl, logits and p; wi its token weight. */
+static inline void router_aux_grad_row(float *di, const float *li, const float *pi, double wi, const float *stats, int e, double cb, double cz, double dy) {
+  const double W = stats[e + 1];
+  const double perToken = dy * wi / W;
+  double dpp = 0.0;
+  if (cb > 0) for (int c = 0; c < e; c++) dpp += perToken * (cb * e * stats[c]) * pi[c];
+  const double z = cz > 0 ? perToken * 2.0 * cz * row_lse(li, e) : 0.0;
+  for (int c = 0; c < e; c++) di[c] += (float)((cb > 0 ? pi[c] * (perToken * (cb * e * stats[c]) - dpp) : 0.0) + pi[c] * z);
+}
+
 EXPORT(router_aux_grad)
 void router_aux_grad(float *dl, int ldd, const float *l, int ldl, const float *p, const float *w, const float *stats, int n, int e, double cb, double cz, double dy) {
-  const double W = stats[e + 1];
+  for (int i = 0; i < n; i++) router_aux_grad_row(dl + (long)i * ldd, l + (long)i * ldl, p + (long)i * e, w ? w[i] : 1.0, stats, e, cb, cz, dy);
+}
+
+/*
+ * A routed module's routing, router-loss sums and gating for 4 experts of a rank r that is a
+ * multiple of 4 (hilo's MoE), in one pass over the rows instead of route_topk, router_aux_stats
+ * and gate_columns one after the other, with the same operations in the same order: the same
+ * bits. hl [n, C]: h (4r columns) then the logits (4), rows C apart. Writes gated [n, 4r], p, m,
+ * gates [n, 4], total [n] and stats as router_aux_stats does (work: 8 doubles of scratch).
+ */
+EXPORT(routed_forward4)
+void routed_forward4(const float *hl, int C, int n, int r, int k, double scale, float *gated, float *p, float *m, float *gates, float *total,
+                     const float *w, double cb, double cz, double *work, float *stats) {
+  const int e = 4, er = 4 * r;
+  const v128_t K = wasm_i32x4_splat(k);
+  double *perExpert = work, *meanP = work + e;
+  for (int c = 0; c < 2 * e; c++) work[c] = 0.0;
+  double W = 0.0, z = 0.0;
   for (int i = 0; i < n; i++) {
-    const long o = (long)i * e;
-    float *di = dl + (long)i * ldd;
-    const double perToken = dy * (w ? w[i] : 1.0) / W;
-    double dpp = 0.0;
-    if (cb > 0) for (int c = 0; c < e; c++) dpp += perToken * (cb * e * stats[c]) * p[o + c];
-    const double z = cz > 0 ? perToken * 2.0 * cz * row_lse(l + (long)i * ldl, e) : 0.0;
-    for (int c = 0; c < e; c++) di[c] += (float)((cb > 0 ? p[o + c] * (perToken * (cb * e * stats[c]) - dpp) : 0.0) + p[o + c] * z);
+    const float *hi = hl + (long)i * C, *li = hi + er;
+    float *pi = p + 4L * i, *mi = m + 4L * i, *gi = gates + 4L * i;
+    route4_row(li, K, pi, mi, gi, total + i);
+    const double wi = w ? w[i] : 1.0;
+    if (w) W += w[i];
+    for (int c = 0; c < e; c++) perExpert[c] += mi[c] * wi, meanP[c] += pi[c] * wi;
+    if (cz > 0) {
+      const double lse = row_lse(li, e);
+      z += lse * lse * wi;
+    }
+    gate_row4(hi, 0, gated + (long)i * er, r, gi, scale);
+  }
+  W = w ? (W > 1e-9 ? W : 1e-9) : n;
+  router_aux_finish(perExpert, meanP, W, z, e, cb, cz, stats);
+}
+
+/*
+ * Its backward, in one pass over the rows instead of gate_columns (with dg), gates_grad and
+ * router_aux_grad: dhl [n, C] holds dH = dD·Bᵀ in its first 4r columns on entry; on return
+ * [dh | dl], dl with the router losses' gradient when dy is not 0. hl, p, m, gates, total, w and
+ * stats as the forward left them.
+ */
+EXPORT(routed_backward4)
+void routed_backward4(float *dhl, int C, const float *hl, int n, int r, double scale, const float *p, const float *m, const float *gates, const float *total,
+                      const float *w, const float *stats, double cb, double cz, double dy) {
+  const int er = 4 * r;
+  for (int i = 0; i < n; i++) {
+    float *di = dhl + (long)i * C;
+    const float *hi = hl + (long)i * C;
+    const f4 dg = gate_row4(di, hi, di, r, gates + 4L * i, scale);
+    wasm_v128_store(di + er, gates_grad4_row(dg, p + 4L * i, gates + 4L * i, m + 4L * i, total[i]));
+    if (dy != 0.0) router_aux_grad_row(di + er, hi + er, p + 4L * i, w ? w[i] : 1.0, stats, 4, cb, cz, dy);
   }
 }
 
