@@ -102,7 +102,7 @@ const SMALL_KERNEL_CORES = /\b(SkylakeX|Cooperlake|SapphireRapids)\b/i;
 export function smallParts(tB: boolean, m: number, n: number, k: number): number {
   if (tB) return 1;
   const parts = Math.ceil((m * n * k) / SMALL_MNK);
-  return parts <= MAX_SMALL_PARTS ? parts : 1;
+  return parts > 1 && parts <= MAX_SMALL_PARTS ? parts : 1; // an empty product (0 parts) stays one call
 }
 
 /** The koffi module, or why it cannot be had. */

@@ -59,6 +59,7 @@ describe('splitting products for OpenBLAS\'s small-matrix kernels', () => {
     expect(smallParts(false, 1000, 1000, 4)).toBe(MAX_SMALL_PARTS);
     expect(smallParts(false, 1000, 1000, 5)).toBe(1);
     expect(smallParts(true, 512, 36, 64)).toBe(1); // A·Bᵀ: OpenBLAS never takes them
+    expect(smallParts(false, 64, 36, 0)).toBe(1); // empty: one call, which still sets C
   });
 });
 
@@ -111,6 +112,16 @@ describe.runIf(blas !== null || process.env.HILO_REQUIRE_BLAS === '1')('split pr
         expect(Math.abs(cs[at] - cw[at])).toBeLessThan(1e-3 * Math.sqrt(k));
       }
     }
+  });
+
+  it('still sets C for an empty shared dimension, either way round', () => {
+    const split = loadBlas({}, { split: true }).blas!;
+    for (const tA of [false, true]) {
+      const c = new Float32Array(4 * 3).fill(7);
+      split.sgemm(tA, false, 4, 3, 0, new Float32Array(4), 4, new Float32Array(3), 3, c, 3);
+      expect(Array.from(c)).toEqual(new Array(12).fill(0));
+    }
+    split.limitThreads(null); // the products set the library's threads to 1: back to its own count
   });
 
   it('says so in its description where it splits', () => {
