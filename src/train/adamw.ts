@@ -19,7 +19,7 @@
  * On wasm, where a parameter and its moments may be written in place (writableInPlace: nothing
  * else shares their data and the products keep nothing by data id), the SIMD module's update
  * writes them directly: no kernel, no new tensors, no assigns (stories260K's 105 MoE
- * parameters: 0.8 -> 0.3 ms a step).
+ * parameters: 0.87 -> 0.32 ms alone, ~1.2 -> 0.8 ms inside a data-parallel step).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
