@@ -48,8 +48,12 @@ export function tensorFrom(values: Float32Array, shape: number[]): tf.Tensor {
  * trainable: ~4 us each, ~0.4 ms a step for stories260K's 105 MoE trainables.
  */
 export function writableInPlace(t: tf.Tensor): boolean {
-  return tf.getBackend() === 'wasm' && t.dtype === 'float32' && !t.isDisposed && !keysByDataId() && tf.backend().refCount(t.dataId) === 1;
+  return !t.isDisposed && soleHeapFloats(t) && !keysByDataId();
 }
+
+/** A float32 tensor in the wasm heap whose data no other tensor shares. */
+const soleHeapFloats = (t: tf.Tensor): boolean =>
+  tf.getBackend() === 'wasm' && t.dtype === 'float32' && tf.backend().refCount(t.dataId) === 1;
 
 /**
  * Add each of `parts` into t's own values in place, where that is safe and cheap: on wasm, when no other
@@ -60,7 +64,7 @@ export function writableInPlace(t: tf.Tensor): boolean {
  * Llama's 84 of 627k: ~1.4 → ~1.7).
  */
 export function addInto(t: tf.Tensor, parts: Float32Array[]): boolean {
-  if (tf.getBackend() !== 'wasm' || t.dtype !== 'float32' || tf.backend().refCount(t.dataId) !== 1) return false;
+  if (!soleHeapFloats(t)) return false;
   const dst = valuesOf(t);
   const n = dst.length;
   for (const values of parts) for (let i = 0; i < n; i++) dst[i] += values[i];
