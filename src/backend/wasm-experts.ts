@@ -335,6 +335,9 @@ export interface RoutedTopKAttrs extends ExpertsAttrs {
  */
 const routeParts = (N: number, E: number) => ({ p: 0, m: 4 * N * E, gates: 8 * N * E, total: 12 * N * E, size: N * (3 * E + 1) });
 
+/** Whether the SIMD module's one-pass routing (routed_forward4 / routed_backward4) fits: 4 experts of a rank that is a multiple of 4. */
+const fourExpertPass = (E: number, rank: number) => E === 4 && rank % 4 === 0;
+
 /**
  * A training step's routed mixture with top-k routing and its router losses, as one kernel each
  * way: its callers check that the SIMD module runs too (hasSimdKernel). Against ROUTED_IN, the host routing and
@@ -377,12 +380,13 @@ function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
         simd.narrow_mm(at(x), at(Wr), N, inF, E, at(hl) + 4 * ER, C);
       }
       const r = routeParts(N, E);
-      const [l, rt] = [at(hl) + 4 * ER, at(route)];
+      const rt = at(route);
       const w = tokens ? at(tokens) : 0;
-      if (E === 4 && rank % 4 === 0) {
+      if (fourExpertPass(E, rank)) {
         // hilo's MoE width: the three passes below as one (the same bits)
         simd.routed_forward4(at(hl), C, N, rank, k, scale, at(gated), rt + r.p, rt + r.m, rt + r.gates, rt + r.total, w, balanceCoef, zLossCoef, at(work), at(stats));
       } else {
+        const l = at(hl) + 4 * ER;
         simd.route_topk(l, C, N, E, k, rt + r.p, rt + r.m, rt + r.gates, rt + r.total);
         simd.router_aux_stats(l, C, rt + r.m, rt + r.p, w, N, E, balanceCoef, zLossCoef, at(work), at(stats));
         simd.gate_columns(at(hl), C, at(gated), ER, rt + r.gates, N, ER, rank, scale, 0, 0);
@@ -414,7 +418,7 @@ function routedTopKBackwardKernel(blas: Blas): TF.KernelConfig {
       const w = tokens ? at(tokens) : 0;
       const view = viewOf(wasm);
       blas.sgemm(false, true, N, ER, out, view(t.dD), out, view(t.B), out, view(dhl), C);
-      if (E === 4 && rank % 4 === 0) {
+      if (fourExpertPass(E, rank)) {
         simd.routed_backward4(at(dhl), C, at(hl), N, rank, scale, rt + r.p, rt + r.m, rt + r.gates, rt + r.total, w, at(stats), balanceCoef, zLossCoef, dy ?? 0);
       } else {
         const dg = wasm.makeOutput([N, E], 'float32');

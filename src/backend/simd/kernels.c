@@ -668,6 +668,17 @@ static void router_aux_finish(const double *perExpert, const double *meanP, doub
   out[e + 1] = (float)W;
 }
 
+/*
+ * One row's part of router_aux_stats' sums: perExpert += w·m, meanP += w·p over its experts;
+ * returns its z-loss term w·lse² (0 without the z-loss).
+ */
+static inline double router_aux_row(const float *li, const float *mi, const float *pi, double wi, int e, double cz, double *perExpert, double *meanP) {
+  for (int c = 0; c < e; c++) perExpert[c] += mi[c] * wi, meanP[c] += pi[c] * wi;
+  if (cz <= 0) return 0.0;
+  const double lse = row_lse(li, e);
+  return lse * lse * wi;
+}
+
 EXPORT(router_aux_stats)
 void router_aux_stats(const float *l, int ldl, const float *m, const float *p, const float *w, int n, int e, double cb, double cz, double *work, float *out) {
   double *perExpert = work, *meanP = work + e;
@@ -678,18 +689,8 @@ void router_aux_stats(const float *l, int ldl, const float *m, const float *p, c
     for (int i = 0; i < n; i++) W += w[i];
     W = W > 1e-9 ? W : 1e-9;
   }
-  for (int i = 0; i < n; i++) {
-    const double wi = w ? w[i] : 1.0;
-    const long o = (long)i * e;
-    for (int c = 0; c < e; c++) perExpert[c] += m[o + c] * wi, meanP[c] += p[o + c] * wi;
-  }
   double z = 0.0;
-  if (cz > 0) {
-    for (int i = 0; i < n; i++) {
-      const double lse = row_lse(l + (long)i * ldl, e);
-      z += lse * lse * (w ? w[i] : 1.0);
-    }
-  }
+  for (int i = 0; i < n; i++) z += router_aux_row(l + (long)i * ldl, m + (long)i * e, p + (long)i * e, w ? w[i] : 1.0, e, cz, perExpert, meanP);
   router_aux_finish(perExpert, meanP, W, z, e, cb, cz, out);
 }
 
@@ -733,13 +734,8 @@ void routed_forward4(const float *hl, int C, int n, int r, int k, double scale, 
     const float *hi = hl + (long)i * C, *li = hi + er;
     float *pi = p + 4L * i, *mi = m + 4L * i, *gi = gates + 4L * i;
     route4_row(li, K, pi, mi, gi, total + i);
-    const double wi = w ? w[i] : 1.0;
     if (w) W += w[i];
-    for (int c = 0; c < e; c++) perExpert[c] += mi[c] * wi, meanP[c] += pi[c] * wi;
-    if (cz > 0) {
-      const double lse = row_lse(li, e);
-      z += lse * lse * wi;
-    }
+    z += router_aux_row(li, mi, pi, w ? w[i] : 1.0, e, cz, perExpert, meanP);
     gate_row4(hi, 0, gated + (long)i * er, r, gi, scale);
   }
   W = w ? (W > 1e-9 ? W : 1e-9) : n;
