@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
 import type { BaseCausalLM, HfTensorData } from './causal-lm.ts';
+import { checkModelFolder } from './check.ts';
 import { normaliseConfig } from './config.ts';
 import { GPT2LMHeadModel, gpt2TensorName } from './gpt2.ts';
 import { LlamaForCausalLM, llamaTensorName } from './llama.ts';
@@ -18,7 +19,7 @@ export interface LoadOptions {
   trainable?: boolean;
 }
 
-/** config.json of `dir`, normalised; errors name the file. */
+/** config.json of `dir`, normalised and checked against the folder's weights; errors name the file. */
 export function readModelConfig(dir: string): ModelConfig {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) throw new HiloError(`${dir}: no config.json; is this a Hugging Face model directory?`);
@@ -28,12 +29,15 @@ export function readModelConfig(dir: string): ModelConfig {
   } catch (e) {
     throw new HiloError(`${file}: not valid JSON (${(e as Error).message})`);
   }
+  let config: ModelConfig;
   try {
-    return normaliseConfig(raw);
+    config = normaliseConfig(raw);
   } catch (e) {
     if (e instanceof HiloError) throw new HiloError(`${file}: ${e.message}`);
     throw e;
   }
+  checkModelFolder(dir, config); // sizes and weight shapes, from the headers alone
+  return config;
 }
 
 /** Every tensor of the checkpoint in `dir`, single file or sharded, decoded to float32/int32. */

@@ -1,0 +1,219 @@
+/**
+ * A model folder checked before anything big is allocated. config.json's sizes must be sane on
+ * their own (a slip such as `num_hidden_layers: 1e9` would otherwise loop and allocate for
+ * minutes), and must agree with the shapes the safetensors headers declare: only the headers
+ * are read, so this costs milliseconds even for sharded multi-GB checkpoints. Every error names
+ * the config.json field, the value given and what the weights hold.
+ *
+ * No tfjs here: `hilo plan` and `hilo validate` stay light.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fieldError, HiloError } from '../errors.ts';
+import { readSafetensorsHeader } from './safetensors.ts';
+import type { ModelConfig } from './types.ts';
+
+/**
+ * Largest value accepted for each size, far beyond every released model (for scale: Llama 3.1
+ * 405B has 126 layers, hidden 16384, ffn 53248, 128 heads of 128; the largest vocabularies are
+ * ~262k; Llama 4 Scout reads 10M positions), so only a typo or a corrupt file trips them.
+ */
+export const SIZE_LIMITS = {
+  numLayers: 1024,
+  hiddenSize: 65_536,
+  intermediateSize: 262_144,
+  numHeads: 1024,
+  numKvHeads: 1024,
+  headDim: 1024,
+  vocabSize: 4_194_304,
+  maxPositions: 16_777_216,
+} as const satisfies Partial<Record<keyof ModelConfig, number>>;
+
+type SizeKey = keyof typeof SIZE_LIMITS;
+
+/** The config.json field each normalised size was read from, per architecture. */
+const FIELD: Record<ModelConfig['arch'], Record<SizeKey, string>> = {
+  llama: {
+    numLayers: 'num_hidden_layers', hiddenSize: 'hidden_size', intermediateSize: 'intermediate_size', numHeads: 'num_attention_heads',
+    numKvHeads: 'num_key_value_heads', headDim: 'head_dim', vocabSize: 'vocab_size', maxPositions: 'max_position_embeddings',
+  },
+  gpt2: {
+    numLayers: 'n_layer', hiddenSize: 'n_embd', intermediateSize: 'n_inner', numHeads: 'n_head',
+    numKvHeads: 'n_head', headDim: 'n_embd / n_head', vocabSize: 'vocab_size', maxPositions: 'n_positions',
+  },
+};
+
+/** `config.json <field>` for a normalised size of `config`. */
+export const configField = (config: Pick<ModelConfig, 'arch'>, key: SizeKey): string => `config.json ${FIELD[config.arch][key]}`;
+
+/**
+ * Attention keeps each head's [T, T] float32 scores whole (no chunked attention), 1 GiB per head
+ * and sequence at this length: past it a step cannot fit anywhere hilo runs (the wasm heap is
+ * 4 GiB) and the [T, T] mask alone outgrows a typed array at 65,536.
+ */
+export const MAX_ATTENTION_TOKENS = 16_384;
+
+/** Refuse sizes no real model has (see SIZE_LIMITS); the message names the field and value. */
+export function checkConfigSizes(config: ModelConfig): void {
+  for (const key of Object.keys(SIZE_LIMITS) as SizeKey[]) {
+    const limit = SIZE_LIMITS[key];
+    if (config[key] > limit) {
+      throw fieldError(configField(config, key), config[key], `at most ${limit.toLocaleString('en-US')} (no released model comes near; a typo?)`);
+    }
+  }
+}
+
+/** Tensor shapes of a checkpoint as its safetensors headers declare them. */
+export interface WeightShapes {
+  /** HF tensor name -> shape. */
+  shapes: Map<string, number[]>;
+  /** What to call the weights in messages: model.safetensors or the index file. */
+  where: string;
+}
+
+/**
+ * Shapes of every tensor the checkpoint in `dir` declares (model.safetensors, or the shards of
+ * model.safetensors.index.json), reading only headers; null when the folder has neither file.
+ */
+export function readWeightShapes(dir: string): WeightShapes | null {
+  const single = path.join(dir, 'model.safetensors');
+  if (fs.existsSync(single)) return { shapes: shapesOf(readSafetensorsHeader(single).entries), where: 'model.safetensors' };
+  const indexFile = path.join(dir, 'model.safetensors.index.json');
+  if (!fs.existsSync(indexFile)) return null;
+  let index: unknown;
+  try {
+    index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
+  } catch (e) {
+    throw new HiloError(`${indexFile}: not valid JSON (${(e as Error).message})`);
+  }
+  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) throw new HiloError(`${indexFile}: no "weight_map" object`);
+  const shapes = new Map<string, number[]>();
+  const headers = new Map<string, Map<string, { shape: number[] }>>();
+  for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
+      throw new HiloError(`${indexFile}: weight_map["${name}"] must name a shard file in the same folder; got ${JSON.stringify(shard)}`);
+    }
+    let entries = headers.get(shard);
+    if (!entries) {
+      const file = path.join(dir, shard);
+      if (!fs.existsSync(file)) throw new HiloError(`${indexFile}: shard ${shard} (holding "${name}") is missing`);
+      entries = readSafetensorsHeader(file).entries;
+      headers.set(shard, entries);
+    }
+    const e = entries.get(name);
+    if (!e) throw new HiloError(`${indexFile}: weight_map puts "${name}" in ${shard}, whose header has no such tensor`);
+    shapes.set(name, e.shape);
+  }
+  return { shapes, where: 'model.safetensors.index.json' };
+}
+
+function shapesOf(entries: Map<string, { shape: number[] }>): Map<string, number[]> {
+  return new Map([...entries].map(([name, e]) => [name, e.shape]));
+}
+
+const show = (shape: number[]) => `[${shape.join(', ')}]`;
+
+/** Where config.json and the weights disagree, as a HiloError naming the field; null when they agree. */
+export function weightMismatch(config: ModelConfig, { shapes, where }: WeightShapes): HiloError | null {
+  const gpt2 = config.arch === 'gpt2';
+  // GPT-2 files from the original repo lack the `transformer.` prefix (see gpt2TensorName).
+  const find = (name: string): [string, number[]] | null => {
+    for (const n of gpt2 ? [`transformer.${name}`, name] : [name]) {
+      const s = shapes.get(n);
+      if (s) return [n, s];
+    }
+    return null;
+  };
+  const field = (key: SizeKey) => configField(config, key);
+  const disagree = (key: SizeKey, want: number, why: string) => fieldError(field(key), config[key], `${want} (${why})`);
+
+  const embedName = gpt2 ? 'wte.weight' : 'model.embed_tokens.weight';
+  const embed = find(embedName);
+  if (!embed) {
+    return new HiloError(`${where} has no tensor "${gpt2 ? 'transformer.' : ''}${embedName}": these weights are not a ${config.modelType} checkpoint (config.json model_type "${config.modelType}")`);
+  }
+  const [embedTensor, [V, H]] = embed;
+  if (H !== config.hiddenSize) return disagree('hiddenSize', H, `${embedTensor} in ${where} is ${show(embed[1])}`);
+  if (V !== config.vocabSize) return disagree('vocabSize', V, `${embedTensor} in ${where} is ${show(embed[1])}`);
+
+  const layerOf = gpt2 ? /^(?:transformer\.)?h\.(\d+)\./ : /^model\.layers\.(\d+)\./;
+  const layers = new Set<number>();
+  for (const name of shapes.keys()) {
+    const m = layerOf.exec(name);
+    if (m) layers.add(Number(m[1]));
+  }
+  if (layers.size !== config.numLayers) {
+    const prefix = gpt2 ? 'h' : 'model.layers';
+    const held = layers.size === 0 ? 'no layers' : `${layers.size} layers, ${prefix}.${Math.min(...layers)} to ${prefix}.${Math.max(...layers)}`;
+    return disagree('numLayers', layers.size, `${where} holds ${held}`);
+  }
+
+  const rows = (name: string, axis: number): [string, number[], number] | null => {
+    const t = find(name);
+    return t ? [t[0], t[1], t[1][axis]] : null;
+  };
+  if (gpt2) {
+    const wpe = rows('wpe.weight', 0);
+    if (wpe && wpe[2] !== config.maxPositions) return disagree('maxPositions', wpe[2], `${wpe[0]} in ${where} is ${show(wpe[1])}`);
+    const fc = rows('h.0.mlp.c_fc.weight', 1); // Conv1D: [in, out]
+    if (fc && fc[2] !== config.intermediateSize) return disagree('intermediateSize', fc[2], `${fc[0]} in ${where} is ${show(fc[1])}`);
+    return null;
+  }
+  const heads = (key: 'numHeads' | 'numKvHeads', proj: string): HiloError | null => {
+    const t = rows(`model.layers.0.self_attn.${proj}.weight`, 0);
+    if (!t || t[2] === config[key] * config.headDim) return null;
+    const fits = t[2] % config.headDim === 0 ? `${t[2] / config.headDim}, ` : '';
+    return fieldError(field(key), config[key],
+      `${fits}as ${FIELD.llama[key]} x head_dim (${config.headDim}) must be ${t[2]}: ${t[0]} in ${where} is ${show(t[1])}`);
+  };
+  const headProblem = heads('numHeads', 'q_proj') ?? heads('numKvHeads', 'k_proj');
+  if (headProblem) return headProblem;
+  const gate = rows('model.layers.0.mlp.gate_proj.weight', 0);
+  if (gate && gate[2] !== config.intermediateSize) return disagree('intermediateSize', gate[2], `${gate[0]} in ${where} is ${show(gate[1])}`);
+  if (!config.tieWordEmbeddings && !shapes.has('lm_head.weight')) {
+    return fieldError('config.json tie_word_embeddings', false, `true (${where} has no lm_head.weight: the head is the embedding)`);
+  }
+  return null;
+}
+
+/**
+ * Check the model folder `dir` against its normalised config: the weights' shapes first (their
+ * message says what the right value is), then the absolute limits (all a weightless folder has).
+ * Throws a HiloError prefixed with config.json's path.
+ */
+export function checkModelFolder(dir: string, config: ModelConfig): void {
+  const file = path.join(dir, 'config.json');
+  const weights = readWeightShapes(dir); // its errors name the weight files themselves
+  const mismatch = weights && weightMismatch(config, weights);
+  if (mismatch) throw new HiloError(`${file}: ${mismatch.message}`);
+  try {
+    checkConfigSizes(config);
+  } catch (e) {
+    throw new HiloError(`${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Whether data.max_length suits the model: past MAX_ATTENTION_TOKENS or past a learned-position
+ * model's n_positions it is an error; past a RoPE model's max_position_embeddings it runs, and
+ * the returned warning says what that means (null when nothing needs saying).
+ */
+export function checkMaxLength(maxLength: number, config: ModelConfig, dir: string): string | null {
+  const field = 'recipe.data.max_length';
+  if (maxLength > MAX_ATTENTION_TOKENS) {
+    throw fieldError(field, maxLength, `at most ${MAX_ATTENTION_TOKENS} (attention holds each head's [T, T] scores whole: ` +
+      `${gib(maxLength)} per head and sequence at ${maxLength} tokens)`);
+  }
+  const positions = config.maxPositions;
+  if (maxLength <= positions) return null;
+  if (config.arch === 'gpt2') {
+    throw fieldError(field, maxLength, `at most ${positions}, the n_positions of ${dir}/config.json ` +
+      '(GPT-2 learned one position embedding per position and has none past it)');
+  }
+  return `warning: recipe.data.max_length ${maxLength} is past max_position_embeddings ${positions} of ${dir}/config.json: ` +
+    `RoPE runs there, but the model never saw positions past ${positions} in pretraining, so expect worse predictions on them ` +
+    `(data.max_length=${positions} stays inside)`;
+}
+
+const gib = (tokens: number) => `${((tokens * tokens * 4) / 2 ** 30).toFixed(1)} GiB`;
