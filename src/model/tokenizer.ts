@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { HiloError } from '../errors.ts';
+import { fieldError, HiloError } from '../errors.ts';
 import type { TextTokenizer } from './types.ts';
 
 export interface ModelTokenizer extends TextTokenizer {
@@ -97,9 +97,46 @@ class HfTokenizer implements ModelTokenizer {
   }
 }
 
+/** Model types @huggingface/tokenizers implements (a file without `type` is recognised by its fields). */
+export const TOKENIZER_MODELS = ['BPE', 'WordPiece', 'Unigram'] as const;
+
+/** Parts a tokenizers file may leave null; the library wants each key present. */
+const OPTIONAL_PARTS = ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder'] as const;
+
+/**
+ * The checks the library leaves to stack traces, as `tokenizer.json <field>: ...` errors; the
+ * parts a hand-written file may omit become null, as the Rust tokenizers reads them.
+ */
+export function checkTokenizerJson(json: unknown): Record<string, unknown> {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw fieldError('tokenizer.json', json, 'a JSON object as Hugging Face tokenizers saves it');
+  }
+  const t = json as Record<string, unknown>;
+  const model = t.model;
+  if (model === null || typeof model !== 'object' || Array.isArray(model)) {
+    throw fieldError('tokenizer.json model', model, 'an object {type, vocab, ...} (is this a Hugging Face tokenizers file? save one with tokenizer.save_pretrained)');
+  }
+  const type = (model as Record<string, unknown>).type;
+  if (type !== undefined && !(TOKENIZER_MODELS as readonly unknown[]).includes(type)) {
+    throw fieldError('tokenizer.json model.type', type, `${TOKENIZER_MODELS.map((m) => `"${m}"`).join(' | ')} (what @huggingface/tokenizers implements)`);
+  }
+  const vocab = (model as Record<string, unknown>).vocab;
+  if (vocab === null || typeof vocab !== 'object') throw fieldError('tokenizer.json model.vocab', vocab, 'an object {token: id} or, for Unigram, a list of [token, score]');
+  const filled = { ...t };
+  for (const k of OPTIONAL_PARTS) if (!(k in filled)) filled[k] = null;
+  return filled;
+}
+
 /** The tokenizer of model directory `dir` (a placeholder that explains itself when there is none). */
 export function loadTokenizer(dir: string): ModelTokenizer {
-  const json = readJson(path.join(dir, 'tokenizer.json'));
+  const file = path.join(dir, 'tokenizer.json');
+  const json = readJson(file);
   if (!json) return new MissingTokenizer(dir);
-  return new HfTokenizer(json, readJson(path.join(dir, 'tokenizer_config.json')) ?? {});
+  const config = readJson(path.join(dir, 'tokenizer_config.json')) ?? {};
+  try {
+    return new HfTokenizer(checkTokenizerJson(json), config);
+  } catch (e) {
+    if (e instanceof HiloError) throw new HiloError(`${file}: ${e.message}`);
+    throw new HiloError(`${file}: not a tokenizer hilo can read (@huggingface/tokenizers says: ${(e as Error).message})`);
+  }
 }
