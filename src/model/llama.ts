@@ -134,8 +134,9 @@ export class LlamaForCausalLM extends BaseCausalLM {
     }
     const { cos, sinRot } = ropeTables(this.invFreq, length);
     const d = this.config.headDim;
-    this.cosTable = tf.tensor2d(cos, [length, d]);
-    this.sinTable = tf.tensor2d(sinRot, [length, d]);
+    // kept: forward may run inside a caller's tidy, which would otherwise free the new tables
+    this.cosTable = tf.keep(tf.tensor2d(cos, [length, d]));
+    this.sinTable = tf.keep(tf.tensor2d(sinRot, [length, d]));
     this.derived.push(this.cosTable, this.sinTable);
   }
 

@@ -8,7 +8,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { RMS_NORM, RMS_NORM_GRAD } from '../backend/webgpu-norm.ts';
 import { ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, hasSimdKernel, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE, SWIGLU, SWIGLU_GRAD } from '../backend/wasm-simd.ts';
-import { fieldError } from '../errors.ts';
+import { fieldError, HiloError } from '../errors.ts';
+import { MAX_ATTENTION_TOKENS } from './check.ts';
 
 /** Large negative additive mask value: exp(NEG - max) is exactly 0 in float32, and two never overflow. */
 const NEG = -1e9;
@@ -119,6 +120,9 @@ export function layerNorm(x: tf.Tensor2D, weight: tf.Tensor1D, bias: tf.Tensor1D
  */
 export function additiveMask(batch: number, seq: number, attentionMask?: tf.Tensor2D, past = 0): tf.Tensor4D {
   const keys = past + seq;
+  if (keys > MAX_ATTENTION_TOKENS) {
+    throw new HiloError(`attention over ${keys} tokens: at most ${MAX_ATTENTION_TOKENS} (each head's [T, T] scores are held whole); give a shorter sequence`);
+  }
   // The causal part is written on the host: as a broadcast compare it was ~1.6 ms on wasm,
   // 5% of a stories260K forward pass.
   const causal = new Float32Array(seq * keys);

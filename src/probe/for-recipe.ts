@@ -8,6 +8,7 @@ import path from 'node:path';
 import { probeKindFor } from '../allocate/methods.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
+import { checkMaxLength } from '../model/check.ts';
 import { readModelConfig } from '../model/load.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { DATA_PROBES, fingerprintOf, readProbeFile, reusableProbe, runProbe, writeProbeFile, type ProbeModel } from './run.ts';
@@ -30,6 +31,7 @@ export async function calibrationBatches(recipe: Recipe): Promise<Batch[]> {
   const { loadDataset, encodeDataset, makeBatches, padIdOf } = await import('../data/index.ts');
   const { loadTokenizer } = await import('../model/tokenizer.ts');
   const tok = loadTokenizer(recipe.model.path);
+  checkMaxLength(recipe.data.max_length, readModelConfig(recipe.model.path), recipe.model.path); // errors only: training warns
   const encoded = encodeDataset(loadDataset(recipe.data, path.dirname(recipe.model.path), recipe.seed), tok, recipe.data);
   if (encoded.train.length === 0) throw new HiloError('recipe.data: no training examples to calibrate the probe on');
   const { batches, batch_size: batchSize } = recipe.adapter.calibration;

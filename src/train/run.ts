@@ -19,6 +19,7 @@ import type { EncodedExample, ScoringItem } from '../data/encode.ts';
 import { HiloError } from '../errors.ts';
 import { writeFileAtomic } from '../model/safetensors.ts';
 import { createRandomModel } from '../model/init.ts';
+import { checkMaxLength } from '../model/check.ts';
 import { loadModel, readModelConfig } from '../model/load.ts';
 import { moduleShapes } from '../model/shapes.ts';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
@@ -102,6 +103,8 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
 
   const dir = recipe.model.path;
   const config = readModelConfig(dir);
+  const lengthWarning = checkMaxLength(recipe.data.max_length, config, dir);
+  if (lengthWarning) log(lengthWarning);
   let model: CausalLM;
   let source: ReplicaSpec['model'];
   if (hasWeights(dir)) {
