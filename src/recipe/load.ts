@@ -62,13 +62,24 @@ export function applyOverrides(raw: unknown, overrides: readonly string[], cwd =
   if (!isMap(raw)) return { value: raw, problems: [] };
   const problems: Problem[] = [];
   const value: RawMap = structuredClone(raw);
+  // canonical key -> the first override that set it, and how it spelled the key
+  const setBy = new Map<string, { arg: string; spelling: string }>();
   overrides.forEach((arg, i) => {
     const eq = arg.indexOf('=');
-    const key = canonicalKey(eq > 0 ? arg.slice(0, eq).trim().replace(/^recipe\./, '') : '');
+    const spelling = eq > 0 ? arg.slice(0, eq).trim().replace(/^recipe\./, '') : '';
+    const key = canonicalKey(spelling);
     if (!/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$/.test(key)) {
       problems.push(problem(`override ${i + 1}`, arg, 'key=value with a dotted key, e.g. train.max_steps=100 or adapter.target_modules=[q_proj,v_proj]'));
       return;
     }
+    // The same key again overrides (grids layer their overrides); two spellings of one setting
+    // on one command line are a slip whose winner nobody can tell.
+    const earlier = setBy.get(key);
+    if (earlier && earlier.spelling !== spelling) {
+      problems.push(problem(`override ${i + 1}`, arg, `one spelling per setting: ${JSON.stringify(earlier.arg)} also sets recipe.${key}`));
+      return;
+    }
+    if (!earlier) setBy.set(key, { arg, spelling });
     let parsed = overrideValue(key, arg.slice(eq + 1));
     if (typeof parsed === 'string' && PATH_FIELDS.includes(key)) parsed = path.resolve(cwd, parsed);
     for (const alias of aliasesOf(key)) deleteAt(value, alias.split('.'));
