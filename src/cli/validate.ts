@@ -1,6 +1,7 @@
 /**
  * `hilo validate RECIPE [key=value ...] [--explain]`: every problem of a recipe at once, or "ok"
- * and what it will do. Loads only the recipe code (never tfjs), so it answers instantly.
+ * and what it will do, its data files read and checked as training reads them. Loads only the
+ * recipe and data code (never tfjs), so it answers in a moment.
  * `--json-schema` prints the schema for editors.
  */
 import type { Argv, CommandModule } from 'yargs';
@@ -33,7 +34,14 @@ export const command: CommandModule = {
       return;
     }
     const recipe = loadRecipe(file, (argv.overrides as string[]).map(String));
-    process.stdout.write(argv.explain ? `${explainRecipe(recipe)}\n` : `ok ${file}\n${summarizeRecipe(recipe)}\n`);
+    if (argv.explain) {
+      process.stdout.write(`${explainRecipe(recipe)}\n`);
+      return;
+    }
+    // The data is read as training reads it, so "ok" also means the files parse.
+    const { checkRecipeData } = await import('../data/check.ts');
+    const data = checkRecipeData(recipe.data, recipe.seed);
+    process.stdout.write(`ok ${file}\n${summarizeRecipe(recipe)}\n${data}\n`);
   },
 };
 

@@ -41,6 +41,7 @@ describe('hilo validate', () => {
       'train    20 steps, lr 0.001 cosine, batch 8x1, seed 0, backend auto',
       `output   ${dir}/runs/good`,
       'wandb    disabled',
+      'checked  data: 2,160 train / 240 eval / 600 test examples, every record read and well-formed',
       '',
     ].join('\n'));
   });
