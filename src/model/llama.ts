@@ -106,6 +106,9 @@ export function halfSwap(d: number): Float32Array {
   return p;
 }
 
+/** RoPE table rows built with the model; longer sequences grow the tables. */
+export const INITIAL_ROPE_POSITIONS = 2048;
+
 export class LlamaForCausalLM extends BaseCausalLM {
   private readonly invFreq: Float32Array;
   private cosTable!: tf.Tensor2D; // [L, d]
@@ -117,7 +120,9 @@ export class LlamaForCausalLM extends BaseCausalLM {
   constructor(config: ModelConfig, hf: Map<string, HfTensorData>, opts: { trainable?: boolean; source?: string } = {}) {
     super(config, llamaWeightSpecs(config), hf, opts.trainable ?? false, opts.source);
     this.invFreq = ropeInvFreq(config);
-    this.buildRope(config.maxPositions);
+    // Sized for what is run, not for max_position_embeddings (131072 for Llama 3: 128 MB of
+    // tables); forward grows them on demand.
+    this.buildRope(Math.min(config.maxPositions, INITIAL_ROPE_POSITIONS));
     this.swap = tf.tensor2d(halfSwap(config.headDim), [config.headDim, config.headDim]);
     this.derived.push(this.swap);
     if (config.tieWordEmbeddings && !this.trainable) {
@@ -145,7 +150,10 @@ export class LlamaForCausalLM extends BaseCausalLM {
     const c = this.config;
     const [B, T] = inputIds.shape;
     const past = opts.cache?.length ?? 0;
-    if (past + T > this.cosTable.shape[0]) this.buildRope(Math.max(past + T, 2 * this.cosTable.shape[0]));
+    const rows = this.cosTable.shape[0];
+    // explicit positions are not read back from the device: cover every position they may name
+    const need = Math.max(past + T, opts.positionIds ? c.maxPositions : 0);
+    if (need > rows) this.buildRope(Math.max(need, 2 * rows));
     const next = opts.cache ? { length: past + T, keys: [], values: [] } : undefined;
     const logits = tf.tidy(() => {
       const [cos, sin] = [this.cosTable, this.sinTable].map((table) => opts.positionIds

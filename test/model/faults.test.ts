@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { checkMaxLength, MAX_ATTENTION_TOKENS, SIZE_LIMITS } from '../../src/model/check.ts';
 import { normaliseConfig } from '../../src/model/config.ts';
+import { createRandomModel } from '../../src/model/init.ts';
 import { loadModel, readCheckpoint, readModelConfig } from '../../src/model/load.ts';
 import { additiveMask } from '../../src/model/ops.ts';
 import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.ts';
@@ -267,6 +268,21 @@ describe('tensor paths', () => {
   it('attention longer than it can hold is a sentence, before the [T, T] mask is allocated', () => {
     expect(errorOf(() => additiveMask(1, 100_000))).toBe(
       'attention over 100000 tokens: at most 16384 (each head\'s [T, T] scores are held whole); give a shorter sequence');
+  });
+
+  it('a model with 1M positions builds RoPE tables for what it runs, not 1M rows (64 MB here)', () => {
+    const config = normaliseConfig({
+      model_type: 'llama', vocab_size: 16, hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 1_000_000,
+    });
+    const before = tf.memory().numBytes;
+    const model = createRandomModel(config, 0, { trainable: false });
+    try {
+      expect(tf.memory().numBytes - before).toBeLessThan(1_000_000);
+      const logits = tf.tidy(() => model.forward(tf.tensor2d([[1, 2, 3]], [1, 3], 'int32') as tf.Tensor2D).arraySync());
+      expect(logits[0]).toHaveLength(3);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('RoPE tables grown inside a caller\'s tidy survive it (a sequence past max_position_embeddings, twice)', async () => {
