@@ -114,28 +114,44 @@ function shapesOf(entries: Map<string, { shape: number[] }>): Map<string, number
 
 const show = (shape: number[]) => `[${shape.join(', ')}]`;
 
+/**
+ * Which tensor dimension states each size (HF layouts: nn.Linear [out, in], GPT-2's Conv1D
+ * [in, out]); layer counts, heads and the tied head are checked separately.
+ */
+const SIZE_SOURCES: Record<ModelConfig['arch'], Array<[SizeKey, string, number]>> = {
+  llama: [
+    ['hiddenSize', 'model.embed_tokens.weight', 1],
+    ['vocabSize', 'model.embed_tokens.weight', 0],
+    ['intermediateSize', 'model.layers.0.mlp.gate_proj.weight', 0],
+  ],
+  gpt2: [
+    ['hiddenSize', 'wte.weight', 1],
+    ['vocabSize', 'wte.weight', 0],
+    ['maxPositions', 'wpe.weight', 0],
+    ['intermediateSize', 'h.0.mlp.c_fc.weight', 1],
+  ],
+};
+
 /** Where config.json and the weights disagree, as a HiloError naming the field; null when they agree. */
 export function weightMismatch(config: ModelConfig, { shapes, where }: WeightShapes): HiloError | null {
   const gpt2 = config.arch === 'gpt2';
-  // GPT-2 files from the original repo lack the `transformer.` prefix (see gpt2TensorName).
-  const find = (name: string): [string, number[]] | null => {
+  /** A tensor's stored name and shape; GPT-2 files from the original repo lack `transformer.` (see gpt2TensorName). */
+  const find = (name: string): { name: string; shape: number[] } | null => {
     for (const n of gpt2 ? [`transformer.${name}`, name] : [name]) {
-      const s = shapes.get(n);
-      if (s) return [n, s];
+      const shape = shapes.get(n);
+      if (shape) return { name: n, shape };
     }
     return null;
   };
-  const field = (key: SizeKey) => configField(config, key);
-  const disagree = (key: SizeKey, want: number, why: string) => fieldError(field(key), config[key], `${want} (${why})`);
-
-  const embedName = gpt2 ? 'wte.weight' : 'model.embed_tokens.weight';
-  const embed = find(embedName);
-  if (!embed) {
-    return new HiloError(`${where} has no tensor "${gpt2 ? 'transformer.' : ''}${embedName}": these weights are not a ${config.modelType} checkpoint (config.json model_type "${config.modelType}")`);
+  const held = (t: { name: string; shape: number[] }) => `${t.name} in ${where} is ${show(t.shape)}`;
+  const embedding = SIZE_SOURCES[config.arch][0][1];
+  if (!find(embedding)) {
+    return new HiloError(`${where} has no tensor "${gpt2 ? 'transformer.' : ''}${embedding}": these weights are not a ${config.modelType} checkpoint (config.json model_type "${config.modelType}")`);
   }
-  const [embedTensor, [V, H]] = embed;
-  if (H !== config.hiddenSize) return disagree('hiddenSize', H, `${embedTensor} in ${where} is ${show(embed[1])}`);
-  if (V !== config.vocabSize) return disagree('vocabSize', V, `${embedTensor} in ${where} is ${show(embed[1])}`);
+  for (const [key, name, axis] of SIZE_SOURCES[config.arch]) {
+    const t = find(name);
+    if (t && t.shape[axis] !== config[key]) return fieldError(configField(config, key), config[key], `${t.shape[axis]} (${held(t)})`);
+  }
 
   const layerOf = gpt2 ? /^(?:transformer\.)?h\.(\d+)\./ : /^model\.layers\.(\d+)\./;
   const layers = new Set<number>();
@@ -145,32 +161,19 @@ export function weightMismatch(config: ModelConfig, { shapes, where }: WeightSha
   }
   if (layers.size !== config.numLayers) {
     const prefix = gpt2 ? 'h' : 'model.layers';
-    const held = layers.size === 0 ? 'no layers' : `${layers.size} layers, ${prefix}.${Math.min(...layers)} to ${prefix}.${Math.max(...layers)}`;
-    return disagree('numLayers', layers.size, `${where} holds ${held}`);
+    const range = layers.size === 0 ? 'no layers' : `${layers.size} layers, ${prefix}.${Math.min(...layers)} to ${prefix}.${Math.max(...layers)}`;
+    return fieldError(configField(config, 'numLayers'), config.numLayers, `${layers.size} (${where} holds ${range})`);
   }
+  if (gpt2) return null; // n_head leaves no trace in GPT-2's fused shapes
 
-  const rows = (name: string, axis: number): [string, number[], number] | null => {
-    const t = find(name);
-    return t ? [t[0], t[1], t[1][axis]] : null;
-  };
-  if (gpt2) {
-    const wpe = rows('wpe.weight', 0);
-    if (wpe && wpe[2] !== config.maxPositions) return disagree('maxPositions', wpe[2], `${wpe[0]} in ${where} is ${show(wpe[1])}`);
-    const fc = rows('h.0.mlp.c_fc.weight', 1); // Conv1D: [in, out]
-    if (fc && fc[2] !== config.intermediateSize) return disagree('intermediateSize', fc[2], `${fc[0]} in ${where} is ${show(fc[1])}`);
-    return null;
+  for (const [key, proj] of [['numHeads', 'q_proj'], ['numKvHeads', 'k_proj']] as const) {
+    const t = find(`model.layers.0.self_attn.${proj}.weight`);
+    const rows = t?.shape[0];
+    if (t && rows !== config[key] * config.headDim) {
+      const fits = rows! % config.headDim === 0 ? `${rows! / config.headDim}, ` : '';
+      return fieldError(configField(config, key), config[key], `${fits}as ${FIELD.llama[key]} x head_dim (${config.headDim}) must be ${rows}: ${held(t)}`);
+    }
   }
-  const heads = (key: 'numHeads' | 'numKvHeads', proj: string): HiloError | null => {
-    const t = rows(`model.layers.0.self_attn.${proj}.weight`, 0);
-    if (!t || t[2] === config[key] * config.headDim) return null;
-    const fits = t[2] % config.headDim === 0 ? `${t[2] / config.headDim}, ` : '';
-    return fieldError(field(key), config[key],
-      `${fits}as ${FIELD.llama[key]} x head_dim (${config.headDim}) must be ${t[2]}: ${t[0]} in ${where} is ${show(t[1])}`);
-  };
-  const headProblem = heads('numHeads', 'q_proj') ?? heads('numKvHeads', 'k_proj');
-  if (headProblem) return headProblem;
-  const gate = rows('model.layers.0.mlp.gate_proj.weight', 0);
-  if (gate && gate[2] !== config.intermediateSize) return disagree('intermediateSize', gate[2], `${gate[0]} in ${where} is ${show(gate[1])}`);
   if (!config.tieWordEmbeddings && !shapes.has('lm_head.weight')) {
     return fieldError('config.json tie_word_embeddings', false, `true (${where} has no lm_head.weight: the head is the embedding)`);
   }
