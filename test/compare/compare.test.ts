@@ -12,9 +12,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sentimentLines } from '../helpers/sentences.ts';
 import { countPoints } from './helpers.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const MODEL = path.resolve(ROOT, '../shared/models/stories260K');
+const MODEL = STORIES260K;
 const HILO = path.join(ROOT, 'bin/hilo.js');
 
 /** Real sentences (UCI yelp reviews from the sentiment package), as user JSONL. */

@@ -8,9 +8,10 @@ import { type BaseCausalLM, createKvCache, disposeKvCache } from '../../src/mode
 import { argmax, generate, sampleIndex, scoreIds } from '../../src/model/generate.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const stories = path.resolve(here, '../../../shared/models/stories260K');
+const stories = STORIES260K;
 interface PromptRef { prompt: string; prompt_ids: number[]; generated_ids: number[]; full_text: string; last_prompt_position_logits: number[] }
 const reference = JSON.parse(fs.readFileSync(path.join(stories, 'reference.json'), 'utf8')) as {
   prompts: PromptRef[]; tokenizer_cases: Array<{ text: string; ids: number[] }>;
