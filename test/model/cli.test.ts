@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { checkIdsInVocab, parseIdList } from '../../src/cli/generate.ts';
+import { checkIdsInVocab, parseIdList } from '../../src/cli/model-input.ts';
 import { STORIES260K } from '../helpers/fixtures.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
