@@ -91,7 +91,7 @@ export async function openModelInput(a: ModelInputArgs): Promise<ModelInput> {
     checkIdsInVocab(given ? '--ids' : a.textOption, ids, model.config.vocabSize);
     if (adapter) {
       adapters = openAdapter(model, adapter);
-      a.log(`${dir} with ${describeAdapter(adapter)}: ${adapters.numParams().toLocaleString('en-US')} adapter parameters, run unfolded`);
+      a.log(`${dir} with ${describeAdapter(adapter)}: ${adapters.numParams().toLocaleString('en-US')} adapter parameters, the exact mixture (nothing folded)`);
     }
   } catch (e) {
     model.dispose();

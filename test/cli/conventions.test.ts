@@ -267,7 +267,7 @@ describe('generate / score --adapter: the frozen base with the exact mixture', (
     const r = hilo(['generate', ...adapterArgs(), '--ids', prompt.prompt_ids.join(','), '--max-new-tokens', String(N), '--json', '--backend', 'wasm']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).generated_ids).toEqual(want.ids);
-    expect(r.stderr).toMatch(/adapter parameters, run unfolded/);
+    expect(r.stderr).toMatch(/: [\d,]+ adapter parameters, the exact mixture \(nothing folded\)\n/);
   });
 
   it('score --adapter gives the adapted log-probabilities (1e-4), not the base model\'s', () => {
