@@ -64,6 +64,9 @@ export interface ModelInput {
 
 export async function openModelInput(a: ModelInputArgs): Promise<ModelInput> {
   const given = a.ids === undefined ? undefined : parseIdList('--ids', a.ids);
+  // a folder named on the command line is checked before the adapter code (and tfjs) loads
+  if (a.model !== undefined) checkModelDir(a.model);
+  else if (a.adapter === undefined) throw new HiloError('--model: not given; give --model DIR (a Hugging Face model folder), or an --adapter whose base model is here');
   const { adapterBase, describeAdapter, openAdapter, resolveAdapter } = await import('../export/open-adapter.ts');
   const adapter = a.adapter === undefined ? null : resolveAdapter(a.adapter);
   const dir = a.model ?? (adapter ? adapterBase(adapter) : null);
@@ -71,7 +74,7 @@ export async function openModelInput(a: ModelInputArgs): Promise<ModelInput> {
     const named = adapter?.base ? `; ${a.adapter} was trained on ${JSON.stringify(adapter.base)}, which is not here` : '';
     throw new HiloError(`--model: not given${named}; give --model DIR (a Hugging Face model folder)`);
   }
-  checkModelDir(dir);
+  if (a.model === undefined) checkModelDir(dir);
   const { readModelConfig, loadModel } = await import('../model/load.ts');
   readModelConfig(dir); // no config.json is said before the tokenizer is looked for
   const { loadTokenizer } = await import('../model/tokenizer.ts');
