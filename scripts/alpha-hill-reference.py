@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Float64 reference for hilo's alpha-hill probe (src/probe/hill.ts), written independently in numpy.
 
-    /usr/bin/python3 scripts/alpha-hill-reference.py ../shared/models/stories260K > test/fixtures/probe/alpha-hill-stories260K.json
+    /usr/bin/python3 scripts/alpha-hill-reference.py test/fixtures/models/stories260K > test/fixtures/probe/alpha-hill-stories260K.json
 
 Same procedure, different route: singular values straight from numpy's SVD of each weight
 (float64, no Gram matrix), squared and sorted ascending; eigenvalues <= 1e-5 dropped; every

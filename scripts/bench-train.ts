@@ -5,11 +5,11 @@
  *                    [--warmup 3] [--block 3] [--leak-steps 1000] [--data-parallel auto|N] [--compare-torch]
  *                    [--json FILE] [--profile]
  *
- * --compare-torch runs ../shared/bench/torch_train_bench.py just before and just after each
+ * --compare-torch runs ../shared/bench/torch_train_bench.py (the team's PyTorch reference) just before and just after each
  * model's rows and sets hilo against the mean of the two (`spread`: how far apart they are).
  * Models: `tiny` (random Llama: vocab 4096, hidden 256, 4 layers, 8 heads, 4 kv heads,
  * intermediate 688, rope 1e4, untied, as torch_train_bench.py) and `stories`
- * (../shared/models/stories260K). Batch 8 x 128 random tokens. Rows per model:
+ * (test/fixtures/models/stories260K, committed with the tests). Batch 8 x 128 random tokens. Rows per model:
  *   moe      MoE-LoRA on all 7 projections: 4 experts, rank 8, top-2, alpha 16
  *   lora     plain LoRA r8 (one expert, no router)
  *   forward  frozen forward + CE, no gradients
@@ -34,7 +34,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,7 @@ import type { AdapterPlan } from '../src/adapters/plan.ts';
 import { tallySgemm, type SgemmTally } from '../src/backend/blas.ts';
 import { initBackend, shutdownBackend } from '../src/backend/index.ts';
 import type { Batch } from '../src/data/batch.ts';
+import { HiloError } from '../src/errors.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { createRandomModel } from '../src/model/init.ts';
 import { loadModel } from '../src/model/load.ts';
@@ -56,9 +57,13 @@ import { microBatchGradients } from '../src/train/step.ts';
 import { forwardFlops, forwardStepFlops, trainStepFlops } from './bench-train-flops.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-/** The team's shared folder (models, the PyTorch reference); HILO_SHARED moves it (device runs). */
+/**
+ * The team's shared folder beside the repository (the PyTorch reference, only for
+ * --compare-torch). HILO_SHARED moves it: the device pack (scripts/pack-device.sh) carries the
+ * reference and stories260K in its own shared/, since a bundle has no repository around it.
+ */
 const SHARED = process.env.HILO_SHARED ?? path.resolve(ROOT, '../shared');
-const STORIES = path.join(SHARED, 'models/stories260K');
+const STORIES = process.env.HILO_SHARED ? path.join(SHARED, 'models/stories260K') : path.join(ROOT, 'test/fixtures/models/stories260K');
 const TORCH_BENCH = path.join(SHARED, 'bench/torch_train_bench.py');
 const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 const BATCH = 8;
@@ -418,6 +423,12 @@ function printTable(rows: Row[], matmul: number, torch: Map<string, TorchRuns>):
 }
 
 async function main(): Promise<void> {
+  if (MODELS.includes('stories') && !existsSync(path.join(STORIES, 'config.json'))) {
+    const fix = process.env.HILO_SHARED
+      ? 'HILO_SHARED points there; unset it to use the copy in test/fixtures/models'
+      : 'restore it with `git checkout -- test/fixtures/models/stories260K`';
+    throw new HiloError(`no stories260K at ${STORIES} (no config.json there): ${fix}, or leave it out with --models tiny`);
+  }
   const info = await initBackend(backendName);
   DATA_PARALLEL = resolveDataParallel(DATA_PARALLEL_FLAG === 'auto' ? 'auto' : Number(DATA_PARALLEL_FLAG), BATCH, info.name);
   console.log(`backend ${info.name}: ${info.detail}; batch ${BATCH}x${SEQ}, ${WARMUP} warm-up + ${STEPS} timed steps (median; MoE and LoRA interleaved in blocks of ${BLOCK}), leak check ${LEAK_STEPS} steps; ` +
@@ -477,4 +488,9 @@ async function main(): Promise<void> {
   await shutdownBackend();
 }
 
-await main();
+// A sentence, not a stack: an error thrown past the wasm backend's own handlers is printed with
+// the line of minified tfjs source it passed through.
+await main().catch((e: unknown) => {
+  console.error(`bench: ${e instanceof HiloError ? e.message : ((e as Error)?.stack ?? String(e))}`);
+  process.exit(1);
+});

@@ -32,7 +32,7 @@ import ref_model as rm  # noqa: E402
 import ref_moe as mo  # noqa: E402
 
 OUT = os.path.join(HERE, "..", "test", "fixtures", "moe", "layer.json")
-MODEL_DIR = os.path.join(HERE, "..", "..", "shared", "models", "stories260K")
+MODEL_DIR = os.path.join(HERE, "..", "test", "fixtures", "models", "stories260K")
 ADAPTER_DIR = os.path.join(HERE, "..", "test", "fixtures", "moe", "stories260K-adapter")
 N, IN, OUTF = 8, 16, 12
 TOKEN_MASK = [1, 1, 1, 1, 1, 1, 0, 0]  # the last two rows are padding

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "bench"))
 import ref_model as rm  # noqa: E402
 
-MODEL_DIR = os.path.join(HERE, "..", "..", "shared", "models", "stories260K")
+MODEL_DIR = os.path.join(HERE, "..", "test", "fixtures", "models", "stories260K")
 OUT = os.path.join(HERE, "..", "test", "fixtures", "peft", "stories260K-lora")
 TARGETS = ["q_proj", "v_proj", "down_proj"]
 R, ALPHA = 4, 8

@@ -6,7 +6,8 @@
 #   node_modules/ with only what cannot be bundled: tfjs-backend-wasm's .wasm files (and the
 #   threaded build's factory, read as text for its worker threads), koffi with its linux-x64
 #   binary (the wasm rows use the machine's OpenBLAS if it has one: src/backend/blas.ts) and
-#   webgpu's Dawn addon for linux-x64, shared/ with stories260K and the PyTorch reference,
+#   webgpu's Dawn addon for linux-x64, shared/ with stories260K (the repository's test fixture)
+#   and the PyTorch reference (from ../shared/bench, or $HILO_SHARED/bench),
 #   device-bench.sh and torch-bench-device.py, and hostlibs/ with this machine's Vulkan loader
 #   (libvulkan.so.1, which Dawn opens) and OpenBLAS (+ libgfortran, libquadmath), which
 #   device-bench.sh uses only where the GPU machine has none of its own.
@@ -57,7 +58,7 @@ G=$ROOT/node_modules/webgpu
 cp "$G/package.json" "$G/index.js" "$D/node_modules/webgpu/"
 cp -r "$G/dist/linux-x64" "$D/node_modules/webgpu/dist/"
 
-cp -r "$SHARED/models/stories260K" "$D/shared/models/"
+cp -r "$ROOT/test/fixtures/models/stories260K" "$D/shared/models/"
 cp "$SHARED"/bench/{torch_train_bench.py,ref_model.py,ref_moe.py} "$D/shared/bench/"
 cp "$ROOT/scripts/device-bench.sh" "$ROOT/scripts/torch-bench-device.py" "$D/"
 # Shared libraries the GPU machine may lack, each in its own folder so device-bench.sh can add

@@ -2,7 +2,7 @@
 """Float64 PyTorch reference for hilo's data-driven probes (src/probe/grad-sensitivity.ts,
 src/probe/activation-rank.ts) on stories260K, using the shared reference model.
 
-    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 scripts/probe-reference.py ../shared/models/stories260K \
+    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 scripts/probe-reference.py test/fixtures/models/stories260K \
         > test/fixtures/probe/calibration-stories260K.json
 
 The calibration batches are fixed token ids (written into the fixture, so the TypeScript test

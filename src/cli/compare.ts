@@ -27,6 +27,8 @@ export const command: CommandModule = {
     const { runGrid } = await import('../compare/run.ts');
     const command = process.argv.slice(2).join(' ').replace(/^/, 'hilo ');
     const result = await runGrid(grid, { command, summaryOnly: Boolean(argv['summary-only']) });
+    const { files } = result;
+    process.stdout.write(`summary: ${files.markdown}\nreport: ${files.html}\nplots: ${files.png.join(', ')}\n`);
     if (result.interrupted) process.exitCode = 130;
     else if (result.failed) process.exitCode = 1;
   },

@@ -2,10 +2,16 @@
  * The `hilo` command line. Each command is declared in its own small file under this folder
  * and imports heavy code (tfjs, models) only inside its handler, so `hilo --help` is instant.
  */
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { HiloError } from '../errors.ts';
 import { commands } from './commands.ts';
+
+/** package.json's version, read beside the sources (yargs would look for it from the working directory). */
+function version(): string {
+  return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+}
 
 async function main(): Promise<void> {
   const cli = yargs(hideBin(process.argv))
@@ -16,7 +22,7 @@ async function main(): Promise<void> {
     .recommendCommands()
     .help()
     .alias('h', 'help')
-    .version(false)
+    .version(version())
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((msg, err) => {
       if (err) throw err;

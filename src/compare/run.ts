@@ -63,7 +63,7 @@ export async function runGrid(grid: Grid, opts: CompareOptions = {}): Promise<Co
     const started = performance.now();
     try {
       // trainRecipe's log parameter is typed by its default (stderr.write, returning boolean).
-      const results = await trainRecipe(grid.recipe, [...cell.overrides, ...resume], (m) => (log(m), true));
+      const results = await trainRecipe(grid.recipe, [...cell.overrides, ...resume], (m) => (log(m), true), log);
       if (results.stopped === 'interrupted') {
         interrupted = true;
         log(`grid stopped at ${cell.id}; run the same command again to continue`);
@@ -77,6 +77,5 @@ export async function runGrid(grid: Grid, opts: CompareOptions = {}): Promise<Co
     spent.push((performance.now() - started) / 1000);
   }
   const files = await writeSummary(grid, command);
-  log(`\nsummary: ${files.markdown}\nreport: ${files.html}\nplots: ${files.png.join(', ')}`);
   return { ran: spent.length + (interrupted ? 1 : 0), skipped, failed, interrupted, files };
 }

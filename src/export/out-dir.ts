@@ -4,6 +4,7 @@
  * existing one. A folder that already holds a different export is refused unless --force; an
  * identical one (same files, same bytes) is left as it is.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
@@ -52,10 +53,21 @@ export function checkOutDir(out: string, want: Provenance, force: boolean): void
   }
 }
 
-/** A fresh temporary folder next to `out` (same file system, so the final rename is atomic). */
+/**
+ * A fresh temporary folder next to `out` (same file system, so the final rename is atomic),
+ * made by mkdir so the export gets the modes the user's umask gives (mkdtemp's are 0700).
+ */
 export function tempDirFor(out: string): string {
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  return fs.mkdtempSync(path.join(path.dirname(out), `.${path.basename(out)}.tmp-`));
+  for (;;) {
+    const tmp = path.join(path.dirname(out), `.${path.basename(out)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      fs.mkdirSync(tmp); // fails on a name already taken: never shares a folder with another export
+      return tmp;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
 }
 
 function sameFiles(a: string, b: string): boolean {

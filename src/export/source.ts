@@ -28,10 +28,13 @@ export interface ExportSource {
 
 const CHECKPOINT_NAME = /^checkpoint-\d+$/;
 
-/** RUN_DIR (or a checkpoint folder inside one) and --checkpoint N|DIR -> what to export. */
-export function resolveSource(target: string, checkpoint?: string): ExportSource {
+/**
+ * RUN_DIR (or a checkpoint folder inside one) and --checkpoint N|DIR -> what to export.
+ * `who` starts the messages: the command, or the option that named the folder.
+ */
+export function resolveSource(target: string, checkpoint?: string, who = 'export'): ExportSource {
   if (!fs.existsSync(target) || !fs.statSync(target).isDirectory()) {
-    throw new HiloError(`export: ${target} does not exist; give a run folder (runs/<name>) written by hilo train`);
+    throw new HiloError(`${who}: ${target} does not exist; give a run folder (runs/<name>) written by hilo train`);
   }
   let runDir = path.resolve(target);
   if (checkpoint === undefined && CHECKPOINT_NAME.test(path.basename(runDir))) {
@@ -39,7 +42,7 @@ export function resolveSource(target: string, checkpoint?: string): ExportSource
     checkpoint = runDir;
     runDir = path.dirname(runDir);
   }
-  if (!fs.existsSync(path.join(runDir, 'recipe.json'))) throw new HiloError(`export: ${runDir} has no recipe.json; is it a hilo run folder?`);
+  if (!fs.existsSync(path.join(runDir, 'recipe.json'))) throw new HiloError(`${who}: ${runDir} has no recipe.json; is it a hilo run folder?`);
   let kind: ExportSource['kind'];
   let dir: string;
   if (checkpoint !== undefined) {
@@ -51,7 +54,7 @@ export function resolveSource(target: string, checkpoint?: string): ExportSource
     dir = path.join(runDir, 'adapter');
   } else {
     const latest = latestCheckpoint(runDir);
-    if (!latest) throw new HiloError(`export: ${runDir} holds no trained adapter/ and no complete checkpoint yet; train it first (hilo train ...)`);
+    if (!latest) throw new HiloError(`${who}: ${runDir} holds no trained adapter/ and no complete checkpoint yet; train it first (hilo train ...)`);
     kind = 'checkpoint';
     dir = latest;
   }
@@ -59,7 +62,7 @@ export function resolveSource(target: string, checkpoint?: string): ExportSource
   const recipeFile = kind === 'checkpoint' ? path.join(dir, 'recipe.json') : path.join(runDir, 'recipe.json');
   const recipe = loadRecipe(recipeFile);
   if (recipe.adapter.method === 'none') {
-    throw new HiloError(`export: ${runDir} trained the full model (adapter.method "none"); its weights are already a model folder (${path.join(runDir, 'model')})`);
+    throw new HiloError(`${who}: ${runDir} trained the full model (adapter.method "none"); its weights are already a model folder (${path.join(runDir, 'model')})`);
   }
   return { runDir, runName: path.basename(runDir), recipe, kind, dir };
 }
@@ -78,21 +81,26 @@ function assignCheckpoint(adapters: Adapters, dir: string): void {
   if (extra.length) throw new HiloError(`${file}: tensors plan.json does not have: ${extra.slice(0, 5).join(', ')}`);
 }
 
+/** The trained adapters of `src` injected into `model` (the caller disposes them). */
+export function loadTrained(model: CausalLM, src: ExportSource): Adapters {
+  if (src.kind === 'adapter') return loadAdapters(model, src.dir);
+  const plan = readPlan(path.join(src.dir, 'plan.json'), model.config);
+  const a = src.recipe.adapter;
+  const adapters = injectAdapters(model, plan, { seed: src.recipe.seed, balanceCoef: a.balance_coef, zLossCoef: a.z_loss_coef });
+  try {
+    assignCheckpoint(adapters, src.dir);
+  } catch (e) {
+    adapters.dispose();
+    throw e;
+  }
+  return adapters;
+}
+
 /** The base model with the trained adapters in place (the caller disposes both). */
 export async function openSource(src: ExportSource): Promise<{ model: CausalLM; adapters: Adapters }> {
   const model = await loadModel(src.recipe.model.path);
   try {
-    if (src.kind === 'adapter') return { model, adapters: loadAdapters(model, src.dir) };
-    const plan = readPlan(path.join(src.dir, 'plan.json'), model.config);
-    const a = src.recipe.adapter;
-    const adapters = injectAdapters(model, plan, { seed: src.recipe.seed, balanceCoef: a.balance_coef, zLossCoef: a.z_loss_coef });
-    try {
-      assignCheckpoint(adapters, src.dir);
-    } catch (e) {
-      adapters.dispose();
-      throw e;
-    }
-    return { model, adapters };
+    return { model, adapters: loadTrained(model, src) };
   } catch (e) {
     model.dispose();
     throw e;

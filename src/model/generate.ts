@@ -6,12 +6,11 @@ import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { mulberry32 } from '../data/rng.ts';
 import { createKvCache, disposeKvCache } from './causal-lm.ts';
+import { argmax, checkSampling, sampleIndex, type Sampling } from './sampling.ts';
 import type { CausalLM, KvCache } from './types.ts';
 
-export interface GenerateOptions {
+export interface GenerateOptions extends Sampling {
   maxNewTokens?: number; // default 32
-  /** 0 = greedy (first index on ties); otherwise sample softmax(logits / temperature). Default 0. */
-  temperature?: number;
   seed?: number; // for sampling; default 0
   /** Stop after emitting one of these; default the config's eos_token_id(s). */
   stopIds?: number[];
@@ -23,29 +22,6 @@ export interface GenerateResult {
   /** The new ids only (a stop id that ended generation is included). */
   ids: number[];
   stoppedBy: 'stop-id' | 'max-new-tokens' | 'max-positions';
-}
-
-/** Index of the largest value; the first one on ties (as torch.argmax and run.c). */
-export function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-  return best;
-}
-
-/** Draw an index from softmax(row / temperature) with a uniform draw u in [0, 1). */
-export function sampleIndex(row: ArrayLike<number>, temperature: number, u: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]);
-  const w = new Float64Array(row.length);
-  let total = 0;
-  for (let i = 0; i < row.length; i++) total += w[i] = Math.exp((row[i] - max) / temperature);
-  let acc = 0;
-  const target = u * total;
-  for (let i = 0; i < row.length; i++) {
-    acc += w[i];
-    if (target < acc) return i;
-  }
-  return row.length - 1;
 }
 
 export function defaultStopIds(model: CausalLM): number[] {
@@ -68,8 +44,9 @@ async function lastLogits(model: CausalLM, ids: number[], cache?: KvCache): Prom
 export async function generate(model: CausalLM, promptIds: number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
   if (promptIds.length === 0) throw new HiloError('generate: the prompt has no tokens (give text or at least a BOS id)');
   const maxNew = opts.maxNewTokens ?? 32;
+  checkSampling(opts);
   const temperature = opts.temperature ?? 0;
-  if (!(temperature >= 0)) throw new HiloError(`--temperature: got ${temperature}; allowed: a number >= 0`);
+  const cut = { topK: opts.topK, topP: opts.topP };
   const stop = new Set(opts.stopIds ?? defaultStopIds(model));
   const uniform = mulberry32(opts.seed ?? 0);
   // learned position tables end at max_position_embeddings; RoPE models may go past it
@@ -82,7 +59,7 @@ export async function generate(model: CausalLM, promptIds: number[], opts: Gener
     while (out.length < maxNew) {
       if (ids.length >= limit) return { ids: out, stoppedBy: 'max-positions' };
       const row = await lastLogits(model, input, cache);
-      const next = temperature === 0 ? argmax(row) : sampleIndex(row, temperature, uniform());
+      const next = temperature === 0 ? argmax(row) : sampleIndex(row, temperature, uniform(), cut);
       ids.push(next);
       out.push(next);
       if (stop.has(next)) return { ids: out, stoppedBy: 'stop-id' };

@@ -15,8 +15,16 @@ function fmt(v: unknown): string {
   return typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(4)) : String(v);
 }
 
-/** Load a recipe, train, evaluate on the test split, save; prints where everything went. */
-export async function trainRecipe(file: string, overrides: readonly string[] = [], log = (m: string) => process.stderr.write(`${m}\n`)): Promise<RunResults> {
+/**
+ * Load a recipe, train, evaluate on the test split, save. Progress goes to `log` (stderr), the
+ * results and where everything went to `report` (stdout, so `> file` keeps just them).
+ */
+export async function trainRecipe(
+  file: string,
+  overrides: readonly string[] = [],
+  log = (m: string) => process.stderr.write(`${m}\n`),
+  report: (m: string) => unknown = (m) => process.stdout.write(`${m}\n`),
+): Promise<RunResults> {
   const recipe = loadRecipe(file, overrides);
   // `--resume RUN_DIR` means the run's latest checkpoint.
   const resume = recipe.train.resume;
@@ -35,7 +43,7 @@ export async function trainRecipe(file: string, overrides: readonly string[] = [
       `trained weights: ${results.output}`,
       `results: ${path.join(run.runDir, 'results.json')}`,
     ];
-    for (const l of lines) log(l);
+    for (const l of lines) report(l);
     await run.sink?.finish(result.stopped === 'finished' ? 0 : 1);
     return results;
   } catch (e) {

@@ -146,7 +146,8 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   const trainables = adapters ? adapters.variables : model.weights;
   const base = baseParamCount(config);
   const counted = countPlan(plan, moduleShapes(config));
-  const trainable = adapters ? adapters.numParams() : [...model.weights.values()].reduce((s, v) => s + v.size, 0);
+  // a frozen model (eval without an adapter) trains nothing
+  const trainable = adapters ? adapters.numParams() : full ? [...model.weights.values()].reduce((s, v) => s + v.size, 0) : 0;
   const params: ParamSummary = {
     trainable, active: adapters ? counted.active : trainable, base,
     trainablePercent: (100 * trainable) / base,
@@ -161,7 +162,9 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
     `data ${data.name}: ${data.sizes.train} train / ${data.sizes.eval} eval / ${data.sizes.test} test examples; ` +
       `${enc.train.length} training sequences`,
   );
-  log(`params: ${trainable.toLocaleString('en-US')} trainable (${params.trainablePercent.toFixed(3)}% of ${base.toLocaleString('en-US')}), ${params.active.toLocaleString('en-US')} active per token`);
+  log(trainable === 0
+    ? `params: ${base.toLocaleString('en-US')}, all frozen (no adapter)`
+    : `params: ${trainable.toLocaleString('en-US')} trainable (${params.trainablePercent.toFixed(3)}% of ${base.toLocaleString('en-US')}), ${params.active.toLocaleString('en-US')} active per token`);
 
   const sink = opts.sink === false || evalOnly ? null : createWandb(resolveWandbSettings(recipe.wandb), runDir, {
     config: { recipe, plan, params, data }, log,

@@ -17,8 +17,9 @@ import { HiloError } from '../../src/errors.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { moduleShapes } from '../../src/model/shapes.ts';
 import type { CausalLM, ForwardContext } from '../../src/model/types.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const MODEL_DIR = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const MODEL_DIR = STORIES260K;
 const ALL = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
 
 /** Per-layer experts 1,2,3,4,4 and ranks 2,4,4,6,8; layer 2 leaves out k_proj; plain LoRA in layer 0. */

@@ -14,8 +14,9 @@ import { initBackend } from '../../src/backend/index.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { readSafetensors } from '../../src/model/safetensors.ts';
 import type { CausalLM, ForwardContext } from '../../src/model/types.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const MODEL_DIR = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const MODEL_DIR = STORIES260K;
 const ADAPTER_DIR = path.join(import.meta.dirname, '../fixtures/moe/stories260K-adapter');
 const ref = JSON.parse(fs.readFileSync(path.join(ADAPTER_DIR, 'reference.json'), 'utf8')) as {
   tokens: number[][]; attention_mask: number[][]; aux_loss_unmasked: number; logits: number[][][];

@@ -11,7 +11,7 @@ export const llama7b: ModelConfig = {
   padTokenId: null,
 };
 
-// shared/models/stories260K/config.json
+// test/fixtures/models/stories260K/config.json
 export const stories260K: ModelConfig = {
   ...llama7b, vocabSize: 512, hiddenSize: 64, numLayers: 5, numHeads: 8, numKvHeads: 4, headDim: 8,
   intermediateSize: 172, maxPositions: 512, tieWordEmbeddings: true,

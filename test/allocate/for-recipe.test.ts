@@ -8,8 +8,9 @@ import { writePlanFile } from '../../src/allocate/plan-file.ts';
 import { moduleShapes } from '../../src/model/shapes.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';
 import { stories260K } from './fixtures.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const MODEL = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const MODEL = STORIES260K;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-for-recipe-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -11,8 +11,9 @@ import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
 import { openAdapter } from '../../src/backend/webgpu.ts';
 import { generate } from '../../src/model/generate.ts';
 import { loadModel } from '../../src/model/load.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const stories = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const stories = STORIES260K;
 const reference = JSON.parse(fs.readFileSync(path.join(stories, 'reference.json'), 'utf8')) as {
   prompts: Array<{ prompt_ids: number[]; generated_ids: number[]; last_prompt_position_logits: number[] }>;
 };

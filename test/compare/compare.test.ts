@@ -12,9 +12,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sentimentLines } from '../helpers/sentences.ts';
 import { countPoints } from './helpers.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const MODEL = path.resolve(ROOT, '../shared/models/stories260K');
+const MODEL = STORIES260K;
 const HILO = path.join(ROOT, 'bin/hilo.js');
 
 /** Real sentences (UCI yelp reviews from the sentiment package), as user JSONL. */
@@ -60,6 +61,10 @@ describe('hilo compare', () => {
     expect(first.stderr).toContain('== run 1/2: yelp/lora/trainable-4000/seed1 (1/2 this time) ==');
     expect(first.stderr).toMatch(/== run 2\/2: yelp\/moe-uniform\/trainable-4000\/seed1 \(2\/2 this time · ETA \d\d:\d\d\) ==/);
     expect(first.stderr).toMatch(/\[#+\] 2\/2 loss/); // the run's own progress line
+    // what the grid wrote is its result: on stdout, and only there
+    const out0 = path.join(dir, 'out');
+    expect(first.stdout).toMatch(new RegExp(`^summary: ${out0}/summary\\.md\nreport: ${out0}/report\\.html\nplots: ${out0}/plot-\\w+\\.png(, ${out0}/plot-\\w+\\.png)*\n$`));
+    expect(first.stderr).not.toContain('summary: ');
 
     const out = path.join(dir, 'out');
     const results = ['lora', 'moe-uniform'].map((m) => readJson(path.join(out, 'runs', 'yelp', m, 'trainable-4000', 'seed1', 'results.json')));

@@ -10,9 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { loadGrid } from '../../src/compare/grid.ts';
 import { GridError } from '../../src/compare/schema.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const MODEL = path.resolve(ROOT, '../shared/models/stories260K');
+const MODEL = STORIES260K;
 
 function setup(grid: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-grid-'));

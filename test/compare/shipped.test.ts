@@ -6,11 +6,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadGrid } from '../../src/compare/grid.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 /** models/hilo-base is built by another stage; until it is in the tree, the grids are checked on stories260K. */
 const standIn = existsSync(path.join(ROOT, 'models', 'hilo-base', 'config.json'))
-  ? [] : [`model.path=${path.resolve(ROOT, '../shared/models/stories260K')}`];
+  ? [] : [`model.path=${STORIES260K}`];
 
 describe('shipped grids', () => {
   it.each([

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
 import type { TextTokenizer } from '../../src/model/types.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 export const BOS = 1;
 export const EOS = 2;
@@ -29,7 +30,7 @@ export function charTokenizer(opts: { bos?: boolean; eos?: boolean; dummyPrefix?
   };
 }
 
-export const STORIES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared/models/stories260K');
+export const STORIES = STORIES260K;
 export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/data');
 
 /** The real stories260K tokenizer (legacy Llama sentencepiece BPE, 512 ids), as the model stage loads it. */

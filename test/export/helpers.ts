@@ -15,9 +15,10 @@ import type { CausalLM } from '../../src/model/types.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';
 import { AdamW } from '../../src/train/adamw.ts';
 import { saveCheckpoint } from '../../src/train/checkpoint.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
-export const MODEL_DIR = path.resolve(ROOT, '../shared/models/stories260K');
+export const MODEL_DIR = STORIES260K;
 export const HILO = path.join(ROOT, 'bin/hilo.js');
 export const LLAMA = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
 

@@ -4,11 +4,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { checkIdsInVocab, parseIdList } from '../../src/cli/generate.ts';
+import { checkIdsInVocab, parseIdList } from '../../src/cli/model-input.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
-const stories = path.resolve(root, '../shared/models/stories260K');
+const stories = STORIES260K;
 const noTokenizer = path.join(root, 'test/fixtures/models/tiny-llama');
 const reference = JSON.parse(fs.readFileSync(path.join(stories, 'reference.json'), 'utf8'));
 
@@ -19,7 +20,7 @@ function hilo(...args: string[]) {
 
 describe('hilo generate / score', () => {
   it('generate reproduces the run.c continuation of "Once upon a time"', () => {
-    const r = hilo('generate', '--model', '../shared/models/stories260K', '--prompt', 'Once upon a time', '--max-new-tokens', '32', '--temperature', '0', '--backend', 'wasm');
+    const r = hilo('generate', '--model', stories, '--prompt', 'Once upon a time', '--max-new-tokens', '32', '--temperature', '0', '--backend', 'wasm');
     expect(r.stderr).not.toMatch(/hilo:/);
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n').pop()).toBe(reference.prompts[0].full_text);

@@ -1,12 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { normaliseConfig, toHfConfig } from '../../src/model/config.ts';
 import { moduleShapes } from '../../src/model/shapes.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const stories = path.resolve(here, '../../../shared/models/stories260K');
+const stories = STORIES260K;
 
 const llama = { model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 4 };
 

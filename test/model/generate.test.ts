@@ -5,12 +5,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { type BaseCausalLM, createKvCache, disposeKvCache } from '../../src/model/causal-lm.ts';
-import { argmax, generate, sampleIndex, scoreIds } from '../../src/model/generate.ts';
+import { generate, scoreIds } from '../../src/model/generate.ts';
+import { argmax, sampleIndex } from '../../src/model/sampling.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { loadTokenizer } from '../../src/model/tokenizer.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const stories = path.resolve(here, '../../../shared/models/stories260K');
+const stories = STORIES260K;
 interface PromptRef { prompt: string; prompt_ids: number[]; generated_ids: number[]; full_text: string; last_prompt_position_logits: number[] }
 const reference = JSON.parse(fs.readFileSync(path.join(stories, 'reference.json'), 'utf8')) as {
   prompts: PromptRef[]; tokenizer_cases: Array<{ text: string; ids: number[] }>;

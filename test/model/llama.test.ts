@@ -1,15 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import type { BaseCausalLM } from '../../src/model/causal-lm.ts';
 import { ropeInvFreq } from '../../src/model/llama.ts';
 import { loadModel } from '../../src/model/load.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const stories = path.resolve(here, '../../../shared/models/stories260K');
+const stories = STORIES260K;
 interface Top10 { ids: number[]; logits: number[] }
 interface PromptRef { prompt_ids: number[]; generated_ids: number[]; last_prompt_position_logits: number[]; prompt_positions_top10: Top10[] }
 const reference = JSON.parse(fs.readFileSync(path.join(stories, 'reference.json'), 'utf8')) as { prompts: PromptRef[] };

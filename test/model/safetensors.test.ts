@@ -1,14 +1,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   encodeSafetensors, floatToBf16, floatToHalf, halfToFloat, readSafetensors, readSafetensorsHeader, writeSafetensors,
 } from '../../src/model/safetensors.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const stories = path.resolve(here, '../../../shared/models/stories260K');
+const stories = STORIES260K;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-st-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
@@ -12,9 +11,9 @@ import { buildModel, loadModel, readCheckpoint, readModelConfig } from '../../sr
 import { floatToBf16, floatToHalf, halfToFloat, readSafetensorsHeader, writeSafetensors } from '../../src/model/safetensors.ts';
 import { saveModel } from '../../src/model/save.ts';
 import type { CausalLM } from '../../src/model/types.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const stories = path.resolve(here, '../../../shared/models/stories260K');
+const stories = STORIES260K;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-save-'));
 const IDS = [[1, 403, 407, 261, 378, 432, 383, 286]];
 

@@ -5,8 +5,9 @@ import { alphaHillScores } from '../../src/probe/alpha-hill.ts';
 import { gramEigenvalues, hillAlpha } from '../../src/probe/hill.ts';
 import { checkpointMatrices } from '../../src/probe/weights.ts';
 import { readModelConfig } from '../../src/model/load.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const MODEL = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const MODEL = STORIES260K;
 // Written by scripts/alpha-hill-reference.py (numpy float64 SVD, independent of this code).
 const ref = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../fixtures/probe/alpha-hill-stories260K.json'), 'utf8')) as {
   layers: number[];

@@ -9,8 +9,9 @@ import type { BaseCausalLM } from '../../src/model/causal-lm.ts';
 import { activationRankScores, effectiveRankFromGram } from '../../src/probe/activation-rank.ts';
 import { calibrationDigest } from '../../src/probe/calibration.ts';
 import { gradSensitivityScores } from '../../src/probe/grad-sensitivity.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const MODEL = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const MODEL = STORIES260K;
 // Written by scripts/probe-reference.py (PyTorch reference model in float64, same batches).
 const ref = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../fixtures/probe/calibration-stories260K.json'), 'utf8')) as {
   batches: Array<{ batchSize: number; seqLen: number; inputIds: number[][]; attentionMask: number[][]; labels: number[][] }>;

@@ -9,8 +9,9 @@ import { readModelConfig, loadModel } from '../../src/model/load.ts';
 import { configFingerprint, modelFingerprint } from '../../src/probe/fingerprint.ts';
 import { readProbeFile, reusableProbe, runProbe, writeProbeFile } from '../../src/probe/run.ts';
 import type { ProbeKind } from '../../src/probe/types.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const MODEL = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const MODEL = STORIES260K;
 const ref = JSON.parse(fs.readFileSync(path.resolve(import.meta.dirname, '../fixtures/probe/alpha-hill-stories260K.json'), 'utf8')) as { layers: number[] };
 const config = readModelConfig(MODEL);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-probe-'));

@@ -6,14 +6,13 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseRecipe } from '../../src/recipe/load.ts';
 import { train } from '../../src/train/loop.ts';
 import { prepareRun } from '../../src/train/run.ts';
 import { sentimentLines } from '../helpers/sentences.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 describe('the training loop', () => {
   it('leaves the tensor count unchanged across steps (MoE with router losses, accumulation, eval)', { timeout: 200_000 }, async () => {
@@ -21,7 +20,7 @@ describe('the training loop', () => {
     const rows = sentimentLines('amazon').slice(0, 40);
     fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.join('\n'));
     const recipe = parseRecipe({
-      model: { path: path.resolve(ROOT, '../shared/models/stories260K') },
+      model: { path: STORIES260K },
       backend: 'wasm', output_dir: path.join(dir, 'run'),
       data: { train_path: 'train.jsonl', format: 'classification', label_words: { negative: ' bad', positive: ' good' }, max_length: 32, eval_fraction: 0.2 },
       adapter: { method: 'moe-uniform', experts: { per_layer: 3 }, rank: { r: 2 }, top_k: 2, z_loss_coef: 0.001 },

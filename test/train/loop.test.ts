@@ -11,9 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { listCheckpoints } from '../../src/train/checkpoint.ts';
 import { sentimentLines } from '../helpers/sentences.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MODEL = path.resolve(ROOT, '../shared/models/stories260K');
+const MODEL = STORIES260K;
 const HILO = path.join(ROOT, 'bin/hilo.js');
 
 /** A small real-text classification set (UCI sentences) as user JSONL, so runs stay seconds long. */

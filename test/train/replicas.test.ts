@@ -24,9 +24,10 @@ import { Replicas, resolveDataParallel, type ReplicaSpec } from '../../src/train
 import { shardMicroBatch, type MicroBatch } from '../../src/train/shard.ts';
 import { microBatchGradients } from '../../src/train/step.ts';
 import { labelledTokens, rowNll } from '../../src/train/evaluate.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const STORIES = path.resolve(ROOT, '../shared/models/stories260K');
+const STORIES = STORIES260K;
 
 describe('resolveDataParallel', () => {
   it.each([
