@@ -156,10 +156,15 @@ export abstract class BaseCausalLM implements CausalLM {
   /**
    * The decoder layer under HF path `prefix` (e.g. "model.layers.3.") on x [N, H], by `body`;
    * recomputed in the backward (gradient checkpointing) when a training context asks for it.
+   * `consts` are the other tensors body reads (masks, RoPE tables): body must take them from its
+   * argument, which the recomputation fills with saved copies.
    */
-  protected layerStep(prefix: string, x: tf.Tensor2D, ctx: ForwardContext | undefined, body: (x: tf.Tensor2D, ctx: ForwardContext | undefined) => tf.Tensor2D): tf.Tensor2D {
-    if (!ctx?.checkpointLayers || !ctx.training) return body(x, ctx);
-    return checkpointed(x, ctx, this.trainablesUnder(prefix), body);
+  protected layerStep(
+    prefix: string, x: tf.Tensor2D, ctx: ForwardContext | undefined, consts: tf.Tensor[],
+    body: (x: tf.Tensor2D, ctx: ForwardContext | undefined, consts: tf.Tensor[]) => tf.Tensor2D,
+  ): tf.Tensor2D {
+    if (!ctx?.checkpointLayers || !ctx.training) return body(x, ctx, consts);
+    return checkpointed(x, ctx, this.trainablesUnder(prefix), consts, body);
   }
 
   /** The trainable variables a layer reads: its modules' (adapters) and its own trainable weights. */

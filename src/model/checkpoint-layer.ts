@@ -31,10 +31,13 @@ function takeSum(xs: tf.Scalar[]): tf.Scalar {
 
 /**
  * body(x) [N, H] with `vars` (the trainables body reads) as the op's other inputs, recomputed in
- * the backward. `ctx` is a training context; its router losses get body's, summed.
+ * the backward. `consts` are the other tensors body reads (masks, RoPE tables): made inside the
+ * forward's scope, they are gone by the backward, so body gets them (and ctx its token mask) as
+ * saved copies there. `ctx` is a training context; its router losses get body's, summed.
  */
 export function checkpointed(
-  x: tf.Tensor2D, ctx: ForwardContext, vars: tf.Variable[], body: (x: tf.Tensor2D, ctx: ForwardContext) => tf.Tensor2D,
+  x: tf.Tensor2D, ctx: ForwardContext, vars: tf.Variable[], consts: tf.Tensor[],
+  body: (x: tf.Tensor2D, ctx: ForwardContext, consts: tf.Tensor[]) => tf.Tensor2D,
 ): tf.Tensor2D {
   const seeds: number[] = [];
   const source = ctx.dropoutSeed;
@@ -47,16 +50,18 @@ export function checkpointed(
   const [y, aux] = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
     inputs,
     forwardFunc: (_backend, save) => {
-      save([x]);
-      const out = body(x, first);
+      save([x, ...consts, ...(ctx.tokenMask ? [ctx.tokenMask] : [])]);
+      const out = body(x, first, consts);
       return [out, takeSum(first.auxLosses)];
     },
     backwardsFunc: ([dy, dAux], saved) => {
       let drawn = 0;
-      const again: ForwardContext = { ...ctx, auxLosses: [], routerStats: undefined, dropoutSeed: source && { next: () => seeds[drawn++] } };
       const xs = saved[0];
+      const cs = saved.slice(1, 1 + consts.length);
+      const tokenMask = ctx.tokenMask ? (saved[1 + consts.length] as tf.Tensor1D) : undefined;
+      const again: ForwardContext = { ...ctx, tokenMask, auxLosses: [], routerStats: undefined, dropoutSeed: source && { next: () => seeds[drawn++] } };
       const grads = recomputeGrads(() => {
-        const out = body(xs as tf.Tensor2D, again);
+        const out = body(xs as tf.Tensor2D, again, cs);
         // <out, dy> + aux·dAux: one scalar whose gradient is the layer's vector-Jacobian product
         return tf.add(tf.sum(tf.mul(out, dy)), tf.mul(takeSum(again.auxLosses), dAux));
       }, [xs, ...vars], tf.scalar(1));

@@ -77,7 +77,7 @@ export class GPT2LMHeadModel extends BaseCausalLM {
       let x = tf.add(tokens, positions).reshape([B * T, H]) as tf.Tensor2D; // [N, H]
       const mask = additiveMask(B, T, opts.attentionMask, past); // [B, 1, T, past+T]
       for (let l = 0; l < c.numLayers; l++) {
-        x = this.layerStep(`transformer.h.${l}.`, x, opts.ctx, (xs, ctx) => this.block(l, xs, B, T, mask, { ...opts, ctx }, next));
+        x = this.layerStep(`transformer.h.${l}.`, x, opts.ctx, [mask], (xs, ctx, [m]) => this.block(l, xs, B, T, m as tf.Tensor4D, { ...opts, ctx }, next));
       }
       return finish(layerNorm(x, this.w('transformer.ln_f.weight'), this.w('transformer.ln_f.bias'), c.layerNormEps));
     });

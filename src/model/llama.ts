@@ -147,7 +147,8 @@ export class LlamaForCausalLM extends BaseCausalLM {
       const mask = additiveMask(B, T, opts.attentionMask, past); // [B, 1, T, past+T]
       let x = this.embed(inputIds); // [N, H]
       for (let l = 0; l < c.numLayers; l++) {
-        x = this.layerStep(`model.layers.${l}.`, x, opts.ctx, (xs, ctx) => this.layer(l, xs, B, T, cos, sin, mask, { ...opts, ctx }, next));
+        x = this.layerStep(`model.layers.${l}.`, x, opts.ctx, [cos, sin, mask], (xs, ctx, [cs, sn, m]) =>
+          this.layer(l, xs, B, T, cs, sn, m as tf.Tensor4D, { ...opts, ctx }, next));
       }
       return finish(rmsNorm(x, this.w<tf.Rank.R1>('model.norm.weight'), c.rmsNormEps));
     });
