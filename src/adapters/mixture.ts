@@ -512,9 +512,10 @@ export class MixtureLinear implements LinearModule {
     const out = tf.tidy((): ForwardParts => {
       const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
       // A frozen base's product can go into the fused kernels (withBase); bias added after.
-      const frozen = this.base instanceof FrozenLinearLayer && !this.base.kernel.trainable ? this.base : null;
+      // (held outside the engine, the base has no kernel tensor: its own op runs, and the delta is added)
+      const frozen = this.base instanceof FrozenLinearLayer && this.base.kernel && !this.base.kernel.trainable ? this.base : null;
       const losses = ctx?.training && (balanceCoef > 0 || zLossCoef > 0) ? { balanceCoef, zLossCoef, tokenMask: mask } : null;
-      const { delta, logits, mask: selected, hostRows, withBase, aux, fractions } = mixture(x, xd, this.weights, this.spec, placement, frozen ? (frozen.kernel as tf.Tensor2D) : null, losses);
+      const { delta, logits, mask: selected, hostRows, withBase, aux, fractions } = mixture(x, xd, this.weights, this.spec, placement, frozen ? (frozen.kernel! as tf.Tensor2D) : null, losses);
       const y = (withBase ? (frozen!.bias ? tf.add(delta, frozen!.bias) : delta) : tf.add(this.base.forward(x, ctx), delta)) as tf.Tensor2D;
       const parts: ForwardParts = { y };
       if (aux) {

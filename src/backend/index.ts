@@ -74,9 +74,11 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
   const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
   const { useWasmExperts } = await import('./wasm-experts.ts');
+  const { useWasmFrozenLinear } = await import('./wasm-frozen.ts');
   wasmBlas = found.blas;
   useFastWasmMatMul(tf, true, found.blas);
   useWasmExperts(tf, true, found.blas);
+  useWasmFrozenLinear(tf, true, found.blas);
   registerWasmFallbacks(tf);
   // hilo's SIMD module imports the backend's memory; the threaded build's is shared, which it cannot
   const { useSimdKernels } = await import('./wasm-simd.ts');

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { appendToCache, BaseCausalLM, commitCache, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { appendToCache, BaseCausalLM, commitCache, type AnyTensorData, type ModelOptions, type WeightSpec } from './causal-lm.ts';
 import { activate, additiveMask, groupedAttention, layerNorm } from './ops.ts';
 import type { ForwardOptions, KvCache, ModelConfig } from './types.ts';
 
@@ -19,7 +19,7 @@ export function gpt2WeightSpecs(c: ModelConfig): WeightSpec[] {
   // HF scales the residual projections' init by 1/sqrt(2 * n_layer) (GPT-2 paper, section 2.3)
   const residualScale = 1 / Math.sqrt(2 * c.numLayers);
   const specs: WeightSpec[] = [
-    { name: 'transformer.wte.weight', shape: [c.vocabSize, H], layout: 'plain', init: 'normal' },
+    { name: 'transformer.wte.weight', shape: [c.vocabSize, H], layout: 'plain', embedding: true, init: 'normal' },
     { name: 'transformer.wpe.weight', shape: [c.maxPositions, H], layout: 'plain', init: 'normal' },
   ];
   const norm = (name: string) => {
@@ -54,19 +54,12 @@ export function gpt2TensorName(name: string): string | null {
 }
 
 export class GPT2LMHeadModel extends BaseCausalLM {
-  /** Frozen: wte transposed once, [H, V], so the tied head is a plain matMul. */
-  private headKernel: tf.Tensor2D | null = null;
-
-  constructor(config: ModelConfig, hf: Map<string, HfTensorData>, opts: { trainable?: boolean; source?: string } = {}) {
-    super(config, gpt2WeightSpecs(config), hf, opts.trainable ?? false, opts.source);
-    if (!this.trainable) {
-      this.headKernel = tf.tidy(() => tf.transpose(this.w<tf.Rank.R2>('transformer.wte.weight')));
-      this.derived.push(this.headKernel);
-    }
+  constructor(config: ModelConfig, hf: Map<string, AnyTensorData>, opts: ModelOptions = {}) {
+    super(config, gpt2WeightSpecs(config), hf, opts.trainable ?? false, opts.source, opts.storage);
   }
 
-  /** Logits [B, T, V] for ids [B, T]; positions must stay below n_positions. */
-  forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+  /** Final hidden rows [B·T, H] for ids [B, T], into `finish`; positions must stay below n_positions. */
+  protected run<R extends tf.Tensor>(inputIds: tf.Tensor2D, opts: ForwardOptions, finish: (x: tf.Tensor2D) => R): R {
     const c = this.config;
     const [B, T] = inputIds.shape;
     const past = opts.cache?.length ?? 0;
@@ -74,22 +67,22 @@ export class GPT2LMHeadModel extends BaseCausalLM {
       throw new HiloError(`sequence of ${past + T} tokens is longer than this GPT-2's n_positions (${c.maxPositions})`);
     }
     const next = opts.cache ? { length: past + T, keys: [], values: [] } : undefined;
-    const logits = tf.tidy(() => {
+    const out = tf.tidy(() => {
       const H = c.hiddenSize;
-      const tokens = tf.gather(this.w('transformer.wte.weight'), tf.cast(inputIds, 'int32').reshape([B * T])).reshape([B, T, H]);
+      const tokens = this.embed(inputIds).reshape([B, T, H]);
       const wpe = this.w<tf.Rank.R2>('transformer.wpe.weight');
       const positions = opts.positionIds
         ? tf.gather(wpe, tf.cast(opts.positionIds, 'int32').reshape([B * T])).reshape([B, T, H]) // [B, T, H]
         : wpe.slice([past, 0], [T, H]).reshape([1, T, H]); // [1, T, H], same for every row
       let x = tf.add(tokens, positions).reshape([B * T, H]) as tf.Tensor2D; // [N, H]
       const mask = additiveMask(B, T, opts.attentionMask, past); // [B, 1, T, past+T]
-      for (let l = 0; l < c.numLayers; l++) x = this.block(l, x, B, T, mask, opts, next);
-      x = layerNorm(x, this.w('transformer.ln_f.weight'), this.w('transformer.ln_f.bias'), c.layerNormEps);
-      const head = this.headKernel ?? tf.transpose(this.w<tf.Rank.R2>('transformer.wte.weight')); // [H, V]
-      return tf.matMul(x, head).reshape([B, T, c.vocabSize]) as tf.Tensor3D; // [N, H] x [H, V]
+      for (let l = 0; l < c.numLayers; l++) {
+        x = this.layerStep(`transformer.h.${l}.`, x, opts.ctx, [mask], (xs, ctx, [m]) => this.block(l, xs, B, T, m as tf.Tensor4D, { ...opts, ctx }, next));
+      }
+      return finish(layerNorm(x, this.w('transformer.ln_f.weight'), this.w('transformer.ln_f.bias'), c.layerNormEps));
     });
     if (opts.cache && next) commitCache(opts.cache, next);
-    return logits;
+    return out;
   }
 
   /** One transformer block on rows x [N, H]. */

@@ -8,7 +8,7 @@
  * through `modules` (which adapters may have wrapped).
  */
 import * as tf from '@tensorflow/tfjs';
-import { appendToCache, BaseCausalLM, commitCache, type HfTensorData, type WeightSpec } from './causal-lm.ts';
+import { appendToCache, BaseCausalLM, commitCache, type AnyTensorData, type ModelOptions, type WeightSpec } from './causal-lm.ts';
 import { additiveMask, gatedActivation, groupedAttention, rmsNorm, rotary } from './ops.ts';
 import type { ForwardOptions, KvCache, ModelConfig } from './types.ts';
 
@@ -18,7 +18,7 @@ export function llamaWeightSpecs(c: ModelConfig): WeightSpec[] {
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   const I = c.intermediateSize;
-  const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H], layout: 'plain', init: 'normal' }];
+  const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H], layout: 'plain', embedding: true, init: 'normal' }];
   const linear = (name: string, out: number, inp: number, bias: boolean) => {
     specs.push({ name: `${name}.weight`, shape: [out, inp], layout: 'linear', adaptable: true, init: 'normal' });
     if (bias) specs.push({ name: `${name}.bias`, shape: [out], layout: 'plain', init: 'zeros' });
@@ -114,21 +114,15 @@ export class LlamaForCausalLM extends BaseCausalLM {
   private cosTable!: tf.Tensor2D; // [L, d]
   private sinTable!: tf.Tensor2D; // [L, d]
   private readonly swap: tf.Tensor2D; // [d, d] halfSwap
-  /** Tied and frozen: the embedding transposed once, [H, V], so the head is a plain matMul. */
-  private headKernel: tf.Tensor2D | null = null;
 
-  constructor(config: ModelConfig, hf: Map<string, HfTensorData>, opts: { trainable?: boolean; source?: string } = {}) {
-    super(config, llamaWeightSpecs(config), hf, opts.trainable ?? false, opts.source);
+  constructor(config: ModelConfig, hf: Map<string, AnyTensorData>, opts: ModelOptions = {}) {
+    super(config, llamaWeightSpecs(config), hf, opts.trainable ?? false, opts.source, opts.storage);
     this.invFreq = ropeInvFreq(config);
     // Sized for what is run, not for max_position_embeddings (131072 for Llama 3: 128 MB of
     // tables); forward grows them on demand.
     this.buildRope(Math.min(config.maxPositions, INITIAL_ROPE_POSITIONS));
     this.swap = tf.tensor2d(halfSwap(config.headDim), [config.headDim, config.headDim]);
     this.derived.push(this.swap);
-    if (config.tieWordEmbeddings && !this.trainable) {
-      this.headKernel = tf.tidy(() => tf.transpose(this.w<tf.Rank.R2>('model.embed_tokens.weight')));
-      this.derived.push(this.headKernel);
-    }
   }
 
   private buildRope(length: number): void {
@@ -145,8 +139,8 @@ export class LlamaForCausalLM extends BaseCausalLM {
     this.derived.push(this.cosTable, this.sinTable);
   }
 
-  /** Logits [B, T, V] for ids [B, T]. Explicit positionIds must be below max(max_position_embeddings, T). */
-  forward(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+  /** Final hidden rows [B·T, H] for ids [B, T], into `finish`. Explicit positionIds must be below max(max_position_embeddings, T). */
+  protected run<R extends tf.Tensor>(inputIds: tf.Tensor2D, opts: ForwardOptions, finish: (x: tf.Tensor2D) => R): R {
     const c = this.config;
     const [B, T] = inputIds.shape;
     const past = opts.cache?.length ?? 0;
@@ -155,21 +149,20 @@ export class LlamaForCausalLM extends BaseCausalLM {
     const need = Math.max(past + T, opts.positionIds ? c.maxPositions : 0);
     if (need > rows) this.buildRope(Math.max(need, 2 * rows));
     const next = opts.cache ? { length: past + T, keys: [], values: [] } : undefined;
-    const logits = tf.tidy(() => {
+    const out = tf.tidy(() => {
       const [cos, sin] = [this.cosTable, this.sinTable].map((table) => opts.positionIds
         ? tf.gather(table, tf.cast(opts.positionIds, 'int32').reshape([B * T])).reshape([B, T, 1, c.headDim]) // [B, T, 1, d]
         : table.slice([past, 0], [T, c.headDim]).reshape([1, T, 1, c.headDim])); // [1, T, 1, d], same for every row
       const mask = additiveMask(B, T, opts.attentionMask, past); // [B, 1, T, past+T]
-      let x = tf.gather(this.w<tf.Rank.R2>('model.embed_tokens.weight'), tf.cast(inputIds, 'int32').reshape([B * T])) as tf.Tensor2D; // [N, H]
-      for (let l = 0; l < c.numLayers; l++) x = this.layer(l, x, B, T, cos, sin, mask, opts, next);
-      x = rmsNorm(x, this.w<tf.Rank.R1>('model.norm.weight'), c.rmsNormEps);
-      const head = this.headKernel ?? (c.tieWordEmbeddings
-        ? tf.transpose(this.w<tf.Rank.R2>('model.embed_tokens.weight')) // trainable tie: follow the embedding
-        : this.w<tf.Rank.R2>('lm_head.weight')); // [H, V]
-      return tf.matMul(x, head).reshape([B, T, c.vocabSize]) as tf.Tensor3D; // [N, H] x [H, V]
+      let x = this.embed(inputIds); // [N, H]
+      for (let l = 0; l < c.numLayers; l++) {
+        x = this.layerStep(`model.layers.${l}.`, x, opts.ctx, [cos, sin, mask], (xs, ctx, [cs, sn, m]) =>
+          this.layer(l, xs, B, T, cs, sn, m as tf.Tensor4D, { ...opts, ctx }, next));
+      }
+      return finish(rmsNorm(x, this.w<tf.Rank.R1>('model.norm.weight'), c.rmsNormEps));
     });
     if (opts.cache && next) commitCache(opts.cache, next);
-    return logits;
+    return out;
   }
 
   /** One decoder layer on rows x [N, H]. */

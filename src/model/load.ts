@@ -1,22 +1,64 @@
 /**
  * Loading a Hugging Face model directory: config.json, then model.safetensors or the shards
- * named by model.safetensors.index.json. F16/BF16/F64 weights are converted to float32 on
- * read; the model computes in float32.
+ * named by model.safetensors.index.json. Floating tensors are read as their bytes (F32, F16,
+ * BF16) into shared memory; the model either converts them to float32 variables (small models)
+ * or keeps its weight matrices as they are, outside the tensor engine (WeightStorage: large
+ * models, where the wasm heap's 4 GiB and a copy per data-parallel replica would not do).
+ * The model computes in float32 either way.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
-import type { BaseCausalLM, HfTensorData } from './causal-lm.ts';
 import { checkModelFolder } from './check.ts';
+import { frozenLinearImpl } from '../ops/frozen-linear.ts';
+import { bytesPerValue, decodeAll, type StoredDtype } from '../ops/stored.ts';
+import { isMatrix, type AnyTensorData, type HfTensorData, type BaseCausalLM, type RawTensorData, type WeightStorage } from './causal-lm.ts';
 import { normaliseConfig } from './config.ts';
-import { GPT2LMHeadModel, gpt2TensorName } from './gpt2.ts';
-import { LlamaForCausalLM, llamaTensorName } from './llama.ts';
-import { readSafetensors } from './safetensors.ts';
+import { GPT2LMHeadModel, gpt2TensorName, gpt2WeightSpecs } from './gpt2.ts';
+import { LlamaForCausalLM, llamaTensorName, llamaWeightSpecs } from './llama.ts';
+import { readSafetensorsHeader, readSafetensorsRaw } from './safetensors.ts';
 import type { ModelConfig } from './types.ts';
 
 export interface LoadOptions {
   /** Make the base weights trainable variables (full-parameter training). Default false: frozen. */
   trainable?: boolean;
+  /** recipe model.dtype: the frozen weights' dtype; auto (default) = as the checkpoint stores them. */
+  dtype?: 'auto' | StoredDtype;
+  /** Where the weights go; default: outside the engine when their float32 size exceeds heapWeightsCap(). */
+  storage?: WeightStorage;
+  /** Tensors another thread already holds in shared memory (a replica's): taken as they are, not read. */
+  shared?: Map<string, RawTensorData>;
+}
+
+/** Default cap on the frozen weight matrices kept on the engine as float32 (MiB), where the backend can do otherwise. */
+export const HEAP_WEIGHTS_MIB = 128;
+
+/**
+ * Bytes of float32 weight matrices a frozen model may keep as engine tensors; larger ones are held
+ * outside (src/ops/stored.ts). HILO_HEAP_WEIGHTS (MiB) sets it; by default HEAP_WEIGHTS_MIB where
+ * the active backend registered a frozen linear (wasm with a native BLAS), else unbounded: a GPU
+ * backend wants its weights on the device, and the reference op would decode them every product.
+ */
+export function heapWeightsCap(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.HILO_HEAP_WEIGHTS?.trim();
+  if (raw) {
+    const mib = Number(raw);
+    if (!Number.isFinite(mib) || mib < 0) throw new HiloError(`HILO_HEAP_WEIGHTS=${raw}: expected MiB as a number >= 0 (0 = every weight matrix outside the tensor engine)`);
+    return mib * 2 ** 20;
+  }
+  return frozenLinearImpl() ? HEAP_WEIGHTS_MIB * 2 ** 20 : Infinity;
+}
+
+/** Float32 bytes of a model's weight matrices (projections, embedding, head): what the cap weighs. */
+export function matrixBytes(config: ModelConfig): number {
+  const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
+  return specs.filter(isMatrix).reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Where a model's frozen weights go for `opts` (a trainable model's are always engine variables). */
+export function storageFor(config: ModelConfig, opts: LoadOptions = {}): WeightStorage {
+  if (opts.storage) return opts.storage;
+  return { dtype: opts.dtype ?? 'auto', outside: !opts.trainable && matrixBytes(config) > heapWeightsCap() };
 }
 
 /** config.json of `dir`, normalised and checked against the folder's weights; errors name the file. */
@@ -40,10 +82,16 @@ export function readModelConfig(dir: string): ModelConfig {
   return config;
 }
 
-/** Every tensor of the checkpoint in `dir`, single file or sharded, decoded to float32/int32. */
-export function readCheckpoint(dir: string): Map<string, HfTensorData> {
+/**
+ * Every tensor of the checkpoint in `dir`, single file or sharded: floating ones as their bytes,
+ * others decoded (readSafetensorsRaw). Names in `skip` are not read.
+ */
+export function readCheckpointBytes(dir: string, skip: ReadonlySet<string> = new Set()): Map<string, AnyTensorData> {
   const single = path.join(dir, 'model.safetensors');
-  if (fs.existsSync(single)) return readSafetensors(single).tensors;
+  if (fs.existsSync(single)) {
+    const names = skip.size ? readSafetensorsHeaderNames(single).filter((n) => !skip.has(n)) : undefined;
+    return readSafetensorsRaw(single, names);
+  }
   const indexFile = path.join(dir, 'model.safetensors.index.json');
   if (!fs.existsSync(indexFile)) throw new HiloError(`${dir}: no model.safetensors or model.safetensors.index.json`);
   const index = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { weight_map?: Record<string, string> };
@@ -56,27 +104,36 @@ export function readCheckpoint(dir: string): Map<string, HfTensorData> {
     }
     byShard.set(shard, [...(byShard.get(shard) ?? []), name]);
   }
-  const out = new Map<string, HfTensorData>();
+  const out = new Map<string, AnyTensorData>();
   for (const [shard, names] of [...byShard].sort()) {
     const file = path.join(dir, shard);
     if (!fs.existsSync(file)) throw new HiloError(`${indexFile}: shard ${shard} (holding "${names[0]}") is missing`);
-    for (const [name, t] of readSafetensors(file, names).tensors) out.set(name, t);
+    for (const [name, t] of readSafetensorsRaw(file, names.filter((n) => !skip.has(n)))) out.set(name, t);
   }
   return out;
 }
 
+/** Every tensor of the checkpoint in `dir`, decoded to float32 / int32. */
+export function readCheckpoint(dir: string): Map<string, HfTensorData> {
+  const out = new Map<string, HfTensorData>();
+  for (const [name, t] of readCheckpointBytes(dir)) out.set(name, 'data' in t ? t : { shape: t.shape, data: decodeAll({ dtype: t.dtype, rows: 1, cols: t.bytes.byteLength / bytesPerValue(t.dtype), layout: 'in-out', bytes: t.bytes }) });
+  return out;
+}
+
+const readSafetensorsHeaderNames = (file: string) => [...readSafetensorsHeader(file).entries.keys()];
+
 /** Build the architecture of `config` from HF-named tensors, consuming the map (unknown names fail). */
-export function buildModel(config: ModelConfig, tensors: Map<string, HfTensorData>, opts: LoadOptions & { source?: string } = {}): BaseCausalLM {
+export function buildModel(config: ModelConfig, tensors: Map<string, AnyTensorData>, opts: LoadOptions & { source?: string } = {}): BaseCausalLM {
   const source = opts.source ?? 'model';
   const rename = config.arch === 'gpt2' ? gpt2TensorName : (n: string) => llamaTensorName(n, config);
-  const hf = new Map<string, HfTensorData>();
+  const hf = new Map<string, AnyTensorData>();
   for (const [name, t] of tensors) {
     const canonical = rename(name);
     if (canonical !== null) hf.set(canonical, t);
   }
   tensors.clear(); // consumed: the host copies go as soon as each weight is on the backend
   const Model = config.arch === 'gpt2' ? GPT2LMHeadModel : LlamaForCausalLM;
-  const model = new Model(config, hf, { trainable: opts.trainable, source });
+  const model = new Model(config, hf, { trainable: opts.trainable, source, storage: storageFor(config, opts) });
   const unexpected = [...hf.keys()]; // the model took (and removed) every tensor it knows
   if (unexpected.length > 0) {
     model.dispose();
@@ -89,5 +146,8 @@ export function buildModel(config: ModelConfig, tensors: Map<string, HfTensorDat
 /** Load the HF model directory `dir` (frozen unless `trainable`). The caller disposes it. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<BaseCausalLM> {
   const config = readModelConfig(dir);
-  return buildModel(config, readCheckpoint(dir), { ...opts, source: dir });
+  const shared = opts.shared ?? new Map<string, RawTensorData>();
+  const tensors = readCheckpointBytes(dir, new Set(shared.keys()));
+  for (const [name, t] of shared) tensors.set(name, t);
+  return buildModel(config, tensors, { ...opts, source: dir });
 }

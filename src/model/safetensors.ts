@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
 import { floatToBf16, floatToHalf, halfToFloat } from './float16.ts';
+import type { StoredDtype } from '../ops/stored.ts';
 
 export { floatToBf16, floatToHalf, halfToFloat };
 
@@ -182,6 +183,47 @@ export function readSafetensors(file: string, names?: Iterable<string>): { tenso
     fs.closeSync(fd);
   }
   return { tensors, metadata: header.metadata };
+}
+
+/** A floating tensor's bytes, or (other dtypes) its decoded values. */
+export type RawOrDecoded = { shape: number[]; dtype: StoredDtype; bytes: SharedArrayBuffer } | StTensor;
+
+const STORED_OF: Partial<Record<StDtype, StoredDtype>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+/**
+ * Read tensors of `file` (or only `names`) with F32/F16/BF16 data kept as the file's bytes in a
+ * SharedArrayBuffer each (src/ops/stored.ts: held once, shared by worker threads, 2 bytes a
+ * value for the half types); other dtypes are decoded as readSafetensors does.
+ */
+export function readSafetensorsRaw(file: string, names?: Iterable<string>): Map<string, RawOrDecoded> {
+  const header = readSafetensorsHeader(file);
+  const wanted = names ? [...names] : [...header.entries.keys()];
+  const out = new Map<string, RawOrDecoded>();
+  const decodedNames: string[] = [];
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (const name of wanted) {
+      const e = header.entries.get(name);
+      if (!e) throw fail(file, `no tensor named "${name}"`);
+      const dtype = LITTLE_ENDIAN ? STORED_OF[e.dtype] : undefined;
+      if (!dtype) {
+        decodedNames.push(name);
+        continue;
+      }
+      const bytes = new SharedArrayBuffer(e.offsets[1] - e.offsets[0]);
+      const view = new Uint8Array(bytes);
+      for (let at = 0; at < view.length;) {
+        const got = fs.readSync(fd, view, at, Math.min(view.length - at, 2 ** 30), header.dataStart + e.offsets[0] + at);
+        if (got === 0) throw fail(file, `tensor "${name}": short read (${at} of ${view.length} bytes)`);
+        at += got;
+      }
+      out.set(name, { shape: e.shape, dtype, bytes });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (decodedNames.length) for (const [name, t] of readSafetensors(file, decodedNames).tensors) out.set(name, t);
+  return out;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

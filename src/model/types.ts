@@ -4,6 +4,7 @@
  * `CausalLM.modules` with wrappers that keep the frozen module as their base (PEFT style).
  */
 import type * as tf from '@tensorflow/tfjs';
+import type { StoredMatrix } from '../ops/stored.ts';
 
 export type Arch = 'llama' | 'gpt2';
 
@@ -56,6 +57,8 @@ export interface ForwardContext {
   routerStats?: Map<string, tf.Tensor1D>;
   /** Seed source for dropout; advanced by each dropout call. */
   dropoutSeed?: { next(): number };
+  /** Recompute each decoder layer in the backward instead of keeping its activations (train.gradient_checkpointing). */
+  checkpointLayers?: boolean;
 }
 
 /** A linear map over rows: x [N, in] -> y [N, out]. */
@@ -66,15 +69,19 @@ export interface LinearModule {
 }
 
 /**
- * A frozen linear layer of the base model. `kernel` is stored [in, out] so the forward
- * product is an untransposed matMul (the fast path on wasm); HF Linear weights are [out, in]
- * and are transposed once at load, GPT-2 Conv1D weights are already [in, out].
+ * A frozen linear layer of the base model. On the engine, `kernel` is stored [in, out] so the
+ * forward product is an untransposed matMul (the fast path on wasm); HF Linear weights are
+ * [out, in] and are transposed once at load, GPT-2 Conv1D weights are already [in, out]. Held
+ * outside the engine (src/ops/stored.ts), `kernel` is null and `stored` holds the HF bytes.
  */
 export interface FrozenLinear extends LinearModule {
   readonly name: string;              // HF path, e.g. model.layers.0.self_attn.q_proj
-  readonly kernel: tf.Variable;       // [in, out]
+  readonly kernel: tf.Variable | null; // [in, out]; null when held outside the engine
   readonly bias: tf.Variable | null;  // [out]
   readonly hfLayout: 'linear' | 'conv1d';
+  readonly stored: StoredMatrix | null;
+  /** The kernel's values [in, out] on the host (a new array). */
+  kernelValues(): Float32Array;
 }
 
 export interface ForwardOptions {
@@ -107,6 +114,8 @@ export interface CausalLM {
   readonly weights: Map<string, tf.Variable>;
   /** Logits [B, T, vocab] for int32 ids [B, T]. */
   forward(inputIds: tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D;
+  /** Per-token NLL [B·T] of shifted `targets` (-100: not counted), without holding every logit at once. */
+  tokenNll(inputIds: tf.Tensor2D, targets: Int32Array, opts?: ForwardOptions): tf.Tensor1D;
   /** Base weights as HF tensors (original names, layouts and shapes) for saving. */
   hfTensors(): Map<string, tf.Tensor>;
   dispose(): void;

@@ -28,6 +28,9 @@ export function gradSensitivityScores(model: CausalLM, batches: readonly Batch[]
     const kernels = paths.map((p) => {
       const m = model.baseModules.get(`${layerPrefix(model.config, l)}.${p}`);
       if (!m) throw new Error(`internal: model has no base module ${layerPrefix(model.config, l)}.${p}`);
+      if (!m.kernel) {
+        throw new HiloError(`grad-sensitivity: ${m.name} is held outside the tensor engine (a large model), where its weight gradient is not computed; use the alpha-hill or depth probe for this model`);
+      }
       return m.kernel;
     });
     const wasTrainable = kernels.map((k) => k.trainable);

@@ -65,8 +65,7 @@ function lmMatrices(lm: CausalLM): (modulePath: string) => WeightMatrix {
   return (p) => {
     const m = lm.baseModules.get(p);
     if (!m) throw new HiloError(`alpha-hill: the model has no module ${p}`);
-    const [rows, cols] = m.kernel.shape as [number, number]; // [in, out]; the spectrum is the same
-    return { rows, cols, data: m.kernel.dataSync() };
+    return { rows: m.inFeatures, cols: m.outFeatures, data: m.kernelValues() }; // [in, out]; the spectrum is the same
   };
 }
 

@@ -36,6 +36,11 @@ const patternString = z.preprocess(
 
 const model = z.strictObject({
   path: path().describe('HF model directory (config.json, model.safetensors, tokenizer.json).'),
+  dtype: z.enum(['auto', 'bfloat16', 'float16', 'float32']).default('auto').describe(
+    'dtype the frozen base weights are held in (HF torch_dtype): auto = as the checkpoint stores them. bfloat16 / ' +
+      'float16 hold 2 bytes a weight; products still accumulate in float32, and adapters, router and optimizer ' +
+      'state are float32. On wasm with a native BLAS, weight matrices over HILO_HEAP_WEIGHTS MiB (default 128) as ' +
+      'float32 are held outside the wasm heap in this dtype, once for all data-parallel replicas.'),
 }).describe('The frozen base model.');
 
 const data = z.strictObject({
@@ -142,6 +147,9 @@ const train = z.strictObject({
       'overrides), at most 8 and batch_size, and 1 on webgpu / tensorflow; 1 = off. Each shard\'s loss is weighted by ' +
       'its share of the labelled tokens (items for choices), so the cross-entropy is the whole batch\'s; router losses ' +
       'become the weighted mean of each shard\'s own, and dropout masks depend on the count.'),
+  gradient_checkpointing: z.boolean().default(false).describe(
+    'Recompute each decoder layer in the backward pass instead of keeping its activations (HF\'s name): activation ' +
+      'memory of one layer plus each layer\'s input, for one more forward per layer. Gradients are the same.'),
   resume: z.union([z.boolean(), path()]).default(false).describe(
     'true = continue from the latest checkpoint in output_dir; a path = from that checkpoint; false = start fresh.'),
 }).prefault({}).describe('The optimisation loop.');

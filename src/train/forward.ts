@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import type { CausalLM, ForwardContext } from '../model/types.ts';
-import { IGNORE_INDEX, shiftedLabels, tokenNll } from './loss.ts';
+import { IGNORE_INDEX, shiftedLabels } from './loss.ts';
 
 /**
  * Per-token NLL [B, T] of the batch's labelled next tokens (0 elsewhere). The padding mask also
@@ -13,9 +13,8 @@ export function batchTokenNll(model: CausalLM, batch: Batch, ctx?: ForwardContex
   const ids = tf.tensor2d(batch.inputIds, [B, T], 'int32');
   const mask = tf.tensor2d(batch.attentionMask, [B, T]);
   if (ctx) ctx.tokenMask = mask.reshape([B * T]) as tf.Tensor1D;
-  const logits = model.forward(ids, { attentionMask: mask, ctx }); // [B, T, V]
-  const V = logits.shape[2];
-  return tokenNll(logits.reshape([B * T, V]), shiftedLabels(batch.labels, B, T)).reshape([B, T]) as tf.Tensor2D;
+  // the model's own loss path: a large vocabulary's logits are made a chunk of rows at a time
+  return model.tokenNll(ids, shiftedLabels(batch.labels, B, T), { attentionMask: mask, ctx }).reshape([B, T]) as tf.Tensor2D;
 }
 
 /**

@@ -134,7 +134,7 @@ export async function train(run: Run): Promise<TrainResult> {
         // dropout seeds: (seed, step, micro-batch), and the shard when the batch is split
         const { loss, grads } = replicas
           ? await replicas.gradients(run.model, shardMicroBatch(batch, replicas.count), (s) => [run.recipe.seed, state.step, micro, s])
-          : await microBatchGradients(run.model, varList, batch, { seedParts: [run.recipe.seed, state.step, micro] })
+          : await microBatchGradients(run.model, varList, batch, { seedParts: [run.recipe.seed, state.step, micro], checkpointLayers: run.recipe.train.gradient_checkpointing })
             .then((r) => ({ loss: r.loss, grads: new Map(Object.entries(r.grads).map(([name, g]) => [varKey.get(name)!, g])) }));
         stepLoss += loss / t.gradient_accumulation_steps;
         for (const [key, g] of grads) {

@@ -18,7 +18,7 @@ import { microBatchGradients } from './step.ts';
 async function build(spec: ReplicaSpec): Promise<{ model: CausalLM; trainables: Map<string, tf.Variable> }> {
   await initBackend(spec.backend, { singleThreaded: true });
   const model = 'dir' in spec.model
-    ? await loadModel(spec.model.dir, { trainable: spec.trainable })
+    ? await loadModel(spec.model.dir, { trainable: spec.trainable, storage: spec.model.storage, shared: spec.model.shared })
     : createRandomModel(spec.model.config, spec.model.seed, { trainable: spec.trainable });
   const adapters = spec.adapters ? injectAdapters(model, spec.adapters.plan, spec.adapters.options) : null;
   return { model, trainables: adapters ? adapters.variables : model.weights };
@@ -67,7 +67,7 @@ async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): P
         send({ type: 'score', id: m.id, nll, tensors: tf.memory().numTensors });
         return;
       }
-      const { loss, grads: g } = await microBatchGradients(model, vars, m.shard.micro, { weight: m.shard.weight, seedParts: m.seedParts });
+      const { loss, grads: g } = await microBatchGradients(model, vars, m.shard.micro, { weight: m.shard.weight, seedParts: m.seedParts, checkpointLayers: init.spec.checkpointLayers });
       let offset = 0;
       for (const [name, size] of init.layout) {
         const t = g[trainables.get(name)!.name];

@@ -21,6 +21,7 @@ import type { InjectOptions } from '../adapters/inject.ts';
 import { limitBlasThreads } from '../backend/index.ts';
 import { addInto, HOST_BACKENDS, tensorFrom, valuesOf } from '../backend/placement.ts';
 import { fieldError, HiloError } from '../errors.ts';
+import type { RawTensorData, WeightStorage } from '../model/causal-lm.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import type { Batch } from '../data/batch.ts';
 import type { ForwardContext } from '../model/types.ts';
@@ -32,8 +33,14 @@ import { microBatchGradients } from './step.ts';
 export interface ReplicaSpec {
   /** The tfjs backend (one of HOST_BACKENDS). */
   backend: string;
-  /** An HF folder, or a random initialisation (pretraining, benchmarks). */
-  model: { dir: string } | { config: ModelConfig; seed: number };
+  /**
+   * An HF folder (with how the main thread holds its weights, and those it holds in shared
+   * memory, which the worker takes as they are instead of a copy), or a random initialisation
+   * (pretraining, benchmarks).
+   */
+  model: { dir: string; storage?: WeightStorage; shared?: Map<string, RawTensorData> } | { config: ModelConfig; seed: number };
+  /** Recompute each decoder layer in the backward (train.gradient_checkpointing). */
+  checkpointLayers?: boolean;
   /** Every base weight is trainable (adapter.method none). */
   trainable: boolean;
   /** Adapters injected with this plan and these options; null for none. */
@@ -194,6 +201,7 @@ export class Replicas {
     private readonly workers: ReplicaWorker[],
     private readonly trainables: Map<string, tf.Variable>,
     paramsBuffer: SharedArrayBuffer,
+    private readonly checkpointLayers = false,
   ) {
     this.params = new Float32Array(paramsBuffer);
     this.layout = layoutOf(trainables);
@@ -211,7 +219,7 @@ export class Replicas {
     limitBlasThreads(1); // this thread is replica 0; the workers bind the BLAS after this, at 1 too
     const workers = Array.from({ length: count - 1 }, (_, i) =>
       new ReplicaWorker(i + 1, { replica: i + 1, spec, layout, params, grads: sharedFloats(layout) }));
-    const replicas = new Replicas(workers, trainables, params);
+    const replicas = new Replicas(workers, trainables, params, spec.checkpointLayers);
     try {
       await Promise.all(workers.map((w) => w.started()));
     } catch (e) {
@@ -259,7 +267,7 @@ export class Replicas {
     // Rejections are handled below; until then an early one must not surface as unhandled.
     for (const r of remote) r.catch(() => {});
     const vars = [...this.trainables.values()];
-    const local = await microBatchGradients(model, vars, shards[0].micro, { weight: shards[0].weight, seedParts: seedParts(0) });
+    const local = await microBatchGradients(model, vars, shards[0].micro, { weight: shards[0].weight, seedParts: seedParts(0), checkpointLayers: this.checkpointLayers });
     let answers: Array<Extract<Answer, { type: 'grad' }>>;
     try {
       answers = await Promise.all(remote);

@@ -108,8 +108,10 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   let model: CausalLM;
   let source: ReplicaSpec['model'];
   if (hasWeights(dir)) {
-    model = await loadModel(dir, { trainable: full });
-    source = { dir };
+    const loaded = await loadModel(dir, { trainable: full, dtype: recipe.model.dtype });
+    model = loaded;
+    // replicas take the weights this thread holds in shared memory as they are: one copy in all
+    source = { dir, storage: loaded.storage, shared: loaded.sharedTensors() };
   } else if (full) {
     log(`${dir} has no weights: pretraining from a random initialisation (seed ${recipe.seed})`);
     model = createRandomModel(config, recipe.seed, { trainable: true });
@@ -173,7 +175,7 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
     recipe, runDir, backend: backend.name, model, tokenizer, plan, adapters, trainables, params, data,
     train: enc.train, trainItems, evalSeqs: enc.eval, testSeqs: enc.test, evalItems: enc.evalItems, testItems: enc.testItems,
     padId: padIdOf(tokenizer), sink, dataParallel,
-    replicaSpec: { backend: backend.name, model: source, trainable: full, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null },
+    replicaSpec: { backend: backend.name, model: source, trainable: full, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null, checkpointLayers: recipe.train.gradient_checkpointing },
     replicas: null,
     dispose() {
       void run.replicas?.close(); // terminating threads needs no waiting: nothing of theirs is kept

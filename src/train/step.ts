@@ -27,6 +27,8 @@ export interface GradientOptions {
   weight?: number;
   /** Dropout call i draws its seed from mixSeed(...seedParts, i): the same parts, the same masks. */
   seedParts: readonly number[];
+  /** Recompute each decoder layer in the backward (train.gradient_checkpointing). */
+  checkpointLayers?: boolean;
 }
 
 /**
@@ -40,6 +42,7 @@ export async function microBatchGradients(
   const ctx: ForwardContext = {
     training: true, auxLosses: [],
     dropoutSeed: { next: () => mixSeed(...opts.seedParts, dropoutCalls++) },
+    checkpointLayers: opts.checkpointLayers,
   };
   const weight = opts.weight ?? 1;
   const { value, grads } = tf.variableGrads(() => {

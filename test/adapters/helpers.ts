@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { FrozenLinear, ForwardContext } from '../../src/model/types.ts';
 
-export function frozenLinear(name: string, din: number, dout: number, seed: number): FrozenLinear {
+export function frozenLinear(name: string, din: number, dout: number, seed: number): FrozenLinear & { kernel: tf.Variable } {
   const kernel = tf.tidy(() => tf.variable(tf.randomNormal([din, dout], 0, 0.3, 'float32', seed), false));
   return {
     name,
@@ -12,6 +12,8 @@ export function frozenLinear(name: string, din: number, dout: number, seed: numb
     inFeatures: din,
     outFeatures: dout,
     forward: (x) => tf.matMul(x, kernel),
+    stored: null,
+    kernelValues: () => kernel.dataSync() as Float32Array,
   };
 }
 

@@ -73,16 +73,16 @@ describe('stories260K forward', () => {
   it('exposes 35 frozen modules with [in, out] kernels and HF tensors in HF layout', () => {
     expect(model.modules.size).toBe(35);
     const q = model.baseModules.get('model.layers.0.self_attn.q_proj')!;
-    expect(q.kernel.shape).toEqual([64, 64]);
-    expect(q.kernel.trainable).toBe(false);
-    expect(model.baseModules.get('model.layers.4.mlp.down_proj')!.kernel.shape).toEqual([172, 64]);
-    expect(model.baseModules.get('model.layers.0.self_attn.k_proj')!.kernel.shape).toEqual([64, 32]);
+    expect(q.kernel!.shape).toEqual([64, 64]);
+    expect(q.kernel!.trainable).toBe(false);
+    expect(model.baseModules.get('model.layers.4.mlp.down_proj')!.kernel!.shape).toEqual([172, 64]);
+    expect(model.baseModules.get('model.layers.0.self_attn.k_proj')!.kernel!.shape).toEqual([64, 32]);
     expect(model.numParameters()).toBe(260032);
     const before = tf.memory().numTensors;
     const hf = model.hfTensors();
     expect(hf.size).toBe(47);
     expect(hf.get('model.layers.4.mlp.down_proj.weight')!.shape).toEqual([64, 172]);
-    const same = tf.tidy(() => tf.max(tf.abs(tf.sub(hf.get('model.layers.0.self_attn.q_proj.weight')!, tf.transpose(q.kernel)))).dataSync()[0]);
+    const same = tf.tidy(() => tf.max(tf.abs(tf.sub(hf.get('model.layers.0.self_attn.q_proj.weight')!, tf.transpose(q.kernel!)))).dataSync()[0]);
     expect(same).toBe(0);
     for (const t of hf.values()) t.dispose();
     expect(tf.memory().numTensors).toBe(before);

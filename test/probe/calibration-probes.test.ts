@@ -44,7 +44,7 @@ describe('data-driven probes on stories260K match the PyTorch float64 reference'
       expect(Object.keys(mods)).toHaveLength(7);
       for (const [p, v] of Object.entries(mods)) expect(rel(v, ref.grad_sensitivity.modules[l][p]), `${l} ${p}`).toBeLessThan(1e-3);
     });
-    for (const m of model.baseModules.values()) expect(m.kernel.trainable).toBe(false);
+    for (const m of model.baseModules.values()) expect(m.kernel!.trainable).toBe(false);
   });
 
   it('activation-rank: effective rank of q_proj inputs per layer to 1e-3 relative; modules restored; no leak', () => {

@@ -1,0 +1,125 @@
+/**
+ * Causal-LM cross-entropy without a one-hot over the vocabulary: logsumexp(row) minus the
+ * label's logit, gathered from the flattened logits. Labels of IGNORE_INDEX contribute nothing.
+ * chunkedTokenNll adds the LM head to it, a chunk of rows at a time, for vocabularies whose
+ * [tokens, vocab] logits (and their gradient) are too large to hold at once.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { hasSimdKernel, SOFTMAX_XENT, SOFTMAX_XENT_GRAD } from '../backend/wasm-simd.ts';
+import { recomputeGrads } from './recompute.ts';
+
+export const IGNORE_INDEX = -100;
+
+/**
+ * Per-token negative log-likelihood [N] for logits [N, V] and targets (already shifted) with
+ * IGNORE_INDEX for positions that do not count (their value is 0). The gradient is the fused
+ * softmax-minus-one-hot, so no Gather gradient (a scatter wasm lacks) is ever needed.
+ */
+export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
+  if (logits.dtype === 'float32' && hasSimdKernel(tf, SOFTMAX_XENT)) return fusedTokenNll(logits, targets);
+  const [n, v] = logits.shape;
+  const flatIdx = new Int32Array(n);
+  const weight = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const ok = targets[i] !== IGNORE_INDEX;
+    flatIdx[i] = i * v + (ok ? targets[i] : 0); // row i's label in the flattened [N·V] logits
+    weight[i] = ok ? 1 : 0;
+  }
+  const nll = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const l = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
+    const w = tf.tensor1d(weight);
+    // One softmax serves both passes (the backward needs the probabilities, not a second exp
+    // over [N, V]); logsumexp comes from it exactly: the row's largest logit m has probability
+    // exp(0)/Σ = 1/Σ, so lse = m + log Σ = m - log(max p), and max p >= 1/V never underflows.
+    const probs = tf.softmax(l); // [N, V]
+    const lse = tf.sub(tf.max(l, 1), tf.log(tf.max(probs, 1))); // [N]
+    const picked = tf.gather(l.reshape([n * v]), tf.tensor1d(flatIdx, 'int32')); // [N]: each row's label logit
+    save([probs, w]);
+    return {
+      value: lse.sub(picked).mul(w),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [probs, wS] = saved;
+        const g = dy.mul(wS); // [N]: each row's weight in the loss
+        // minus g at each row's label, scattered: tfjs-wasm's OneHot is slow (and wrong for
+        // float32 output), and a broadcast Equal over [N, V] took half a LoRA step there
+        const atLabel = tf.scatterND(tf.tensor2d(flatIdx, [n, 1], 'int32'), g, [n * v]).reshape([n, v]); // [N, V]
+        return probs.mul(g.reshape([n, 1])).sub(atLabel);
+      },
+    };
+  });
+  return tf.tidy(() => nll(logits) as tf.Tensor1D);
+}
+
+/**
+ * tokenNll as one kernel each way (wasm: src/backend/wasm-simd.ts): the forward reads the logits
+ * twice (row max, then Σ exp) and writes [N] (and, for a backward, the exps); the backward writes
+ * dy·(softmax − onehot) in one pass. The tensor form's softmax, maxima, scatter, multiply and
+ * subtract each streamed [N, V].
+ */
+function fusedTokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
+  const counted = Int32Array.from(targets, (t) => (t === IGNORE_INDEX ? -1 : t));
+  const nll = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const l = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
+    const y = tf.tensor1d(counted, 'int32');
+    // Under a gradient tape the forward keeps its exps [N, V] for the backward, which then
+    // takes no exp of its own: ~2 of ~3 ns an element (the tiny Llama's [512, 4096] a replica).
+    const keep = tf.engine().state.gradientDepth > 0;
+    const [value, lse, e, inv] = tf.engine().runKernel(SOFTMAX_XENT, { logits: l, targets: y }, { keep: keep ? 1 : 0 }) as tf.Tensor[];
+    save(keep ? [e, inv, y] : [l, lse, y]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const grads: tf.NamedTensorMap = keep ? { dy, e: saved[0], inv: saved[1], targets: saved[2] } : { dy, logits: saved[0], lse: saved[1], targets: saved[2] };
+        return tf.engine().runKernel(SOFTMAX_XENT_GRAD, grads) as tf.Tensor;
+      },
+    };
+  });
+  return tf.tidy(() => nll(logits) as tf.Tensor1D);
+}
+
+
+/** Bytes of float32 logits one chunk of chunkedTokenNll makes (with the kernel's saved exps, twice that). */
+export const CHUNK_LOGIT_BYTES = 64 * 2 ** 20;
+
+/** Rows per chunk for a vocabulary of `vocab`: all `rows` when their logits fit in CHUNK_LOGIT_BYTES. */
+export function chunkRows(vocab: number, rows: number, bytes = CHUNK_LOGIT_BYTES): number {
+  return Math.max(1, Math.min(rows, Math.floor(bytes / (4 * Math.max(1, vocab)))));
+}
+
+/**
+ * tokenNll(head(h), targets) [N] for hidden rows h [N, H] and a frozen `head` (rows -> logits
+ * [rows, V]), a chunk of rows at a time: forward, each chunk's logits are made, reduced to its
+ * NLL and dropped; backward, each chunk's are made again and give dh for that chunk. At most
+ * one chunk's logits (and their gradient) exist at once, for one more head product per chunk.
+ * One chunk (a small vocabulary) is exactly tokenNll(head(h), targets).
+ */
+export function chunkedTokenNll(h: tf.Tensor2D, head: (rows: tf.Tensor2D) => tf.Tensor2D, targets: Int32Array, vocab: number, bytes = CHUNK_LOGIT_BYTES): tf.Tensor1D {
+  const [N, H] = h.shape;
+  const rows = chunkRows(vocab, N, bytes);
+  if (rows >= N) return tokenNll(head(h), targets);
+  const chunks: Array<[number, number]> = [];
+  for (let r0 = 0; r0 < N; r0 += rows) chunks.push([r0, Math.min(N, r0 + rows)]);
+  const slice = (x: tf.Tensor, [r0, r1]: [number, number]) => (x.rank === 2 ? x.slice([r0, 0], [r1 - r0, H]) : x.slice([r0], [r1 - r0]));
+  const op = tf.customGrad((...args) => {
+    const hs = args[0] as tf.Tensor2D;
+    (args[1] as tf.GradSaveFunc)([hs]);
+    const parts = chunks.map((c) => tf.tidy(() => tokenNll(head(slice(hs, c) as tf.Tensor2D), targets.subarray(c[0], c[1]))));
+    const value = tf.concat(parts) as tf.Tensor1D;
+    tf.dispose(parts);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dh = chunks.map((c) => tf.tidy(() => {
+          const hc = slice(saved[0], c);
+          return recomputeGrads(() => tokenNll(head(hc as tf.Tensor2D), targets.subarray(c[0], c[1])), [hc], slice(dy, c))[0];
+        }));
+        const all = tf.concat(dh);
+        tf.dispose(dh);
+        return all;
+      },
+    };
+  });
+  return tf.tidy(() => op(h) as tf.Tensor1D);
+}
