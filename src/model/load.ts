@@ -5,6 +5,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { HiloError } from '../errors.ts';
 import type { BaseCausalLM, HfTensorData } from './causal-lm.ts';
 import { checkModelFolder } from './check.ts';
@@ -89,5 +91,6 @@ export function buildModel(config: ModelConfig, tensors: Map<string, HfTensorDat
 /** Load the HF model directory `dir` (frozen unless `trainable`). The caller disposes it. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<BaseCausalLM> {
   const config = readModelConfig(dir);
+  checkModelLoad(config, dir, tf.getBackend());
   return buildModel(config, readCheckpoint(dir), { ...opts, source: dir });
 }
