@@ -22,6 +22,9 @@
  */
 import type { ModelConfig } from '../model/types.ts';
 
+/** As src/model/llama.ts builds them (not imported: this file stays free of tfjs). */
+const INITIAL_ROPE_POSITIONS = 2048;
+
 /** tfjs-backend-wasm's WebAssembly.Memory maximum: 65536 pages of 64 KiB (wasm32). */
 export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
 
@@ -208,8 +211,11 @@ export function estimateMemory(m: MemoryInput): MemoryEstimate {
     if (m.storage.place === 'heap') add('frozen weights', frozenBytes, P, true, `${frozenDetail}, in every replica's heap: ${xP(frozenBytes)}`);
     else add('frozen weights', frozenBytes, 1, false, `${frozenDetail}, once outside the heaps, shared by the replicas`);
   }
-  const rope = c.arch === 'llama' ? 2 * c.maxPositions * c.headDim * 4 : 0;
-  add('RoPE tables', rope, P, true, `cos and sin [${c.maxPositions}, ${c.headDim}] float32 (max_position_embeddings)`);
+  // built for min(max_position_embeddings, 2048) rows, doubled when a longer sequence comes
+  let ropeRows = Math.min(c.maxPositions, INITIAL_ROPE_POSITIONS);
+  while (ropeRows < m.seqLen) ropeRows *= 2;
+  const rope = c.arch === 'llama' ? 2 * ropeRows * c.headDim * 4 : 0;
+  add('RoPE tables', rope, P, true, `cos and sin [${ropeRows}, ${c.headDim}] float32`);
 
   // trainables: values + gradient in every replica, AdamW moments on the main thread
   const t = m.adapters.trainable;

@@ -13,7 +13,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { guardWasmHeap } from '../../src/backend/wasm-heap.ts';
 import { HiloError } from '../../src/errors.ts';
 import { REAL_SHAPES } from '../../src/model/real-shapes.ts';
-import { writeSafetensors } from '../../src/model/safetensors.ts';
+import { normaliseConfig } from '../../src/model/config.ts';
+import { llamaWeightSpecs } from '../../src/model/llama.ts';
+import { layoutSafetensors } from '../../src/model/safetensors.ts';
 import { TOKENIZER_FILES } from '../../src/model/save.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';
 import { prepareRun } from '../../src/train/run.ts';
@@ -23,12 +25,17 @@ const BASE = path.join(ROOT, 'models/hilo-base');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-memory-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** A Llama-3.2-1B-shaped folder whose weights file holds one small tensor: enough to be checked, never loaded. */
+/** A Llama-3.2-1B-shaped folder (2.5 GB of bf16 on paper, sparse on disk): checked, never loaded. */
 function bigModelFolder(): string {
   const dir = path.join(tmp, 'llama-3.2-1b');
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...REAL_SHAPES['llama-3.2-1b'], bos_token_id: 1, eos_token_id: 2 }));
-  writeSafetensors(path.join(dir, 'model.safetensors'), { 'model.norm.weight': { shape: [2048], data: new Float32Array(2048), dtype: 'BF16' } });
+  // the real header over a sparse data section: every check reads headers only, nothing reads data
+  const specs = llamaWeightSpecs(normaliseConfig(REAL_SHAPES['llama-3.2-1b']));
+  const { header, size } = layoutSafetensors(specs.map((s) => ({ name: s.name, shape: s.shape, dtype: 'BF16' as const })));
+  const file = path.join(dir, 'model.safetensors');
+  fs.writeFileSync(file, header);
+  fs.truncateSync(file, size);
   for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(BASE, f))) fs.copyFileSync(path.join(BASE, f), path.join(dir, f));
   return dir;
 }
