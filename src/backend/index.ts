@@ -71,6 +71,8 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
     why = `; the threaded build failed (${(e as Error).message}), so one`;
     threads = await initThreadedWasm(tf, 1, setWasm);
   }
+  const { guardWasmHeap } = await import('./wasm-heap.ts');
+  guardWasmHeap(tf);
   const { useFastWasmMatMul } = await import('./wasm-matmul.ts');
   const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
   const { useWasmExperts } = await import('./wasm-experts.ts');

@@ -46,11 +46,28 @@ export const command: CommandModule = {
     const file = path.join(recipe.output_dir, 'plan.json');
     writePlanFile(file, plan);
     const summary = summarizePlan(plan, config);
+    // the run's memory on the backend it would get: auto is wasm on a CPU machine, the default
+    const { estimateMemory } = await import('../allocate/memory.ts');
+    const { memoryInputForRecipe, memoryReport } = await import('../allocate/memory-for-recipe.ts');
+    const { resolveDataParallel } = await import('../train/replicas.ts');
+    const engine = backend === 'auto' ? 'wasm' : backend;
+    const full = recipe.adapter.method === 'none';
+    // the frozen weights leave the heap where wasm will have its BLAS frozen-linear kernel
+    const { heapWeightsCap, storageFor } = await import('../model/load.ts');
+    const { loadBlas } = await import('../backend/blas.ts');
+    const kernel = engine === 'wasm' && loadBlas().blas !== null;
+    const storage = storageFor(config, { trainable: full, dtype: recipe.model.dtype, cap: heapWeightsCap(process.env, kernel) });
+    const input = memoryInputForRecipe(recipe, config, full ? null : plan, {
+      backend: engine, mode: 'train', fullTraining: full, storage,
+      replicas: resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, engine),
+    });
+    const memory = estimateMemory(input);
     if (argv.json) {
-      process.stdout.write(`${JSON.stringify({ plan, summary })}\n`);
+      process.stdout.write(`${JSON.stringify({ plan, summary, memory })}\n`);
       return;
     }
     process.stdout.write(`${recipe.adapter.method} plan for ${recipe.model.path}\n${planTable(summary)}\nwrote ${file}\n`);
+    process.stdout.write(`${memoryReport(memory, input, recipe, backend === 'auto' ? 'wasm (auto on a CPU machine)' : backend)}\n`);
   },
 };
 

@@ -48,3 +48,15 @@ export function floatToBf16(x: number): number {
   if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff; // keep NaN a NaN
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
+
+/** float32 array -> bfloat16 bits, element-wise as floatToBf16 but without a per-value allocation. */
+export function floatsToBf16(src: Float32Array): Uint16Array {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < u.length; i++) {
+    const x = u[i];
+    // x + 0x8000 stays below 2^32 for every non-NaN pattern, so >>> never sees a wrapped sum
+    out[i] = (x & 0x7fffffff) > 0x7f800000 ? ((x >>> 16) | 0x40) & 0xffff : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+  return out;
+}

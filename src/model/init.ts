@@ -28,12 +28,16 @@ export function seededNormal(seed: number): () => number {
   };
 }
 
-/** HF-initialised weights for `config`, in HF names and layouts. */
-export function randomWeights(config: ModelConfig, seed: number): Map<string, HfTensorData & { data: Float32Array }> {
+/**
+ * HF-initialised tensors of `config` one at a time, in the architecture's spec order (the
+ * order the seeded stream is drawn in), so a caller can write each to disk and drop it: a 7B
+ * checkpoint never has to sit in memory whole.
+ */
+export function* randomWeightStream(config: ModelConfig, seed: number): Generator<{ name: string; shape: number[]; data: Float32Array }> {
   const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
   const normal = seededNormal(seed);
   const std = config.initializerRange ?? 0.02;
-  const out = new Map<string, HfTensorData & { data: Float32Array }>();
+  const pad = config.padTokenId;
   for (const s of specs) {
     const data = new Float32Array(s.shape.reduce((a, b) => a * b, 1));
     if (s.init === 'ones') data.fill(1);
@@ -41,12 +45,17 @@ export function randomWeights(config: ModelConfig, seed: number): Map<string, Hf
       const sd = std * (s.stdScale ?? 1);
       for (let i = 0; i < data.length; i++) data[i] = normal() * sd;
     }
-    out.set(s.name, { shape: s.shape, data });
+    if (s.name === 'model.embed_tokens.weight' && config.arch === 'llama' && pad !== null && pad >= 0 && pad < config.vocabSize) {
+      data.fill(0, pad * config.hiddenSize, (pad + 1) * config.hiddenSize);
+    }
+    yield { name: s.name, shape: s.shape, data };
   }
-  const pad = config.padTokenId;
-  if (config.arch === 'llama' && pad !== null && pad >= 0 && pad < config.vocabSize) {
-    out.get('model.embed_tokens.weight')!.data.fill(0, pad * config.hiddenSize, (pad + 1) * config.hiddenSize);
-  }
+}
+
+/** HF-initialised weights for `config`, in HF names and layouts. */
+export function randomWeights(config: ModelConfig, seed: number): Map<string, HfTensorData & { data: Float32Array }> {
+  const out = new Map<string, HfTensorData & { data: Float32Array }>();
+  for (const { name, shape, data } of randomWeightStream(config, seed)) out.set(name, { shape, data });
   return out;
 }
 

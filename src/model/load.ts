@@ -8,6 +8,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { HiloError } from '../errors.ts';
 import { checkModelFolder } from './check.ts';
 import { frozenLinearImpl } from '../ops/frozen-linear.ts';
@@ -36,17 +38,18 @@ export const HEAP_WEIGHTS_MIB = 128;
 /**
  * Bytes of float32 weight matrices a frozen model may keep as engine tensors; larger ones are held
  * outside (src/ops/stored.ts). HILO_HEAP_WEIGHTS (MiB) sets it; by default HEAP_WEIGHTS_MIB where
- * the active backend registered a frozen linear (wasm with a native BLAS), else unbounded: a GPU
+ * the active backend registered a frozen linear (wasm with a native BLAS; `registered` says so
+ * before a backend starts), else unbounded: a GPU
  * backend wants its weights on the device, and the reference op would decode them every product.
  */
-export function heapWeightsCap(env: NodeJS.ProcessEnv = process.env): number {
+export function heapWeightsCap(env: NodeJS.ProcessEnv = process.env, registered = frozenLinearImpl() !== null): number {
   const raw = env.HILO_HEAP_WEIGHTS?.trim();
   if (raw) {
     const mib = Number(raw);
     if (!Number.isFinite(mib) || mib < 0) throw new HiloError(`HILO_HEAP_WEIGHTS=${raw}: expected MiB as a number >= 0 (0 = every weight matrix outside the tensor engine)`);
     return mib * 2 ** 20;
   }
-  return frozenLinearImpl() ? HEAP_WEIGHTS_MIB * 2 ** 20 : Infinity;
+  return registered ? HEAP_WEIGHTS_MIB * 2 ** 20 : Infinity;
 }
 
 /** Float32 bytes of a model's weight matrices (projections, embedding, head): what the cap weighs. */
@@ -55,10 +58,10 @@ export function matrixBytes(config: ModelConfig): number {
   return specs.filter(isMatrix).reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
 }
 
-/** Where a model's frozen weights go for `opts` (a trainable model's are always engine variables). */
-export function storageFor(config: ModelConfig, opts: LoadOptions = {}): WeightStorage {
+/** Where a model's frozen weights go for `opts` (a trainable model's are always engine variables); `cap` defaults to heapWeightsCap(). */
+export function storageFor(config: ModelConfig, opts: LoadOptions & { cap?: number } = {}): WeightStorage {
   if (opts.storage) return opts.storage;
-  return { dtype: opts.dtype ?? 'auto', outside: !opts.trainable && matrixBytes(config) > heapWeightsCap() };
+  return { dtype: opts.dtype ?? 'auto', outside: !opts.trainable && matrixBytes(config) > (opts.cap ?? heapWeightsCap()) };
 }
 
 /** config.json of `dir`, normalised and checked against the folder's weights; errors name the file. */
@@ -146,6 +149,7 @@ export function buildModel(config: ModelConfig, tensors: Map<string, AnyTensorDa
 /** Load the HF model directory `dir` (frozen unless `trainable`). The caller disposes it. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<BaseCausalLM> {
   const config = readModelConfig(dir);
+  checkModelLoad(config, dir, tf.getBackend(), storageFor(config, opts));
   const shared = opts.shared ?? new Map<string, RawTensorData>();
   const tensors = readCheckpointBytes(dir, new Set(shared.keys()));
   for (const [name, t] of shared) tensors.set(name, t);

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
-import { floatToBf16, floatToHalf, halfToFloat } from './float16.ts';
+import { floatsToBf16, floatToBf16, floatToHalf, halfToFloat } from './float16.ts';
 import type { StoredDtype } from '../ops/stored.ts';
 
 export { floatToBf16, floatToHalf, halfToFloat };
@@ -266,6 +266,10 @@ function encode(name: string, t: StTensorInput): { dtype: StWriteDtype; bytes: U
   if (t.data.length !== n) throw new HiloError(`tensor "${name}": shape [${t.shape.join(', ')}] needs ${n} values, got ${t.data.length}`);
   const dtype: StWriteDtype = t.dtype ?? (t.data instanceof Int32Array ? 'I32' : 'F32');
   if ((dtype === 'I32') !== t.data instanceof Int32Array) throw new HiloError(`tensor "${name}": cannot write ${t.data.constructor.name} as ${dtype}`);
+  if (dtype === 'BF16' && LITTLE_ENDIAN) {
+    const bits = floatsToBf16(t.data as Float32Array);
+    return { dtype, bytes: new Uint8Array(bits.buffer, 0, bits.byteLength) };
+  }
   const bytes = new Uint8Array(n * (dtype === 'F16' || dtype === 'BF16' ? 2 : 4));
   const view = new DataView(bytes.buffer);
   const d = t.data;
@@ -276,36 +280,106 @@ function encode(name: string, t: StTensorInput): { dtype: StWriteDtype; bytes: U
   return { dtype, bytes };
 }
 
+/** A tensor's name, shape and stored dtype: all a header needs before any data exists. */
+export interface StLayoutEntry {
+  name: string;
+  shape: number[];
+  dtype: StWriteDtype;
+}
+
+/**
+ * The header bytes (JSON space-padded to 8, after the 8-byte length) for tensors laid out in
+ * name order, and where each tensor's data begins in the file.
+ */
+export function layoutSafetensors(entries: StLayoutEntry[], metadata: Record<string, string> = {}): { header: Uint8Array; starts: Map<string, number>; size: number } {
+  const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const json: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
+  const relative = new Map<string, number>();
+  let offset = 0;
+  for (const e of sorted) {
+    if (relative.has(e.name)) throw new HiloError(`tensor "${e.name}" is listed twice`);
+    const bytes = numel(e.shape) * ITEM_BYTES[e.dtype];
+    json[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + bytes] };
+    relative.set(e.name, offset);
+    offset += bytes;
+  }
+  let text = JSON.stringify(json);
+  text += ' '.repeat((8 - (Buffer.byteLength(text, 'utf8') % 8)) % 8);
+  const headerJson = Buffer.from(text, 'utf8');
+  const header = new Uint8Array(8 + headerJson.length);
+  new DataView(header.buffer).setBigUint64(0, BigInt(headerJson.length), true);
+  header.set(headerJson, 8);
+  const starts = new Map([...relative].map(([n, o]) => [n, header.length + o] as const));
+  return { header, starts, size: header.length + offset };
+}
+
 /** The bytes of a safetensors file: keys sorted, data laid out in that order, header space-padded to 8. */
 export function encodeSafetensors(
   tensors: Map<string, StTensorInput> | Record<string, StTensorInput>,
   metadata: Record<string, string> = {},
 ): Uint8Array {
   const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
-  const names = [...map.keys()].sort();
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
-  const chunks: Uint8Array[] = [];
-  let offset = 0;
-  for (const name of names) {
-    const t = map.get(name)!;
-    const { dtype, bytes } = encode(name, t);
-    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    chunks.push(bytes);
-    offset += bytes.length;
-  }
-  let json = JSON.stringify(header);
-  let headerBytes = Buffer.from(json, 'utf8');
-  json += ' '.repeat((8 - (headerBytes.length % 8)) % 8);
-  headerBytes = Buffer.from(json, 'utf8');
-  const out = new Uint8Array(8 + headerBytes.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  let pos = 8 + headerBytes.length;
-  for (const c of chunks) {
-    out.set(c, pos);
-    pos += c.length;
-  }
+  const encoded = new Map([...map].map(([name, t]) => [name, encode(name, t)] as const));
+  const { header, starts, size } = layoutSafetensors([...map].map(([name, t]) => ({ name, shape: t.shape, dtype: encoded.get(name)!.dtype })), metadata);
+  const out = new Uint8Array(size);
+  out.set(header, 0);
+  for (const [name, { bytes }] of encoded) out.set(bytes, starts.get(name)!);
   return out;
+}
+
+/**
+ * A safetensors file written one tensor at a time, in any order: the header is fixed up front
+ * from the layout, each `write` puts one tensor's bytes at its offset, so memory holds one
+ * tensor at a time however large the file. The file appears under its name only at `close`,
+ * once every tensor has been written.
+ */
+export class SafetensorsFileWriter {
+  private readonly tmp: string;
+  private readonly fd: number;
+  private readonly starts: Map<string, number>;
+  private readonly layout: Map<string, StLayoutEntry>;
+  private readonly written = new Set<string>();
+
+  constructor(readonly file: string, entries: StLayoutEntry[], metadata: Record<string, string> = {}) {
+    const { header, starts } = layoutSafetensors(entries, metadata);
+    this.starts = starts;
+    this.layout = new Map(entries.map((e) => [e.name, e]));
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
+    this.fd = fs.openSync(this.tmp, 'w');
+    fs.writeSync(this.fd, header, 0, header.length, 0);
+  }
+
+  write(name: string, t: StTensorInput): void {
+    const want = this.layout.get(name);
+    if (!want) throw fail(this.file, `tensor "${name}" is not in the layout`);
+    if (this.written.has(name)) throw fail(this.file, `tensor "${name}" written twice`);
+    if (want.shape.join(',') !== t.shape.join(',')) throw fail(this.file, `tensor "${name}": shape [${t.shape.join(', ')}], layout says [${want.shape.join(', ')}]`);
+    const { bytes } = encode(name, { ...t, dtype: want.dtype });
+    let done = 0;
+    while (done < bytes.length) done += fs.writeSync(this.fd, bytes, done, bytes.length - done, this.starts.get(name)! + done);
+    this.written.add(name);
+  }
+
+  close(): void {
+    const missing = [...this.layout.keys()].filter((n) => !this.written.has(n));
+    if (missing.length > 0) {
+      this.abort();
+      throw fail(this.file, `closed with ${missing.length} tensor(s) never written, e.g. "${missing[0]}"`);
+    }
+    fs.closeSync(this.fd);
+    fs.renameSync(this.tmp, this.file);
+  }
+
+  /** Drop the half-written temp file (after an error). */
+  abort(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    fs.rmSync(this.tmp, { force: true });
+  }
 }
 
 /** Write `file` atomically (temp file in the same folder, then rename). */

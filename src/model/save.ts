@@ -7,8 +7,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { toHfConfig } from './config.ts';
-import { type StTensorInput, type StWriteDtype, writeFileAtomic, writeSafetensors } from './safetensors.ts';
+import { normaliseConfig, toHfConfig } from './config.ts';
+import { randomWeightStream } from './init.ts';
+import { SafetensorsFileWriter, type StLayoutEntry, type StTensorInput, type StWriteDtype, writeFileAtomic, writeSafetensors } from './safetensors.ts';
+import { gpt2WeightSpecs } from './gpt2.ts';
+import { llamaWeightSpecs } from './llama.ts';
 import type { CausalLM, ModelConfig } from './types.ts';
 
 /** Files that travel with a model for its tokenizer and generation defaults. */
@@ -53,10 +56,73 @@ export async function saveModel(source: CausalLM | Map<string, tf.Tensor>, dir: 
   fs.rmSync(path.join(dir, 'model.safetensors.index.json'), { force: true });
   const hfConfig = { ...toHfConfig(config), torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[opts.dtype ?? 'F32'] };
   writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(hfConfig, null, 2)}\n`);
-  if (opts.tokenizerFrom && path.resolve(opts.tokenizerFrom) !== path.resolve(dir)) {
-    for (const f of TOKENIZER_FILES) {
-      const from = path.join(opts.tokenizerFrom, f);
-      if (fs.existsSync(from)) writeFileAtomic(path.join(dir, f), fs.readFileSync(from));
-    }
+  if (opts.tokenizerFrom) copyTokenizer(opts.tokenizerFrom, dir);
+}
+
+function copyTokenizer(from: string, dir: string): void {
+  if (path.resolve(from) === path.resolve(dir)) return;
+  for (const f of TOKENIZER_FILES) {
+    const file = path.join(from, f);
+    if (fs.existsSync(file)) writeFileAtomic(path.join(dir, f), fs.readFileSync(file));
   }
+}
+
+/** transformers' save_pretrained default max_shard_size ("5GB"). */
+export const HF_MAX_SHARD_BYTES = 5e9;
+
+export interface RandomDirOptions {
+  seed?: number;
+  dtype?: Extract<StWriteDtype, 'F32' | 'F16' | 'BF16'>;
+  tokenizerFrom?: string;
+  /** A new shard starts where the next tensor would take this one past it (HF's rule). */
+  maxShardBytes?: number;
+}
+
+/**
+ * Write a HF model directory with hilo's random init for the config.json object `raw`, one
+ * tensor at a time (memory holds the largest tensor, not the model): model.safetensors, or
+ * model-0000k-of-0000n.safetensors + model.safetensors.index.json past maxShardBytes, as
+ * save_pretrained shards (greedily, in the model's tensor order). config.json is `raw` as given.
+ * Returns the shard files written.
+ */
+export function saveRandomModel(raw: Record<string, unknown>, dir: string, opts: RandomDirOptions = {}): string[] {
+  const config = normaliseConfig(raw);
+  const dtype = opts.dtype ?? 'BF16';
+  const maxShard = opts.maxShardBytes ?? HF_MAX_SHARD_BYTES;
+  const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
+  const itemBytes = dtype === 'F32' ? 4 : 2;
+  const shards: StLayoutEntry[][] = [[]];
+  let shardBytes = 0;
+  for (const s of specs) {
+    const bytes = s.shape.reduce((a, b) => a * b, 1) * itemBytes;
+    if (shardBytes > 0 && shardBytes + bytes > maxShard) {
+      shards.push([]);
+      shardBytes = 0;
+    }
+    shards[shards.length - 1].push({ name: s.name, shape: s.shape, dtype });
+    shardBytes += bytes;
+  }
+  const n = shards.length;
+  const fileOf = (k: number) => (n === 1 ? 'model.safetensors' : `model-${String(k + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
+  fs.mkdirSync(dir, { recursive: true });
+  // a stale single file or index from an earlier write would shadow or contradict this one
+  for (const f of fs.readdirSync(dir)) if (/^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$/.test(f)) fs.rmSync(path.join(dir, f));
+  const writers = shards.map((entries, k) => new SafetensorsFileWriter(path.join(dir, fileOf(k)), entries));
+  const shardOf = new Map(shards.flatMap((entries, k) => entries.map((e) => [e.name, k] as const)));
+  try {
+    for (const t of randomWeightStream(config, opts.seed ?? 0)) writers[shardOf.get(t.name)!].write(t.name, t);
+    for (const w of writers) w.close();
+  } catch (e) {
+    for (const w of writers) w.abort();
+    throw e;
+  }
+  if (n > 1) {
+    const weightMap: Record<string, string> = {};
+    for (const [name, k] of [...shardOf].sort(([a], [b]) => (a < b ? -1 : 1))) weightMap[name] = fileOf(k);
+    const total = specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1) * itemBytes, 0);
+    writeFileAtomic(path.join(dir, 'model.safetensors.index.json'), `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`);
+  }
+  writeFileAtomic(path.join(dir, 'config.json'), `${JSON.stringify(raw, null, 2)}\n`);
+  if (opts.tokenizerFrom) copyTokenizer(opts.tokenizerFrom, dir);
+  return shards.map((_, k) => fileOf(k));
 }

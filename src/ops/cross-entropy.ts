@@ -6,7 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { hasSimdKernel, SOFTMAX_XENT, SOFTMAX_XENT_GRAD } from '../backend/wasm-simd.ts';
+import { CHUNK_LOGIT_BYTES, chunkRows } from './chunk-rows.ts';
 import { recomputeGrads } from './recompute.ts';
+
+export { CHUNK_LOGIT_BYTES, chunkRows } from './chunk-rows.ts';
 
 export const IGNORE_INDEX = -100;
 
@@ -80,13 +83,6 @@ function fusedTokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
 }
 
 
-/** Bytes of float32 logits one chunk of chunkedTokenNll makes (with the kernel's saved exps, twice that). */
-export const CHUNK_LOGIT_BYTES = 64 * 2 ** 20;
-
-/** Rows per chunk for a vocabulary of `vocab`: all `rows` when their logits fit in CHUNK_LOGIT_BYTES. */
-export function chunkRows(vocab: number, rows: number, bytes = CHUNK_LOGIT_BYTES): number {
-  return Math.max(1, Math.min(rows, Math.floor(bytes / (4 * Math.max(1, vocab)))));
-}
 
 /**
  * tokenNll(head(h), targets) [N] for hidden rows h [N, H] and a frozen `head` (rows -> logits

@@ -6,6 +6,16 @@ import { finishRun, type RunResults } from './finish.ts';
 import { latestCheckpoint } from './checkpoint.ts';
 import { train } from './loop.ts';
 import { prepareRun } from './run.ts';
+import { formatMemory, type MemoryEstimate } from '../allocate/memory.ts';
+
+/** The main thread's wasm heap as grown (its peak: it never shrinks) beside the estimate. */
+async function heapAgainstEstimate(e: MemoryEstimate): Promise<string> {
+  const tf = await import('@tensorflow/tfjs');
+  const { wasmHeapBytes } = await import('../backend/wasm-heap.ts');
+  const heap = wasmHeapBytes(tf);
+  const rss = process.memoryUsage().rss;
+  return `RSS now ${formatMemory(rss)}${heap === null ? '' : `, main wasm heap ${formatMemory(heap)} (estimated ${formatMemory(e.heap)})`}; estimated peak ${formatMemory(e.total)}`;
+}
 
 export { train, evaluateRun, totalSteps, type TrainResult } from './loop.ts';
 export { prepareRun, type Run } from './run.ts';
@@ -41,6 +51,7 @@ export async function trainRecipe(
       `${result.stopped} after ${result.steps} steps in ${result.wallSeconds.toFixed(1)} s (${Math.round(result.tokensPerSecond).toLocaleString('en-US')} tokens/s on ${run.backend}${run.dataParallel > 1 ? ` x${run.dataParallel} replicas` : ''})`,
       ...Object.entries(results.test ?? {}).map(([k, v]) => `test ${k}: ${fmt(v)}`),
       `trained weights: ${results.output}`,
+      ...(run.memory ? [`memory: ${await heapAgainstEstimate(run.memory)}`] : []),
       `results: ${path.join(run.runDir, 'results.json')}`,
     ];
     for (const l of lines) report(l);

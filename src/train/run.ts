@@ -12,6 +12,8 @@ import type { AdapterPlan } from '../adapters/plan.ts';
 import { countPlan } from '../adapters/params.ts';
 import { baseParamCount } from '../allocate/base-params.ts';
 import { planForRecipe } from '../allocate/for-recipe.ts';
+import { checkRunMemory, planOfAdapterDir } from '../allocate/memory-for-recipe.ts';
+import { memorySummary, type MemoryEstimate } from '../allocate/memory.ts';
 import { writePlanFile } from '../allocate/plan-file.ts';
 import { initBackend } from '../backend/index.ts';
 import { encodeCandidates, encodeDataset, encodeOptions, loadDataset, padIdOf, summarizeDataset, type DatasetSummary } from '../data/index.ts';
@@ -20,7 +22,7 @@ import { HiloError } from '../errors.ts';
 import { writeFileAtomic } from '../model/safetensors.ts';
 import { createRandomModel } from '../model/init.ts';
 import { checkMaxLength } from '../model/check.ts';
-import { loadModel, readModelConfig } from '../model/load.ts';
+import { loadModel, readModelConfig, storageFor } from '../model/load.ts';
 import { moduleShapes } from '../model/shapes.ts';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
 import type { CausalLM } from '../model/types.ts';
@@ -64,6 +66,8 @@ export interface Run {
   dataParallel: number;
   /** How a data-parallel replica builds this run's model and adapters again. */
   replicaSpec: ReplicaSpec;
+  /** The memory estimate checked before loading (null when the model was initialised at random). */
+  memory: MemoryEstimate | null;
   /** The replicas once train() has started them (they score eval and test too); dispose() stops them. */
   replicas: Replicas | null;
   dispose(): void;
@@ -105,6 +109,17 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   const config = readModelConfig(dir);
   const lengthWarning = checkMaxLength(recipe.data.max_length, config, dir);
   if (lengthWarning) log(lengthWarning);
+  const startFrom = opts.adapterDir ?? recipe.adapter.init_from ?? undefined;
+  // the plan before the model: its size belongs in the memory estimate, and a probe that loads
+  // the model itself is done with it before this run loads its own
+  const planned = startFrom || recipe.adapter.method === 'none' ? null : await planForRecipe(recipe, { backend: recipe.backend });
+  const memory = hasWeights(dir)
+    ? checkRunMemory(recipe, config, planned?.plan ?? (startFrom ? planOfAdapterDir(startFrom) : null), {
+      backend: backend.name, mode: evalOnly ? 'forward' : 'train', replicas: dataParallel, fullTraining: full,
+      storage: storageFor(config, { trainable: full, dtype: recipe.model.dtype }),
+    }, evalOnly ? 'evaluating' : 'training')
+    : null;
+  if (memory) log(`memory: ${memorySummary(memory)}`);
   let model: CausalLM;
   let source: ReplicaSpec['model'];
   if (hasWeights(dir)) {
@@ -130,15 +145,13 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
 
   let adapters: Adapters | null = null;
   let plan: AdapterPlan;
-  const startFrom = opts.adapterDir ?? recipe.adapter.init_from ?? undefined;
   if (startFrom) {
     adapters = loadAdapters(model, startFrom);
     plan = adapters.plan;
     if (!evalOnly) log(`adapter: continuing from ${startFrom} (${plan.method} plan, ${plan.layers.length} layers)`);
-  } else if (recipe.adapter.method === 'none') {
+  } else if (!planned) {
     plan = { ...emptyPlan(), layers: Array.from({ length: config.numLayers }, () => ({})) };
   } else {
-    const planned = await planForRecipe(recipe, { backend: recipe.backend });
     if (planned.probe) log(`probe ${planned.probe.kind}: scores per layer ${planned.probe.layers.map((v) => v.toFixed(3)).join(' ')}`);
     plan = planned.plan;
     adapters = injectAdapters(model, plan, {
@@ -176,6 +189,7 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
     train: enc.train, trainItems, evalSeqs: enc.eval, testSeqs: enc.test, evalItems: enc.evalItems, testItems: enc.testItems,
     padId: padIdOf(tokenizer), sink, dataParallel,
     replicaSpec: { backend: backend.name, model: source, trainable: full, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null, checkpointLayers: recipe.train.gradient_checkpointing },
+    memory,
     replicas: null,
     dispose() {
       void run.replicas?.close(); // terminating threads needs no waiting: nothing of theirs is kept
