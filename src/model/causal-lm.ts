@@ -163,7 +163,11 @@ export abstract class BaseCausalLM implements CausalLM {
     prefix: string, x: tf.Tensor2D, ctx: ForwardContext | undefined, consts: tf.Tensor[],
     body: (x: tf.Tensor2D, ctx: ForwardContext | undefined, consts: tf.Tensor[]) => tf.Tensor2D,
   ): tf.Tensor2D {
-    if (!ctx?.checkpointLayers || !ctx.training) return body(x, ctx, consts);
+    // Without training, nothing needs a layer's intermediates once its output exists: free them
+    // per layer, not at the end of the whole forward (an evaluation pass over a 24-layer model
+    // would otherwise hold every layer's at once). Kept tensors (router losses, KV cache) stay.
+    if (!ctx?.training) return tf.tidy(() => body(x, ctx, consts));
+    if (!ctx.checkpointLayers) return body(x, ctx, consts);
     return checkpointed(x, ctx, this.trainablesUnder(prefix), consts, body);
   }
 

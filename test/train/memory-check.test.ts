@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { frozenStorageFor } from '../../src/allocate/memory-for-recipe.ts';
 import { guardWasmHeap } from '../../src/backend/wasm-heap.ts';
 import { HiloError } from '../../src/errors.ts';
 import { REAL_SHAPES } from '../../src/model/real-shapes.ts';
@@ -52,6 +53,12 @@ function recipeFile(model: string): string {
 }
 
 describe('the memory check before loading', () => {
+  // Weights in the heap as float32 (a cap above the model): where a backend has no frozen-linear
+  // kernel for weights held outside it, a 1B model's weights alone pass a wasm heap's 4 GiB.
+  const cap = process.env.HILO_HEAP_WEIGHTS;
+  beforeAll(() => { process.env.HILO_HEAP_WEIGHTS = String(64 * 1024); });
+  afterAll(() => { if (cap === undefined) delete process.env.HILO_HEAP_WEIGHTS; else process.env.HILO_HEAP_WEIGHTS = cap; });
+
   it('refuses a model whose float32 weights exceed a wasm heap, before any tensor exists', { timeout: 120_000 }, async () => {
     const recipe = loadRecipe(recipeFile(bigModelFolder()), []);
     const { initBackend } = await import('../../src/backend/index.ts');
@@ -80,6 +87,17 @@ describe('the memory check before loading', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/memory estimate \(wasm \(auto on a CPU machine\), 128 tokens x 8 rows, \d replicas?\):\n {2}frozen weights +\d+ MiB/);
     expect(r.stdout).toMatch(/\n {2}wasm heap +\d+ MiB {2}the main replica's heap; limit 4\.00 GiB per heap\nfits\n$/);
+  });
+});
+
+describe('frozenStorageFor: the estimate follows the loader\'s storage', () => {
+  it.each([
+    [{ dtype: 'auto', outside: false }, 'bfloat16', { dtype: 'float32', place: 'heap' }],
+    [{ dtype: 'auto', outside: true }, 'bfloat16', { dtype: 'bfloat16', place: 'host' }],
+    [{ dtype: 'float16', outside: true }, 'bfloat16', { dtype: 'float16', place: 'host' }],
+    [{ dtype: 'bfloat16', outside: false }, 'float32', { dtype: 'float32', place: 'heap' }],
+  ] as const)('%o of a %s checkpoint: %o', (storage, stored, want) => {
+    expect(frozenStorageFor(storage, stored)).toEqual(want);
   });
 });
 
