@@ -1,6 +1,7 @@
 /** The run's metrics file: one JSON object per line, appended synchronously so a crash loses nothing logged. */
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileError } from '../errors.ts';
 import { writeFileAtomic } from '../model/safetensors.ts';
 
 export class MetricsFile {
@@ -13,7 +14,11 @@ export class MetricsFile {
   }
 
   append(record: Record<string, unknown>): void {
-    fs.appendFileSync(this.file, `${JSON.stringify(record)}\n`);
+    try {
+      fs.appendFileSync(this.file, `${JSON.stringify(record)}\n`);
+    } catch (e) {
+      throw fileError(e, this.file) ?? e; // a failed write(2) names no file
+    }
   }
 
   /**

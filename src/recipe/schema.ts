@@ -155,7 +155,8 @@ const train = z.strictObject({
       '(an output_dir that already holds a run is then refused, unless overwrite_output_dir).'),
   overwrite_output_dir: z.boolean().default(false).describe(
     'Start over in an output_dir that holds a previous run: its checkpoints, metrics, adapter and results are deleted ' +
-      'first (HF TrainingArguments\' name). false = such a folder is refused unless the run resumes it.'),
+      'first; probe.json, plan.json and files hilo does not write stay (HF TrainingArguments\' name). false = such a ' +
+      'folder is refused unless the run resumes it.'),
 }).prefault({}).describe('The optimisation loop.');
 
 const wandb = z.strictObject({

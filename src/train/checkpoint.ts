@@ -74,10 +74,11 @@ export async function saveCheckpoint(runDir: string, c: CheckpointContents, keep
     fs.renameSync(tmpDir, finalDir);
   } catch (e) {
     fs.rmSync(tmpDir, { recursive: true, force: true });
-    const sentence = fileError(e, writing);
+    // named by where it was going: the temporary folder is gone
+    const sentence = fileError(e, writing.startsWith(tmpDir) ? path.join(finalDir, path.relative(tmpDir, writing)) : writing);
     if (!sentence) throw e;
     const before = latestCheckpoint(runDir);
-    throw new HiloError(`checkpoint at step ${c.state.step} not saved: ${sentence.message}. ` +
+    throw new HiloError(`checkpoint at step ${c.state.step} not saved (its temporary folder is removed): ${sentence.message}. ` +
       (before ? `The previous checkpoint, ${before}, is intact.` : 'There is no earlier checkpoint.'));
   }
   if (keep > 0) {

@@ -6,12 +6,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { HiloError } from '../errors.ts';
+import { fileError, HiloError } from '../errors.ts';
 
 export const LOCK_FILE = '.hilo-train.lock';
 
-/** What a training run writes into its folder; only these are cleared by overwrite_output_dir. */
-const RUN_ENTRY = /^(recipe\.json|plan\.json|metrics\.jsonl|results\.json|adapter|model|wandb|checkpoint-\d+|\.checkpoint-\d+\.tmp-\d+|.+\.tmp-\d+-\d+)$/;
+/**
+ * What a training run writes into its folder: these make a folder "hold a run", and only these
+ * are cleared by overwrite_output_dir. probe.json and plan.json are not among them: `hilo probe`
+ * and `hilo plan` write them there ahead of training, for the run to reuse (a manual plan_path
+ * may point at that plan.json), and a run rewrites them anyway. Other files are the user's.
+ */
+const RUN_ENTRY = /^(recipe\.json|metrics\.jsonl|results\.json|adapter|model|wandb|checkpoint-\d+|\.checkpoint-\d+\.tmp-\d+|.+\.tmp-\d+-\d+)$/;
 
 export interface RunDirClaim {
   dir: string;
@@ -49,8 +54,14 @@ function lock(dir: string, log: (m: string) => void): string {
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx');
-      fs.writeSync(fd, `${process.pid}\n`);
-      fs.closeSync(fd);
+      try {
+        fs.writeSync(fd, `${process.pid}\n`);
+      } catch (e) {
+        fs.rmSync(file, { force: true }); // an empty lock (a full disk) would read as nobody's
+        throw fileError(e, file) ?? e;
+      } finally {
+        fs.closeSync(fd);
+      }
       return file;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
@@ -68,9 +79,9 @@ function lock(dir: string, log: (m: string) => void): string {
   }
 }
 
-/** The entries of a folder that hold a previous run (the lock itself is not one). */
+/** The entries of a folder that a previous run wrote. */
 function previousRun(dir: string): string[] {
-  return fs.readdirSync(dir).filter((f) => f !== LOCK_FILE).sort();
+  return fs.readdirSync(dir).filter((f) => RUN_ENTRY.test(f)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 }
 
 function listed(entries: string[]): string {
@@ -101,17 +112,10 @@ export function claimRunDir(dir: string, opts: { resuming: boolean; overwrite: b
   try {
     const entries = previousRun(dir);
     if (entries.length && !opts.resuming) {
-      const foreign = entries.filter((f) => !RUN_ENTRY.test(f));
       if (!opts.overwrite) {
         throw new HiloError(
           `recipe.output_dir: ${dir} already holds a run (${listed(entries)}); continue it with resume=true, ` +
-            'start it over with train.overwrite_output_dir=true (deletes what is there), or choose another output_dir',
-        );
-      }
-      if (foreign.length) {
-        throw new HiloError(
-          `recipe.output_dir: ${dir} holds files a hilo run does not write (${listed(foreign)}); ` +
-            'train.overwrite_output_dir clears only run folders: move them or choose another output_dir',
+            'start it over with train.overwrite_output_dir=true (deletes those), or choose another output_dir',
         );
       }
       for (const f of entries) fs.rmSync(path.join(dir, f), { recursive: true, force: true });

@@ -56,9 +56,8 @@ describe('a full disk during a checkpoint', () => {
         return write(file, ...rest);
       });
       const save = saveCheckpoint(runDir, { trainables: a.vars, optimizer: a.opt, state: state(2), recipe: {}, plan: {} });
-      const tmp = path.join(runDir, `.checkpoint-2.tmp-${process.pid}`);
       await expect(save).rejects.toThrow(
-        `checkpoint at step 2 not saved: cannot write ${path.join(tmp, victim)}: no space left on the device: the disk is full (ENOSPC); ` +
+        `checkpoint at step 2 not saved (its temporary folder is removed): cannot write ${path.join(runDir, 'checkpoint-2', victim)}: no space left on the device: the disk is full (ENOSPC); ` +
           `free some space or choose an output_dir on another disk. The previous checkpoint, ${first}, is intact.`,
       );
       expect(fs.readdirSync(runDir)).toEqual(['checkpoint-1']);

@@ -41,8 +41,8 @@ describe('claimRunDir', () => {
     const dir = finishedRun();
     const before = fs.readdirSync(dir);
     expect(() => claimRunDir(dir, quiet)).toThrow(
-      `recipe.output_dir: ${dir} already holds a run (adapter, checkpoint-10, checkpoint-20, metrics.jsonl, plan.json, recipe.json, ... (7 entries)); ` +
-        'continue it with resume=true, start it over with train.overwrite_output_dir=true (deletes what is there), or choose another output_dir',
+      `recipe.output_dir: ${dir} already holds a run (adapter, checkpoint-10, checkpoint-20, metrics.jsonl, recipe.json, results.json); ` +
+        'continue it with resume=true, start it over with train.overwrite_output_dir=true (deletes those), or choose another output_dir',
     );
     expect(fs.readdirSync(dir)).toEqual(before);
   });
@@ -54,24 +54,28 @@ describe('claimRunDir', () => {
     expect(fs.readdirSync(dir)).toEqual(before);
   });
 
-  it('clears a run on overwrite, saying so', () => {
+  it('clears a run on overwrite, saying so, and keeps the probe, the plan and files hilo does not write', () => {
     const dir = finishedRun();
+    fs.writeFileSync(path.join(dir, 'probe.json'), '{}');
+    fs.writeFileSync(path.join(dir, 'notes.md'), 'mine');
     const said: string[] = [];
     const claim = claimRunDir(dir, { ...quiet, overwrite: true, log: (m) => said.push(m) });
-    expect(fs.readdirSync(dir)).toEqual([LOCK_FILE]);
-    expect(said).toEqual([`train.overwrite_output_dir: cleared the previous run from ${dir} (adapter, checkpoint-10, checkpoint-20, metrics.jsonl, plan.json, recipe.json, ... (7 entries))`]);
+    expect(fs.readdirSync(dir).sort()).toEqual([LOCK_FILE, 'notes.md', 'plan.json', 'probe.json']);
+    expect(said).toEqual([`train.overwrite_output_dir: cleared the previous run from ${dir} (adapter, checkpoint-10, checkpoint-20, metrics.jsonl, recipe.json, results.json)`]);
     claim.release();
   });
 
-  it('will not clear files a run does not write', () => {
+  it('takes a folder that holds only what hilo probe / hilo plan wrote ahead of training, and other files', () => {
+    const dir = tmp();
+    for (const f of ['probe.json', 'plan.json', 'notes.md']) fs.writeFileSync(path.join(dir, f), '{}');
+    claimRunDir(dir, quiet).release();
+    expect(fs.readdirSync(dir).sort()).toEqual(['notes.md', 'plan.json', 'probe.json']);
+  });
+
+  it('lists a long run briefly, in step order', () => {
     const dir = finishedRun();
-    fs.writeFileSync(path.join(dir, 'thesis.tex'), 'years of work');
-    expect(() => claimRunDir(dir, { ...quiet, overwrite: true })).toThrow(
-      `recipe.output_dir: ${dir} holds files a hilo run does not write (thesis.tex); train.overwrite_output_dir clears only run folders`,
-    );
-    expect(fs.readFileSync(path.join(dir, 'thesis.tex'), 'utf8')).toBe('years of work');
-    expect(fs.existsSync(path.join(dir, 'checkpoint-20'))).toBe(true);
-    expect(fs.existsSync(path.join(dir, LOCK_FILE))).toBe(false);
+    for (let s = 1; s <= 5; s++) fs.mkdirSync(path.join(dir, `checkpoint-${s}`));
+    expect(() => claimRunDir(dir, quiet)).toThrow(/already holds a run \(adapter, checkpoint-1, checkpoint-2, checkpoint-3, checkpoint-4, checkpoint-5, \.\.\. \(11 entries\)\)/);
   });
 
   it('refuses a folder locked by a live process, naming its pid; takes over a dead one\'s lock', async () => {
