@@ -19,7 +19,7 @@ import { Progress } from '../log/progress.ts';
 import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { clipFactor } from './clip.ts';
-import { freshHealth, judgeStep, VANISHED_STEPS, type StepFault } from './divergence.ts';
+import { freshHealth, judgeStep, VANISHED_STEPS, type RunHealth, type StepFault } from './divergence.ts';
 import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
 import { Replicas } from './replicas.ts';
 import type { Run } from './run.ts';
@@ -70,7 +70,7 @@ const FAULT_NAMES: Record<NonNullable<StepFault>, string> = {
 };
 
 /** The sentence a stopped run prints: what went wrong, the learning rate, and which checkpoint (if any) is there to go back to. */
-function faultMessage(fault: NonNullable<StepFault>, at: { step: number; loss: number; gradNorm: number; lr: number; run: Run; health: ReturnType<typeof freshHealth> }): string {
+function faultMessage(fault: NonNullable<StepFault>, at: { step: number; loss: number; gradNorm: number; lr: number; run: Run; health: RunHealth }): string {
   const t = at.run.recipe.train;
   const last = latestCheckpoint(at.run.runDir);
   const kept = last
