@@ -74,7 +74,8 @@ function lock(dir: string, log: (m: string) => void): string {
           'wait for it to finish, stop it, or choose another output_dir',
       );
     }
-    log(`${file}: taking over the lock of pid ${text || '(none)'}, which is no longer running`);
+    // this process's own leftover (a run in it that ended without releasing) is simply taken back
+    if (pid !== process.pid) log(`${file}: taking over the lock of pid ${text || '(none)'}, which is no longer running`);
     fs.rmSync(file, { force: true });
   }
 }

@@ -97,6 +97,12 @@ describe('claimRunDir', () => {
     expect(said).toEqual([`${path.join(dir, LOCK_FILE)}: taking over the lock of pid ${dead}, which is no longer running`]);
     expect(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')).toBe(`${process.pid}\n`);
     claim.release();
+    // this process's own leftover lock (a run in it that never released) is taken back without a word
+    fs.writeFileSync(path.join(dir, LOCK_FILE), `${process.pid}\n`);
+    const again: string[] = [];
+    claimRunDir(dir, { ...quiet, resuming: true, log: (m) => again.push(m) }).release();
+    expect(again).toEqual([]);
+    expect(fs.existsSync(path.join(dir, LOCK_FILE))).toBe(false);
   });
 
   it.each([
