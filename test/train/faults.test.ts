@@ -13,10 +13,11 @@ import { describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.ts';
 import { listCheckpoints } from '../../src/train/checkpoint.ts';
 import { LOCK_FILE } from '../../src/train/run-dir.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 import { sentimentLines } from '../helpers/sentences.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MODEL = path.resolve(ROOT, '../shared/models/stories260K');
+const MODEL = STORIES260K;
 const HILO = path.join(ROOT, 'bin/hilo.js');
 
 /** A folder with a 24-example classification set and a LoRA recipe that trains 4 steps, a checkpoint every 2. */
