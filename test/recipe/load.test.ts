@@ -21,7 +21,7 @@ describe('defaults', () => {
   it('the smallest recipe resolves to every documented default', () => {
     const r = parseRecipe(minimal(), { baseDir: dir, name: 'tiny.yaml', cwd: elsewhere });
     expect(r).toEqual({
-      model: { path: path.join(dir, 'model') },
+      model: { path: path.join(dir, 'model'), dtype: 'auto' },
       backend: 'auto',
       seed: 0,
       output_dir: path.join(elsewhere, 'runs', 'tiny'),
@@ -42,7 +42,7 @@ describe('defaults', () => {
       train: {
         learning_rate: 3e-4, batch_size: 8, eval_batch_size: 16, gradient_accumulation_steps: 1, max_steps: 200,
         num_train_epochs: 1, warmup_steps: 10, lr_scheduler_type: 'cosine', weight_decay: 0, max_grad_norm: 1,
-        logging_steps: 10, eval_steps: 50, save_steps: 100, data_parallel: 'auto', resume: false, overwrite_output_dir: false,
+        logging_steps: 10, eval_steps: 50, save_steps: 100, data_parallel: 'auto', gradient_checkpointing: false, resume: false, overwrite_output_dir: false,
       },
       wandb: { mode: 'disabled', project: null, entity: null, name: null, group: null, tags: [], notes: null },
     });
