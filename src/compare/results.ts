@@ -33,8 +33,8 @@ export function recordFailure(cell: Cell, error: unknown, seconds: number): void
   writeFileAtomic(path.join(cell.runDir, 'results.json'), `${JSON.stringify(record, null, 2)}\n`);
 }
 
-/** Recipe fields that do not change what a run computes (where it ran, how it resumed, where it logged). */
-const NOT_COMPARED = new Set(['backend', 'train.resume', 'wandb']);
+/** Recipe fields that do not change what a run computes (where it ran, how it resumed or started over, where it logged). */
+const NOT_COMPARED = new Set(['backend', 'train.resume', 'train.overwrite_output_dir', 'wandb']);
 
 /**
  * Dotted keys whose values differ between the recipe a cell's results were made with and the

@@ -58,8 +58,8 @@ export async function runGrid(grid: Grid, opts: CompareOptions = {}): Promise<Co
   for (const [k, cell] of todo.entries()) {
     const eta = spent.length ? ` · ETA ${formatDuration((spent.reduce((a, b) => a + b, 0) / spent.length) * (todo.length - k))}` : '';
     log(`\n== run ${cell.index + 1}/${N}: ${cell.id} (${k + 1}/${todo.length} this time${eta}) ==`);
-    // An interrupted run continues from its checkpoint; a stale one starts again.
-    const resume = !stale.has(cell.id) && fs.existsSync(cell.runDir) && latestCheckpoint(cell.runDir) ? ['train.resume=true'] : [];
+    // An interrupted run continues from its checkpoint; a stale or failed one starts again, over what it left.
+    const resume = !stale.has(cell.id) && fs.existsSync(cell.runDir) && latestCheckpoint(cell.runDir) ? ['train.resume=true'] : ['train.overwrite_output_dir=true'];
     const started = performance.now();
     try {
       // trainRecipe's log parameter is typed by its default (stderr.write, returning boolean).

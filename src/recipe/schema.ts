@@ -151,7 +151,12 @@ const train = z.strictObject({
     'Recompute each decoder layer in the backward pass instead of keeping its activations (HF\'s name): activation ' +
       'memory of one layer plus each layer\'s input, for one more forward per layer. Gradients are the same.'),
   resume: z.union([z.boolean(), path()]).default(false).describe(
-    'true = continue from the latest checkpoint in output_dir; a path = from that checkpoint; false = start fresh.'),
+    'true = continue from the latest checkpoint in output_dir; a path = from that checkpoint; false = start fresh ' +
+      '(an output_dir that already holds a run is then refused, unless overwrite_output_dir).'),
+  overwrite_output_dir: z.boolean().default(false).describe(
+    'Start over in an output_dir that holds a previous run: its checkpoints, metrics, adapter and results are deleted ' +
+      'first; probe.json, plan.json and files hilo does not write stay (HF TrainingArguments\' name). false = such a ' +
+      'folder is refused unless the run resumes it.'),
 }).prefault({}).describe('The optimisation loop.');
 
 const wandb = z.strictObject({
@@ -200,6 +205,8 @@ export const ALIASES: Record<string, string> = {
   'adapter.lora_alpha': 'adapter.alpha',
   lora_dropout: 'adapter.dropout',
   'adapter.lora_dropout': 'adapter.dropout',
+  resume: 'train.resume',
+  overwrite_output_dir: 'train.overwrite_output_dir',
 };
 
 /** The recipe as the schema parses it (before loadRecipe fills in output_dir and data.format). */

@@ -12,9 +12,10 @@
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
-import { HiloError } from '../errors.ts';
-import { readSafetensors, writeFileAtomic, writeSafetensors, type StTensorInput } from '../model/safetensors.ts';
+import { fileError, HiloError } from '../errors.ts';
+import { readSafetensors, writeFileAtomic, writeSafetensors, type StTensor, type StTensorInput } from '../model/safetensors.ts';
 import type { AdamW } from './adamw.ts';
+import type { RunHealth } from './divergence.ts';
 
 export interface TrainerState {
   /** Optimizer steps completed. */
@@ -25,6 +26,8 @@ export interface TrainerState {
   tokensSeen: number;
   elapsedSeconds: number;
   lastLoss: number | null;
+  /** What divergence.ts judges later steps against (absent in checkpoints of older runs). */
+  health?: RunHealth;
 }
 
 export interface CheckpointContents {
@@ -42,25 +45,42 @@ async function variablesToTensors(vars: Map<string, tf.Variable>): Promise<Map<s
   return new Map(await Promise.all([...vars].map(async ([name, v]) => [name, { shape: v.shape, data: (await v.data()) as Float32Array }] as const)));
 }
 
-/** Write checkpoint-{step} atomically; keep only the newest `keep` checkpoints (0 = all). */
+/**
+ * Write checkpoint-{step} atomically; keep only the newest `keep` checkpoints (0 = all). A write
+ * that fails (a full disk) removes the half-written temporary folder, leaves the checkpoints
+ * already there as they were, and is reported naming the file.
+ */
 export async function saveCheckpoint(runDir: string, c: CheckpointContents, keep = 0): Promise<string> {
   const finalDir = path.join(runDir, `checkpoint-${c.state.step}`);
   const tmpDir = path.join(runDir, `.checkpoint-${c.state.step}.tmp-${process.pid}`);
-  fs.rmSync(tmpDir, { recursive: true, force: true });
-  fs.mkdirSync(tmpDir, { recursive: true });
-  writeSafetensors(path.join(tmpDir, 'trainable.safetensors'), await variablesToTensors(c.trainables));
+  const trainable = await variablesToTensors(c.trainables);
   const opt = await c.optimizer.getState();
   const moments = new Map<string, StTensorInput>();
   for (const [name, v] of c.trainables) {
     moments.set(`m/${name}`, { shape: v.shape, data: opt.m.get(name)! });
     moments.set(`v/${name}`, { shape: v.shape, data: opt.v.get(name)! });
   }
-  writeSafetensors(path.join(tmpDir, 'optimizer.safetensors'), moments, { adam_step: String(opt.step) });
-  writeFileAtomic(path.join(tmpDir, 'recipe.json'), JSON.stringify(c.recipe, null, 2));
-  writeFileAtomic(path.join(tmpDir, 'plan.json'), JSON.stringify(c.plan, null, 2));
-  writeFileAtomic(path.join(tmpDir, STATE_FILE), JSON.stringify(c.state, null, 2));
-  fs.rmSync(finalDir, { recursive: true, force: true });
-  fs.renameSync(tmpDir, finalDir);
+  let writing = tmpDir;
+  try {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+    fs.mkdirSync(tmpDir, { recursive: true });
+    writeSafetensors((writing = path.join(tmpDir, 'trainable.safetensors')), trainable);
+    writeSafetensors((writing = path.join(tmpDir, 'optimizer.safetensors')), moments, { adam_step: String(opt.step) });
+    writeFileAtomic((writing = path.join(tmpDir, 'recipe.json')), JSON.stringify(c.recipe, null, 2));
+    writeFileAtomic((writing = path.join(tmpDir, 'plan.json')), JSON.stringify(c.plan, null, 2));
+    writeFileAtomic((writing = path.join(tmpDir, STATE_FILE)), JSON.stringify(c.state, null, 2));
+    writing = finalDir;
+    fs.rmSync(finalDir, { recursive: true, force: true });
+    fs.renameSync(tmpDir, finalDir);
+  } catch (e) {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+    // named by where it was going: the temporary folder is gone
+    const sentence = fileError(e, writing.startsWith(tmpDir) ? path.join(finalDir, path.relative(tmpDir, writing)) : writing);
+    if (!sentence) throw e;
+    const before = latestCheckpoint(runDir);
+    throw new HiloError(`checkpoint at step ${c.state.step} not saved (its temporary folder is removed): ${sentence.message}. ` +
+      (before ? `The previous checkpoint, ${before}, is intact.` : 'There is no earlier checkpoint.'));
+  }
   if (keep > 0) {
     for (const old of listCheckpoints(runDir).slice(0, -keep)) fs.rmSync(old.dir, { recursive: true, force: true });
   }
@@ -95,28 +115,50 @@ export function assertCheckpoint(dir: string): void {
 
 export function readTrainerState(dir: string): TrainerState {
   assertCheckpoint(dir);
-  return JSON.parse(fs.readFileSync(path.join(dir, STATE_FILE), 'utf8'));
+  const file = path.join(dir, STATE_FILE);
+  let state: unknown;
+  try {
+    state = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new HiloError(`checkpoint ${dir}: ${STATE_FILE} is not valid JSON (${(e as Error).message}); use another checkpoint-N folder`);
+  }
+  const step = (state as TrainerState | null)?.step;
+  if (!Number.isInteger(step) || step! < 0) {
+    throw new HiloError(`checkpoint ${dir}: ${STATE_FILE} has no step count ("step": got ${JSON.stringify(step)}); use another checkpoint-N folder`);
+  }
+  return state as TrainerState;
+}
+
+/** A float32 tensor `name` of `file` with `shape`, or an error naming the file, the tensor and what is wrong. */
+function checkpointTensor(tensors: Map<string, StTensor>, file: string, name: string, shape: number[]): Float32Array {
+  const t = tensors.get(name);
+  if (!t) throw new HiloError(`checkpoint ${file}: no tensor "${name}"; the file is incomplete or was written by a run with another plan`);
+  if (t.shape.join(',') !== shape.join(',') || !(t.data instanceof Float32Array)) {
+    throw new HiloError(`checkpoint ${file}: tensor "${name}" is ${t.dtype} [${t.shape}] but the run expects F32 [${shape}]`);
+  }
+  return t.data;
 }
 
 /** Restore variables and optimizer moments in place; returns the trainer state. */
 export function restoreCheckpoint(dir: string, trainables: Map<string, tf.Variable>, optimizer: AdamW): TrainerState {
   const state = readTrainerState(dir);
-  const weights = readSafetensors(path.join(dir, 'trainable.safetensors')).tensors;
-  for (const [name, v] of trainables) {
-    const t = weights.get(name);
-    if (!t) throw new HiloError(`checkpoint ${dir}: no weights for ${name}; was it written by a run with the same plan?`);
-    if (t.shape.join(',') !== v.shape.join(',')) {
-      throw new HiloError(`checkpoint ${dir}: ${name} has shape [${t.shape}] but the run expects [${v.shape}]`);
-    }
-    tf.tidy(() => v.assign(tf.tensor(t.data, v.shape, 'float32')));
-  }
-  const opt = readSafetensors(path.join(dir, 'optimizer.safetensors'));
+  // every tensor is checked before any variable changes, so a bad checkpoint leaves the run as it was
+  const weightsFile = path.join(dir, 'trainable.safetensors');
+  const weights = readSafetensors(weightsFile).tensors;
+  const values = new Map([...trainables].map(([name, v]) => [name, checkpointTensor(weights, weightsFile, name, v.shape)]));
+  const optFile = path.join(dir, 'optimizer.safetensors');
+  const opt = readSafetensors(optFile);
   const m = new Map<string, Float32Array>();
   const vv = new Map<string, Float32Array>();
-  for (const name of trainables.keys()) {
-    m.set(name, opt.tensors.get(`m/${name}`)!.data as Float32Array);
-    vv.set(name, opt.tensors.get(`v/${name}`)!.data as Float32Array);
+  for (const [name, v] of trainables) {
+    m.set(name, checkpointTensor(opt.tensors, optFile, `m/${name}`, v.shape));
+    vv.set(name, checkpointTensor(opt.tensors, optFile, `v/${name}`, v.shape));
   }
-  optimizer.setState({ step: Number(opt.metadata?.adam_step ?? state.step), m, v: vv });
+  const adamStep = Number(opt.metadata?.adam_step ?? state.step);
+  if (!Number.isInteger(adamStep) || adamStep < 0) {
+    throw new HiloError(`checkpoint ${optFile}: metadata adam_step is ${JSON.stringify(opt.metadata?.adam_step)}, not a step count`);
+  }
+  for (const [name, v] of trainables) tf.tidy(() => v.assign(tf.tensor(values.get(name)!, v.shape, 'float32')));
+  optimizer.setState({ step: adamStep, m, v: vv });
   return state;
 }

@@ -1,6 +1,7 @@
 /** The train stage as the CLI and other stages use it: recipe file in, results out. */
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileError } from '../errors.ts';
 import { loadRecipe } from '../recipe/load.ts';
 import { finishRun, type RunResults } from './finish.ts';
 import { latestCheckpoint } from './checkpoint.ts';
@@ -27,7 +28,8 @@ function fmt(v: unknown): string {
 
 /**
  * Load a recipe, train, evaluate on the test split, save. Progress goes to `log` (stderr), the
- * results and where everything went to `report` (stdout, so `> file` keeps just them).
+ * results and where everything went to `report` (stdout, so `> file` keeps just them). A
+ * file-system fault (full disk, read-only folder) is reported as a sentence naming the file.
  */
 export async function trainRecipe(
   file: string,
@@ -35,6 +37,14 @@ export async function trainRecipe(
   log = (m: string) => process.stderr.write(`${m}\n`),
   report: (m: string) => unknown = (m) => process.stdout.write(`${m}\n`),
 ): Promise<RunResults> {
+  try {
+    return await trainLoaded(file, overrides, log, report);
+  } catch (e) {
+    throw fileError(e) ?? e;
+  }
+}
+
+async function trainLoaded(file: string, overrides: readonly string[], log: (m: string) => unknown, report: (m: string) => unknown): Promise<RunResults> {
   const recipe = loadRecipe(file, overrides);
   // `--resume RUN_DIR` means the run's latest checkpoint.
   const resume = recipe.train.resume;

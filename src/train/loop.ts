@@ -6,7 +6,8 @@
  *   for each of gradient_accumulation_steps micro-batches:
  *     loss = CE(next token, labelled positions) + Σ router losses (already weighted)
  *     grads += ∂loss/∂trainables / accumulation
- *   clip to max_grad_norm; stop on a NaN/Inf loss (last good checkpoint kept)
+ *   clip to max_grad_norm; stop on a NaN/Inf loss or gradient, or gradients that vanished
+ *   while the loss got worse (divergence.ts); the checkpoints written so far are kept
  *   AdamW(lr(step)); log; eval every eval_steps; checkpoint every save_steps
  */
 import * as tf from '@tensorflow/tfjs';
@@ -18,6 +19,7 @@ import { Progress } from '../log/progress.ts';
 import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { clipFactor } from './clip.ts';
+import { freshHealth, judgeStep, VANISHED_STEPS, type RunHealth, type StepFault } from './divergence.ts';
 import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
 import { Replicas } from './replicas.ts';
 import type { Run } from './run.ts';
@@ -31,7 +33,7 @@ export interface TrainResult {
   eval: EvalMetrics | null;
   tokensPerSecond: number;
   wallSeconds: number;
-  /** Why the loop ended: finished, interrupted (SIGINT) or diverged (NaN/Inf loss). */
+  /** Why the loop ended: finished, interrupted (SIGINT) or diverged (NaN/Inf loss or gradient, vanished gradients). */
   stopped: 'finished' | 'interrupted' | 'diverged';
 }
 
@@ -63,6 +65,32 @@ export async function evaluateRun(run: Run, split: 'eval' | 'test' = 'eval'): Pr
   return metrics;
 }
 
+const FAULT_NAMES: Record<NonNullable<StepFault>, string> = {
+  loss: 'loss NaN/Inf', grad_norm: 'gradient norm NaN/Inf', vanished: 'gradients vanished',
+};
+
+/** The sentence a stopped run prints: what went wrong, the learning rate, and which checkpoint (if any) is there to go back to. */
+function faultMessage(fault: NonNullable<StepFault>, at: { step: number; loss: number; gradNorm: number; lr: number; run: Run; health: RunHealth }): string {
+  const t = at.run.recipe.train;
+  const last = latestCheckpoint(at.run.runDir);
+  const kept = last
+    ? `The last checkpoint, ${last}, is kept (written before this step)`
+    : `No checkpoint was written before this step (train.save_steps ${t.save_steps})`;
+  const lrs = `train.learning_rate ${t.learning_rate} (${at.lr.toExponential(2)} at this step)`;
+  if (fault === 'vanished') {
+    return (
+      `gradients vanished at step ${at.step}: grad_norm ${at.gradNorm.toExponential(1)} for ${VANISHED_STEPS} steps against ` +
+      `${at.health.firstGradNorm!.toPrecision(3)} at the first step, while the loss (${at.loss.toFixed(4)}) stayed above its start ` +
+      `(${at.health.firstLoss!.toFixed(4)}): the weights are saturated, most likely by ${lrs}; stopping. ` +
+      `${kept}${last ? ', though its weights may be saturated already' : ''}; lower train.learning_rate and start over ` +
+      'with train.overwrite_output_dir=true.'
+    );
+  }
+  const what = fault === 'loss' ? `loss is ${at.loss}` : `gradient norm is ${at.gradNorm} (loss ${at.loss.toFixed(4)})`;
+  return `${what} at step ${at.step}: stopping. ${kept}; lower ${lrs} or set train.max_grad_norm` +
+    (last ? ', then continue from it with resume=true.' : ', then start over with train.overwrite_output_dir=true.');
+}
+
 export async function train(run: Run): Promise<TrainResult> {
   const t = run.recipe.train;
   const total = totalSteps(run);
@@ -71,8 +99,8 @@ export async function train(run: Run): Promise<TrainResult> {
     warmupSteps: resolveWarmup(t.warmup_steps, total),
   };
   const optimizer = new AdamW(run.trainables, { weightDecay: t.weight_decay });
-  const metrics = new MetricsFile(run.runDir);
   const progress = new Progress();
+  const metrics = new MetricsFile(run.runDir, undefined, (m) => progress.message(m));
   const varKey = new Map([...run.trainables].map(([key, v]) => [v.name, key]));
   const varList = [...run.trainables.values()];
 
@@ -82,9 +110,11 @@ export async function train(run: Run): Promise<TrainResult> {
   if (t.resume === true && !resume) progress.message(`resume: no checkpoint in ${run.runDir} yet; starting from step 0`);
   if (resume) {
     state = restoreCheckpoint(resume, run.trainables, optimizer);
-    metrics.truncateAfter(state.step);
     progress.message(`resumed from ${resume} at step ${state.step}`);
   }
+  // what a killed run logged past its checkpoint (or before its first one) is logged again
+  metrics.truncateAfter(state.step);
+  let health = state.health ?? freshHealth();
   const save = () =>
     saveCheckpoint(run.runDir, { trainables: run.trainables, optimizer, state, recipe: run.recipe, plan: run.plan });
 
@@ -113,6 +143,7 @@ export async function train(run: Run): Promise<TrainResult> {
   let windowStart = performance.now();
   let lastEval: EvalMetrics | null = null;
   let stopped: TrainResult['stopped'] = 'finished';
+  let fault: StepFault = null;
 
   try {
     if (run.dataParallel > 1 && !run.replicas) {
@@ -149,23 +180,23 @@ export async function train(run: Run): Promise<TrainResult> {
         }
         stepTokens += batch.batch.attentionMask.reduce((a: number, b: number) => a + b, 0);
       }
-      if (!Number.isFinite(stepLoss)) {
+      // the clip coefficient goes to the optimizer, which scales as it reads (no kernel a gradient)
+      const { norm: gradNorm, factor } = Number.isFinite(stepLoss) ? await clipFactor(accum, t.max_grad_norm) : { norm: NaN, factor: 1 };
+      const judged = judgeStep(health, stepLoss, gradNorm);
+      if (judged.fault) {
         tf.dispose([...accum.values()]);
-        progress.message(
-          `loss is ${stepLoss} at step ${state.step + 1}: stopping. The last good checkpoint in ${run.runDir} is kept; ` +
-            'lower train.learning_rate or set train.max_grad_norm.',
-        );
+        progress.message(faultMessage(judged.fault, { step: state.step + 1, loss: stepLoss, gradNorm, lr, run, health }));
+        fault = judged.fault;
         stopped = 'diverged';
         break;
       }
-      // the clip coefficient goes to the optimizer, which scales as it reads (no kernel a gradient)
-      const { norm: gradNorm, factor } = await clipFactor(accum, t.max_grad_norm);
+      health = judged.health;
       optimizer.apply(accum, lr, factor);
       run.replicas?.invalidate();
       tf.dispose([...accum.values()]);
 
       state = {
-        ...state, step: state.step + 1, data: position, lastLoss: stepLoss,
+        ...state, step: state.step + 1, data: position, lastLoss: stepLoss, health,
         tokensSeen: state.tokensSeen + stepTokens, elapsedSeconds: (performance.now() - started) / 1000,
       };
       windowLoss += stepLoss;
@@ -207,7 +238,7 @@ export async function train(run: Run): Promise<TrainResult> {
     optimizer.dispose();
   }
   const wall = (performance.now() - started) / 1000;
-  if (stopped === 'diverged') throw new HiloError(`training diverged (loss NaN/Inf) at step ${state.step + 1}; see the message above`);
+  if (stopped === 'diverged') throw new HiloError(`training diverged (${FAULT_NAMES[fault!]}) at step ${state.step + 1}; see the message above`);
   return {
     steps: state.step, finalLoss: state.lastLoss, eval: lastEval, wallSeconds: wall,
     tokensPerSecond: state.tokensSeen / Math.max(1e-9, wall), stopped,

@@ -29,6 +29,7 @@ import type { CausalLM } from '../model/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { createWandb, resolveWandbSettings, type MetricSink } from '../log/wandb/index.ts';
 import { resolveDataParallel, type Replicas, type ReplicaSpec } from './replicas.ts';
+import { claimRunDir } from './run-dir.ts';
 
 export interface ParamSummary {
   /** Parameters the optimizer updates. */
@@ -96,7 +97,26 @@ export async function prepareRun(recipe: Recipe, opts: PrepareOptions = {}): Pro
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`));
   const runDir = recipe.output_dir;
   const evalOnly = opts.evalOnly ?? false;
-  if (!evalOnly) fs.mkdirSync(runDir, { recursive: true });
+  const claim = evalOnly ? null : claimRunDir(runDir, {
+    resuming: recipe.train.resume !== false, overwrite: recipe.train.overwrite_output_dir, log,
+  });
+  try {
+    const run = await prepareClaimed(recipe, opts, log);
+    const dispose = run.dispose;
+    run.dispose = () => {
+      dispose();
+      claim?.release();
+    };
+    return run;
+  } catch (e) {
+    claim?.release({ failed: true });
+    throw e;
+  }
+}
+
+async function prepareClaimed(recipe: Recipe, opts: PrepareOptions, log: (m: string) => void): Promise<Run> {
+  const runDir = recipe.output_dir;
+  const evalOnly = opts.evalOnly ?? false;
   const full = recipe.adapter.method === 'none' && !evalOnly;
   // Replicas on every core want one kernel thread each; settled once the backend is known.
   const parallel = !evalOnly && resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, 'wasm') > 1;

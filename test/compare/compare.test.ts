@@ -111,5 +111,10 @@ describe('hilo compare', () => {
     const broken = readJson(path.join(dir, 'broken', 'runs', 'yelp', 'lora', 'trainable-4000', 'seed1', 'results.json'));
     expect(broken.error).toMatch(/^recipe\.adapter\.target_modules: got "nope_proj"; allowed: "q_proj"/);
     expect(fs.readFileSync(path.join(dir, 'broken', 'summary.md'), 'utf8')).toContain('| yelp | lora | 4,000 trainable | – | – | accuracy | failed | 0 |');
+    // the next invocation tries it again, over what the failure left in its run folder
+    const retried = compare(dir, '--output-dir', 'broken', 'adapter.target_modules=[nope_proj]');
+    expect(retried.status).toBe(1);
+    expect(retried.stderr).not.toContain('already holds a run');
+    expect(readJson(path.join(dir, 'broken', 'runs', 'yelp', 'lora', 'trainable-4000', 'seed1', 'results.json')).error).toMatch(/^recipe\.adapter\.target_modules: got "nope_proj"/);
   });
 });

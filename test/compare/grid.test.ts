@@ -73,7 +73,7 @@ method_overrides: {mola: {adapter.experts.pattern: "20"}}
 `);
     expect(() => loadGrid(file)).toThrow(
       `${file}: 2 problems in the runs\' recipes (base.yaml + overrides)\n` +
-      '  recipe.train.max_stepz: got 5; allowed: known keys only; did you mean recipe.train.max_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, resume) (run sentiment/lora/none/seed0 and 3 more)\n' +
+      '  recipe.train.max_stepz: got 5; allowed: known keys only; did you mean recipe.train.max_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, gradient_checkpointing, resume, overwrite_output_dir) (run sentiment/lora/none/seed0 and 3 more)\n' +
       '  recipe.adapter.experts.pattern: got "20"; allowed: a digit string such as "2468" or a comma list such as "10,8,6,4" (every count >= 1) or null (run sentiment/mola/none/seed0 and 1 more)',
     );
   });

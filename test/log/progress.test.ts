@@ -24,4 +24,17 @@ describe('MetricsFile', () => {
     m.truncateAfter(20);
     expect(m.read()).toEqual([{ step: 10, loss: 1 }, { step: 20, loss: 2 }]);
   });
+
+  it('drops a line torn by a kill mid-append, and says which', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-metrics-'));
+    const said: string[] = [];
+    const m = new MetricsFile(dir, undefined, (msg) => said.push(msg));
+    for (const step of [1, 2]) m.append({ step, loss: step });
+    fs.appendFileSync(m.file, '{"step":3,"loss":0.6');
+    m.truncateAfter(2);
+    expect(m.read()).toEqual([{ step: 1, loss: 1 }, { step: 2, loss: 2 }]);
+    expect(said).toEqual([`${m.file}:3: dropped a line that is not JSON (torn: the run was stopped while writing it): {"step":3,"loss":0.6`]);
+    m.append({ step: 3, loss: 3 }); // the next record starts on its own line
+    expect(m.read().map((r) => r.step)).toEqual([1, 2, 3]);
+  });
 });

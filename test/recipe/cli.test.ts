@@ -55,7 +55,7 @@ describe('hilo validate', () => {
       'hilo: bad.yaml: 3 problems',
       '  recipe.adapter.strategy: got "topK"; allowed: "topk" | "topp" | "dense"',
       '  recipe.adapter.top_k: got 0; allowed: an integer >= 1',
-      '  recipe.train.max_step: got 5; allowed: known keys only; did you mean recipe.train.max_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, resume)',
+      '  recipe.train.max_step: got 5; allowed: known keys only; did you mean recipe.train.max_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, gradient_checkpointing, resume, overwrite_output_dir)',
       '',
     ].join('\n'));
   });

@@ -21,7 +21,7 @@ describe('defaults', () => {
   it('the smallest recipe resolves to every documented default', () => {
     const r = parseRecipe(minimal(), { baseDir: dir, name: 'tiny.yaml', cwd: elsewhere });
     expect(r).toEqual({
-      model: { path: path.join(dir, 'model') },
+      model: { path: path.join(dir, 'model'), dtype: 'auto' },
       backend: 'auto',
       seed: 0,
       output_dir: path.join(elsewhere, 'runs', 'tiny'),
@@ -42,7 +42,7 @@ describe('defaults', () => {
       train: {
         learning_rate: 3e-4, batch_size: 8, eval_batch_size: 16, gradient_accumulation_steps: 1, max_steps: 200,
         num_train_epochs: 1, warmup_steps: 10, lr_scheduler_type: 'cosine', weight_decay: 0, max_grad_norm: 1,
-        logging_steps: 10, eval_steps: 50, save_steps: 100, data_parallel: 'auto', resume: false,
+        logging_steps: 10, eval_steps: 50, save_steps: 100, data_parallel: 'auto', gradient_checkpointing: false, resume: false, overwrite_output_dir: false,
       },
       wandb: { mode: 'disabled', project: null, entity: null, name: null, group: null, tags: [], notes: null },
     });
@@ -87,6 +87,8 @@ describe('aliases land on their canonical keys', () => {
     [{ adapter: { lora_rank: 16 } }, 'adapter.rank.r', 16],
     [{ lora_alpha: 32 }, 'adapter.alpha', 32],
     [{ adapter: { lora_dropout: 0.1 } }, 'adapter.dropout', 0.1],
+    [{ resume: true }, 'train.resume', true], // the spelling the README and the Ctrl-C message use
+    [{ overwrite_output_dir: true }, 'train.overwrite_output_dir', true],
   ];
   it.each(cases)('%j -> %s', (extra, key, value) => {
     const r = parseRecipe({ ...minimal(), ...extra }, { baseDir: dir, name: 'x.yaml' }) as unknown as Record<string, any>;
@@ -107,6 +109,9 @@ describe('key=value overrides', () => {
     ['adapter.budget={percent: 1.5}', 'adapter.budget', { percent: 1.5 }],
     ['adapter.experts.pattern=8642', 'adapter.experts.pattern', '8642'],
     ['train.resume=true', 'train.resume', true],
+    ['resume=true', 'train.resume', true],
+    ['resume=runs/x/checkpoint-4', 'train.resume', path.join(elsewhere, 'runs/x/checkpoint-4')],
+    ['overwrite_output_dir=true', 'train.overwrite_output_dir', true],
     ['data.train_on_inputs=yes', 'data.train_on_inputs', 'yes'],
     ['wandb.tags=[a, b c]', 'wandb.tags', ['a', 'b c']],
     ['wandb.name=run 1: lr sweep', 'wandb.name', 'run 1: lr sweep'],

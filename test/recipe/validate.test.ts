@@ -80,7 +80,7 @@ describe('validateRecipe: one bad thing, the exact message', () => {
       ['recipe.data.label_words.a: got 1; allowed: a string']],
     ['a missing data file', { model: { path: 'model' }, data: { train_path: 'data/nope.jsonl', format: 'text' } },
       [`recipe.data.train_path: got "data/nope.jsonl"; allowed: an existing file (looked for ${dir}/data/nope.jsonl)`]],
-    ['no model', { data: { task: 'spam' } }, ['recipe.model: got nothing; allowed: a map with keys path']],
+    ['no model', { data: { task: 'spam' } }, ['recipe.model: got nothing; allowed: a map with keys path, dtype']],
     ['a model folder without config.json', edit((r) => { r.model.path = 'data'; }),
       [`recipe.model.path: got "data"; allowed: an HF model directory with config.json (looked in ${dir}/data)`]],
     ['not a map at all', [1, 2], [`recipe: got [1,2]; allowed: a map with keys ${TOP_KEYS}`]],
@@ -93,7 +93,7 @@ describe('validateRecipe: one bad thing, the exact message', () => {
 describe('unknown keys name the closest known key', () => {
   const cases: Array<[string, Record<string, any>, string]> = [
     ['a typo in a section', edit((r) => { r.train = { lerning_rate: 0.1 }; }),
-      'recipe.train.lerning_rate: got 0.1; allowed: known keys only; did you mean recipe.train.learning_rate? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, resume)'],
+      'recipe.train.lerning_rate: got 0.1; allowed: known keys only; did you mean recipe.train.learning_rate? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, gradient_checkpointing, resume, overwrite_output_dir)'],
     ['a train key at the top', edit((r) => { r.max_steps = 10; }),
       `recipe.max_steps: got 10; allowed: known keys only; did you mean recipe.train.max_steps? (recipe keys: ${TOP_KEYS})`],
     ['batch_size at the top means train, not calibration', edit((r) => { r.batch_size = 4; }),
@@ -101,9 +101,9 @@ describe('unknown keys name the closest known key', () => {
     ['an axolotl name', edit((r) => { r.lora_target_modules = ['q_proj']; }),
       `recipe.lora_target_modules: got ["q_proj"]; allowed: known keys only; did you mean recipe.adapter.target_modules? (recipe keys: ${TOP_KEYS})`],
     ['an HF name', edit((r) => { r.train = { warmup_ratio: 0.1 }; }),
-      'recipe.train.warmup_ratio: got 0.1; allowed: known keys only; did you mean recipe.train.warmup_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, resume)'],
+      'recipe.train.warmup_ratio: got 0.1; allowed: known keys only; did you mean recipe.train.warmup_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, gradient_checkpointing, resume, overwrite_output_dir)'],
     ['nothing close', edit((r) => { r.model.revision = 'main'; }),
-      'recipe.model.revision: got "main"; allowed: known keys only (recipe.model keys: path)'],
+      'recipe.model.revision: got "main"; allowed: known keys only (recipe.model keys: path, dtype)'],
     ['a typo two levels down', edit((r) => { r.adapter = { rank: { maximum: 8 } }; }),
       'recipe.adapter.rank.maximum: got 8; allowed: known keys only; did you mean recipe.adapter.rank.max? (recipe.adapter.rank keys: r, min, max)'],
   ];
@@ -146,7 +146,7 @@ describe('every problem at once', () => {
       'recipe.adapter.strategy: got "topK"; allowed: "topk" | "topp" | "dense"',
       'recipe.adapter.top_k: got 0; allowed: an integer >= 1',
       'recipe.adapter.stratgy: got "topk"; allowed: known keys only; did you mean recipe.adapter.strategy? (recipe.adapter keys: method, plan_path, init_from, target_modules, probe, probe_path, experts, rank, strategy, top_k, top_p, alpha, scaling, fixed_scale, dropout, balance_coef, z_loss_coef, budget, calibration)',
-      'recipe.train.max_step: got 10; allowed: known keys only; did you mean recipe.train.max_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, resume)',
+      'recipe.train.max_step: got 10; allowed: known keys only; did you mean recipe.train.max_steps? (recipe.train keys: learning_rate, batch_size, eval_batch_size, gradient_accumulation_steps, max_steps, num_train_epochs, warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, eval_steps, save_steps, data_parallel, gradient_checkpointing, resume, overwrite_output_dir)',
       `recipe.batch_size: got 4; allowed: known keys only; did you mean recipe.train.batch_size? (recipe keys: ${TOP_KEYS})`,
       `recipe.model.path: got "nomodel"; allowed: an HF model directory with config.json (looked in ${dir}/nomodel)`,
       'recipe.data.label_words: got null; allowed: a map from each label to the word the model says for it, e.g. {positive: " good", negative: " bad"} (required for classification without a task)',
