@@ -53,8 +53,6 @@ export const HEAP_F32: FrozenStorage = { dtype: 'float32', place: 'heap' };
  * scripts/bench-memory.ts at 1.9-2.2 on SmolLM2-135M and Qwen2.5-0.5B shapes.
  */
 export const ACTIVATION_SLACK = 2;
-/** A forward without a tape keeps about half the counted floats (measured 0.53, same script). */
-export const FORWARD_SHARE = 0.55;
 /** Node + tfjs + the wasm module of the main thread, and of each replica worker, before any tensor. */
 export const MAIN_RUNTIME_BYTES = 300 * 2 ** 20;
 export const WORKER_RUNTIME_BYTES = 120 * 2 ** 20;
@@ -178,8 +176,10 @@ function pass(m: MemoryInput, mode: 'train' | 'forward', batch: number): Pass {
   let floats: number;
   let detail: string;
   if (mode === 'forward') {
-    floats = FORWARD_SHARE * c.numLayers * perLayer;
-    detail = `${m.mode === 'train' ? 'evaluation ' : ''}forward: ${c.numLayers} layers x ${fmt(FORWARD_SHARE * perLayer * 4)}, ${what}`;
+    // without a tape each layer's intermediates go when the layer is done (BaseCausalLM.layerStep):
+    // one layer's at a time, plus every layer's output [rows, H] until the pass ends
+    floats = perLayer + c.numLayers * rows * c.hiddenSize;
+    detail = `${m.mode === 'train' ? 'evaluation ' : ''}forward: one layer's ${fmt(perLayer * 4)} + ${c.numLayers} layer outputs, ${what}`;
   } else if (m.gradientCheckpointing) {
     floats = ACTIVATION_SLACK * (c.numLayers * rows * c.hiddenSize + 2 * perLayer);
     detail = `training step: each layer's input + one layer recomputed, ${what}`;
