@@ -2,7 +2,8 @@
  * The single-file HTML report: title, the command that made it, the table and the plots inlined
  * as SVG, so it can be mailed or attached without its folder. Pure: text in, text out.
  */
-import { failureLines, TABLE_HEADER, tableCells, type GroupRow, type RunRow } from './summary.ts';
+import { PAIRED_HEADER, pairedCells, type PairRow } from './paired.ts';
+import { budgetText, failureLines, NUMERIC_COLUMNS, TABLE_HEADER, tableCells, type GroupRow, type RunRow } from './summary.ts';
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -14,6 +15,8 @@ export interface ReportInput {
   command: string;
   rows: readonly RunRow[];
   groups: readonly GroupRow[];
+  /** Paired differences between methods (none: no section). */
+  pairs?: readonly PairRow[];
   /** Plot captions and their SVG text, in order. */
   plots: ReadonlyArray<{ caption: string; svg: string }>;
 }
@@ -24,14 +27,18 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
 figure{margin:2em 0}figcaption{font-weight:bold;margin-bottom:.5em}code{background:#f3f3f3;padding:2px 4px}`;
 
 export function htmlReport(r: ReportInput): string {
-  const numeric = new Set([3, 4, 6, 7, 8, 9]);
   const head = `<tr>${TABLE_HEADER.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>`;
   const body = tableCells(r.groups)
-    .map((cells) => `<tr>${cells.map((c, i) => `<td${numeric.has(i) ? ' class="n"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`)
+    .map((cells) => `<tr>${cells.map((c, i) => `<td${NUMERIC_COLUMNS.has(i) ? ' class="n"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`)
     .join('\n');
   const failures = failureLines(r.rows);
   const failed = failures.length
     ? `<h2>Failed runs</h2>\n<ul>\n${failures.map((f) => `<li>${escapeHtml(f)}</li>`).join('\n')}\n</ul>`
+    : '';
+  const pairs = r.pairs?.length
+    ? `<h2>Paired differences</h2>\n<table>\n<tr>${PAIRED_HEADER.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>\n` +
+      pairedCells(r.pairs, budgetText).map((cells) => `<tr>${cells.map((c, i) => `<td${i >= 3 ? ' class="n"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n') +
+      '\n</table>'
     : '';
   // The SVGs come from vega's renderer (our own data, escaped by it), inlined as they are.
   const figures = r.plots.map((p) => `<figure><figcaption>${escapeHtml(p.caption)}</figcaption>\n${p.svg}\n</figure>`).join('\n');
@@ -44,6 +51,7 @@ export function htmlReport(r: ReportInput): string {
 ${head}
 ${body}
 </table>
+${pairs}
 ${failed}
 ${figures}
 </body></html>

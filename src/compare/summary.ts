@@ -1,8 +1,10 @@
 /**
  * From per-run results to the comparison: one flat row per run (what results.jsonl holds), rows
- * grouped over seeds (mean ± std), and the Markdown table. Pure functions of plain data.
+ * grouped over seeds (mean ± std and a 95% t-interval), and the Markdown table. Pure functions
+ * of plain data.
  */
 import type { Cell } from './grid.ts';
+import { meanInterval } from './stats.ts';
 import type { GridBudget, MetricName } from './schema.ts';
 
 /** The part of a run's results.json a comparison reads (written by src/train/finish.ts). */
@@ -67,6 +69,9 @@ export interface GroupRow {
   mean: number | null;
   /** Sample standard deviation over seeds (n - 1); null below two runs. */
   std: number | null;
+  /** The 95% t-interval of the mean over seeds (mean ± t(.975, n-1) std / sqrt(n)); null below two runs. */
+  ci_low: number | null;
+  ci_high: number | null;
   trainable: number | null;
   active: number | null;
   tokens_per_second: number | null;
@@ -78,9 +83,7 @@ export function mean(xs: readonly number[]): number | null {
 }
 
 export function sampleStd(xs: readonly number[]): number | null {
-  if (xs.length < 2) return null;
-  const m = mean(xs)!;
-  return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
+  return meanInterval(xs).std;
 }
 
 /** Rows grouped over seeds, in the order their first run appears. */
@@ -93,10 +96,10 @@ export function groupRows(rows: readonly RunRow[]): GroupRow[] {
   return [...groups.values()].map((rs) => {
     const ok = rs.filter((r) => r.value !== null && r.error === null);
     const of = (f: (r: RunRow) => number | null) => mean(ok.map(f).filter((v): v is number => v !== null));
-    const values = ok.map((r) => r.value!);
+    const iv = meanInterval(ok.map((r) => r.value!));
     return {
       task: rs[0].task, method: rs[0].method, budget: rs[0].budget, metric: rs[0].metric,
-      n: ok.length, failed: rs.length - ok.length, mean: mean(values), std: sampleStd(values),
+      n: ok.length, failed: rs.length - ok.length, mean: iv.mean, std: iv.std, ci_low: iv.low, ci_high: iv.high,
       trainable: of((r) => r.trainable), active: of((r) => r.active),
       tokens_per_second: of((r) => r.tokens_per_second), wall_seconds: of((r) => r.wall_seconds),
     };
@@ -122,30 +125,41 @@ export function durationText(seconds: number | null): string {
   return s < 3600 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
+/** Decimal places a metric is shown with. */
+export const metricDigits = (metric: MetricName) => (metric === 'accuracy' ? 4 : 2);
+
 /** "0.8125 ± 0.0133" (accuracy to 4 places, perplexity to 2); failures are counted after it. */
 export function metricText(g: Pick<GroupRow, 'metric' | 'mean' | 'std' | 'n' | 'failed'>): string {
-  const digits = g.metric === 'accuracy' ? 4 : 2;
+  const digits = metricDigits(g.metric);
   const value = g.mean === null ? 'failed' : g.std === null ? g.mean.toFixed(digits) : `${g.mean.toFixed(digits)} ± ${g.std.toFixed(digits)}`;
   return g.failed && g.mean !== null ? `${value} (${g.failed} failed)` : value;
 }
 
-export const TABLE_HEADER = ['task', 'method', 'budget', 'trainable params', 'active params', 'metric', 'mean ± std', 'seeds', 'tokens/s', 'wall time / run'];
+/** "[0.7812, 0.8438]", or "–" below two runs. */
+export function intervalText(g: Pick<GroupRow, 'metric' | 'ci_low' | 'ci_high'>): string {
+  if (g.ci_low === null || g.ci_high === null) return '–';
+  const digits = metricDigits(g.metric);
+  return `[${g.ci_low.toFixed(digits)}, ${g.ci_high.toFixed(digits)}]`;
+}
+
+export const TABLE_HEADER = ['task', 'method', 'budget', 'trainable params', 'active params', 'metric', 'mean ± std', '95% interval', 'seeds', 'tokens/s', 'wall time / run'];
+/** Columns right-aligned in the Markdown and HTML tables. */
+export const NUMERIC_COLUMNS = new Set([3, 4, 6, 7, 8, 9, 10]);
 
 /** The cells of the table, one row per group, as text. */
 export function tableCells(groups: readonly GroupRow[]): string[][] {
   return groups.map((g) => [
     g.task, g.method, budgetText(g.budget), count(g.trainable), count(g.active), g.metric,
-    metricText(g), String(g.n), count(g.tokens_per_second), durationText(g.wall_seconds),
+    metricText(g), intervalText(g), String(g.n), count(g.tokens_per_second), durationText(g.wall_seconds),
   ]);
 }
 
 /** The GitHub-flavoured Markdown table, numeric columns right-aligned. */
 export function markdownTable(groups: readonly GroupRow[]): string {
-  const right = new Set([3, 4, 6, 7, 8, 9]);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [
     line(TABLE_HEADER),
-    line(TABLE_HEADER.map((_, i) => (right.has(i) ? '---:' : '---'))),
+    line(TABLE_HEADER.map((_, i) => (NUMERIC_COLUMNS.has(i) ? '---:' : '---'))),
     ...tableCells(groups).map(line),
   ].join('\n');
 }

@@ -58,8 +58,9 @@ describe('hilo compare', () => {
     const first = compare(dir);
     expect(first.status, first.stderr).toBe(0);
     expect(first.stderr).toContain('grid grid: 2 runs (1 tasks x 2 methods x 1 budgets x 1 seeds)');
-    expect(first.stderr).toContain('== run 1/2: yelp/lora/trainable-4000/seed1 (1/2 this time) ==');
-    expect(first.stderr).toMatch(/== run 2\/2: yelp\/moe-uniform\/trainable-4000\/seed1 \(2\/2 this time · ETA \d\d:\d\d\) ==/);
+    expect(first.stderr).toContain('== run 1/2: yelp/lora/trainable-4000/seed1 (0/2 cells done) ==');
+    expect(first.stderr).toMatch(/== run 2\/2: yelp\/moe-uniform\/trainable-4000\/seed1 \(1\/2 cells done · ETA \d\d:\d\d\) ==/);
+    expect(first.stderr).toContain('\n2/2 cells done · ETA 00:00\n');
     expect(first.stderr).toMatch(/\[#+\] 2\/2 loss/); // the run's own progress line
     // what the grid wrote is its result: on stdout, and only there
     const out0 = path.join(dir, 'out');
@@ -84,7 +85,12 @@ describe('hilo compare', () => {
     const n = (v: number) => v.toLocaleString('en-US');
     expect(table).toEqual(results.map((r, i) => expect.stringMatching(new RegExp(
       `^\\| yelp \\| ${['lora', 'moe-uniform'][i]} \\| 4,000 trainable \\| ${n(r.params.trainable)} \\| ${n(r.params.active)} \\| accuracy \\| ` +
-      `${r.test.accuracy.toFixed(4)} \\| 1 \\| [\\d,]+ \\| [\\d.]+s \\|$`))));
+      `${r.test.accuracy.toFixed(4)} \\| – \\| 1 \\| [\\d,]+ \\| [\\d.]+s \\|$`))));
+    // one seed: the paired table has the one (yelp, seed 1) pair and no interval
+    const d = results[1].test.accuracy - results[0].test.accuracy;
+    expect(fs.readFileSync(path.join(out, 'summary.md'), 'utf8')).toContain(
+      `| moe-uniform − lora | 4,000 trainable | accuracy | 1 | ${d >= 0 ? '+' : '−'}${Math.abs(d).toFixed(4)} | – | – |`);
+    expect(readJson(path.join(out, 'summary.json')).paired).toMatchObject([{ method: 'moe-uniform', baseline: 'lora', n: 1, tasks: ['yelp'] }]);
 
     for (const axis of ['trainable', 'active']) {
       const svg = fs.readFileSync(path.join(out, `plot-${axis}.svg`), 'utf8');
@@ -110,7 +116,7 @@ describe('hilo compare', () => {
     expect(failing.stderr).toContain('== run 2/2: yelp/moe-uniform/trainable-4000/seed1');
     const broken = readJson(path.join(dir, 'broken', 'runs', 'yelp', 'lora', 'trainable-4000', 'seed1', 'results.json'));
     expect(broken.error).toMatch(/^recipe\.adapter\.target_modules: got "nope_proj"; allowed: "q_proj"/);
-    expect(fs.readFileSync(path.join(dir, 'broken', 'summary.md'), 'utf8')).toContain('| yelp | lora | 4,000 trainable | – | – | accuracy | failed | 0 |');
+    expect(fs.readFileSync(path.join(dir, 'broken', 'summary.md'), 'utf8')).toContain('| yelp | lora | 4,000 trainable | – | – | accuracy | failed | – | 0 |');
     // the next invocation tries it again, over what the failure left in its run folder
     const retried = compare(dir, '--output-dir', 'broken', 'adapter.target_modules=[nope_proj]');
     expect(retried.status).toBe(1);

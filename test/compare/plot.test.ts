@@ -1,13 +1,14 @@
 /**
- * The plot on fixed inputs: the Vega-Lite spec (data, facets, log x, one colour per method) and
- * its rendering: one point mark per successful run in the SVG, a PNG with the PNG signature.
+ * The plot on fixed inputs: the Vega-Lite spec (data, facets, log x, one colour per method,
+ * error bars over the means' 95% intervals) and its rendering: one point mark per successful run
+ * and one error bar per group of two or more seeds in the SVG, a PNG with the PNG signature.
  */
 import { describe, expect, it } from 'vitest';
 import type { Cell } from '../../src/compare/grid.ts';
 import { comparePlotSpec, plotData } from '../../src/compare/plot.ts';
 import { renderSvg, svgToPng } from '../../src/compare/render.ts';
 import { groupRows, runRow } from '../../src/compare/summary.ts';
-import { countPoints } from './helpers.ts';
+import { countIntervals, countPoints } from './helpers.ts';
 
 function row(task: string, metric: Cell['metric'], method: Cell['method'], budget: string, seed: number, value: number | null, trainable: number, active: number) {
   const cell: Cell = { index: 0, task, metric, method, budget: null, budgetLabel: budget, seed, id: '', runDir: '', overrides: [] };
@@ -38,13 +39,18 @@ describe('comparePlotSpec', () => {
       ['lora', 'trainable-8000', 7_000], ['lora', 'trainable-30000', 28_000], ['hilo', 'trainable-30000', 12_000], ['hilo', 'trainable-30000', 11_000],
     ]);
     expect(means[0].y).toBeCloseTo(0.75, 12);
+    // 0.75 ∓ 12.706204736 · 0.0707107 / √2 (two seeds); one seed has no interval
+    expect(means[0].lo).toBeCloseTo(0.11468976319126467, 10);
+    expect(means[0].hi).toBeCloseTo(1.3853102368087353, 10);
+    expect(means.slice(1).map((d) => [d.lo, d.hi])).toEqual([[null, null], [null, null], [null, null]]);
   });
 
   it('facets by task, log-scales x, colours by method in grid order', () => {
     const spec = comparePlotSpec(ROWS, groupRows(ROWS), 'trainable', ['lora', 'hilo']) as any;
     expect(spec.facet.field).toBe('panel');
-    const [line, points] = spec.spec.layer;
+    const [line, intervals, points] = spec.spec.layer;
     expect(line.mark.type).toBe('line');
+    expect(intervals).toMatchObject({ name: 'intervals', mark: { type: 'errorbar' }, encoding: { y: { field: 'lo' }, y2: { field: 'hi' } } });
     expect(points.name).toBe('runs');
     expect(points.encoding.x.scale.type).toBe('log');
     expect(points.encoding.x.title).toBe('trainable parameters (log scale)');
@@ -59,6 +65,7 @@ describe('rendering', () => {
     const svg = await renderSvg(comparePlotSpec(ROWS, groupRows(ROWS), 'trainable', ['lora', 'hilo']));
     expect(svg.startsWith('<svg')).toBe(true);
     expect(countPoints(svg)).toBe(5);
+    expect(countIntervals(svg)).toBe(1); // lora at 8,000: the only group with two seeds
     expect(svg).toContain('sentiment (accuracy)');
     expect(svg).toContain('moby-lm (perplexity)');
     const png = svgToPng(svg, 1);

@@ -56,7 +56,10 @@ describe('groupRows', () => {
     expect(groups.map((g) => [g.method, g.budget, g.n, g.failed])).toEqual([['lora', 'trainable-8000', 3, 0], ['hilo', 'percent-5', 1, 1]]);
     expect(groups[0].mean).toBeCloseTo(0.8, 12);
     expect(groups[0].std).toBeCloseTo(0.05, 12); // sqrt(((-.05)^2 + 0 + .05^2) / 2)
-    expect(groups[1]).toMatchObject({ mean: 0.9, std: null, trainable: 49_000, active: 21_000 });
+    // 0.8 ∓ t(.975, 2) · 0.05 / √3 = 0.8 ∓ 4.302652729749462 · 0.028867513
+    expect(groups[0].ci_low).toBeCloseTo(0.6757931144124835, 12);
+    expect(groups[0].ci_high).toBeCloseTo(0.9242068855875164, 12);
+    expect(groups[1]).toMatchObject({ mean: 0.9, std: null, ci_low: null, ci_high: null, trainable: 49_000, active: 21_000 });
   });
 
   it('sampleStd is n-1 and null below two values', () => {
@@ -77,10 +80,10 @@ describe('text', () => {
 
   it('writes the Markdown table', () => {
     expect(markdownTable(groupRows(ROWS))).toBe([
-      '| task | method | budget | trainable params | active params | metric | mean ± std | seeds | tokens/s | wall time / run |',
-      '| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
-      '| sentiment | lora | 8,000 trainable | 7,488 | 7,488 | accuracy | 0.8000 ± 0.0500 | 3 | 1,234 | 1m 23s |',
-      '| sentiment | hilo | 5% of base | 49,000 | 21,000 | accuracy | 0.9000 (1 failed) | 1 | 1,000 | 7.3s |',
+      '| task | method | budget | trainable params | active params | metric | mean ± std | 95% interval | seeds | tokens/s | wall time / run |',
+      '| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
+      '| sentiment | lora | 8,000 trainable | 7,488 | 7,488 | accuracy | 0.8000 ± 0.0500 | [0.6758, 0.9242] | 3 | 1,234 | 1m 23s |',
+      '| sentiment | hilo | 5% of base | 49,000 | 21,000 | accuracy | 0.9000 (1 failed) | – | 1 | 1,000 | 7.3s |',
     ].join('\n'));
   });
 
@@ -91,7 +94,7 @@ describe('text', () => {
     });
     expect(html).toContain('<title>hilo compare: &lt;small&gt;</title>');
     expect(html.match(/<tr>/g)).toHaveLength(3);
-    expect(html).toContain('<td class="n">0.8000 ± 0.0500</td>');
+    expect(html).toContain('<td class="n">0.8000 ± 0.0500</td><td class="n">[0.6758, 0.9242]</td>');
     expect(html).toContain('<li>sentiment/hilo/percent-5/seed1: recipe.adapter.budget.percent: got 5;');
     expect(html).toContain('<figcaption>A &amp; B</figcaption>\n<svg id="p1"></svg>');
   });
