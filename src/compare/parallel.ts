@@ -1,6 +1,6 @@
 /**
  * A grid's cells in parallel processes: each cell is its own `hilo compare GRID --cell K`
- * process on one thread (HILO_WASM_THREADS=1, HILO_DATA_PARALLEL=1), so N cores run N cells
+ * process on one thread (HILO_WASM_THREADS, HILO_DATA_PARALLEL and OPENBLAS_NUM_THREADS 1), so N cores run N cells
  * at once with no contention between their thread pools; a cell computes the same numbers as
  * in a serial run (it is the same code, seeded the same way). Each cell's console output goes to
  * <run>/train.log; this process prints one progress line per finished cell. Ctrl-C (or SIGTERM)
@@ -20,7 +20,7 @@ import { durationText, metricDigits, runRow } from './summary.ts';
 export type CellCommand = (cell: Cell) => { file: string; args: string[]; env?: Record<string, string> };
 
 /** Environment of every cell process: one thread each (the cores are shared out by cells instead). */
-export const CELL_ENV = { HILO_WASM_THREADS: '1', HILO_DATA_PARALLEL: '1' } as const;
+export const CELL_ENV = { HILO_WASM_THREADS: '1', HILO_DATA_PARALLEL: '1', OPENBLAS_NUM_THREADS: '1' } as const;
 
 export interface ParallelOptions {
   jobs: number;

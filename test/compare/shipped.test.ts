@@ -16,6 +16,7 @@ const standIn = existsSync(path.join(ROOT, 'models', 'hilo-base', 'config.json')
 describe('shipped grids', () => {
   it.each([
     ['recipes/compare/small.yaml', 6],
+    ['recipes/compare/cpu.yaml', 90],
     ['recipes/compare/paper.yaml', 375],
   ])('%s loads into %i runs and starts with its command', (file, runs) => {
     const grid = loadGrid(path.join(ROOT, file), standIn, { cwd: ROOT });
