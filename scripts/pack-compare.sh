@@ -11,7 +11,7 @@
 #   models/hilo-base, recipes/compare/ (grids + base recipe at their repo paths, so the
 #                      recipes' relative model path holds), fonts/ (DejaVu Sans for the plots),
 #                      device-compare.sh
-#   scripts/pack-compare.sh [OUT.tar.xz]     (default .hilo-cache/hilo-compare.tar.xz, git-ignored)
+#   scripts/pack-compare.sh [OUT.tar.xz]     (default .hilo-cache/hilo-compare.tar.xz, git-ignored; env XZ_LEVEL, 3)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$ROOT/.hilo-cache/hilo-compare.tar.xz}
@@ -71,5 +71,6 @@ for lib in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0; do
 done
 
 mkdir -p "$(dirname "$OUT")"
-tar -C "$STAGE" -cf - hilo-compare | xz -T0 -6 > "$OUT"
+# A low level keeps packing quick; the tarball still fits the device tool's 64 MiB carry.
+tar -C "$STAGE" -cf - hilo-compare | xz -T0 "-${XZ_LEVEL:-3}" > "$OUT"
 echo "$OUT: $(du -h "$OUT" | cut -f1) ($(du -sh "$D" | cut -f1) unpacked)"

@@ -96,9 +96,13 @@ describe('hilo compare resume', () => {
       await sleep(200);
     }
     grid.kill('SIGKILL');
+    const killedAt = Date.now();
     await exited;
     for (let i = 0; cellProcesses(path.join(dir, 'par')).length && i < 100; i++) await sleep(100);
     expect(cellProcesses(path.join(dir, 'par'))).toEqual([]);
+    // The cells running at the kill stopped with it: none went on to write results (an orphan would).
+    const written = SEEDS.map((s) => resultsFile(dir, 'par', s)).filter((f) => fs.existsSync(f)).map((f) => fs.statSync(f).mtimeMs);
+    expect(written.filter((t) => t > killedAt + 1000)).toEqual([]);
     const done = SEEDS.filter((s) => finished(resultsFile(dir, 'par', s)));
     expect(done.length).toBeGreaterThanOrEqual(1);
     expect(done.length).toBeLessThan(3);
