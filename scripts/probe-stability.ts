@@ -22,7 +22,7 @@ const OUT = path.resolve(process.argv[2] ?? path.join(ROOT, 'adapters/compare/cp
 const SEEDS = [0, 1, 2];
 const MODELS = [
   { name: 'models/hilo-base', dir: path.join(ROOT, 'models/hilo-base'), budget: 240000 },
-  { name: 'stories260K', dir: path.resolve(ROOT, '../shared/models/stories260K'), budget: 120000 },
+  { name: 'stories260K', dir: path.join(ROOT, 'test/fixtures/models/stories260K'), budget: 120000 },
 ];
 const KINDS = ['alpha-hill', 'grad-sensitivity', 'activation-rank'] as const;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-probes-'));

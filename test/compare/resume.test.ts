@@ -10,10 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ROOT, STORIES260K as MODEL } from '../helpers/fixtures.ts';
 import { sentimentLines } from '../helpers/sentences.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const MODEL = path.resolve(ROOT, '../shared/models/stories260K');
 const HILO = path.join(ROOT, 'bin/hilo.js');
 const SEEDS = [1, 2, 3];
 
