@@ -12,7 +12,7 @@
 # bundle and the runs sit at fixed paths, so the recipes the finished cells recorded still match).
 #   device-compare.sh [TARBALL] [OUTDIR]   defaults: .hilo-cache/hilo-compare.tar.xz (or the folder
 #                                          this script sits in, when already unpacked), $OUT or ./compare-results
-# Env: GRID (recipes/compare/cpu.yaml), JOBS (8), GRID_TIMEOUT (540), OVERRIDES (key=value ... for
+# Env: GRID (recipes/compare/cpu.yaml), JOBS (8), GRID_TIMEOUT (500: with unpacking and copying, under the device tool's 600 s), OVERRIDES (key=value ... for
 #   every run, e.g. "train.max_steps=10" for a smoke test), RESUME_FROM (an earlier OUTDIR).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -53,7 +53,7 @@ CMD=(hilo compare "$GRID" --jobs "$JOBS" "${EXTRA[@]}")
 } | tee "$OUTDIR/env.txt"
 
 start=$(date +%s)
-(cd "$D" && timeout -s INT -k 60 "${GRID_TIMEOUT:-540}" "$NODE" hilo.mjs compare "$GRID" --jobs "$JOBS" --output-dir "$RUNS" "${EXTRA[@]}") 2>&1 | tee "$OUTDIR/compare.log"
+(cd "$D" && timeout -s INT -k 30 "${GRID_TIMEOUT:-500}" "$NODE" hilo.mjs compare "$GRID" --jobs "$JOBS" --output-dir "$RUNS" "${EXTRA[@]}") 2>&1 | tee "$OUTDIR/compare.log"
 status=${PIPESTATUS[0]}
 echo "exit: $status; wall: $(( $(date +%s) - start )) s" | tee -a "$OUTDIR/env.txt"
 # Stopped before it summarised (killed after the timeout's grace): write the summary from what is on disk.
