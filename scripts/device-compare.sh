@@ -32,7 +32,9 @@ fi
 NODE=$D/node/bin/node
 if ! "$NODE" --version >/dev/null 2>&1; then export LD_LIBRARY_PATH=$D/node/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
 "$NODE" --version >/dev/null || { echo "the carried node does not run here" >&2; exit 2; }
-if ! { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q "^[[:space:]]*libopenblas.so.0 " && [ -e "$D/hostlibs/openblas/libopenblas.so.0" ]; then
+# (read whole first: with pipefail, grep -q closing the pipe early would fail ldconfig's side)
+LIBS=$({ ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null)
+if ! grep -q "^[[:space:]]*libopenblas.so.0 " <<< "$LIBS" && [ -e "$D/hostlibs/openblas/libopenblas.so.0" ]; then
   export LD_LIBRARY_PATH=$D/hostlibs/openblas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   echo "no libopenblas.so.0 on this machine: using the carried one"
 fi
@@ -53,11 +55,11 @@ CMD=(hilo compare "$GRID" --jobs "$JOBS" "${EXTRA[@]}")
 } | tee "$OUTDIR/env.txt"
 
 start=$(date +%s)
-(cd "$D" && timeout -s INT -k 30 "${GRID_TIMEOUT:-500}" "$NODE" hilo.mjs compare "$GRID" --jobs "$JOBS" --output-dir "$RUNS" "${EXTRA[@]}") 2>&1 | tee "$OUTDIR/compare.log"
+(cd "$D" && timeout -s INT -k 30 "${GRID_TIMEOUT:-500}" "$NODE" src/cli/hilo.mjs compare "$GRID" --jobs "$JOBS" --output-dir "$RUNS" "${EXTRA[@]}") 2>&1 | tee "$OUTDIR/compare.log"
 status=${PIPESTATUS[0]}
 echo "exit: $status; wall: $(( $(date +%s) - start )) s" | tee -a "$OUTDIR/env.txt"
 # Stopped before it summarised (killed after the timeout's grace): write the summary from what is on disk.
-[ -e "$RUNS/summary.md" ] || (cd "$D" && "$NODE" hilo.mjs compare "$GRID" --output-dir "$RUNS" --summary-only "${EXTRA[@]}") 2>&1 | tee -a "$OUTDIR/compare.log"
+[ -e "$RUNS/summary.md" ] || (cd "$D" && "$NODE" src/cli/hilo.mjs compare "$GRID" --output-dir "$RUNS" --summary-only "${EXTRA[@]}") 2>&1 | tee -a "$OUTDIR/compare.log"
 
 cp "$RUNS"/{summary.md,summary.json,results.jsonl,report.html} "$RUNS"/plot-* "$OUTDIR/" 2>/dev/null
 (cd "$RUNS" && find runs \( -name results.json -o -name train.log -o -name metrics.jsonl -o -name plan.json -o -name probe.json -o -name recipe.json \) -print0 \

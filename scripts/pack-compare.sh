@@ -3,8 +3,10 @@
 # (the GPU machine's CPU cores run the grid; its GPU is not used): what scripts/pack-device.sh
 # carries for the wasm backend (node/bin/node + the libstdc++/libgcc_s it links, tfjs-backend-wasm's
 # .wasm files and threaded factory, koffi, hilo's SIMD kernels, OpenBLAS in hostlibs/), plus
-#   hilo.mjs           the whole `hilo` CLI (src/cli/main.ts) bundled by esbuild, and
-#                      replica-worker.mjs for data-parallel replicas, bundled the same way
+#   src/cli/hilo.mjs   the whole `hilo` CLI (src/cli/main.ts) bundled by esbuild, at the path of its
+#                      source so that what it finds from there (../../package.json for --version)
+#                      is there; beside it replica-worker.mjs (data-parallel replicas, bundled
+#                      the same way) and simd/kernels.wasm
 #   node_modules/      resvg (its linux-x64 addon draws the PNGs) and the built-in tasks' data,
 #                      only the files the loaders read: sentiment's fixtures, the @stdlib
 #                      datasets' data/*.json (spam-assassin, sotu, first names, moby-dick)
@@ -35,10 +37,13 @@ bundle() { # entry, outfile
     --external:webgpu --external:koffi --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
     --external:@resvg/resvg-js --external:canvas --banner:js="$BANNER" --log-level=error --outfile="$2"
 }
-bundle "$ROOT/src/cli/main.ts" "$D/hilo.mjs"
-bundle "$ROOT/src/train/replica-worker.ts" "$D/replica-worker.mjs"
-echo "await import('./replica-worker.mjs');" > "$D/replica-boot.mjs"
-mkdir -p "$D/simd" && cp "$ROOT/src/backend/simd/kernels.wasm" "$D/simd/"
+C=$D/src/cli
+mkdir -p "$C/simd"
+bundle "$ROOT/src/cli/main.ts" "$C/hilo.mjs"
+bundle "$ROOT/src/train/replica-worker.ts" "$C/replica-worker.mjs"
+echo "await import('./replica-worker.mjs');" > "$C/replica-boot.mjs"
+cp "$ROOT/src/backend/simd/kernels.wasm" "$C/simd/"
+cp "$ROOT/package.json" "$D/"
 
 W=$NM/@tensorflow/tfjs-backend-wasm
 cp "$W/package.json" "$D/node_modules/@tensorflow/tfjs-backend-wasm/"
