@@ -16,6 +16,7 @@
  * two fused kernels of src/backend/wasm-experts.ts; elsewhere as the tfjs ops below.
  */
 import * as tf from '@tensorflow/tfjs';
+import { runMultiOutput } from '../ops/multi-output.ts';
 import { FrozenLinearLayer } from '../model/linear.ts';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { defaultPlacement, valuesOf, type Placement } from '../backend/placement.ts';
@@ -176,19 +177,6 @@ function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, s
   return op(...ins) as tf.Tensor2D;
 }
 
-/**
- * tfjs's engine entry that customGrad is built on (private in its types): an op from a forward
- * function with any number of outputs, and a backward that gets every output's dy (zeros for an
- * output off the gradient's path) and returns one gradient per named input.
- */
-interface MultiOutputEngine {
-  runKernelFunc(op: {
-    inputs: tf.NamedTensorMap;
-    forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor[];
-    backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
-  }): tf.Tensor[];
-}
-
 /** A frozen base's kernel [in, out] and the rows it multiplies. */
 interface FusedBase {
   x: tf.Tensor2D;
@@ -248,7 +236,7 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   let stats: RouterAuxStats | null = null;
   // the token weights as dataSync's copy (this path is wasm's): the losses' gradient reads them again in the backward
   const tokens = losses?.tokenMask ? (losses.tokenMask.dataSync() as Float32Array) : undefined;
-  const outputs = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
+  const outputs = runMultiOutput({
     inputs,
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
       const [h, l] = tf.engine().runKernel(ROUTED_IN, { x, A, Wr, ...(same ? {} : { xd }) }) as tf.Tensor2D[];
@@ -330,7 +318,7 @@ function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mi
   const transient = transientOf([A, B, Wr]);
   const rows = { ...(same ? {} : { xd }), ...(kernel ? { W: kernel } : {}) };
   let fractions = new Float32Array(E);
-  const outputs = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
+  const outputs = runMultiOutput({
     inputs: { x, A, B, Wr, ...(same ? {} : { xd }) },
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
       const ins = { x, A, Wr, B, ...rows, ...(tokens ? { tokens } : {}) };

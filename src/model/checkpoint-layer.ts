@@ -10,17 +10,9 @@
  * again when replayed, so the recomputed layer is the same function.
  */
 import * as tf from '@tensorflow/tfjs';
+import { runMultiOutput } from '../ops/multi-output.ts';
 import { recomputeGrads } from '../ops/recompute.ts';
 import type { ForwardContext } from './types.ts';
-
-/** tfjs's engine entry customGrad is built on (private in its types): any number of outputs. */
-interface MultiOutputEngine {
-  runKernelFunc(op: {
-    inputs: tf.NamedTensorMap;
-    forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor[];
-    backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
-  }): tf.Tensor[];
-}
 
 /** Σ of kept scalars, which are then freed (0 for none). */
 function takeSum(xs: tf.Scalar[]): tf.Scalar {
@@ -47,7 +39,7 @@ export function checkpointed(
   };
   const names = vars.map((_, i) => `v${i}`);
   const inputs: tf.NamedTensorMap = { x, ...Object.fromEntries(vars.map((v, i) => [names[i], v])) };
-  const [y, aux] = (tf.engine() as unknown as MultiOutputEngine).runKernelFunc({
+  const [y, aux] = runMultiOutput({
     inputs,
     forwardFunc: (_backend, save) => {
       save([x, ...consts, ...(ctx.tokenMask ? [ctx.tokenMask] : [])]);
