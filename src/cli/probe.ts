@@ -34,7 +34,7 @@ export const command: CommandModule = {
     const { probeForRecipe } = await import('../probe/for-recipe.ts');
     const recipe = loadRecipe(argv.recipe as string, (argv.overrides as string[]).map(String));
     const backend = argv.backend === 'auto' ? recipe.backend : (argv.backend as string);
-    const { result, file, reused } = await probeForRecipe(recipe, { backend, force: argv.force as boolean });
+    const { result, file, reused, cache } = await probeForRecipe(recipe, { backend, force: argv.force as boolean });
     if (argv.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;
@@ -42,7 +42,7 @@ export const command: CommandModule = {
     const labels = result.layers.map((_, l) => `layer ${l}`);
     process.stdout.write(`${result.kind} scores of ${recipe.model.path} (higher = more complex)\n`);
     process.stdout.write(`${scoreBars(labels, result.layers).join('\n')}\n`);
-    process.stdout.write(`${reused ? 'reused' : 'wrote'} ${file}\n`);
+    process.stdout.write(`${reused ? 'reused' : 'wrote'} ${file}${reused && cache ? ` (from the probe cache, ${cache})` : ''}\n`);
   },
 };
 

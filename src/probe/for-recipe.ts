@@ -13,7 +13,7 @@ import { checkMaxLength } from '../model/check.ts';
 import { readModelConfig } from '../model/load.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { cacheProbe, cachedProbe } from './cache.ts';
-import type { ProbeProgress } from './progress.ts';
+import { progressPrinter, type ProbeProgress } from './progress.ts';
 import { DATA_PROBES, fingerprintOf, readProbeFile, reusableProbe, runProbe, writeProbeFile, type ProbeModel } from './run.ts';
 import type { ProbeKind, ProbeResult } from './types.ts';
 
@@ -48,10 +48,13 @@ export async function calibrationBatches(recipe: Recipe): Promise<Batch[]> {
   return out;
 }
 
-/** Measure (or reuse) the recipe's probe. `backend` is initialised only when a data probe must run. */
+/**
+ * Measure (or reuse) the recipe's probe. `backend` is initialised only when a data probe must
+ * run. Progress goes to stderr unless `onProgress` says otherwise (null: silent).
+ */
 export async function probeForRecipe(
   recipe: Recipe,
-  opts: { backend?: string; force?: boolean; onProgress?: (p: ProbeProgress) => void; env?: NodeJS.ProcessEnv } = {},
+  opts: { backend?: string; force?: boolean; onProgress?: ((p: ProbeProgress) => void) | null; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RecipeProbe> {
   const kind = recipeProbeKind(recipe);
   const dir = recipe.model.path;
@@ -89,7 +92,8 @@ export async function probeForRecipe(
       lm.dispose();
     }
   } else {
-    result = await runProbe(kind, source, { onProgress: opts.onProgress });
+    const onProgress = opts.onProgress === undefined ? progressPrinter(`${kind} on ${dir}`) : (opts.onProgress ?? undefined);
+    result = await runProbe(kind, source, { onProgress });
   }
   writeProbeFile(file, result);
   return { result, file, reused: false, cache: cacheProbe(result, opts.env) };
