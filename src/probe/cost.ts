@@ -24,7 +24,9 @@ export function forwardMacsPerToken(config: ModelConfig): number {
 /** 1.2e12 -> "1.2 TFLOP". */
 export function flopText(flop: number): string {
   const units: Array<[number, string]> = [[1e15, 'PFLOP'], [1e12, 'TFLOP'], [1e9, 'GFLOP'], [1e6, 'MFLOP']];
-  const [scale, unit] = units.find(([s]) => flop >= s) ?? [1, 'FLOP'];
+  const found = units.find(([s]) => flop >= s);
+  if (!found) return `${Math.round(flop)} FLOP`;
+  const [scale, unit] = found;
   return `${(flop / scale).toPrecision(2)} ${unit}`;
 }
 
