@@ -10,7 +10,8 @@
  *   the model (tfjs wasm) and run on random token batches of --batches x --batch-size x --seq.
  * --engines: lapack and/or js, for alpha-hill. --workers: worker-thread counts for alpha-hill.
  * --breakdown: also time one matrix of each distinct shape on one thread: read + widen, Gram
- *   product, eigenvalues and Hill fit, apart.
+ *   product, eigenvalues and Hill fit, apart (wall and CPU seconds: on a shared machine the CPU
+ *   time is what the phase costs), and the eigenvalues again on all of OpenBLAS's threads.
  * Random-init folders in real shapes: scripts/make-model-shapes.ts.
  */
 import { spawnSync } from 'node:child_process';
@@ -108,12 +109,16 @@ async function runRow(row: Row): Promise<Measured> {
   };
 }
 
-/** One matrix of each distinct shape, on this thread with OpenBLAS on one thread: where the time goes. */
+/**
+ * One matrix of each distinct shape, on this thread: where the time goes (wall and CPU seconds
+ * per phase, OpenBLAS on one thread), and the eigensolver again on all of OpenBLAS's threads,
+ * which says whether one matrix per core (the workers) or one at a time on every core is faster.
+ */
 function breakdown(model: string): Array<Record<string, number | string>> {
   const found = loadLapack();
   if (!found.lapack) throw new Error(`--breakdown needs LAPACK: ${found.reason}`);
   const lapack = found.lapack;
-  lapack.threads?.setThreads(1);
+  const threads = lapack.threads?.getThreads() ?? 1;
   const config = readModelConfig(model);
   const locate = checkpointTensors(model, config);
   const seen = new Map<string, string>();
@@ -121,24 +126,33 @@ function breakdown(model: string): Array<Record<string, number | string>> {
     const key = `${Math.min(m.in, m.out)}x${Math.max(m.in, m.out)}`;
     if (!seen.has(key)) seen.set(key, m.module);
   }
+  const timed = <T>(f: () => T): [T, number, number] => {
+    const t = performance.now();
+    const c = process.cpuUsage();
+    const out = f();
+    const u = process.cpuUsage(c);
+    return [out, (performance.now() - t) / 1000, (u.user + u.system) / 1e6];
+  };
   return [...seen].map(([shape, module]) => {
-    let t = performance.now();
-    const w = readMatrix(locate(module));
-    const wide = Float64Array.from(w.data as Float32Array);
-    const readS = (performance.now() - t) / 1000;
-    const small = Math.min(w.rows, w.cols);
-    const gram = new Float64Array(small * small);
-    t = performance.now();
-    if (w.cols <= w.rows) lapack.gram(true, w.cols, w.rows, wide, w.cols, gram, 0);
-    else lapack.gram(false, w.rows, w.cols, wide, w.cols, gram, 0);
-    const gramS = (performance.now() - t) / 1000;
-    t = performance.now();
-    const eig = lapack.eigenvalues(gram, small);
-    const eigS = (performance.now() - t) / 1000;
-    t = performance.now();
-    hillAlpha(eig.map((x) => Math.max(0, x)));
-    const fitS = (performance.now() - t) / 1000;
-    return { shape, module, readS, gramS, eigS, fitS, cost: matrixCost(w.rows, w.cols) };
+    lapack.threads?.setThreads(1);
+    const [wide, readS, readCpuS] = timed(() => {
+      const w = readMatrix(locate(module));
+      return { rows: w.rows, cols: w.cols, data: Float64Array.from(w.data as Float32Array) };
+    });
+    const small = Math.min(wide.rows, wide.cols);
+    const gramOf = () => {
+      const gram = new Float64Array(small * small);
+      if (wide.cols <= wide.rows) lapack.gram(true, wide.cols, wide.rows, wide.data, wide.cols, gram, 0);
+      else lapack.gram(false, wide.rows, wide.cols, wide.data, wide.cols, gram, 0);
+      return gram;
+    };
+    const [gram, gramS, gramCpuS] = timed(gramOf);
+    const [eig, eigS, eigCpuS] = timed(() => lapack.eigenvalues(gram, small));
+    const [, fitS] = timed(() => hillAlpha(eig.map((x) => Math.max(0, x))));
+    lapack.threads?.setThreads(threads);
+    const again = gramOf();
+    const [, eigAllS] = timed(() => lapack.eigenvalues(again, small));
+    return { shape, module, readS, readCpuS, gramS, gramCpuS, eigS, eigCpuS, fitS, eigAllThreadsS: eigAllS, threads, cost: matrixCost(wide.rows, wide.cols) };
   });
 }
 
@@ -159,8 +173,11 @@ if (values.row) {
     if (values.breakdown) {
       breakdowns[model] = breakdown(model);
       console.log(`${model}: one matrix per shape, one thread`);
-      console.log(table(['shape', 'module', '', 'read s', 'Gram s', 'eig s', 'fit s'],
-        breakdowns[model].map((b) => [String(b.shape), String(b.module), '', ...(['readS', 'gramS', 'eigS', 'fitS'] as const).map((k) => (b[k] as number).toFixed(2))])));
+      console.log(table(['shape', 'module', '', 'read s (CPU)', 'Gram s (CPU)', 'eig s (CPU)', 'fit s', `eig s, ${breakdowns[model][0].threads} threads`],
+        breakdowns[model].map((b) => {
+          const f = (k: string) => (b[k] as number).toFixed(2);
+          return [String(b.shape), String(b.module), '', `${f('readS')} (${f('readCpuS')})`, `${f('gramS')} (${f('gramCpuS')})`, `${f('eigS')} (${f('eigCpuS')})`, f('fitS'), f('eigAllThreadsS')];
+        })));
     }
     for (const probe of list(values.probes) as ProbeKind[]) {
       const engines = probe === 'alpha-hill' ? (list(values.engines) as Row['engine'][]) : (['lapack'] as const);

@@ -106,3 +106,19 @@ export function loadLapack(env: NodeJS.ProcessEnv = process.env): LapackResult {
     return { lapack: null, reason: (e as Error).message };
   }
 }
+
+/**
+ * Run `f` with OpenBLAS on one thread, then restore its count. The eigensolver is mostly
+ * sequential, and waking a second thread for each of its many small calls costs more than the
+ * call on a busy machine (scripts/bench-probe.ts --breakdown: the "all threads" column).
+ */
+export async function onOneThread<T>(lapack: Lapack | null, f: () => T | Promise<T>): Promise<T> {
+  const threads = lapack?.threads?.getThreads();
+  if (threads === undefined || threads === 1) return f();
+  lapack!.threads!.setThreads(1);
+  try {
+    return await f();
+  } finally {
+    lapack!.threads!.setThreads(threads);
+  }
+}

@@ -4,13 +4,13 @@
  * where it loads, in worker threads when the model is big enough to repay starting them.
  *
  * OpenBLAS's eigensolver is mostly sequential (the two-stage reduction's bulge chasing runs on
- * one thread), so whole matrices on separate cores beat one matrix on all of them; each worker
- * keeps OpenBLAS to one thread, and the process's thread count is restored afterwards (it is
- * global: the wasm backend's products read it).
+ * one thread), so whole matrices on separate cores beat one matrix on all of them: OpenBLAS runs
+ * on one thread throughout, and its thread count is restored afterwards (it is process-wide:
+ * the wasm backend's products read it).
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { loadLapack, type Lapack } from '../backend/lapack.ts';
+import { loadLapack, onOneThread, type Lapack } from '../backend/lapack.ts';
 import { HiloError } from '../errors.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { alphaHillFromFits, alphaHillMatrices, type AlphaHillMatrix, type AlphaHillScores } from './alpha-hill.ts';
@@ -111,17 +111,15 @@ export async function alphaHillFromDir(config: ModelConfig, dir: string, opts: D
     const elapsedMs = performance.now() - start;
     opts.onProgress?.({ done, total: matrices.length, elapsedMs, etaMs: etaMs(elapsedMs, costDone, total) });
   };
-  if (workers === 1) {
-    stored.forEach((t, i) => record(i, fitStored(t, lapack)));
-  } else {
-    const threads = lapack?.threads?.getThreads();
-    try {
+  // workers set OpenBLAS's process-wide count to 1 too; onOneThread restores it afterwards
+  await onOneThread(lapack, async () => {
+    if (workers === 1) {
+      stored.forEach((t, i) => record(i, fitStored(t, lapack)));
+    } else {
       const jobs = stored.map((t, index) => ({ ...t, index })).sort((a, b) => costs[b.index] - costs[a.index]);
       await runWorkers(jobs, workers, lapack !== null, record);
-    } finally {
-      if (threads !== undefined) lapack!.threads!.setThreads(threads);
     }
-  }
+  });
   const how = lapack ? `LAPACK (${lapack.detail})` : `the JS eigensolver (${found.reason})`;
   return { ...alphaHillFromFits(config, fits), engine: `${how}, ${workers === 1 ? 'this thread' : `${workers} workers`}` };
 }

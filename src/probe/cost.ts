@@ -21,13 +21,14 @@ export function forwardMacsPerToken(config: ModelConfig): number {
   return linears + config.vocabSize * config.hiddenSize;
 }
 
-/** 1.2e12 -> "1.2 TFLOP". */
+/** 1.2e12 -> "1.2 TFLOP", 2.7e8 -> "270 MFLOP". */
 export function flopText(flop: number): string {
   const units: Array<[number, string]> = [[1e15, 'PFLOP'], [1e12, 'TFLOP'], [1e9, 'GFLOP'], [1e6, 'MFLOP']];
   const found = units.find(([s]) => flop >= s);
   if (!found) return `${Math.round(flop)} FLOP`;
   const [scale, unit] = found;
-  return `${(flop / scale).toPrecision(2)} ${unit}`;
+  const v = flop / scale;
+  return `${v >= 10 ? Math.round(v) : v.toPrecision(2)} ${unit}`;
 }
 
 /** One line: what `kind` measured (or would measure) on `config`. */

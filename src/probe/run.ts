@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadLapack } from '../backend/lapack.ts';
+import { loadLapack, onOneThread } from '../backend/lapack.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { writeFileAtomic } from '../model/safetensors.ts';
@@ -85,13 +85,17 @@ export async function runProbe(kind: ProbeKind, model: ProbeModel, opts: ProbeOp
       return { ...base, layers: s.layers, modules: s.modules };
     }
     if (!model.lm) throw new HiloError('alpha-hill: needs the model directory or a loaded model');
-    const s = alphaHillScores(model.config, lmMatrices(model.lm), { lapack: loadLapack().lapack });
+    const lapack = loadLapack().lapack;
+    const s = await onOneThread(lapack, () => alphaHillScores(model.config, lmMatrices(model.lm!), { lapack }));
     return { ...base, layers: s.layers, modules: s.modules };
   }
   if (!model.lm) throw new HiloError(`${kind}: needs a loaded model`);
   if (!opts.batches?.length) throw new HiloError(`${kind}: needs calibration batches (recipe.adapter.calibration.batches >= 1)`);
   if (kind === 'grad-sensitivity') return { ...base, ...gradSensitivityScores(model.lm, opts.batches) };
-  return { ...base, layers: activationRankScores(model.lm, opts.batches, base.settings.input_module as string).layers };
+  const lapack = loadLapack().lapack;
+  const lm = model.lm;
+  const batches = opts.batches;
+  return { ...base, layers: (await onOneThread(lapack, () => activationRankScores(lm, batches, base.settings.input_module as string, lapack))).layers };
 }
 
 /** Key order-independent JSON, so settings compare by value. */

@@ -15,7 +15,7 @@ describe('probe cost', () => {
   ])('forward multiply-adds per token', (config, want) => expect(forwardMacsPerToken(config)).toBe(want));
 
   it.each([
-    [999, '999 FLOP'], [4.1e7, '41 MFLOP'], [7.78e9, '7.8 GFLOP'], [5.41e13, '54 TFLOP'], [2e15, '2.0 PFLOP'],
+    [999, '999 FLOP'], [4.1e7, '41 MFLOP'], [2.7e8, '270 MFLOP'], [7.78e9, '7.8 GFLOP'], [5.41e13, '54 TFLOP'], [2e15, '2.0 PFLOP'],
   ])('flopText(%d) = %s', (x, want) => expect(flopText(x)).toBe(want));
 
   it.each([
