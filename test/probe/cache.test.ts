@@ -7,8 +7,9 @@ import { modelFingerprint } from '../../src/probe/fingerprint.ts';
 import { probeForRecipe } from '../../src/probe/for-recipe.ts';
 import { readModelConfig } from '../../src/model/load.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
-const MODEL = path.resolve(import.meta.dirname, '../../../shared/models/stories260K');
+const MODEL = STORIES260K;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-probe-cache-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const env = { HILO_PROBE_CACHE: path.join(tmp, 'cache') };

@@ -1,9 +1,9 @@
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readModelConfig } from '../../src/model/load.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 import { flopText, forwardMacsPerToken, probeCost } from '../../src/probe/cost.ts';
 
-const stories = readModelConfig(path.resolve(import.meta.dirname, '../../../shared/models/stories260K'));
+const stories = readModelConfig(STORIES260K);
 // Llama-2-7B's shapes (hidden 4096, 32 layers, 32 heads of 128, no GQA, MLP 11008, vocabulary 32000)
 const llama7b = { ...stories, hiddenSize: 4096, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128, intermediateSize: 11008, vocabSize: 32000 };
 

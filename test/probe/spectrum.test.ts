@@ -8,14 +8,14 @@ import { gramEigenvalues, hillAlpha } from '../../src/probe/hill.ts';
 import { lapackGramEigenvalues } from '../../src/probe/spectrum.ts';
 import { checkpointMatrices } from '../../src/probe/weights.ts';
 import { readModelConfig } from '../../src/model/load.ts';
+import { fixture, ROOT, STORIES260K } from '../helpers/fixtures.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const MODELS = {
   'hilo-base': path.join(ROOT, 'models/hilo-base'),
-  stories260K: path.resolve(ROOT, '../shared/models/stories260K'),
+  stories260K: STORIES260K,
 };
 // Written by scripts/eigvalsh-reference.py (numpy's eigvalsh of each Gram matrix).
-const numpy = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/probe/eigvalsh.json'), 'utf8')) as {
+const numpy = JSON.parse(fs.readFileSync(fixture('probe/eigvalsh.json'), 'utf8')) as {
   cases: Array<{ name: string; rows: number; cols: number; data: number[]; eigenvalues: number[]; fit: { alpha: number; xmin: number; ks: number; tail: number } }>;
 };
 const found = loadLapack();
