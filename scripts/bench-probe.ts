@@ -207,7 +207,9 @@ if (values.row) {
       node: process.version,
       cpus: os.availableParallelism(),
       note: 'shared 2-core machine: other jobs ran at the same time (load = 1-minute load average at the start of each row)',
-      rows: rows.map((r) => ({ ...r, model: path.basename(r.model) })),
+      rows: rows.map(({ batches, batchSize, seq, ...r }) => ({
+        ...r, model: path.basename(r.model), ...(r.probe === 'alpha-hill' ? {} : { batches, batchSize, seq }),
+      })),
       breakdown: Object.fromEntries(Object.entries(breakdowns).map(([k, v]) => [path.basename(k), v])),
     };
     fs.writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
