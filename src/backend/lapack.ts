@@ -7,7 +7,7 @@
  * products and then to tridiagonal form by bulge chasing, where the one-stage `dsyevd`
  * reduction spends half its work in matrix-vector products bound by memory bandwidth; on this
  * project's 2-core machine the two-stage solver takes about a third of the time at n = 4096
- * (scripts/bench-probe.ts). `dsyevd` is the fallback for an older LAPACK.
+ * (scripts/bench-results/probe-cpu.json, "solvers"). `dsyevd` is the fallback for an older LAPACK.
  *
  * Fortran calls take every argument by reference, and gfortran appends one hidden length per
  * character argument; both are passed.

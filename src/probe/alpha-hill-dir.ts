@@ -16,14 +16,17 @@ import type { ModelConfig } from '../model/types.ts';
 import { alphaHillFromFits, alphaHillMatrices, type AlphaHillMatrix, type AlphaHillScores } from './alpha-hill.ts';
 import { hillAlpha, type HillFit } from './hill.ts';
 import { etaMs, type ProbeProgress } from './progress.ts';
-import { matrixSpectrum } from './spectrum.ts';
+import { BLOCK_DOUBLES, matrixSpectrum } from './spectrum.ts';
 import { checkpointTensors, readMatrix, type StoredTensor } from './weights.ts';
 
 /** Below this much estimated work (matrixCost units, ~1 s on one core) workers cost more than they save. */
 export const WORKER_MIN_COST = 2e10;
 
 export interface DirProbeOptions {
-  /** Threads that decompose matrices (default: one per core for models over WORKER_MIN_COST, else 1 = this thread). */
+  /**
+   * Threads that decompose matrices (default: for models over WORKER_MIN_COST one per core, as
+   * many as half the free memory holds; else 1 = this thread).
+   */
   workers?: number;
   /** false: the JS eigensolver even where LAPACK loads (benchmarks). */
   native?: boolean;
@@ -43,6 +46,20 @@ export function matrixCost(rows: number, cols: number): number {
   const small = Math.min(rows, cols);
   const large = Math.max(rows, cols);
   return (small * small * large) / 2 + 2 * small ** 3;
+}
+
+/**
+ * Memory one thread holds while fitting the largest matrix: its stored bytes (up to 4 a value
+ * read) and float32 copy, the float64 Gram matrix and the widening block (spectrum.ts).
+ */
+export function bytesPerMatrix(matrices: readonly Pick<AlphaHillMatrix, 'in' | 'out'>[]): number {
+  return Math.max(...matrices.map((m) => 8 * m.in * m.out + 8 * Math.min(m.in, m.out) ** 2)) + 8 * BLOCK_DOUBLES;
+}
+
+/** One worker per core for big models, as many as half the free memory holds; 1 (this thread) for small ones. */
+function defaultWorkers(matrices: readonly AlphaHillMatrix[], total: number): number {
+  if (total <= WORKER_MIN_COST) return 1;
+  return Math.min(os.availableParallelism(), Math.floor(os.freemem() / 2 / bytesPerMatrix(matrices)));
 }
 
 /** A job a worker runs: one stored matrix. */
@@ -98,7 +115,7 @@ export async function alphaHillFromDir(config: ModelConfig, dir: string, opts: D
   const total = costs.reduce((a, b) => a + b, 0);
   const found = opts.native === false ? { lapack: null, reason: 'native: false' } : loadLapack();
   const lapack = found.lapack;
-  const workers = Math.max(1, Math.min(matrices.length, opts.workers ?? (total > WORKER_MIN_COST ? os.availableParallelism() : 1)));
+  const workers = Math.max(1, Math.min(matrices.length, opts.workers ?? defaultWorkers(matrices, total)));
 
   const fits: HillFit[] = new Array(matrices.length);
   const start = performance.now();

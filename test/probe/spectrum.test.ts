@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadLapack } from '../../src/backend/lapack.ts';
 import { alphaHillScores } from '../../src/probe/alpha-hill.ts';
-import { alphaHillFromDir, matrixCost } from '../../src/probe/alpha-hill-dir.ts';
+import { alphaHillFromDir, bytesPerMatrix, matrixCost } from '../../src/probe/alpha-hill-dir.ts';
 import { gramEigenvalues, hillAlpha } from '../../src/probe/hill.ts';
 import { lapackGramEigenvalues } from '../../src/probe/spectrum.ts';
 import { checkpointMatrices } from '../../src/probe/weights.ts';
@@ -122,4 +122,12 @@ describe('matrixCost', () => {
     [2048, 8192, (2048 * 2048 * 8192) / 2 + 2 * 2048 ** 3],
     [4096, 4096, 8 * (2048 ** 3 / 2 + 2 * 2048 ** 3)],
   ])('[%i, %i] -> %d', (r, c, want) => expect(matrixCost(r, c)).toBe(want));
+});
+
+describe('bytesPerMatrix', () => {
+  it('the largest matrix: stored + float32 (8 bytes a value at most), its float64 Gram, the widening block', () => {
+    const block = 8 * 2 ** 21;
+    expect(bytesPerMatrix([{ in: 4096, out: 11008 }, { in: 4096, out: 4096 }])).toBe(8 * 4096 * 11008 + 8 * 4096 ** 2 + block);
+    expect(bytesPerMatrix([{ in: 64, out: 32 }])).toBe(8 * 64 * 32 + 8 * 32 ** 2 + block);
+  });
 });
