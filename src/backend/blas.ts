@@ -105,6 +105,26 @@ export function smallParts(tB: boolean, m: number, n: number, k: number): number
   return parts > 1 && parts <= MAX_SMALL_PARTS ? parts : 1; // an empty product (0 parts) stays one call
 }
 
+/** OpenBLAS's own calls: its build description and its (process-wide) thread count. */
+export interface OpenblasControls {
+  config: string;
+  getThreads(): number;
+  setThreads(n: number): void;
+}
+
+/** The OpenBLAS calls of a loaded library, or null when it is another BLAS. */
+export function openblasControls(lib: import('koffi').LibraryHandle): OpenblasControls | null {
+  try {
+    return {
+      config: lib.func('const char *openblas_get_config()')() as string,
+      getThreads: lib.func('int openblas_get_num_threads()') as () => number,
+      setThreads: lib.func('void openblas_set_num_threads(int n)') as (n: number) => void,
+    };
+  } catch {
+    return null; // not OpenBLAS: any CBLAS will do; it just cannot describe itself or be told its threads
+  }
+}
+
 /** The koffi module, or why it cannot be had. */
 function loadKoffi(): { koffi: typeof import('koffi') } | { reason: string } {
   try {
@@ -130,15 +150,13 @@ function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity
   let setThreads: ((n: number) => void) | null = null;
   let threads = 1;
   let small = false;
-  try {
-    const config = lib.func('const char *openblas_get_config()')() as string;
-    small = split ?? SMALL_KERNEL_CORES.test(config);
-    if (!libraryThreads.has(file)) libraryThreads.set(file, lib.func('int openblas_get_num_threads()')() as number);
+  const ob = openblasControls(lib);
+  if (ob) {
+    small = split ?? SMALL_KERNEL_CORES.test(ob.config);
+    if (!libraryThreads.has(file)) libraryThreads.set(file, ob.getThreads());
     threads = libraryThreads.get(file)!;
-    setThreads = lib.func('void openblas_set_num_threads(int n)') as (n: number) => void;
-    about = ` (${config}), ${threads} thread${threads === 1 ? '' : 's'}, one for products with a side <= ${SINGLE_THREAD_SIDE}${small ? `, those over ${SMALL_MNK / 1e6}M multiply-adds split for its small kernels` : ''}`;
-  } catch {
-    // Not OpenBLAS: any CBLAS will do; it just cannot describe itself or be told its threads.
+    setThreads = ob.setThreads;
+    about = ` (${ob.config}), ${threads} thread${threads === 1 ? '' : 's'}, one for products with a side <= ${SINGLE_THREAD_SIDE}${small ? `, those over ${SMALL_MNK / 1e6}M multiply-adds split for its small kernels` : ''}`;
   }
   let limit = Math.max(1, Math.min(threads, maxThreads));
   // the library's count now: another thread of the process may have changed it since
@@ -181,31 +199,40 @@ function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity
 }
 
 /**
- * Load the BLAS HILO_BLAS names (see the file comment). A named library that fails to load is
- * an error; the default search reports why nothing loaded instead of failing.
+ * The first library `bindTo` accepts: the one HILO_BLAS names, else the first of
+ * DEFAULT_LIBRARIES. `exporting` says what it must provide, for messages. A named library that
+ * fails is an error; the default search reports why nothing bound instead of failing.
  */
-export function loadBlas(env: NodeJS.ProcessEnv = process.env, opts: { maxThreads?: number; split?: boolean } = {}): BlasResult {
+export function loadNativeLibrary<T>(
+  env: NodeJS.ProcessEnv, exporting: string, bindTo: (koffi: typeof import('koffi'), file: string) => T,
+): { value: T } | { value: null; reason: string } {
   const wanted = env.HILO_BLAS?.trim();
-  if (wanted === 'off') return { blas: null, reason: 'HILO_BLAS=off' };
+  if (wanted === 'off') return { value: null, reason: 'HILO_BLAS=off' };
   const k = loadKoffi();
   if (!('koffi' in k)) {
-    if (wanted) throw new HiloError(`HILO_BLAS=${wanted}: ${k.reason}; allowed: a library exporting cblas_sgemm, or off`);
-    return { blas: null, reason: k.reason };
+    if (wanted) throw new HiloError(`HILO_BLAS=${wanted}: ${k.reason}; allowed: a library exporting ${exporting}, or off`);
+    return { value: null, reason: k.reason };
   }
   if (wanted) {
     try {
-      return { blas: bind(k.koffi, wanted, opts.maxThreads, opts.split) };
+      return { value: bindTo(k.koffi, wanted) };
     } catch (e) {
-      throw new HiloError(`HILO_BLAS=${wanted}: ${(e as Error).message}; allowed: a library exporting cblas_sgemm (e.g. libopenblas.so.0), or off`);
+      throw new HiloError(`HILO_BLAS=${wanted}: ${(e as Error).message}; allowed: a library exporting ${exporting} (e.g. libopenblas.so.0), or off`);
     }
   }
   const tried: string[] = [];
   for (const file of DEFAULT_LIBRARIES) {
     try {
-      return { blas: bind(k.koffi, file, opts.maxThreads, opts.split) };
+      return { value: bindTo(k.koffi, file) };
     } catch (e) {
       tried.push(`${file}: ${(e as Error).message}`);
     }
   }
-  return { blas: null, reason: `no OpenBLAS found (${tried[0]}); on Debian/Ubuntu: apt-get install libopenblas0-pthread` };
+  return { value: null, reason: `no OpenBLAS found (${tried[0]}); on Debian/Ubuntu: apt-get install libopenblas0-pthread` };
+}
+
+/** Load the BLAS HILO_BLAS names (see the file comment and loadNativeLibrary). */
+export function loadBlas(env: NodeJS.ProcessEnv = process.env, opts: { maxThreads?: number; split?: boolean } = {}): BlasResult {
+  const found = loadNativeLibrary(env, 'cblas_sgemm', (koffi, file) => bind(koffi, file, opts.maxThreads, opts.split));
+  return found.value ? { blas: found.value } : { blas: null, reason: found.reason };
 }

@@ -6,6 +6,7 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import type { PlanSummary } from '../allocate/plan-file.ts';
+import type { CalibrationSize } from '../probe/cost.ts';
 import { withBackend } from './options.ts';
 
 const n = (x: number) => x.toLocaleString('en-US');
@@ -41,7 +42,7 @@ export const command: CommandModule = {
     const { summarizePlan, writePlanFile } = await import('../allocate/plan-file.ts');
     const recipe = loadRecipe(argv.recipe as string, (argv.overrides as string[]).map(String));
     const backend = argv.backend === 'auto' ? recipe.backend : (argv.backend as string);
-    const { plan } = await planForRecipe(recipe, { backend });
+    const { plan, probe } = await planForRecipe(recipe, { backend });
     const config = readModelConfig(recipe.model.path);
     const file = path.join(recipe.output_dir, 'plan.json');
     writePlanFile(file, plan);
@@ -66,7 +67,9 @@ export const command: CommandModule = {
       process.stdout.write(`${JSON.stringify({ plan, summary, memory })}\n`);
       return;
     }
-    process.stdout.write(`${recipe.adapter.method} plan for ${recipe.model.path}\n${planTable(summary)}\nwrote ${file}\n`);
+    const { probeCost } = await import('../probe/cost.ts');
+    const cost = probe ? `probe: ${probeCost(probe.kind, config, probe.settings.calibration as CalibrationSize | undefined)}\n` : '';
+    process.stdout.write(`${recipe.adapter.method} plan for ${recipe.model.path}\n${planTable(summary)}\n${cost}wrote ${file}\n`);
     process.stdout.write(`${memoryReport(memory, input, recipe, backend === 'auto' ? 'wasm (auto on a CPU machine)' : backend)}\n`);
   },
 };

@@ -4,6 +4,7 @@
  * `hilo plan` and training while kind, settings and model stay the same).
  */
 import type { Argv, CommandModule } from 'yargs';
+import type { CalibrationSize } from '../probe/cost.ts';
 import { withBackend } from './options.ts';
 
 /** "name  score  bar" lines; bars scale from the smallest score (empty) to the largest (full). */
@@ -34,7 +35,7 @@ export const command: CommandModule = {
     const { probeForRecipe } = await import('../probe/for-recipe.ts');
     const recipe = loadRecipe(argv.recipe as string, (argv.overrides as string[]).map(String));
     const backend = argv.backend === 'auto' ? recipe.backend : (argv.backend as string);
-    const { result, file, reused } = await probeForRecipe(recipe, { backend, force: argv.force as boolean });
+    const { result, file, reused, cache } = await probeForRecipe(recipe, { backend, force: argv.force as boolean });
     if (argv.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;
@@ -42,7 +43,11 @@ export const command: CommandModule = {
     const labels = result.layers.map((_, l) => `layer ${l}`);
     process.stdout.write(`${result.kind} scores of ${recipe.model.path} (higher = more complex)\n`);
     process.stdout.write(`${scoreBars(labels, result.layers).join('\n')}\n`);
-    process.stdout.write(`${reused ? 'reused' : 'wrote'} ${file}\n`);
+    const { probeCost } = await import('../probe/cost.ts');
+    const { readModelConfig } = await import('../model/load.ts');
+    const calibration = result.settings.calibration as CalibrationSize | undefined;
+    process.stdout.write(`cost: ${probeCost(result.kind, readModelConfig(recipe.model.path), calibration)}\n`);
+    process.stdout.write(`${reused ? 'reused' : 'wrote'} ${file}${reused && cache ? ` (from the probe cache, ${cache})` : ''}\n`);
   },
 };
 

@@ -1,6 +1,7 @@
 /**
  * The probe a recipe asks for, measured or reused: adapter.probe_path if given, else
- * <output_dir>/probe.json when it matches kind, settings and model, else a fresh run saved there.
+ * <output_dir>/probe.json when it matches kind, settings and model, else the machine's probe cache
+ * (cache.ts), else a fresh run saved to both.
  * Only the data probes load the model (and tfjs); depth needs config.json alone and alpha-hill
  * reads the safetensors files tensor by tensor.
  */
@@ -11,6 +12,8 @@ import { fieldError, HiloError } from '../errors.ts';
 import { checkMaxLength } from '../model/check.ts';
 import { readModelConfig } from '../model/load.ts';
 import type { Recipe } from '../recipe/schema.ts';
+import { cacheProbe, cachedProbe } from './cache.ts';
+import { progressPrinter, type ProbeProgress } from './progress.ts';
 import { DATA_PROBES, fingerprintOf, readProbeFile, reusableProbe, runProbe, writeProbeFile, type ProbeModel } from './run.ts';
 import type { ProbeKind, ProbeResult } from './types.ts';
 
@@ -19,6 +22,8 @@ export interface RecipeProbe {
   /** Where it was read from or written to. */
   file: string;
   reused: boolean;
+  /** The shared cache entry it came from or was saved to (cache.ts); null when unused or off. */
+  cache: string | null;
 }
 
 /** The kind a recipe measures: alphalora is alpha-hill by definition; otherwise adapter.probe. */
@@ -43,8 +48,14 @@ export async function calibrationBatches(recipe: Recipe): Promise<Batch[]> {
   return out;
 }
 
-/** Measure (or reuse) the recipe's probe. `backend` is initialised only when a data probe must run. */
-export async function probeForRecipe(recipe: Recipe, opts: { backend?: string; force?: boolean } = {}): Promise<RecipeProbe> {
+/**
+ * Measure (or reuse) the recipe's probe. `backend` is initialised only when a data probe must
+ * run. Progress goes to stderr unless `onProgress` says otherwise (null: silent).
+ */
+export async function probeForRecipe(
+  recipe: Recipe,
+  opts: { backend?: string; force?: boolean; onProgress?: ((p: ProbeProgress) => void) | null; env?: NodeJS.ProcessEnv } = {},
+): Promise<RecipeProbe> {
   const kind = recipeProbeKind(recipe);
   const dir = recipe.model.path;
   const source: ProbeModel = { config: readModelConfig(dir), dir };
@@ -55,14 +66,19 @@ export async function probeForRecipe(recipe: Recipe, opts: { backend?: string; f
     if (result.fingerprint !== fingerprintOf(source)) {
       throw fieldError('recipe.adapter.probe_path', file, `a probe.json measured on ${dir} (its model fingerprint differs)`);
     }
-    return { result, file, reused: true };
+    return { result, file, reused: true, cache: null };
   }
   const file = path.join(recipe.output_dir, 'probe.json');
   const data = DATA_PROBES.includes(kind);
   const batches = data ? await calibrationBatches(recipe) : undefined;
   if (!opts.force) {
     const saved = reusableProbe(file, kind, source, { batches });
-    if (saved) return { result: saved, file, reused: true };
+    if (saved) return { result: saved, file, reused: true, cache: null };
+    const cached = cachedProbe(kind, source, fingerprintOf(source), { batches }, opts.env);
+    if (cached) {
+      writeProbeFile(file, cached.result);
+      return { result: cached.result, file, reused: true, cache: cached.file };
+    }
   }
   let result: ProbeResult;
   if (data) {
@@ -71,13 +87,14 @@ export async function probeForRecipe(recipe: Recipe, opts: { backend?: string; f
     await initBackend(opts.backend ?? recipe.backend);
     const lm = await loadModel(dir);
     try {
-      result = runProbe(kind, { ...source, lm }, { batches });
+      result = await runProbe(kind, { ...source, lm }, { batches });
     } finally {
       lm.dispose();
     }
   } else {
-    result = runProbe(kind, source);
+    const onProgress = opts.onProgress === undefined ? progressPrinter(`${kind} on ${dir}`) : (opts.onProgress ?? undefined);
+    result = await runProbe(kind, source, { onProgress });
   }
   writeProbeFile(file, result);
-  return { result, file, reused: false };
+  return { result, file, reused: false, cache: cacheProbe(result, opts.env) };
 }

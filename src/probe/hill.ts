@@ -83,18 +83,23 @@ export function hillAlpha(eigsAscending: ArrayLike<number>): HillFit {
   // suffix sums of ln lambda, so each candidate's Hill sum is O(1)
   const suffix = new Float64Array(N + 1);
   for (let j = N - 1; j >= 0; j--) suffix[j] = suffix[j + 1] + logs[j];
+  // Candidates from the shortest tail down: the best fit is usually a short tail, so its D
+  // bounds the rest early, and D_i only grows with k, so a candidate stops as soon as it is
+  // worse. Ties go to the smaller i (the longer tail), as the forward search's first minimum.
+  // Same result as scoring every candidate in full, at a fraction of the N^2 / 2 powers.
   let best: HillFit | null = null;
-  for (let i = 0; i < N - 1; i++) {
+  for (let i = N - 2; i >= 0; i--) {
     const n = N - i;
     const denom = suffix[i] - n * logs[i];
     if (!(denom > 0)) continue;
     const alpha = 1 + n / denom;
+    const bound = best ? best.ks : Infinity;
     let d = 0;
-    for (let k = 0; k < n; k++) {
+    for (let k = 0; k < n && d <= bound; k++) {
       const gap = Math.abs(1 - (nz[i + k] / nz[i]) ** (1 - alpha) - k / n);
       if (gap > d) d = gap;
     }
-    if (!best || d < best.ks) best = { alpha, xmin: nz[i], ks: d, tail: n, nonzero: N };
+    if (d <= bound) best = { alpha, xmin: nz[i], ks: d, tail: n, nonzero: N };
   }
   if (!best) throw new Error('alpha-hill: every candidate tail is flat (all eigenvalues equal)');
   return best;

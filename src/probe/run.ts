@@ -5,19 +5,22 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { loadLapack, onOneThread } from '../backend/lapack.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
+import { writeFileAtomic } from '../model/safetensors.ts';
 import { moduleShapes } from '../model/shapes.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import { activationRankScores } from './activation-rank.ts';
 import { alphaHillScores } from './alpha-hill.ts';
+import { alphaHillFromDir } from './alpha-hill-dir.ts';
 import { calibrationDigest } from './calibration.ts';
 import { depthScores } from './depth.ts';
 import { configFingerprint, modelFingerprint } from './fingerprint.ts';
 import { gradSensitivityScores } from './grad-sensitivity.ts';
 import { EVALS_THRESH, type WeightMatrix } from './hill.ts';
+import type { ProbeProgress } from './progress.ts';
 import { PROBE_KINDS, type ProbeKind, type ProbeResult } from './types.ts';
-import { checkpointMatrices } from './weights.ts';
 
 /** The model a probe looks at: its config always; its directory for weight probes; a loaded LM for data probes. */
 export interface ProbeModel {
@@ -33,6 +36,8 @@ export interface ProbeOptions {
   batches?: readonly Batch[];
   /** activation-rank: in-layer path whose inputs are measured (default: the layer's first linear). */
   inputModule?: string;
+  /** alpha-hill from a directory: matrices done, time and time left, after each matrix. */
+  onProgress?: (p: ProbeProgress) => void;
 }
 
 /** Probes that read data, and so need a loaded model and batches. */
@@ -70,24 +75,31 @@ function lmMatrices(lm: CausalLM): (modulePath: string) => WeightMatrix {
 }
 
 /** Run probe `kind` on `model`. Data probes need `model.lm` and `opts.batches`. */
-export function runProbe(kind: ProbeKind, model: ProbeModel, opts: ProbeOptions = {}): ProbeResult {
+export async function runProbe(kind: ProbeKind, model: ProbeModel, opts: ProbeOptions = {}): Promise<ProbeResult> {
   checkProbeKind(kind);
   const base = { kind, settings: probeSettings(kind, model.config, opts), fingerprint: fingerprintOf(model) };
   if (kind === 'depth') return { ...base, layers: depthScores(model.config.numLayers) };
   if (kind === 'alpha-hill') {
-    const source = model.dir ? checkpointMatrices(model.dir, model.config) : model.lm ? lmMatrices(model.lm) : null;
-    if (!source) throw new HiloError('alpha-hill: needs the model directory or a loaded model');
-    const s = alphaHillScores(model.config, source);
+    if (model.dir) {
+      const s = await alphaHillFromDir(model.config, model.dir, { onProgress: opts.onProgress });
+      return { ...base, layers: s.layers, modules: s.modules };
+    }
+    if (!model.lm) throw new HiloError('alpha-hill: needs the model directory or a loaded model');
+    const lapack = loadLapack().lapack;
+    const s = await onOneThread(lapack, () => alphaHillScores(model.config, lmMatrices(model.lm!), { lapack }));
     return { ...base, layers: s.layers, modules: s.modules };
   }
   if (!model.lm) throw new HiloError(`${kind}: needs a loaded model`);
   if (!opts.batches?.length) throw new HiloError(`${kind}: needs calibration batches (recipe.adapter.calibration.batches >= 1)`);
   if (kind === 'grad-sensitivity') return { ...base, ...gradSensitivityScores(model.lm, opts.batches) };
-  return { ...base, layers: activationRankScores(model.lm, opts.batches, base.settings.input_module as string).layers };
+  const lapack = loadLapack().lapack;
+  const lm = model.lm;
+  const batches = opts.batches;
+  return { ...base, layers: (await onOneThread(lapack, () => activationRankScores(lm, batches, base.settings.input_module as string, lapack))).layers };
 }
 
 /** Key order-independent JSON, so settings compare by value. */
-function canonical(v: unknown): string {
+export function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v && typeof v === 'object') {
     return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
@@ -95,9 +107,9 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** Atomic (temp file + rename): the probe cache is shared by runs that may finish together. */
 export function writeProbeFile(file: string, result: ProbeResult): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  writeFileAtomic(file, `${JSON.stringify(result, null, 2)}\n`);
 }
 
 /** Read and check a probe.json; errors name the file and the field. */

@@ -19,12 +19,18 @@ export function safetensorsFiles(dir: string): string[] {
   return [...new Set(Object.values(map))].sort().map((f) => path.join(dir, f));
 }
 
+/** Where one weight is stored: its safetensors file and tensor name. */
+export interface StoredTensor {
+  file: string;
+  name: string;
+}
+
 /**
- * `matrixOf(modulePath)` for the HF module path of an adaptable linear (e.g.
+ * `locate(modulePath)` for the HF module path of an adaptable linear (e.g.
  * `model.layers.0.mlp.up_proj`, `transformer.h.0.attn.c_attn`). GPT-2 checkpoints often store
  * names without the `transformer.` prefix; both spellings are looked up.
  */
-export function checkpointMatrices(dir: string, config: ModelConfig): (modulePath: string) => WeightMatrix {
+export function checkpointTensors(dir: string, config: ModelConfig): (modulePath: string) => StoredTensor {
   const where = new Map<string, string>();
   for (const file of safetensorsFiles(dir)) {
     for (const name of readSafetensorsHeader(file).entries.keys()) where.set(name, file);
@@ -34,8 +40,21 @@ export function checkpointMatrices(dir: string, config: ModelConfig): (modulePat
     if (config.arch === 'gpt2') candidates.push(`${modulePath.replace(/^transformer\./, '')}.weight`);
     const name = candidates.find((n) => where.has(n));
     if (!name) throw new HiloError(`${dir}: no tensor ${candidates.map((c) => `"${c}"`).join(' or ')} for module ${modulePath}`);
-    const t = readSafetensors(where.get(name)!, [name]).tensors.get(name)!;
-    if (t.shape.length !== 2) throw new HiloError(`${dir}: tensor "${name}" has shape [${t.shape.join(', ')}]; a linear weight is 2-D`);
-    return { rows: t.shape[0], cols: t.shape[1], data: t.data };
+    return { file: where.get(name)!, name };
   };
+}
+
+/** One stored linear weight, decoded to float32 (exact for bf16 and f16). */
+export function readMatrix(t: StoredTensor): WeightMatrix {
+  const w = readSafetensors(t.file, [t.name]).tensors.get(t.name)!;
+  if (w.shape.length !== 2) {
+    throw new HiloError(`${path.dirname(t.file)}: tensor "${t.name}" has shape [${w.shape.join(', ')}]; a linear weight is 2-D`);
+  }
+  return { rows: w.shape[0], cols: w.shape[1], data: w.data };
+}
+
+/** `matrixOf(modulePath)`: checkpointTensors then readMatrix, one tensor at a time. */
+export function checkpointMatrices(dir: string, config: ModelConfig): (modulePath: string) => WeightMatrix {
+  const locate = checkpointTensors(dir, config);
+  return (modulePath) => readMatrix(locate(modulePath));
 }

@@ -70,6 +70,39 @@ describe('Hill estimator pieces', () => {
     expect(fit.ks).toBeCloseTo(Math.abs(0.5 - Math.exp(-2)), 12);
   });
 
+  it('the pruned search picks what scoring every candidate in full picks', () => {
+    // the file comment's procedure, verbatim: every candidate, every k, first minimum
+    const full = (eigs: number[]) => {
+      const nz = eigs.filter((x) => x > 1e-5);
+      const logs = nz.map(Math.log);
+      const suffix = logs.map((_, i) => logs.slice(i).reduceRight((a, b) => a + b, 0)); // summed as hill.ts does, last first
+      let best: { alpha: number; ks: number; tail: number } | null = null;
+      for (let i = 0; i < nz.length - 1; i++) {
+        const n = nz.length - i;
+        const s = suffix[i] - n * logs[i];
+        if (!(s > 0)) continue;
+        const alpha = 1 + n / s;
+        let d = 0;
+        for (let k = 0; k < n; k++) d = Math.max(d, Math.abs(1 - (nz[i + k] / nz[i]) ** (1 - alpha) - k / n));
+        if (!best || d < best.ks) best = { alpha, ks: d, tail: n };
+      }
+      return best!;
+    };
+    let seed = 7;
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    const spectra = [
+      Array.from({ length: 300 }, () => (2 * rand()) ** 2).sort((a, b) => a - b), // Marchenko-Pastur-like bulk
+      Array.from({ length: 300 }, () => (2 * rand()) ** 2 + (rand() < 0.05 ? 1 / (rand() + 1e-3) : 0)).sort((a, b) => a - b), // with a tail
+      Array.from({ length: 200 }, () => rand() ** -0.6).sort((a, b) => a - b), // power law
+      [1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8], // repeated values: ties in D
+    ];
+    for (const eigs of spectra) {
+      const want = full(eigs);
+      const got = hillAlpha(eigs);
+      expect([got.alpha, got.ks, got.tail]).toEqual([want.alpha, want.ks, want.tail]);
+    }
+  });
+
   it('refuses spectra it cannot fit', () => {
     expect(() => hillAlpha([0, 1e-9, 2])).toThrow(/at least 2 eigenvalues above 1e-5; got 1/);
     expect(() => hillAlpha([2, 2, 2])).toThrow(/flat/);

@@ -6,6 +6,7 @@ import { initBackend } from '../../src/backend/index.ts';
 import type { Batch } from '../../src/data/batch.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { BaseCausalLM } from '../../src/model/causal-lm.ts';
+import { loadLapack } from '../../src/backend/lapack.ts';
 import { activationRankScores, effectiveRankFromGram } from '../../src/probe/activation-rank.ts';
 import { calibrationDigest } from '../../src/probe/calibration.ts';
 import { gradSensitivityScores } from '../../src/probe/grad-sensitivity.ts';
@@ -55,6 +56,15 @@ describe('data-driven probes on stories260K match the PyTorch float64 reference'
     expect(s.inputModule).toBe(ref.activation_rank.input_module);
     s.layers.forEach((v, l) => expect(rel(v, ref.activation_rank.layers[l]), `layer ${l}`).toBeLessThan(1e-3));
     expect(new Map(model.modules)).toEqual(modulesBefore);
+  });
+
+  it('activation-rank: the JS Gram and eigensolver give LAPACK\'s ranks to 1e-6 relative (sqrt lifts round-off in the smallest eigenvalues)', () => {
+    const lapack = loadLapack().lapack;
+    const js = activationRankScores(model, batches, undefined, null);
+    js.layers.forEach((v, l) => expect(rel(v, ref.activation_rank.layers[l]), `layer ${l}`).toBeLessThan(1e-3));
+    if (!lapack) return; // no OpenBLAS here: the JS path is the one the test above ran
+    const native = activationRankScores(model, batches, undefined, lapack);
+    native.layers.forEach((v, l) => expect(rel(v, js.layers[l]), `layer ${l}`).toBeLessThan(1e-6));
   });
 });
 

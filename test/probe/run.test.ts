@@ -28,15 +28,15 @@ function alteredCopy(): string {
 }
 
 describe('runProbe', () => {
-  it('depth needs the config alone: l/(L-1)', () => {
-    const r = runProbe('depth', { config });
+  it('depth needs the config alone: l/(L-1)', async () => {
+    const r = await runProbe('depth', { config });
     expect(r.layers).toEqual([0, 0.25, 0.5, 0.75, 1]);
     expect(r.fingerprint).toBe(configFingerprint(config));
-    expect(runProbe('depth', { config: { ...config, numLayers: 1 } }).layers).toEqual([1]);
+    expect((await runProbe('depth', { config: { ...config, numLayers: 1 } })).layers).toEqual([1]);
   });
 
   it('alpha-hill from the directory and from a loaded model agree with the numpy reference', async () => {
-    const fromDir = runProbe('alpha-hill', { config, dir: MODEL });
+    const fromDir = await runProbe('alpha-hill', { config, dir: MODEL });
     expect(fromDir.fingerprint).toBe(modelFingerprint(MODEL));
     expect(fromDir.modules).toHaveLength(5);
     fromDir.layers.forEach((a, l) => expect(Math.abs(a - ref.layers[l]) / ref.layers[l]).toBeLessThan(1e-3));
@@ -44,7 +44,7 @@ describe('runProbe', () => {
     const lm = await loadModel(MODEL);
     try {
       const before = tf.memory().numTensors;
-      const fromLm = runProbe('alpha-hill', { config, lm });
+      const fromLm = await runProbe('alpha-hill', { config, lm });
       expect(tf.memory().numTensors).toBe(before);
       fromLm.layers.forEach((a, l) => expect(Math.abs(a - ref.layers[l]) / ref.layers[l]).toBeLessThan(1e-3));
     } finally {
@@ -56,8 +56,8 @@ describe('runProbe', () => {
     ['gradients', /recipe\.adapter\.probe: got "gradients"; allowed: "depth" \| "alpha-hill" \| "grad-sensitivity" \| "activation-rank"/],
     ['grad-sensitivity', /grad-sensitivity: needs a loaded model/],
     ['alpha-hill', /alpha-hill: needs the model directory or a loaded model/],
-  ])('refuses %s without what it needs', (kind, msg) => {
-    expect(() => runProbe(kind as ProbeKind, { config })).toThrow(msg);
+  ])('refuses %s without what it needs', async (kind, msg) => {
+    await expect(runProbe(kind as ProbeKind, { config })).rejects.toThrow(msg);
   });
 });
 
@@ -69,10 +69,10 @@ describe('probe.json reuse', () => {
     expect(modelFingerprint(copy)).not.toBe(modelFingerprint(MODEL));
   });
 
-  it('reuses a saved probe only for the same kind, settings and model', () => {
+  it('reuses a saved probe only for the same kind, settings and model', async () => {
     const file = path.join(tmp, 'run', 'probe.json');
     const model = { config, dir: MODEL };
-    const r = runProbe('depth', model);
+    const r = await runProbe('depth', model);
     writeProbeFile(file, r);
     expect(reusableProbe(file, 'depth', model)).toEqual(r);
     expect(reusableProbe(file, 'alpha-hill', model)).toBeNull();

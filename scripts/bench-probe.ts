@@ -1,0 +1,217 @@
+/**
+ * Time each probe on model folders and print one table: wall time, CPU time (all threads),
+ * peak RSS, and how the eigenvalues were computed. Each row runs in its own process, so its
+ * peak RSS is its own.
+ *
+ *   npx tsx scripts/bench-probe.ts /tmp/shapes/llama-3.2-1b [--probes alpha-hill] [--engines lapack,js]
+ *       [--workers 1,2] [--breakdown] [--batches 4 --batch-size 8 --seq 128] [--out scripts/bench-results/probe-cpu.json]
+ *
+ * --probes: alpha-hill (default), grad-sensitivity, activation-rank, depth. The data probes load
+ *   the model (tfjs wasm) and run on random token batches of --batches x --batch-size x --seq.
+ * --engines: lapack and/or js, for alpha-hill. --workers: worker-thread counts for alpha-hill.
+ * --breakdown: also time one matrix of each distinct shape on one thread: read + widen, Gram
+ *   product, eigenvalues and Hill fit, apart (wall and CPU seconds: on a shared machine the CPU
+ *   time is what the phase costs), and the eigenvalues again on all of OpenBLAS's threads.
+ * Random-init folders in real shapes: scripts/make-model-shapes.ts.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadLapack } from '../src/backend/lapack.ts';
+import type { Batch } from '../src/data/batch.ts';
+import { readModelConfig } from '../src/model/load.ts';
+import { alphaHillMatrices } from '../src/probe/alpha-hill.ts';
+import { alphaHillFromDir, matrixCost } from '../src/probe/alpha-hill-dir.ts';
+import { hillAlpha } from '../src/probe/hill.ts';
+import { clock } from '../src/probe/progress.ts';
+import { checkpointTensors, readMatrix } from '../src/probe/weights.ts';
+import type { ProbeKind } from '../src/probe/types.ts';
+
+interface Row {
+  model: string;
+  probe: ProbeKind;
+  engine: 'lapack' | 'js';
+  workers: number;
+  batches: number;
+  batchSize: number;
+  seq: number;
+}
+
+interface Measured {
+  wallS: number;
+  cpuS: number;
+  peakRssMiB: number;
+  matrices: number;
+  detail: string;
+  load: number;
+}
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    probes: { type: 'string', default: 'alpha-hill' },
+    engines: { type: 'string', default: 'lapack' },
+    workers: { type: 'string', default: String(os.availableParallelism()) },
+    breakdown: { type: 'boolean', default: false },
+    batches: { type: 'string', default: '4' },
+    'batch-size': { type: 'string', default: '8' },
+    seq: { type: 'string', default: '128' },
+    out: { type: 'string' },
+    row: { type: 'string' }, // internal: run one row in this process, print its JSON
+  },
+});
+
+/** Random token batches with every position real and carrying loss. */
+function randomBatches(vocab: number, n: number, B: number, T: number): Batch[] {
+  let s = 28;
+  const next = () => (s = (s * 16807) % 2147483647);
+  return Array.from({ length: n }, () => {
+    const ids = Int32Array.from({ length: B * T }, () => next() % vocab);
+    return { inputIds: ids, attentionMask: new Float32Array(B * T).fill(1), labels: ids.slice(), batchSize: B, seqLen: T };
+  });
+}
+
+async function runRow(row: Row): Promise<Measured> {
+  const config = readModelConfig(row.model);
+  const load = os.loadavg()[0];
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  let detail = '';
+  let matrices = 0;
+  if (row.probe === 'alpha-hill') {
+    const r = await alphaHillFromDir(config, row.model, { workers: row.workers, native: row.engine === 'lapack' });
+    detail = r.engine;
+    matrices = r.fits.reduce((a, f) => a + Object.keys(f).length, 0);
+  } else {
+    const { runProbe } = await import('../src/probe/run.ts');
+    const batches = row.probe === 'depth' ? undefined : randomBatches(config.vocabSize, row.batches, row.batchSize, row.seq);
+    let lm;
+    if (batches) {
+      const { initBackend } = await import('../src/backend/index.ts');
+      const { loadModel } = await import('../src/model/load.ts');
+      detail = (await initBackend('wasm')).detail;
+      lm = await loadModel(row.model);
+    }
+    await runProbe(row.probe, { config, dir: row.model, lm }, { batches });
+    lm?.dispose();
+    if (batches) detail = `${row.batches} x ${row.batchSize} x ${row.seq} tokens; ${detail}`;
+  }
+  const c = process.cpuUsage(c0);
+  return {
+    wallS: (performance.now() - t0) / 1000,
+    cpuS: (c.user + c.system) / 1e6,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    matrices,
+    detail,
+    load,
+  };
+}
+
+/**
+ * One matrix of each distinct shape, on this thread: where the time goes (wall and CPU seconds
+ * per phase, OpenBLAS on one thread), and the eigensolver again on all of OpenBLAS's threads,
+ * which says whether one matrix per core (the workers) or one at a time on every core is faster.
+ */
+function breakdown(model: string): Array<Record<string, number | string>> {
+  const found = loadLapack();
+  if (!found.lapack) throw new Error(`--breakdown needs LAPACK: ${found.reason}`);
+  const lapack = found.lapack;
+  const threads = lapack.threads?.getThreads() ?? 1;
+  const config = readModelConfig(model);
+  const locate = checkpointTensors(model, config);
+  const seen = new Map<string, string>();
+  for (const m of alphaHillMatrices(config)) {
+    const key = `${Math.min(m.in, m.out)}x${Math.max(m.in, m.out)}`;
+    if (!seen.has(key)) seen.set(key, m.module);
+  }
+  const timed = <T>(f: () => T): [T, number, number] => {
+    const t = performance.now();
+    const c = process.cpuUsage();
+    const out = f();
+    const u = process.cpuUsage(c);
+    return [out, (performance.now() - t) / 1000, (u.user + u.system) / 1e6];
+  };
+  return [...seen].map(([shape, module]) => {
+    lapack.threads?.setThreads(1);
+    const [wide, readS, readCpuS] = timed(() => {
+      const w = readMatrix(locate(module));
+      return { rows: w.rows, cols: w.cols, data: Float64Array.from(w.data as Float32Array) };
+    });
+    const small = Math.min(wide.rows, wide.cols);
+    const gramOf = () => {
+      const gram = new Float64Array(small * small);
+      if (wide.cols <= wide.rows) lapack.gram(true, wide.cols, wide.rows, wide.data, wide.cols, gram, 0);
+      else lapack.gram(false, wide.rows, wide.cols, wide.data, wide.cols, gram, 0);
+      return gram;
+    };
+    const [gram, gramS, gramCpuS] = timed(gramOf);
+    const [eig, eigS, eigCpuS] = timed(() => lapack.eigenvalues(gram, small));
+    const [, fitS] = timed(() => hillAlpha(eig.map((x) => Math.max(0, x))));
+    lapack.threads?.setThreads(threads);
+    const again = gramOf();
+    const [, eigAllS] = timed(() => lapack.eigenvalues(again, small));
+    return { shape, module, readS, readCpuS, gramS, gramCpuS, eigS, eigCpuS, fitS, eigAllThreadsS: eigAllS, threads, cost: matrixCost(wide.rows, wide.cols) };
+  });
+}
+
+const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+const pad = (cells: string[], widths: number[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+function table(head: string[], body: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+  return [pad(head, widths), ...body.map((r) => pad(r, widths))].join('\n');
+}
+
+if (values.row) {
+  process.stdout.write(`${JSON.stringify(await runRow(JSON.parse(values.row) as Row))}\n`);
+} else {
+  if (positionals.length === 0) throw new Error('usage: npx tsx scripts/bench-probe.ts MODEL_DIR... (see the file comment)');
+  const rows: Array<Row & Measured> = [];
+  const breakdowns: Record<string, Array<Record<string, number | string>>> = {};
+  for (const model of positionals.map((p) => path.resolve(p))) {
+    if (values.breakdown) {
+      breakdowns[model] = breakdown(model);
+      console.log(`${model}: one matrix per shape, one thread`);
+      console.log(table(['shape', 'module', '', 'read s (CPU)', 'Gram s (CPU)', 'eig s (CPU)', 'fit s', `eig s, ${breakdowns[model][0].threads} threads`],
+        breakdowns[model].map((b) => {
+          const f = (k: string) => (b[k] as number).toFixed(2);
+          return [String(b.shape), String(b.module), '', `${f('readS')} (${f('readCpuS')})`, `${f('gramS')} (${f('gramCpuS')})`, `${f('eigS')} (${f('eigCpuS')})`, f('fitS'), f('eigAllThreadsS')];
+        })));
+    }
+    for (const probe of list(values.probes) as ProbeKind[]) {
+      const engines = probe === 'alpha-hill' ? (list(values.engines) as Row['engine'][]) : (['lapack'] as const);
+      const workerCounts = probe === 'alpha-hill' ? list(values.workers).map(Number) : [1];
+      for (const engine of engines) {
+        for (const workers of workerCounts) {
+          const row: Row = { model, probe, engine, workers, batches: Number(values.batches), batchSize: Number(values['batch-size']), seq: Number(values.seq) };
+          const child = spawnSync(process.execPath, [...process.execArgv, process.argv[1], '--row', JSON.stringify(row)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+          if (child.status !== 0) throw new Error(`row ${JSON.stringify(row)} failed (exit ${child.status})`);
+          const m = JSON.parse(child.stdout.trim().split('\n').pop()!) as Measured;
+          rows.push({ ...row, ...m });
+          console.error(`${path.basename(model)} ${probe} ${engine} x${workers}: ${clock(m.wallS * 1000)}`);
+        }
+      }
+    }
+  }
+  console.log(table(
+    ['model', 'probe', 'engine', 'workers', 'matrices', 'wall', 'CPU s', 'peak RSS MiB', 'load'],
+    rows.map((r) => [path.basename(r.model), r.probe, r.probe === 'alpha-hill' ? r.engine : '-', String(r.workers), String(r.matrices),
+      clock(r.wallS * 1000), r.cpuS.toFixed(1), r.peakRssMiB.toFixed(0), r.load.toFixed(1)]),
+  ));
+  for (const r of rows) console.log(`${path.basename(r.model)} ${r.probe}: ${r.detail}`);
+  if (values.out) {
+    const result = {
+      bench: 'hilo_probe',
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: os.availableParallelism(),
+      note: 'shared 2-core machine: other jobs ran at the same time (load = 1-minute load average at the start of each row)',
+      rows: rows.map(({ batches, batchSize, seq, ...r }) => ({
+        ...r, model: path.basename(r.model), ...(r.probe === 'alpha-hill' ? {} : { batches, batchSize, seq }),
+      })),
+      breakdown: Object.fromEntries(Object.entries(breakdowns).map(([k, v]) => [path.basename(k), v])),
+    };
+    fs.writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
+  }
+}

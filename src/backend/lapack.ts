@@ -1,0 +1,124 @@
+/**
+ * LAPACK's symmetric eigensolver and BLAS's double-precision Gram product, for the alpha-hill
+ * probe (src/probe/spectrum.ts), from the same library the wasm backend's products use
+ * (blas.ts's discovery: HILO_BLAS, else the system's OpenBLAS, which ships LAPACK).
+ *
+ * Eigenvalues only: `dsyevd_2stage` (LAPACK >= 3.7) reduces the matrix to a band with BLAS-3
+ * products and then to tridiagonal form by bulge chasing, where the one-stage `dsyevd`
+ * reduction spends half its work in matrix-vector products bound by memory bandwidth; on this
+ * project's 2-core machine the two-stage solver takes about a third of the time at n = 4096
+ * (scripts/bench-results/probe-cpu.json, "solvers"). `dsyevd` is the fallback for an older LAPACK.
+ *
+ * Fortran calls take every argument by reference, and gfortran appends one hidden length per
+ * character argument; both are passed.
+ */
+import { loadNativeLibrary, openblasControls, type OpenblasControls } from './blas.ts';
+
+export interface Lapack {
+  /**
+   * C = A^T A (`trans`) or A A^T, plus C when beta is 1, into C's upper triangle; row-major, C is
+   * n x n, A is [k, n] (trans) or [n, k] with leading dimension lda. The lower triangle is left as is.
+   */
+  gram(trans: boolean, n: number, k: number, a: Float64Array, lda: number, c: Float64Array, beta: 0 | 1): void;
+  /**
+   * Eigenvalues, ascending, of the symmetric n x n matrix whose upper triangle (row-major) `a`
+   * holds; `a` is overwritten.
+   */
+  eigenvalues(a: Float64Array, n: number): Float64Array;
+  /** OpenBLAS's process-wide thread count (null for another library): workers set 1. */
+  threads: Pick<OpenblasControls, 'getThreads' | 'setThreads'> | null;
+  /** The library and the solver, e.g. "libopenblas.so.0, dsyevd_2stage". */
+  detail: string;
+}
+
+export type LapackResult = { lapack: Lapack } | { lapack: null; reason: string };
+
+const ROW_MAJOR = 101;
+const UPPER = 121;
+const NO_TRANS = 111;
+const TRANS = 112;
+
+type Syevd = (
+  jobz: string, uplo: string, n: number[], a: Float64Array, lda: number[], w: Float64Array,
+  work: Float64Array, lwork: number[], iwork: Int32Array, liwork: number[], info: Int32Array, ljobz: number, luplo: number,
+) => void;
+
+function bind(koffi: typeof import('koffi'), file: string): Lapack {
+  const lib = koffi.load(file);
+  const syrk = lib.func(
+    'void cblas_dsyrk(int order, int uplo, int trans, int n, int k, double alpha, void *a, int lda, double beta, void *c, int ldc)',
+  );
+  const signature = (name: string) =>
+    `void ${name}(const char *jobz, const char *uplo, int *n, void *a, int *lda, void *w, void *work, ` +
+    'int *lwork, void *iwork, int *liwork, void *info, size_t ljobz, size_t luplo)';
+  let solver = 'dsyevd_2stage';
+  let syevd: Syevd;
+  try {
+    syevd = lib.func(signature('dsyevd_2stage_')) as Syevd;
+  } catch {
+    solver = 'dsyevd';
+    syevd = lib.func(signature('dsyevd_')) as Syevd;
+  }
+  // Workspace sizes per n, from the solver's own query (lwork = -1).
+  const workspace = new Map<number, { work: Float64Array; iwork: Int32Array }>();
+  const info = new Int32Array(1);
+  const eigenvalues = (a: Float64Array, n: number): Float64Array => {
+    const w = new Float64Array(n);
+    if (n === 0) return w;
+    let ws = workspace.get(n);
+    if (!ws) {
+      const q = new Float64Array(1);
+      const iq = new Int32Array(1);
+      // Column-major lower = row-major upper: the triangle gram() fills.
+      syevd('N', 'L', [n], a, [n], w, q, [-1], iq, [-1], info, 1, 1);
+      if (info[0] !== 0) throw new Error(`${solver} workspace query for n = ${n} failed (info ${info[0]})`);
+      ws = { work: new Float64Array(Math.max(1, q[0])), iwork: new Int32Array(Math.max(1, iq[0])) };
+      workspace.clear(); // one size at a time: a 7B model's n = 4096 workspace is ~3.4 MB
+      workspace.set(n, ws);
+    }
+    syevd('N', 'L', [n], a, [n], w, ws.work, [ws.work.length], ws.iwork, [ws.iwork.length], info, 1, 1);
+    // info > 0: the tridiagonal QR did not converge (LAPACK's "failed to converge" case)
+    if (info[0] !== 0) throw new Error(`${solver} on a ${n} x ${n} Gram matrix failed (info ${info[0]})`);
+    return w;
+  };
+  const gram: Lapack['gram'] = (trans, n, k, a, lda, c, beta) => {
+    if (n === 0) return;
+    syrk(ROW_MAJOR, UPPER, trans ? TRANS : NO_TRANS, n, k, 1, a, lda, beta, c, n);
+  };
+  const ob = openblasControls(lib);
+  return {
+    gram,
+    eigenvalues,
+    threads: ob && { getThreads: ob.getThreads, setThreads: ob.setThreads },
+    detail: `${file}, ${solver}`,
+  };
+}
+
+/**
+ * LAPACK from the library blas.ts would load, or why not (the probe then takes its JS path).
+ * A HILO_BLAS library that loads but lacks LAPACK is a reason, not an error: it is a valid BLAS.
+ */
+export function loadLapack(env: NodeJS.ProcessEnv = process.env): LapackResult {
+  try {
+    const found = loadNativeLibrary(env, 'cblas_dsyrk and dsyevd_', bind);
+    return found.value ? { lapack: found.value } : { lapack: null, reason: found.reason };
+  } catch (e) {
+    return { lapack: null, reason: (e as Error).message };
+  }
+}
+
+/**
+ * Run `f` with OpenBLAS on one thread, then restore its count. The eigensolver is mostly
+ * sequential, and waking a second thread for each of its many small calls costs more than the
+ * call on a busy machine (scripts/bench-probe.ts --breakdown: the "all threads" column).
+ */
+export async function onOneThread<T>(lapack: Lapack | null, f: () => T | Promise<T>): Promise<T> {
+  const threads = lapack?.threads?.getThreads();
+  if (threads === undefined || threads === 1) return f();
+  lapack!.threads!.setThreads(1);
+  try {
+    return await f();
+  } finally {
+    lapack!.threads!.setThreads(threads);
+  }
+}

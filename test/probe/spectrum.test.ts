@@ -1,0 +1,133 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadLapack } from '../../src/backend/lapack.ts';
+import { alphaHillScores } from '../../src/probe/alpha-hill.ts';
+import { alphaHillFromDir, bytesPerMatrix, matrixCost } from '../../src/probe/alpha-hill-dir.ts';
+import { gramEigenvalues, hillAlpha } from '../../src/probe/hill.ts';
+import { lapackGramEigenvalues } from '../../src/probe/spectrum.ts';
+import { checkpointMatrices } from '../../src/probe/weights.ts';
+import { readModelConfig } from '../../src/model/load.ts';
+import { fixture, ROOT, STORIES260K } from '../helpers/fixtures.ts';
+
+const MODELS = {
+  'hilo-base': path.join(ROOT, 'models/hilo-base'),
+  stories260K: STORIES260K,
+};
+// Written by scripts/eigvalsh-reference.py (numpy's eigvalsh of each Gram matrix).
+const numpy = JSON.parse(fs.readFileSync(fixture('probe/eigvalsh.json'), 'utf8')) as {
+  cases: Array<{ name: string; rows: number; cols: number; data: number[]; eigenvalues: number[]; fit: { alpha: number; xmin: number; ks: number; tail: number } }>;
+};
+const found = loadLapack();
+const lapack = found.lapack;
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+
+describe('loadLapack', () => {
+  it('HILO_BLAS=off turns it off, saying so', () => {
+    expect(loadLapack({ HILO_BLAS: 'off' })).toEqual({ lapack: null, reason: 'HILO_BLAS=off' });
+  });
+
+  it('a library without LAPACK is a reason to take the JS path, not an error', () => {
+    const r = loadLapack({ HILO_BLAS: 'libc.so.6' });
+    expect(r.lapack).toBeNull();
+    expect(r.lapack === null && r.reason).toMatch(/^HILO_BLAS=libc\.so\.6: .*cblas_dsyrk/);
+  });
+});
+
+describe('Gram spectra against numpy eigvalsh', () => {
+  const engines = [
+    ['JS', gramEigenvalues],
+    ...(lapack ? [['LAPACK', (w: { rows: number; cols: number; data: number[] }) => lapackGramEigenvalues(w, lapack)] as const] : []),
+    // blocks of 7 doubles: several Gram products per matrix, the last one short
+    ...(lapack ? [['LAPACK in blocks', (w: { rows: number; cols: number; data: number[] }) => lapackGramEigenvalues(w, lapack, 7 * Math.max(w.rows, w.cols))] as const] : []),
+  ] as const;
+  it.each(engines.flatMap(([engine, f]) => numpy.cases.map((c) => [engine, c.name, f, c] as const)))('%s: %s', (_e, _n, eig, c) => {
+    const got = eig({ rows: c.rows, cols: c.cols, data: c.data });
+    const top = c.eigenvalues[c.eigenvalues.length - 1];
+    expect(got).toHaveLength(c.eigenvalues.length);
+    got.forEach((x, i) => expect(Math.abs(x - c.eigenvalues[i])).toBeLessThan(1e-12 * top));
+    const fit = hillAlpha(got);
+    expect(fit.tail).toBe(c.fit.tail);
+    expect(rel(fit.alpha, c.fit.alpha)).toBeLessThan(1e-9);
+    expect(rel(fit.xmin, c.fit.xmin)).toBeLessThan(1e-9);
+  });
+
+  it.skipIf(!lapack)('the LAPACK spectrum is ascending and clamped at 0 (a rank-deficient Gram)', () => {
+    const c = numpy.cases.find((x) => x.name === 'square-rank12')!;
+    const got = lapackGramEigenvalues({ rows: c.rows, cols: c.cols, data: c.data }, lapack!);
+    expect(Math.min(...got)).toBeGreaterThanOrEqual(0);
+    for (let i = 1; i < got.length; i++) expect(got[i]).toBeGreaterThanOrEqual(got[i - 1]);
+  });
+});
+
+describe.skipIf(!lapack)('alpha-hill through LAPACK gives today\'s JS scores', () => {
+  it.each(Object.entries(MODELS))('%s: every matrix and layer within 1e-6 relative, same tails', (_name, dir) => {
+    const config = readModelConfig(dir);
+    const matrices = checkpointMatrices(dir, config);
+    const js = alphaHillScores(config, matrices);
+    const native = alphaHillScores(config, matrices, { lapack });
+    let n = 0;
+    js.fits.forEach((mods, l) => {
+      for (const [p, f] of Object.entries(mods)) {
+        const g = native.fits[l][p];
+        expect(g.tail, `${l} ${p}`).toBe(f.tail);
+        expect(rel(g.alpha, f.alpha), `${l} ${p}`).toBeLessThan(1e-6);
+        expect(rel(g.xmin, f.xmin), `${l} ${p}`).toBeLessThan(1e-6);
+        expect(rel(g.ks, f.ks), `${l} ${p}`).toBeLessThan(1e-6);
+        n++;
+      }
+    });
+    expect(n).toBe(7 * config.numLayers);
+    js.layers.forEach((a, l) => expect(rel(native.layers[l], a)).toBeLessThan(1e-6));
+  });
+});
+
+describe('alpha-hill on a directory', () => {
+  const dir = MODELS.stories260K;
+  const config = readModelConfig(dir);
+  const reference = alphaHillScores(config, checkpointMatrices(dir, config)); // JS, this thread
+
+  it('in worker threads, with progress after every matrix, the same scores', async () => {
+    const seen: Array<[number, number]> = [];
+    const r = await alphaHillFromDir(config, dir, { workers: 2, onProgress: (p) => seen.push([p.done, p.total]) });
+    expect(r.engine).toMatch(lapack ? /^LAPACK \(.*\), 2 workers$/ : /^the JS eigensolver .*, 2 workers$/);
+    expect(seen).toEqual(Array.from({ length: 35 }, (_, i) => [i + 1, 35]));
+    r.layers.forEach((a, l) => expect(rel(a, reference.layers[l])).toBeLessThan(1e-6));
+    expect(Object.keys(r.modules[4])).toEqual(Object.keys(reference.modules[4]));
+  });
+
+  it('the JS path in workers is the JS path', async () => {
+    const r = await alphaHillFromDir(config, dir, { workers: 2, native: false });
+    expect(r.engine).toBe('the JS eigensolver (native: false), 2 workers');
+    expect(r.fits).toEqual(reference.fits);
+  });
+
+  it('small models stay on this thread', async () => {
+    const r = await alphaHillFromDir(config, dir, {});
+    expect(r.engine).toMatch(/this thread$/);
+    r.layers.forEach((a, l) => expect(rel(a, reference.layers[l])).toBeLessThan(1e-6));
+  });
+
+  it('a missing tensor is named before any work starts', async () => {
+    await expect(alphaHillFromDir({ ...config, numLayers: 6 }, dir, { workers: 2 })).rejects.toThrow(
+      `${dir}: no tensor "model.layers.5.self_attn.q_proj.weight" for module model.layers.5.self_attn.q_proj`,
+    );
+  });
+});
+
+describe('matrixCost', () => {
+  it.each([
+    [2048, 2048, 2048 ** 3 / 2 + 2 * 2048 ** 3],
+    [8192, 2048, (2048 * 2048 * 8192) / 2 + 2 * 2048 ** 3],
+    [2048, 8192, (2048 * 2048 * 8192) / 2 + 2 * 2048 ** 3],
+    [4096, 4096, 8 * (2048 ** 3 / 2 + 2 * 2048 ** 3)],
+  ])('[%i, %i] -> %d', (r, c, want) => expect(matrixCost(r, c)).toBe(want));
+});
+
+describe('bytesPerMatrix', () => {
+  it('the largest matrix: stored + float32 (8 bytes a value at most), its float64 Gram, the widening block', () => {
+    const block = 8 * 2 ** 21;
+    expect(bytesPerMatrix([{ in: 4096, out: 11008 }, { in: 4096, out: 4096 }])).toBe(8 * 4096 * 11008 + 8 * 4096 ** 2 + block);
+    expect(bytesPerMatrix([{ in: 64, out: 32 }])).toBe(8 * 64 * 32 + 8 * 32 ** 2 + block);
+  });
+});
