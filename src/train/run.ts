@@ -129,11 +129,15 @@ async function prepareClaimed(recipe: Recipe, opts: PrepareOptions, log: (m: str
   const config = readModelConfig(dir);
   const lengthWarning = checkMaxLength(recipe.data.max_length, config, dir);
   if (lengthWarning) log(lengthWarning);
+  const weights = hasWeights(dir);
+  if (!weights && !full) {
+    throw new HiloError(`recipe.model.path: ${dir} has no *.safetensors weights; only adapter.method "none" (pretraining) starts from random weights`);
+  }
   const startFrom = opts.adapterDir ?? recipe.adapter.init_from ?? undefined;
   // the plan before the model: its size belongs in the memory estimate, and a probe that loads
   // the model itself is done with it before this run loads its own
   const planned = startFrom || recipe.adapter.method === 'none' ? null : await planForRecipe(recipe, { backend: recipe.backend });
-  const memory = hasWeights(dir)
+  const memory = weights
     ? checkRunMemory(recipe, config, planned?.plan ?? (startFrom ? planOfAdapterDir(startFrom) : null), {
       backend: backend.name, mode: evalOnly ? 'forward' : 'train', replicas: dataParallel, fullTraining: full,
       storage: storageFor(config, { trainable: full, dtype: recipe.model.dtype }),
@@ -142,17 +146,15 @@ async function prepareClaimed(recipe: Recipe, opts: PrepareOptions, log: (m: str
   if (memory) log(`memory: ${memorySummary(memory)}`);
   let model: CausalLM;
   let source: ReplicaSpec['model'];
-  if (hasWeights(dir)) {
+  if (weights) {
     const loaded = await loadModel(dir, { trainable: full, dtype: recipe.model.dtype });
     model = loaded;
     // replicas take the weights this thread holds in shared memory as they are: one copy in all
     source = { dir, storage: loaded.storage, shared: loaded.sharedTensors() };
-  } else if (full) {
+  } else {
     log(`${dir} has no weights: pretraining from a random initialisation (seed ${recipe.seed})`);
     model = createRandomModel(config, recipe.seed, { trainable: true });
     source = { config, seed: recipe.seed };
-  } else {
-    throw new HiloError(`recipe.model.path: ${dir} has no *.safetensors weights; only adapter.method "none" (pretraining) starts from random weights`);
   }
   const tokenizer = loadTokenizer(dir);
   const ds = loadDataset(recipe.data, runDir, recipe.seed);
