@@ -11,15 +11,14 @@ import { injectAdapters, type Adapters } from '../../src/adapters/inject.ts';
 import type { AdapterPlan } from '../../src/adapters/plan.ts';
 import { loadBlas } from '../../src/backend/blas.ts';
 import { initBackend } from '../../src/backend/index.ts';
-import { padBatch } from '../../src/data/batch.ts';
 import { IGNORE_INDEX } from '../../src/data/encode.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
 import type { BaseCausalLM } from '../../src/model/causal-lm.ts';
 import { heapWeightsCap, loadModel, matrixBytes, readModelConfig, storageFor } from '../../src/model/load.ts';
 import { chunkedTokenNll, tokenNll } from '../../src/ops/cross-entropy.ts';
-import type { MicroBatch } from '../../src/train/shard.ts';
 import { microBatchGradients } from '../../src/train/step.ts';
 import { STORIES260K } from '../helpers/fixtures.ts';
+import { microBatch } from '../helpers/batches.ts';
 
 const STORIES = STORIES260K;
 const { blas } = loadBlas({});
@@ -32,16 +31,6 @@ const PLAN: AdapterPlan = {
     return { 'self_attn.q_proj': mod, 'self_attn.v_proj': mod, 'mlp.down_proj': mod };
   }),
 };
-
-/** 5 sequences of 9-16 tokens whose second half carries loss. */
-function microBatch(vocab: number): MicroBatch {
-  const u = mulberry32(7);
-  const seqs = Array.from({ length: 5 }, (_, i) => {
-    const inputIds = Array.from({ length: 9 + ((i * 3) % 8) }, () => 1 + Math.floor(u() * (vocab - 1)));
-    return { inputIds, labels: inputIds.map((id, t) => (t >= inputIds.length / 2 ? id : IGNORE_INDEX)) };
-  });
-  return { kind: 'tokens', batch: padBatch(seqs, 0) };
-}
 
 /** MoE adapters with seeded values everywhere (B starts at 0, which would leave A's gradient 0). */
 function adapt(model: BaseCausalLM): Adapters {

@@ -13,19 +13,9 @@ import { storedProduct } from '../../src/backend/wasm-frozen.ts';
 import { frozenLinear, frozenLinearImpl, referenceFrozenLinear, type FrozenLinearImpl } from '../../src/ops/frozen-linear.ts';
 import { decodeAll, encodeShared, gatherRows, linearShape, STORED_DTYPES, type StoredDtype, type StoredMatrix } from '../../src/ops/stored.ts';
 import { floatToBf16, floatToHalf, halfToFloat } from '../../src/model/float16.ts';
+import { values } from '../backend/matmul-helpers.ts';
 
 const { blas } = loadBlas({});
-
-/** Deterministic values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 function matrix(rows: number, cols: number, dtype: StoredDtype, layout: StoredMatrix['layout'], seed = 1): StoredMatrix {
   return { dtype, rows, cols, layout, bytes: encodeShared(values(rows * cols, seed), dtype) };

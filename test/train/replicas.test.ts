@@ -15,8 +15,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { injectAdapters, type Adapters } from '../../src/adapters/inject.ts';
 import type { AdapterPlan } from '../../src/adapters/plan.ts';
 import { initBackend } from '../../src/backend/index.ts';
-import { padBatch } from '../../src/data/batch.ts';
-import { IGNORE_INDEX } from '../../src/data/encode.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { CausalLM } from '../../src/model/types.ts';
@@ -25,6 +23,7 @@ import { shardMicroBatch, type MicroBatch } from '../../src/train/shard.ts';
 import { microBatchGradients } from '../../src/train/step.ts';
 import { labelledTokens, rowNll } from '../../src/train/evaluate.ts';
 import { STORIES260K } from '../helpers/fixtures.ts';
+import { microBatch } from '../helpers/batches.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STORIES = STORIES260K;
@@ -66,16 +65,6 @@ function plan(layers: number, balance: boolean, rank = 2): AdapterPlan {
 function randomise(adapters: Adapters, seed: number): void {
   const u = mulberry32(seed);
   for (const v of adapters.variables.values()) tf.tidy(() => v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (u() - 0.5) * 0.2), v.shape)));
-}
-
-/** 5 sequences of 9-16 tokens whose second half carries loss. */
-function microBatch(vocab: number): MicroBatch {
-  const u = mulberry32(7);
-  const seqs = Array.from({ length: 5 }, (_, i) => {
-    const inputIds = Array.from({ length: 9 + ((i * 3) % 8) }, () => 1 + Math.floor(u() * (vocab - 1)));
-    return { inputIds, labels: inputIds.map((id, t) => (t >= inputIds.length / 2 ? id : IGNORE_INDEX)) };
-  });
-  return { kind: 'tokens', batch: padBatch(seqs, 0) };
 }
 
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
