@@ -36,9 +36,12 @@ NODE=$D/node/bin/node
 if ! "$NODE" --version >/dev/null 2>&1; then export LD_LIBRARY_PATH=$D/node/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
 "$NODE" --version >/dev/null || { echo "the carried node does not run here" >&2; exit 2; }
 export HILO_SHARED=$D/shared
+# (read whole first: with pipefail, grep -q closing the pipe early would fail ldconfig's side and
+# a library the machine has would read as missing)
+LIBS=$({ ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null)
 for pair in vulkan:libvulkan.so.1 openblas:libopenblas.so.0; do
   dir=${pair%%:*} lib=${pair#*:}
-  if ! ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$lib " && [ -e "$D/hostlibs/$dir/$lib" ]; then
+  if ! grep -q "^[[:space:]]*$lib " <<< "$LIBS" && [ -e "$D/hostlibs/$dir/$lib" ]; then
     export LD_LIBRARY_PATH=$D/hostlibs/$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     echo "no $lib on this machine: using the carried one"
   fi
