@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { countPlan } from '../adapters/params.ts';
 import { HiloError } from '../errors.ts';
+import { checkpointFiles } from '../model/checkpoint-files.ts';
 import { readSafetensorsHeader } from '../model/safetensors.ts';
 import { moduleShapes } from '../model/shapes.ts';
 import type { ModelConfig } from '../model/types.ts';
@@ -41,17 +42,11 @@ const ST_TO_HF: Record<string, WeightDtype> = { F32: 'float32', F64: 'float32', 
 
 /** The float dtype most of the checkpoint's values are stored in, from its headers alone. */
 export function checkpointDtype(dir: string): WeightDtype {
-  const single = path.join(dir, 'model.safetensors');
-  let files = [single];
-  if (!fs.existsSync(single)) {
-    const index = path.join(dir, 'model.safetensors.index.json');
-    if (!fs.existsSync(index)) return 'float32';
-    try {
-      const map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
-      files = [...new Set(Object.values(map))].map((f) => path.join(dir, f)).filter((f) => fs.existsSync(f));
-    } catch {
-      return 'float32'; // the loader names a broken index; the estimate assumes the largest dtype
-    }
+  let files: string[];
+  try {
+    files = [...(checkpointFiles(dir)?.shards.keys() ?? [])].map((f) => path.join(dir, f));
+  } catch {
+    return 'float32'; // the loader names a broken index; the estimate assumes the largest dtype
   }
   const bytesBy = new Map<WeightDtype, number>();
   for (const f of files) {

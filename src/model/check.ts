@@ -7,9 +7,9 @@
  *
  * No tfjs here: `hilo plan` and `hilo validate` stay light.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { fieldError, HiloError } from '../errors.ts';
+import { checkpointFiles } from './checkpoint-files.ts';
 import { readSafetensorsHeader } from './safetensors.ts';
 import type { ModelConfig } from './types.ts';
 
@@ -76,34 +76,17 @@ export interface WeightShapes {
  * model.safetensors.index.json), reading only headers; null when the folder has neither file.
  */
 export function readWeightShapes(dir: string): WeightShapes | null {
-  const single = path.join(dir, 'model.safetensors');
-  if (fs.existsSync(single)) return { shapes: shapesOf(readSafetensorsHeader(single).entries), where: 'model.safetensors' };
-  const indexFile = path.join(dir, 'model.safetensors.index.json');
-  if (!fs.existsSync(indexFile)) return null;
-  let index: unknown;
-  try {
-    index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
-  } catch (e) {
-    throw new HiloError(`${indexFile}: not valid JSON (${(e as Error).message})`);
-  }
-  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) throw new HiloError(`${indexFile}: no "weight_map" object`);
+  const files = checkpointFiles(dir);
+  if (!files) return null;
+  if (!files.indexFile) return { shapes: shapesOf(readSafetensorsHeader(path.join(dir, 'model.safetensors')).entries), where: 'model.safetensors' };
   const shapes = new Map<string, number[]>();
-  const headers = new Map<string, Map<string, { shape: number[] }>>();
-  for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
-      throw new HiloError(`${indexFile}: weight_map["${name}"] must name a shard file in the same folder; got ${JSON.stringify(shard)}`);
+  for (const [shard, names] of files.shards) {
+    const entries = readSafetensorsHeader(path.join(dir, shard)).entries;
+    for (const name of names ?? []) {
+      const e = entries.get(name);
+      if (!e) throw new HiloError(`${files.indexFile}: weight_map puts "${name}" in ${shard}, whose header has no such tensor`);
+      shapes.set(name, e.shape);
     }
-    let entries = headers.get(shard);
-    if (!entries) {
-      const file = path.join(dir, shard);
-      if (!fs.existsSync(file)) throw new HiloError(`${indexFile}: shard ${shard} (holding "${name}") is missing`);
-      entries = readSafetensorsHeader(file).entries;
-      headers.set(shard, entries);
-    }
-    const e = entries.get(name);
-    if (!e) throw new HiloError(`${indexFile}: weight_map puts "${name}" in ${shard}, whose header has no such tensor`);
-    shapes.set(name, e.shape);
   }
   return { shapes, where: 'model.safetensors.index.json' };
 }

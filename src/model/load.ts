@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { HiloError } from '../errors.ts';
 import { checkModelFolder } from './check.ts';
+import { requireCheckpointFiles } from './checkpoint-files.ts';
 import { frozenLinearImpl } from '../ops/frozen-linear.ts';
 import { bytesPerValue, decodeAll, type StoredDtype } from '../ops/stored.ts';
 import { isMatrix, type AnyTensorData, type HfTensorData, type BaseCausalLM, type RawTensorData, type WeightStorage } from './causal-lm.ts';
@@ -90,28 +91,11 @@ export function readModelConfig(dir: string): ModelConfig {
  * others decoded (readSafetensorsRaw). Names in `skip` are not read.
  */
 export function readCheckpointBytes(dir: string, skip: ReadonlySet<string> = new Set()): Map<string, AnyTensorData> {
-  const single = path.join(dir, 'model.safetensors');
-  if (fs.existsSync(single)) {
-    const names = skip.size ? readSafetensorsHeaderNames(single).filter((n) => !skip.has(n)) : undefined;
-    return readSafetensorsRaw(single, names);
-  }
-  const indexFile = path.join(dir, 'model.safetensors.index.json');
-  if (!fs.existsSync(indexFile)) throw new HiloError(`${dir}: no model.safetensors or model.safetensors.index.json`);
-  const index = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { weight_map?: Record<string, string> };
-  const weightMap = index.weight_map;
-  if (!weightMap || typeof weightMap !== 'object') throw new HiloError(`${indexFile}: no "weight_map" object`);
-  const byShard = new Map<string, string[]>();
-  for (const [name, shard] of Object.entries(weightMap)) {
-    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
-      throw new HiloError(`${indexFile}: weight_map["${name}"] must name a shard file in the same folder; got ${JSON.stringify(shard)}`);
-    }
-    byShard.set(shard, [...(byShard.get(shard) ?? []), name]);
-  }
   const out = new Map<string, AnyTensorData>();
-  for (const [shard, names] of [...byShard].sort()) {
+  for (const [shard, listed] of requireCheckpointFiles(dir).shards) {
     const file = path.join(dir, shard);
-    if (!fs.existsSync(file)) throw new HiloError(`${indexFile}: shard ${shard} (holding "${names[0]}") is missing`);
-    for (const [name, t] of readSafetensorsRaw(file, names.filter((n) => !skip.has(n)))) out.set(name, t);
+    const names = listed ?? (skip.size ? readSafetensorsHeaderNames(file) : undefined);
+    for (const [name, t] of readSafetensorsRaw(file, names?.filter((n) => !skip.has(n)))) out.set(name, t);
   }
   return out;
 }

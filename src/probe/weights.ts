@@ -2,21 +2,16 @@
  * Weight matrices straight from a model directory's safetensors files, one tensor at a time, so
  * weight-only probes (alpha-hill) need neither tfjs nor the whole model in memory.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
+import { requireCheckpointFiles } from '../model/checkpoint-files.ts';
 import { readSafetensors, readSafetensorsHeader } from '../model/safetensors.ts';
 import type { ModelConfig } from '../model/types.ts';
 import type { WeightMatrix } from './hill.ts';
 
 /** The safetensors files of `dir`: model.safetensors, or the shards of its index, sorted. */
 export function safetensorsFiles(dir: string): string[] {
-  const single = path.join(dir, 'model.safetensors');
-  if (fs.existsSync(single)) return [single];
-  const index = path.join(dir, 'model.safetensors.index.json');
-  if (!fs.existsSync(index)) throw new HiloError(`${dir}: no model.safetensors or model.safetensors.index.json`);
-  const map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
-  return [...new Set(Object.values(map))].sort().map((f) => path.join(dir, f));
+  return [...requireCheckpointFiles(dir).shards.keys()].map((f) => path.join(dir, f));
 }
 
 /** Where one weight is stored: its safetensors file and tensor name. */
