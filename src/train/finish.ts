@@ -63,6 +63,10 @@ export async function finishRun(run: Run, result: TrainResult): Promise<RunResul
     eval: strip(result.eval), test: strip(test), expert_usage: result.eval?.expertUsage ?? null,
     wall_seconds: result.wallSeconds, tokens_per_second: result.tokensPerSecond, output,
   };
+  // One turn of the event loop before reporting: the test split can run without one, and a
+  // process whose watcher is gone (a compare cell of a killed grid exits on 'disconnect') must
+  // stop here rather than write results nobody collects.
+  await new Promise((resolve) => setImmediate(resolve));
   fs.mkdirSync(run.runDir, { recursive: true });
   writeFileAtomic(path.join(run.runDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   const summary: Record<string, unknown> = { trainable_params: run.params.trainable, active_params: run.params.active };
