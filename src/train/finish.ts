@@ -63,10 +63,12 @@ export async function finishRun(run: Run, result: TrainResult): Promise<RunResul
     eval: strip(result.eval), test: strip(test), expert_usage: result.eval?.expertUsage ?? null,
     wall_seconds: result.wallSeconds, tokens_per_second: result.tokensPerSecond, output,
   };
-  // One turn of the event loop before reporting: the test split can run without one, and a
-  // process whose watcher is gone (a compare cell of a killed grid exits on 'disconnect') must
-  // stop here rather than write results nobody collects.
-  await new Promise((resolve) => setImmediate(resolve));
+  // One full turn of the event loop, through its I/O poll, before reporting: the test split can
+  // run without one, and a process whose watcher is gone (a compare cell of a killed grid exits on
+  // 'disconnect') must stop here rather than write results nobody collects. One setImmediate is
+  // not enough: called from an I/O callback it runs in the same turn's check phase, before the
+  // next poll reads the closed channel; the second one runs only after that poll.
+  for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
   fs.mkdirSync(run.runDir, { recursive: true });
   writeFileAtomic(path.join(run.runDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   const summary: Record<string, unknown> = { trainable_params: run.params.trainable, active_params: run.params.active };
