@@ -11,7 +11,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { registerFrozenLinear } from '../ops/frozen-linear.ts';
+import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { decodeRows, type StoredMatrix } from '../ops/stored.ts';
 import type { Blas } from './blas.ts';
 
@@ -89,11 +89,11 @@ function kernel(blas: Blas): TF.KernelConfig {
 export function useWasmFrozenLinear(tf: typeof TF, on: boolean, blas: Blas | null): void {
   if (tf.getKernel(FROZEN_LINEAR, 'wasm')) tf.unregisterKernel(FROZEN_LINEAR, 'wasm');
   if (!on || !blas) {
-    registerFrozenLinear('wasm', null);
+    frozenLinearOp.register('wasm', null);
     return;
   }
   tf.registerKernel(kernel(blas));
   const run = (a: TF.Tensor2D, w: StoredMatrix, back: boolean) =>
     tf.engine().runKernel(FROZEN_LINEAR, { a }, { w, back } as unknown as TF.NamedAttrMap) as TF.Tensor2D;
-  registerFrozenLinear('wasm', { forward: (x, w) => run(x, w, false), backward: (dy, w) => run(dy, w, true) });
+  frozenLinearOp.register('wasm', { forward: (x, w) => run(x, w, false), backward: (dy, w) => run(dy, w, true) });
 }

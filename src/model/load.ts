@@ -13,7 +13,7 @@ import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { HiloError } from '../errors.ts';
 import { checkModelFolder } from './check.ts';
 import { requireCheckpointFiles } from './checkpoint-files.ts';
-import { frozenLinearImpl } from '../ops/frozen-linear.ts';
+import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { bytesPerValue, decodeAll, type StoredDtype } from '../ops/stored.ts';
 import { isMatrix, type AnyTensorData, type HfTensorData, type BaseCausalLM, type RawTensorData, type WeightStorage } from './causal-lm.ts';
 import { normaliseConfig } from './config.ts';
@@ -43,7 +43,7 @@ export const HEAP_WEIGHTS_MIB = 128;
  * before a backend starts), else unbounded: a GPU
  * backend wants its weights on the device, and the reference op would decode them every product.
  */
-export function heapWeightsCap(env: NodeJS.ProcessEnv = process.env, registered = frozenLinearImpl() !== null): number {
+export function heapWeightsCap(env: NodeJS.ProcessEnv = process.env, registered = frozenLinearOp.registered() !== undefined): number {
   const raw = env.HILO_HEAP_WEIGHTS?.trim();
   if (raw) {
     const mib = Number(raw);

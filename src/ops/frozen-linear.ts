@@ -9,6 +9,7 @@
  * decodes K into a float32 tensor for each product: correct anywhere, fast nowhere.
  */
 import * as tf from '@tensorflow/tfjs';
+import { defineOp } from './registry.ts';
 import { decodeAll, linearShape, type StoredMatrix } from './stored.ts';
 
 /** One backend's products with a stored matrix: y = x·K forward, dx = dy·Kᵀ backward. */
@@ -30,19 +31,11 @@ export const referenceFrozenLinear: FrozenLinearImpl = {
   backward: (dy, w) => tf.tidy(() => tf.matMul(dy, storedTensor(w), false, w.layout === 'in-out')), // [N, out] x [out, in]
 };
 
-const registry = new Map<string, FrozenLinearImpl>();
-
-/** Use `impl` for frozen linears while `backend` is active (null: the reference again). */
-export function registerFrozenLinear(backend: string, impl: FrozenLinearImpl | null): void {
-  if (impl) registry.set(backend, impl);
-  else registry.delete(backend);
-}
-
-/** The implementation the active backend runs; `undefined` when it falls back to the reference. */
-export const frozenLinearImpl = (backend = tf.getBackend()): FrozenLinearImpl | undefined => registry.get(backend);
+/** The op: backends register theirs with `frozenLinearOp.register(backend, impl)`. */
+export const frozenLinearOp = defineOp<FrozenLinearImpl>('frozen-linear', referenceFrozenLinear);
 
 /** x [N, in] -> x·K + b [N, out], with dx the only gradient. */
-export function frozenLinear(x: tf.Tensor2D, w: StoredMatrix, bias: tf.Tensor1D | null = null, impl = frozenLinearImpl() ?? referenceFrozenLinear): tf.Tensor2D {
+export function frozenLinear(x: tf.Tensor2D, w: StoredMatrix, bias: tf.Tensor1D | null = null, impl = frozenLinearOp.impl()): tf.Tensor2D {
   const [inF] = linearShape(w);
   if (x.shape[1] !== inF) throw new Error(`frozenLinear: x has ${x.shape[1]} columns; the weight takes ${inF}`);
   const op = tf.customGrad((...args) => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBlas } from '../../src/backend/blas.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import { storedProduct } from '../../src/backend/wasm-frozen.ts';
-import { frozenLinear, frozenLinearImpl, referenceFrozenLinear, type FrozenLinearImpl } from '../../src/ops/frozen-linear.ts';
+import { frozenLinearOp, frozenLinear, referenceFrozenLinear, type FrozenLinearImpl } from '../../src/ops/frozen-linear.ts';
 import { decodeAll, encodeShared, gatherRows, linearShape, STORED_DTYPES, type StoredDtype, type StoredMatrix } from '../../src/ops/stored.ts';
 import { floatToBf16, floatToHalf, halfToFloat } from '../../src/model/float16.ts';
 import { values } from '../backend/matmul-helpers.ts';
@@ -88,11 +88,11 @@ describe.skipIf(!blas)('frozenLinear on wasm with a native BLAS, against the ref
   });
 
   it('is registered for wasm', () => {
-    expect(frozenLinearImpl('wasm')).toBeDefined();
+    expect(frozenLinearOp.registered('wasm')).toBeDefined();
   });
 
   it.each(CASES)('%s %s N=%i in=%i out=%i: forward and dx', (...c) => {
-    check(frozenLinearImpl('wasm')!, c);
+    check(frozenLinearOp.registered('wasm')!, c);
   });
 
   it.each(['bfloat16', 'float16'] as const)('%s: row blocks smaller than the matrix give the whole product (both directions, both layouts)', (dtype) => {
