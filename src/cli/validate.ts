@@ -1,7 +1,8 @@
 /**
  * `hilo validate RECIPE [key=value ...] [--explain]`: every problem of a recipe at once, or "ok"
- * and what it will do, its data files read and checked as training reads them. Loads only the
- * recipe and data code (never tfjs), so it answers in a moment.
+ * and what it will do, its data files read and checked as training reads them, and its model
+ * folder checked from config.json and the weights' headers. Loads only the recipe, data and
+ * model-folder code (never tfjs), so it answers in a moment.
  * `--json-schema` prints the schema for editors.
  */
 import type { Argv, CommandModule } from 'yargs';
@@ -41,7 +42,10 @@ export const command: CommandModule = {
     // The data is read as training reads it, so "ok" also means the files parse.
     const { checkRecipeData } = await import('../data/check.ts');
     const data = checkRecipeData(recipe.data, recipe.seed);
-    process.stdout.write(`ok ${file}\n${summarizeRecipe(recipe)}\n${data}\n`);
+    // And the model folder as the loader checks it, from headers alone (no weights, no tfjs).
+    const { checkModelForRecipe } = await import('../model/folder.ts');
+    const model = await checkModelForRecipe(recipe.model.path, recipe.data.max_length);
+    process.stdout.write(`ok ${file}\n${summarizeRecipe(recipe)}\n${data}\n${model}\n`);
   },
 };
 

@@ -11,12 +11,11 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { HiloError } from '../errors.ts';
-import { checkModelFolder } from './check.ts';
 import { requireCheckpointFiles } from './checkpoint-files.ts';
 import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { bytesPerValue, decodeAll, type StoredDtype } from '../ops/stored.ts';
 import { isMatrix, type AnyTensorData, type HfTensorData, type BaseCausalLM, type RawTensorData, type WeightStorage } from './causal-lm.ts';
-import { normaliseConfig } from './config.ts';
+import { readModelConfig } from './folder.ts';
 import { GPT2LMHeadModel, gpt2TensorName, gpt2WeightSpecs } from './gpt2.ts';
 import { LlamaForCausalLM, llamaTensorName, llamaWeightSpecs } from './llama.ts';
 import { readSafetensorsHeader, readSafetensorsRaw } from './safetensors.ts';
@@ -65,26 +64,7 @@ export function storageFor(config: ModelConfig, opts: LoadOptions & { cap?: numb
   return { dtype: opts.dtype ?? 'auto', outside: !opts.trainable && matrixBytes(config) > (opts.cap ?? heapWeightsCap()) };
 }
 
-/** config.json of `dir`, normalised and checked against the folder's weights; errors name the file. */
-export function readModelConfig(dir: string): ModelConfig {
-  const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) throw new HiloError(`${dir}: no config.json; is this a Hugging Face model directory?`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new HiloError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  let config: ModelConfig;
-  try {
-    config = normaliseConfig(raw);
-  } catch (e) {
-    if (e instanceof HiloError) throw new HiloError(`${file}: ${e.message}`);
-    throw e;
-  }
-  checkModelFolder(dir, config); // sizes and weight shapes, from the headers alone
-  return config;
-}
+export { readModelConfig } from './folder.ts';
 
 /**
  * Every tensor of the checkpoint in `dir`, single file or sharded: floating ones as their bytes,

@@ -1,6 +1,6 @@
 /** `hilo validate` as a user runs it, with TensorFlow.js made impossible to load. */
 import { spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,8 @@ const root = path.resolve(import.meta.dirname, '../..');
 const blocker = path.join(import.meta.dirname, 'block-tfjs.mjs');
 const tsxApi = pathToFileURL(path.join(root, 'node_modules', 'tsx', 'dist', 'esm', 'api', 'index.mjs')).href;
 const dir = makeRecipeDir();
+// A real model folder for the recipes that pass: validate reads its config, headers and tokenizer.
+symlinkSync(path.join(root, 'models', 'hilo-base'), path.join(dir, 'base'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(args: string[]) {
@@ -29,21 +31,38 @@ describe('hilo validate', () => {
   });
 
   it('prints ok and a summary for a good recipe, overrides applied, without loading tfjs', () => {
-    writeFileSync(path.join(dir, 'good.yaml'), 'model: {path: model}\ndata: {task: sentiment}\n');
+    writeFileSync(path.join(dir, 'good.yaml'), 'model: {path: base}\ndata: {task: sentiment}\n');
     const r = hilo('good.yaml', 'adapter.method=lora', 'train.max_steps=20', 'lr=1e-3');
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toBe([
       'ok good.yaml',
-      `model    ${dir}/model`,
+      `model    ${dir}/base`,
       'data     task sentiment, classification, max_length 128',
       'adapter  lora r=8 alpha=16 on q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj',
       'train    20 steps, lr 0.001 cosine, batch 8x1, seed 0, backend auto',
       `output   ${dir}/runs/good`,
       'wandb    disabled',
       'checked  data: 2,160 train / 240 eval / 600 test examples, every record read and well-formed',
+      'checked  model: llama, 4 layers, hidden 128, vocab 4,096, 1,262,720 parameters in model.safetensors matching config.json; tokenizer.json read',
       '',
     ].join('\n'));
+  });
+
+  it('refuses a model folder whose config.json does not match its weights, naming both, without loading tfjs', () => {
+    const broken = path.join(dir, 'broken');
+    mkdirSync(broken);
+    cpSync(path.join(root, 'models', 'hilo-base'), broken, { recursive: true });
+    writeFileSync(path.join(broken, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(path.join(root, 'models', 'hilo-base', 'config.json'), 'utf8')), num_hidden_layers: 6 }));
+    writeFileSync(path.join(dir, 'broken.yaml'), 'model: {path: broken}\ndata: {task: sentiment}\n');
+    const r = hilo('broken.yaml');
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/^hilo: .*broken.*num_hidden_layers.*6.*model\.safetensors/s);
+    expect(r.err).not.toContain('BLOCKED');
+    rmSync(path.join(broken, 'tokenizer.json'));
+    writeFileSync(path.join(broken, 'config.json'), readFileSync(path.join(root, 'models', 'hilo-base', 'config.json')));
+    expect(hilo('broken.yaml').err).toBe(`hilo: ${broken}: no tokenizer.json; training encodes its data with the model's own tokenizer\n`);
   });
 
   it('prints every problem and exits 2', () => {
@@ -65,7 +84,7 @@ describe('hilo validate', () => {
     expect(plain.code).toBe(0);
     for (const f of listFields()) expect(plain.out).toContain(`${f.path}: `);
     expect(plain.out).not.toContain('value: ');
-    writeFileSync(path.join(dir, 'explained.yaml'), 'model: {path: model}\ndata: {task: spam}\n');
+    writeFileSync(path.join(dir, 'explained.yaml'), 'model: {path: base}\ndata: {task: spam}\n');
     const withRecipe = hilo('explained.yaml', 'adapter.top_k=1', '--explain');
     expect(withRecipe.code).toBe(0);
     expect(withRecipe.out).toContain('  adapter.top_k: an integer >= 1; default 2\n');
