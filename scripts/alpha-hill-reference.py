@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-EVALS_THRESH = 1e-5
+from hill_reference import EVALS_THRESH, hill_fit
+
 LLAMA_LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
@@ -37,21 +38,7 @@ def read_safetensors(path):
 
 
 def hill_alpha(w):
-    eigs = np.sort(np.linalg.svd(w, compute_uv=False) ** 2)
-    nz = eigs[eigs > EVALS_THRESH]
-    N = len(nz)
-    logs = np.log(nz)
-    best = None
-    for i in range(N - 1):
-        n = N - i
-        denom = np.sum(logs[i:]) - n * logs[i]
-        if not denom > 0:
-            continue
-        alpha = 1.0 + n / denom
-        ks = np.max(np.abs(1.0 - (nz[i:] / nz[i]) ** (1.0 - alpha) - np.arange(n) / n))
-        if best is None or ks < best["ks"]:
-            best = {"alpha": float(alpha), "xmin": float(nz[i]), "ks": float(ks), "tail": int(n), "nonzero": int(N)}
-    return best
+    return hill_fit(np.sort(np.linalg.svd(w, compute_uv=False) ** 2))
 
 
 def main(model_dir):

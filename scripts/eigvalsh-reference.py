@@ -6,7 +6,7 @@ LAPACK and JS spectrum paths of the alpha-hill probe (src/probe/spectrum.ts, hil
 
 Each case stores W itself (row-major, float64 values that are exact in bfloat16 or float32, as
 stored checkpoints are), the Gram side numpy used (the smaller one), its eigenvalues ascending
-and the Hill fit on them (the procedure of scripts/alpha-hill-reference.py), so the tests check
+and the Hill fit on them (scripts/hill_reference.py, shared with alpha-hill-reference.py), so the tests check
 the spectrum and the fit without Python.
 """
 import json
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-EVALS_THRESH = 1e-5
+from hill_reference import EVALS_THRESH, hill_fit
 
 
 def bf16(x):
@@ -24,29 +24,12 @@ def bf16(x):
     return b.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
-def hill_alpha(eigs):
-    nz = eigs[eigs > EVALS_THRESH]
-    N = len(nz)
-    logs = np.log(nz)
-    best = None
-    for i in range(N - 1):
-        n = N - i
-        denom = np.sum(logs[i:]) - n * logs[i]
-        if not denom > 0:
-            continue
-        alpha = 1.0 + n / denom
-        ks = np.max(np.abs(1.0 - (nz[i:] / nz[i]) ** (1.0 - alpha) - np.arange(n) / n))
-        if best is None or ks < best["ks"]:
-            best = {"alpha": float(alpha), "xmin": float(nz[i]), "ks": float(ks), "tail": int(n)}
-    return best
-
-
 def case(name, w):
     rows, cols = w.shape
     gram = w.T @ w if cols <= rows else w @ w.T
     eigs = np.maximum(np.linalg.eigvalsh(gram), 0.0)
     return {"name": name, "rows": rows, "cols": cols, "data": w.ravel().tolist(),
-            "eigenvalues": eigs.tolist(), "fit": hill_alpha(eigs)}
+            "eigenvalues": eigs.tolist(), "fit": {k: v for k, v in hill_fit(eigs).items() if k != "nonzero"}}
 
 
 def main():
