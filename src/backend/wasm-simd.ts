@@ -32,6 +32,7 @@
 import fs from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { registerSimdOps } from './wasm-ops.ts';
 import { ADAMW_KERNEL, SUM_SQUARES_KERNEL, type AdamWKernelAttrs } from './webgpu-adamw.ts';
 
 export const SOFTMAX_XENT = 'HiloSoftmaxXent';
@@ -256,6 +257,7 @@ export function adamwInPlace(backend: BackendWasm, p: Info, g: Info, m: Info, v:
 export function useSimdKernels(tf: typeof TF, on: boolean): void {
   for (const name of KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
   enabled = on;
+  registerSimdOps(tf, on); // the ops layer's wasm versions, which run these kernels
   if (!on) return;
   tf.registerKernel(softmaxXent());
   tf.registerKernel(softmaxXentGrad());

@@ -14,6 +14,8 @@
 import type * as TF from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import { adamwOp, stepConstants, type AdamWHyper } from '../ops/adamw.ts';
+import { sumSquaresOp } from '../ops/clip.ts';
 import { f32, i32, ThreadProgram, type WebGPUUtil } from './webgpu-programs.ts';
 
 export const ADAMW_KERNEL = 'HiloAdamW';
@@ -33,6 +35,10 @@ export interface AdamWKernelAttrs {
   /** The gradient is multiplied by this first (a clip coefficient). */
   gradScale: number;
 }
+
+/** HiloAdamW's attributes for a step of the adamw op. */
+export const adamwKernelAttrs = (h: AdamWHyper): AdamWKernelAttrs =>
+  ({ beta1: h.beta1, beta2: h.beta2, eps: h.eps, gradScale: h.gradScale ?? 1, ...stepConstants(h) });
 
 /** One moment, g = s·G: a·X + c·g (the first) or a·X + c·g² (the second), one thread per element. */
 const momentProgram = (util: WebGPUUtil, shape: number[], n: number, squared: boolean) =>
@@ -80,7 +86,8 @@ let installed = false;
 
 /**
  * Register for webgpu once per process: HiloAdamW, inputs {p, g, m, v}, outputs [p', m', v'];
- * HiloSumSquares, input {x}, output the scalar Σ x².
+ * HiloSumSquares, input {x}, output the scalar Σ x²; and the adamw and sum-squares ops' webgpu
+ * versions (src/ops/adamw.ts, src/ops/clip.ts), which run them.
  */
 export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
   if (installed) return;
@@ -112,6 +119,15 @@ export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
       const n = x.shape.reduce((a, b) => a * b, 1);
       return (args.backend as WebGPUBackend).runWebGPUProgram(new SumSquaresProgram(), [x], 'float32', [i32(n)]);
     },
+  });
+  adamwOp.register('webgpu', (p, g, m, v, h) => {
+    const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, adamwKernelAttrs(h) as unknown as TF.NamedAttrMap) as TF.Tensor[];
+    m.assign(m1);
+    v.assign(v1);
+    p.assign(p1);
+  });
+  sumSquaresOp.register('webgpu', {
+    of: (x) => (x.dtype === 'float32' ? (tf.engine().runKernel(SUM_SQUARES_KERNEL, { x }) as TF.Scalar) : x.square().sum()),
   });
   installed = true;
 }

@@ -7,6 +7,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { rmsNormOp } from '../ops/norm.ts';
 import { f32, i32, ThreadProgram, type WebGPUUtil } from './webgpu-programs.ts';
 
 export const RMS_NORM = 'HiloRmsNorm';
@@ -42,7 +43,10 @@ const normGradProgram = (util: WebGPUUtil, N: number, H: number) =>
 
 let installed = false;
 
-/** Register HiloRmsNorm {x [N,H], w [H]} -> y and HiloRmsNormGrad {dy, x, w} -> dx for webgpu. */
+/**
+ * Register HiloRmsNorm {x [N,H], w [H]} -> y and HiloRmsNormGrad {dy, x, w} -> dx for webgpu,
+ * and the rms-norm op's webgpu version (src/ops/norm.ts), which runs them.
+ */
 export function installRmsNorm(tf: typeof TF, util: WebGPUUtil): void {
   if (installed) return;
   const shape = (x: TF.TensorInfo, w: TF.TensorInfo) => {
@@ -68,6 +72,17 @@ export function installRmsNorm(tf: typeof TF, util: WebGPUUtil): void {
       return (backend as WebGPUBackend).runWebGPUProgram(normGradProgram(util, N, H),
         [inputs.dy as TF.TensorInfo, inputs.x as TF.TensorInfo, inputs.w as TF.TensorInfo], 'float32', [i32(N), i32(H), f32(attrs!.eps as number)]);
     },
+  });
+  rmsNormOp.register('webgpu', (x, weight, eps) => {
+    const op = tf.customGrad((...args) => {
+      const xs = args[0] as TF.Tensor2D;
+      (args[1] as TF.GradSaveFunc)([xs]);
+      return {
+        value: tf.engine().runKernel(RMS_NORM, { x: xs, w: weight }, { eps }) as TF.Tensor2D,
+        gradFunc: (dy: TF.Tensor, saved: TF.Tensor[]) => tf.engine().runKernel(RMS_NORM_GRAD, { dy, x: saved[0], w: weight }, { eps }) as TF.Tensor2D,
+      };
+    });
+    return op(x) as TF.Tensor2D;
   });
   installed = true;
 }

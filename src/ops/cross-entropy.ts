@@ -3,23 +3,27 @@
  * label's logit, gathered from the flattened logits. Labels of IGNORE_INDEX contribute nothing.
  * chunkedTokenNll adds the LM head to it, a chunk of rows at a time, for vocabularies whose
  * [tokens, vocab] logits (and their gradient) are too large to hold at once.
+ *
+ * tokenNll is an op: the reference here in tfjs ops, a fused kernel each way where a backend
+ * registers one (wasm: src/backend/wasm-ops.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasSimdKernel, SOFTMAX_XENT, SOFTMAX_XENT_GRAD } from '../backend/wasm-simd.ts';
 import { CHUNK_LOGIT_BYTES, chunkRows } from './chunk-rows.ts';
 import { recomputeGrads } from './recompute.ts';
+import { defineOp } from './registry.ts';
 
 export { CHUNK_LOGIT_BYTES, chunkRows } from './chunk-rows.ts';
 
 export const IGNORE_INDEX = -100;
 
+/** logits [N, V], targets [N] (IGNORE_INDEX: not counted) -> NLL [N]; differentiable in the logits. */
+export type TokenNllImpl = (logits: tf.Tensor2D, targets: Int32Array) => tf.Tensor1D;
+
 /**
- * Per-token negative log-likelihood [N] for logits [N, V] and targets (already shifted) with
- * IGNORE_INDEX for positions that do not count (their value is 0). The gradient is the fused
- * softmax-minus-one-hot, so no Gather gradient (a scatter wasm lacks) is ever needed.
+ * The reference: the gradient is the fused softmax-minus-one-hot, so no Gather gradient (a
+ * scatter wasm lacks) is ever needed.
  */
-export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
-  if (logits.dtype === 'float32' && hasSimdKernel(tf, SOFTMAX_XENT)) return fusedTokenNll(logits, targets);
+export const referenceTokenNll: TokenNllImpl = (logits, targets) => {
   const [n, v] = logits.shape;
   const flatIdx = new Int32Array(n);
   const weight = new Float32Array(n);
@@ -52,37 +56,18 @@ export function tokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D 
     };
   });
   return tf.tidy(() => nll(logits) as tf.Tensor1D);
-}
+};
+
+export const tokenNllOp = defineOp<TokenNllImpl>('token-nll', referenceTokenNll);
 
 /**
- * tokenNll as one kernel each way (wasm: src/backend/wasm-simd.ts): the forward reads the logits
- * twice (row max, then Σ exp) and writes [N] (and, for a backward, the exps); the backward writes
- * dy·(softmax − onehot) in one pass. The tensor form's softmax, maxima, scatter, multiply and
- * subtract each streamed [N, V].
+ * Per-token negative log-likelihood [N] for logits [N, V] and targets (already shifted) with
+ * IGNORE_INDEX for positions that do not count (their value is 0), by the active backend's
+ * implementation.
  */
-function fusedTokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
-  const counted = Int32Array.from(targets, (t) => (t === IGNORE_INDEX ? -1 : t));
-  const nll = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const l = args[0] as tf.Tensor2D;
-    const save = args[1] as tf.GradSaveFunc;
-    const y = tf.tensor1d(counted, 'int32');
-    // Under a gradient tape the forward keeps its exps [N, V] for the backward, which then
-    // takes no exp of its own: ~2 of ~3 ns an element (the tiny Llama's [512, 4096] a replica).
-    const keep = tf.engine().state.gradientDepth > 0;
-    const [value, lse, e, inv] = tf.engine().runKernel(SOFTMAX_XENT, { logits: l, targets: y }, { keep: keep ? 1 : 0 }) as tf.Tensor[];
-    save(keep ? [e, inv, y] : [l, lse, y]);
-    return {
-      value,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const grads: tf.NamedTensorMap = keep ? { dy, e: saved[0], inv: saved[1], targets: saved[2] } : { dy, logits: saved[0], lse: saved[1], targets: saved[2] };
-        return tf.engine().runKernel(SOFTMAX_XENT_GRAD, grads) as tf.Tensor;
-      },
-    };
-  });
-  return tf.tidy(() => nll(logits) as tf.Tensor1D);
+export function tokenNll(logits: tf.Tensor2D, targets: Int32Array, impl = tokenNllOp.impl()): tf.Tensor1D {
+  return impl(logits, targets);
 }
-
-
 
 /**
  * tokenNll(head(h), targets) [N] for hidden rows h [N, H] and a frozen `head` (rows -> logits

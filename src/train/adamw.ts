@@ -5,52 +5,30 @@
  *   p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
  *
  * Where the update runs (`placement`, src/backend/placement.ts):
- *  - 'device': tfjs kernels, moments in non-trainable variables (a step allocates nothing that
- *    survives it). Where the backend has hilo's fused kernel (`HiloAdamW`: webgpu-adamw.ts on
- *    webgpu, wasm-simd.ts on wasm) a parameter's update is that one kernel instead of ~14; that
- *    is the default wherever it exists.
+ *  - 'device': the adamw op (src/ops/adamw.ts) per parameter, moments in non-trainable
+ *    variables (a step allocates nothing that survives it). Where the backend registers a fused
+ *    version (webgpu; wasm with its SIMD module, which writes a parameter and its moments in
+ *    place where nothing else shares their data) it is one kernel or none instead of ~14; that is
+ *    the default wherever one is registered.
  *  - 'host': one loop per parameter over Float32Arrays (adamwUpdate), moments in host memory.
  *    The default for wasm without the SIMD module and for cpu, whose tensors are host memory
  *    already: the unfused device form is ~14 kernels a parameter, and a MoE model has ~100
  *    small parameters, so ~1,400 kernels of ~10 us overhead each a step, for a few hundred
- *    thousand multiply-adds (like torch's fused/foreach AdamW). The JS loop costs ~13 ns a value
- *    (in doubles); the SIMD kernel ~1, which matters with data-parallel replicas, where the
- *    update runs on one thread while the others wait.
- * On wasm, where a parameter and its moments may be written in place (writableInPlace: nothing
- * else shares their data and the products keep nothing by data id), the SIMD module's update
- * writes them directly: no kernel, no new tensors, no assigns (stories260K's 105 MoE
- * parameters: 0.87 -> 0.32 ms alone, ~1.2 -> 0.8 ms inside a data-parallel step).
+ *    thousand multiply-adds (like torch's fused/foreach AdamW).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { defaultPlacement, writableInPlace, type Placement } from '../backend/placement.ts';
-import { adamwInPlace } from '../backend/wasm-simd.ts';
-import { ADAMW_KERNEL, type AdamWKernelAttrs } from '../backend/webgpu-adamw.ts';
+import { defaultPlacement, type Placement } from '../backend/placement.ts';
+import { adamwOp, stepConstants, type AdamWHyper } from '../ops/adamw.ts';
+
+export { stepConstants, type AdamWHyper } from '../ops/adamw.ts';
 
 export interface AdamWOptions {
   beta1?: number;
   beta2?: number;
   eps?: number;
   weightDecay?: number;
-  /** Where the update runs; default at construction: 'device' where the backend has the fused kernel, else defaultPlacement(). */
+  /** Where the update runs; default at construction: 'device' where the backend registers its adamw op, else defaultPlacement(). */
   placement?: Placement;
-}
-
-export interface AdamWHyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** The step being taken, from 1 (bias corrections). */
-  step: number;
-  /** Multiplies the gradient first (a clip coefficient, clipFactor); default 1. */
-  gradScale?: number;
-}
-
-/** A step's constants, shared by the host loop and the fused webgpu kernel: 1 − lr·wd, lr/bc1, sqrt(bc2). */
-export function stepConstants(h: AdamWHyper): { decay: number; stepSize: number; sqrtBc2: number } {
-  return { decay: 1 - h.lr * h.weightDecay, stepSize: h.lr / (1 - h.beta1 ** h.step), sqrtBc2: Math.sqrt(1 - h.beta2 ** h.step) };
 }
 
 /**
@@ -95,7 +73,7 @@ export class AdamW {
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
-    this.placement = opts.placement ?? (tf.getKernel(ADAMW_KERNEL, tf.getBackend()) ? 'device' : defaultPlacement());
+    this.placement = opts.placement ?? (adamwOp.registered() ? 'device' : defaultPlacement());
     for (const [name, p] of params) {
       if (this.placement === 'host') {
         this.mHost.set(name, new Float32Array(p.size));
@@ -127,35 +105,11 @@ export class AdamW {
       }
       return;
     }
-    const bc1 = 1 - this.beta1 ** this.step;
-    const bc2 = 1 - this.beta2 ** this.step;
-    // webgpu and wasm: one fused kernel a parameter (webgpu-adamw.ts, wasm-simd.ts); else tfjs kernels
-    const fused: AdamWKernelAttrs | null = tf.getKernel(ADAMW_KERNEL, tf.getBackend())
-      ? { beta1: this.beta1, beta2: this.beta2, eps: this.eps, gradScale, ...stepConstants(h) }
-      : null;
-    const wasm = fused && tf.getBackend() === 'wasm' ? (tf.backend() as unknown as BackendWasm) : null;
+    const update = adamwOp.impl();
     tf.tidy(() => {
       for (const [name, p] of this.params) {
-        const raw = grads.get(name);
-        if (!raw) continue;
-        const m = this.m.get(name)!;
-        const v = this.v.get(name)!;
-        if (wasm && raw.dtype === 'float32' && [p, m, v].every(writableInPlace) && adamwInPlace(wasm, p, raw, m, v, fused!)) continue;
-        if (fused) {
-          const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g: raw, m, v }, fused as unknown as tf.NamedAttrMap) as tf.Tensor[];
-          m.assign(m1);
-          v.assign(v1);
-          p.assign(p1);
-          continue;
-        }
-        const g = gradScale === 1 ? raw : raw.mul(gradScale);
-        const m1 = m.mul(this.beta1).add(g.mul(1 - this.beta1));
-        const v1 = v.mul(this.beta2).add(g.square().mul(1 - this.beta2));
-        m.assign(m1);
-        v.assign(v1);
-        const decayed = this.weightDecay > 0 ? p.mul(1 - lr * this.weightDecay) : p;
-        const update = m1.div(bc1).div(v1.div(bc2).sqrt().add(this.eps)).mul(lr);
-        p.assign(decayed.sub(update));
+        const g = grads.get(name);
+        if (g) update(p, g, this.m.get(name)!, this.v.get(name)!, h);
       }
     });
   }

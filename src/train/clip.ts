@@ -1,17 +1,12 @@
 /** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_ semantics), missing from tfjs. */
 import * as tf from '@tensorflow/tfjs';
 import { defaultPlacement, type Placement } from '../backend/placement.ts';
-import { SUM_SQUARES_KERNEL } from '../backend/webgpu-adamw.ts';
-import { heapSumSquares } from '../backend/wasm-simd.ts';
+import { sumSquaresOp } from '../ops/clip.ts';
 import { sumScalars } from './forward.ts';
 
-/** The global L2 norm of all gradients, as a scalar tensor (webgpu and wasm: one kernel per gradient for its Σ g²). */
-export function globalNorm(grads: Iterable<tf.Tensor>): tf.Scalar {
-  const fused = tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) !== undefined;
-  return tf.tidy(() => {
-    const squares = [...grads].map((g) => (fused && g.dtype === 'float32' ? (tf.engine().runKernel(SUM_SQUARES_KERNEL, { x: g }) as tf.Scalar) : g.square().sum()));
-    return sumScalars(squares).sqrt();
-  }) as tf.Scalar;
+/** The global L2 norm of all gradients, as a scalar tensor: the sum-squares op (src/ops/clip.ts) per gradient. */
+export function globalNorm(grads: Iterable<tf.Tensor>, impl = sumSquaresOp.impl()): tf.Scalar {
+  return tf.tidy(() => sumScalars([...grads].map((g) => impl.of(g))).sqrt()) as tf.Scalar;
 }
 
 /** The global L2 norm of gradients held on the host (summed in float64). */
@@ -28,15 +23,15 @@ export function clipScale(norm: number, maxNorm: number): number {
 
 /**
  * The gradients' global norm and clip coefficient. Host placement reads every gradient into JS
- * and returns those arrays too, for a caller that scales them there; not where the backend has
- * the Σ g² kernel (webgpu, wasm with its SIMD module), which costs less than the read. On wasm
- * the SIMD module sums them where they lie (heapSumSquares), with no kernel a gradient.
+ * and returns those arrays too, for a caller that scales them there; not where the backend
+ * registers its sum-squares op (webgpu, wasm with its SIMD module), which costs less than the
+ * read. Where that op sums the gradients where they lie (wasm), no kernel runs at all.
  */
 async function measure(grads: Map<string, tf.Tensor>, maxNorm: number, placement: Placement) {
-  const onHost = placement === 'host' && tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) === undefined;
-  const host = onHost ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
+  const fast = sumSquaresOp.registered();
+  const host = placement === 'host' && !fast ? new Map([...grads].map(([name, g]) => [name, g.dataSync() as Float32Array])) : null;
   let norm: number;
-  const onHeap = host ? null : heapSumSquares(tf, grads.values());
+  const onHeap = host ? null : (fast?.now?.([...grads.values()]) ?? null);
   if (host) {
     norm = globalNormOf(host.values());
   } else if (onHeap !== null) {
