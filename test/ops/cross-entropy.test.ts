@@ -1,0 +1,70 @@
+/**
+ * The token-nll op (src/ops/cross-entropy.ts): every registered implementation against the
+ * reference on the same backend, the per-token NLL (outside a tape and under one) and the
+ * logits' gradient, at stories260K's bench shape (8·128 tokens, vocabulary 512) and odd ones
+ * with ignored labels; the reference against logsumexp − label logit in doubles.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shutdownBackend } from '../../src/backend/index.ts';
+import { chunkedTokenNll, IGNORE_INDEX, tokenNll, tokenNllOp } from '../../src/ops/cross-entropy.ts';
+import { expectClose, host, PARITY_BACKENDS, useBackend, valueAndGrads, values } from './parity.ts';
+
+/** [N, V, every k-th label ignored (0: none)]. */
+const CASES: Array<[number, number, number]> = [[1024, 512, 0], [7, 33, 3], [1, 4099, 0], [5, 2, 2]];
+
+const targetsOf = (n: number, v: number, skip: number) =>
+  Int32Array.from({ length: n }, (_, i) => (skip && i % skip === 1 ? IGNORE_INDEX : (i * 7919 + 3) % v));
+
+/** NLL and d(Σ dy·NLL)/dlogits in doubles. */
+function nllJs(l: Float32Array, y: Int32Array, n: number, v: number, dy: Float32Array): [Float64Array, Float64Array] {
+  const nll = new Float64Array(n);
+  const d = new Float64Array(n * v);
+  for (let i = 0; i < n; i++) {
+    if (y[i] === IGNORE_INDEX) continue;
+    const row = l.subarray(i * v, (i + 1) * v);
+    const m = Math.max(...row);
+    const z = row.reduce((a, x) => a + Math.exp(x - m), 0);
+    nll[i] = m + Math.log(z) - row[y[i]];
+    for (let j = 0; j < v; j++) d[i * v + j] = dy[i] * (Math.exp(row[j] - m) / z - (j === y[i] ? 1 : 0));
+  }
+  return [nll, d];
+}
+
+describe.each(['cpu', ...PARITY_BACKENDS])('token-nll on %s', (backend) => {
+  beforeAll(async () => {
+    await useBackend(backend);
+  });
+  afterAll(async () => {
+    if (backend === 'webgpu') await shutdownBackend();
+  });
+
+  it('is registered where the backend has a fused kernel (wasm: the SIMD module)', () => {
+    expect(tokenNllOp.registered(backend) !== undefined).toBe(backend === 'wasm');
+  });
+
+  it.each(CASES)('N=%i V=%i, every %i-th label ignored (0: none): every implementation as the reference, the reference as the formula, dlogits', async (n, v, skip) => {
+    const la = host(n * v, 31, 6);
+    const logits = tf.tensor2d(la, [n, v]);
+    const y = targetsOf(n, v, skip);
+    const run = (impl = tokenNllOp.reference) => valueAndGrads((l) => tokenNll(l as tf.Tensor2D, y, impl), [logits]);
+    const want = await run();
+    expectClose(want, nllJs(la, y, n, v, values(n, 99)).map((a) => Float32Array.from(a)), 2e-6, ['reference nll', 'reference dlogits']);
+    if (skip) expect(want[0][1]).toBe(0);
+    const fast = tokenNllOp.registered(backend);
+    if (fast) expectClose(await run(fast), want, 2e-6, ['nll', 'dlogits']);
+    tf.dispose(logits);
+  });
+
+  it('chunked over rows (a head applied a chunk at a time) gives the op\'s numbers and dh', async () => {
+    const [n, hid, v] = [37, 16, 300];
+    const h = tf.tensor2d(host(n * hid, 41), [n, hid]);
+    const w = tf.tensor2d(host(hid * v, 42, 0.5), [hid, v]);
+    const y = targetsOf(n, v, 5);
+    const head = (rows: tf.Tensor2D) => tf.matMul(rows, w);
+    const whole = await valueAndGrads((a) => tokenNll(head(a as tf.Tensor2D), y), [h]);
+    const chunked = await valueAndGrads((a) => chunkedTokenNll(a as tf.Tensor2D, head, y, v, 10 * v * 4), [h]); // 10 rows a chunk
+    expectClose(chunked, whole, 2e-6, ['nll', 'dh']);
+    tf.dispose([h, w]);
+  });
+});
