@@ -238,9 +238,9 @@ const ELEMENTWISE: TF.KernelConfig[] = [
 
 /**
  * HiloAdamW's update written into p, m and v themselves, no kernel and no tensors made (kernels.c's
- * adamw allows its outputs to be its inputs): for src/train/adamw.ts, whose caller checks that
- * the three may be written in place (placement.ts, writableInPlace). Returns false, doing
- * nothing, where the SIMD module does not run.
+ * adamw allows its outputs to be its inputs): for the adamw op's wasm version (wasm-ops.ts), which
+ * checks that the three may be written in place (placement.ts, writableInPlace). Returns false,
+ * doing nothing, where the SIMD module does not run.
  */
 export function adamwInPlace(backend: BackendWasm, p: Info, g: Info, m: Info, v: Info, a: AdamWKernelAttrs): boolean {
   const k = simdOrNull(backend);

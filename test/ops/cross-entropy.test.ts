@@ -61,7 +61,7 @@ describe.each(['cpu', ...PARITY_BACKENDS])('token-nll on %s', (backend) => {
     const h = tf.tensor2d(host(n * hid, 41), [n, hid]);
     const w = tf.tensor2d(host(hid * v, 42, 0.5), [hid, v]);
     const y = targetsOf(n, v, 5);
-    const head = (rows: tf.Tensor2D) => tf.matMul(rows, w);
+    const head = (rows: tf.Tensor2D) => tf.matMul(rows, w) as tf.Tensor2D;
     const whole = await valueAndGrads((a) => tokenNll(head(a as tf.Tensor2D), y), [h]);
     const chunked = await valueAndGrads((a) => chunkedTokenNll(a as tf.Tensor2D, head, y, v, 10 * v * 4), [h]); // 10 rows a chunk
     expectClose(chunked, whole, 2e-6, ['nll', 'dh']);

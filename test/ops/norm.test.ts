@@ -82,7 +82,7 @@ describe.each(['cpu', ...PARITY_BACKENDS])('norm ops on %s', (backend) => {
   it('RMSNorm with a trainable weight takes autodiff, weight gradient included', async () => {
     const [n, h] = [7, 33];
     const x = seeded([n, h], 5);
-    const w = tf.variable(seeded([h], 6), true);
+    const w = tf.variable(seeded([h], 6) as tf.Tensor1D, true);
     const got = await valueAndGrads((a, b) => rmsNorm(a as tf.Tensor2D, b as tf.Tensor1D, EPS), [x, w]);
     const frozen = await valueAndGrads((a) => rmsNorm(a as tf.Tensor2D, w, EPS, rmsNormOp.reference), [x]);
     expectClose(got.slice(0, 2), frozen, 2e-6, ['y', 'dx']);
