@@ -6,6 +6,11 @@
  * gradients add up to the whole batch's, so every step logs the same loss and gradient norm, up to
  * float rounding, and evaluation scores alike. A pool that dropped a shard's gradients would log
  * a gradient norm far from one thread's (replicas.test.ts shows how far for one micro-batch).
+ *
+ * The rounding grows with the steps: AdamW divides each gradient by its own root mean square, so
+ * a value whose gradient is rounding-sized moves by a real step either way (the trained weights
+ * differ by up to ~1e-3 of their size), and a token whose router then picks another expert
+ * moves the evaluation loss by a step of its own.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -66,18 +71,20 @@ describe('the training loop on one thread and on two replicas', () => {
     expect(steps1.map((r) => r.step)).toEqual([1, 2, 3, 4]);
     expect(steps2.map((r) => r.step)).toEqual([1, 2, 3, 4]);
     for (const [i, r] of steps1.entries()) {
-      expectRelative(steps2[i].loss, r.loss, 1e-5, `loss at step ${r.step}`);
-      expectRelative(steps2[i].grad_norm, r.grad_norm, 1e-4, `grad_norm at step ${r.step}`);
+      // step 1 from the same weights: the shards' sum differs from the whole batch's by its rounding alone
+      expectRelative(steps2[i].loss, r.loss, i === 0 ? 1e-6 : 1e-4, `loss at step ${r.step}`);
+      expectRelative(steps2[i].grad_norm, r.grad_norm, i === 0 ? 1e-6 : 1e-4, `grad_norm at step ${r.step}`);
     }
     // the weights moved, and the loss with them: the steps compared are real ones
     expect(steps1[0].grad_norm).toBeGreaterThan(1e-3);
     expect(steps1[3].loss).not.toBe(steps1[0].loss);
     const eval1 = records(one).find((r) => 'eval_loss' in r)!;
     const eval2 = records(two).find((r) => 'eval_loss' in r)!;
-    expectRelative(eval2.eval_loss, eval1.eval_loss, 1e-4, 'eval_loss');
+    expect(eval2.eval_examples).toBe(eval1.eval_examples);
+    expectRelative(eval2.eval_loss, eval1.eval_loss, 1e-2, 'eval_loss');
     const test1 = JSON.parse(fs.readFileSync(path.join(one, 'run', 'results.json'), 'utf8')).test;
     const test2 = JSON.parse(fs.readFileSync(path.join(two, 'run', 'results.json'), 'utf8')).test;
-    expectRelative(test2.loss, test1.loss, 1e-4, 'test loss');
-    expect(test2.accuracy).toBe(test1.accuracy);
+    expect(test2.examples).toBe(test1.examples);
+    expectRelative(test2.loss, test1.loss, 1e-2, 'test loss');
   });
 });
