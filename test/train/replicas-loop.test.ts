@@ -11,13 +11,21 @@
  * a value whose gradient is rounding-sized moves by a real step either way (the trained weights
  * differ by up to ~1e-3 of their size), and a token whose router then picks another expert
  * moves the evaluation loss by a step of its own.
+ *
+ * In process, the loop driven by the pool (router losses, dropout, accumulation, eval) keeps no
+ * tensor of the main thread's alive past the run, as test/train/leak.test.ts shows for one thread.
  */
+import * as tf from '@tensorflow/tfjs';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { parseRecipe } from '../../src/recipe/load.ts';
+import { train as trainLoop } from '../../src/train/loop.ts';
+import { Replicas } from '../../src/train/replicas.ts';
+import { prepareRun } from '../../src/train/run.ts';
 import { STORIES260K } from '../helpers/fixtures.ts';
 import { sentimentLines } from '../helpers/sentences.ts';
 
@@ -86,5 +94,29 @@ describe('the training loop on one thread and on two replicas', () => {
     const test2 = JSON.parse(fs.readFileSync(path.join(two, 'run', 'results.json'), 'utf8')).test;
     expect(test2.examples).toBe(test1.examples);
     expectRelative(test2.loss, test1.loss, 1e-2, 'test loss');
+  });
+
+  it('leaves the main thread\'s tensor count unchanged when the pool drives it (router losses, dropout, accumulation, eval)', { timeout: 200_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-replicas-leak-'));
+    fs.writeFileSync(path.join(dir, 'train.jsonl'), sentimentLines('amazon').slice(0, 40).join('\n'));
+    const recipe = parseRecipe({
+      model: { path: STORIES260K },
+      backend: 'wasm', output_dir: path.join(dir, 'run'),
+      data: { train_path: 'train.jsonl', format: 'classification', label_words: { negative: ' bad', positive: ' good' }, max_length: 32, eval_fraction: 0.2 },
+      adapter: { method: 'moe-uniform', experts: { per_layer: 3 }, rank: { r: 2 }, top_k: 2, z_loss_coef: 0.001 },
+      train: { batch_size: 4, gradient_accumulation_steps: 2, max_steps: 3, eval_steps: 2, save_steps: 0, logging_steps: 1, data_parallel: 2 },
+    }, { baseDir: dir, name: 'replicas-leak' });
+    const run = await prepareRun(recipe, { log: () => {}, sink: false });
+    try {
+      const before = tf.memory().numTensors;
+      const result = await trainLoop(run);
+      expect(result.steps).toBe(3);
+      expect(run.gradientSource).toBeInstanceOf(Replicas);
+      expect(run.gradientSource!.count).toBe(2);
+      expect(run.gradientSource!.workerTensors()[0]).toBeGreaterThan(0);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      run.dispose();
+    }
   });
 });
