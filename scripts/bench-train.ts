@@ -14,8 +14,9 @@
  *   lora     plain LoRA r8 (one expert, no router)
  *   forward  frozen forward + CE, no gradients
  * A step is the training loop's step (src/train/loop.ts): the gradients of CE + router losses
- * over the adapter variables (microBatchGradients, or split over data-parallel replicas as
- * train.data_parallel does: --data-parallel, default auto = one per core on wasm and cpu),
+ * over the adapter variables from the loop's GradientSource (src/train/gradients.ts: this thread,
+ * or split over data-parallel replicas as train.data_parallel does: --data-parallel, default
+ * auto = one per core on wasm and cpu),
  * clip to 1.0, AdamW(lr 2e-4, wd 0.01 as torch's default). The forward row splits its rows over
  * the same replicas, as evaluation does.
  * Each row: 3 warm-up steps, --steps timed (default 12), median. The MoE and LoRA rows of a model
@@ -51,9 +52,8 @@ import type { CausalLM, ModelConfig } from '../src/model/types.ts';
 import { AdamW } from '../src/train/adamw.ts';
 import { clipFactor } from '../src/train/clip.ts';
 import { crossEntropy, shiftedLabels } from '../src/train/loss.ts';
-import { Replicas, resolveDataParallel, type ReplicaSpec } from '../src/train/replicas.ts';
-import { shardMicroBatch } from '../src/train/shard.ts';
-import { microBatchGradients } from '../src/train/step.ts';
+import { startGradients, type GradientSource } from '../src/train/gradients.ts';
+import { resolveDataParallel, type ReplicaSpec } from '../src/train/replicas.ts';
 import { forwardFlops, forwardStepFlops, trainStepFlops } from './bench-train-flops.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -121,25 +121,16 @@ function lmBatch(ids: Int32Array, B: number, T: number): Batch {
 
 /**
  * One optimizer step as src/train/loop.ts runs it with gradient_accumulation_steps 1, from the
- * loop's own pieces: microBatchGradients of CE + router losses (or the replicas' sum over the
- * batch's shards), clipFactor(1.0), AdamW.apply scaling by it, the replicas told of the update.
+ * loop's own pieces: the gradient source's CE + router losses (this thread's, or the replicas'
+ * sum over the batch's shards), clipFactor(1.0), AdamW.apply scaling by it, the source told of
+ * the update.
  */
-async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: AdamW, replicas: Replicas | null, ids: Int32Array, B = BATCH, T = SEQ): Promise<number> {
-  const micro = { kind: 'tokens' as const, batch: lmBatch(ids, B, T) };
-  let loss: number;
-  let named: Map<string, tf.Tensor>;
-  if (replicas) {
-    ({ loss, grads: named } = await replicas.gradients(model, shardMicroBatch(micro, replicas.count), (s) => [0, s]));
-  } else {
-    const byName = new Map([...vars].map(([k, v]) => [v.name, k]));
-    const r = await microBatchGradients(model, [...vars.values()], micro, { seedParts: [0] });
-    loss = r.loss;
-    named = new Map(Object.entries(r.grads).map(([n, g]) => [byName.get(n)!, g]));
-  }
-  const { factor } = await clipFactor(named, 1.0);
-  opt.apply(named, LR, factor);
-  replicas?.invalidate();
-  tf.dispose([...named.values()]);
+async function trainStep(source: GradientSource, opt: AdamW, ids: Int32Array, B = BATCH, T = SEQ): Promise<number> {
+  const { loss, grads } = await source.gradients({ kind: 'tokens', batch: lmBatch(ids, B, T) }, [0]);
+  const { factor } = await clipFactor(grads, 1.0);
+  opt.apply(grads, LR, factor);
+  source.updated();
+  tf.dispose([...grads.values()]);
   return loss;
 }
 
@@ -147,9 +138,9 @@ async function trainStep(model: CausalLM, vars: Map<string, tf.Variable>, opt: A
  * Frozen forward + CE, no tape (torch's forward_ row); with replicas, the batch's rows split over
  * them as evaluation does (Replicas.score: each scores its rows, the main thread its own).
  */
-async function forwardStep(model: CausalLM, replicas: Replicas | null, ids: Int32Array, labels: Int32Array): Promise<number> {
+async function forwardStep(model: CausalLM, replicas: GradientSource | null, ids: Int32Array, labels: Int32Array): Promise<number> {
   if (replicas) {
-    const { nll, tokens } = await replicas.score(model, lmBatch(ids, BATCH, SEQ));
+    const { nll, tokens } = await replicas.score(lmBatch(ids, BATCH, SEQ));
     return nll.reduce((a, b) => a + b, 0) / tokens.reduce((a, b) => a + b, 0);
   }
   const loss = tf.tidy(() => {
@@ -173,14 +164,15 @@ interface Row {
   replicas: number;
 }
 
-/** A row ready to time: its model, adapters, optimizer, replicas and step function. */
+/** A row ready to time: its model, adapters, optimizer, gradient source and step function. */
 interface Prepared {
   name: string;
   row: 'moe' | 'lora' | 'forward';
   model: CausalLM;
   adapters: ReturnType<typeof injectAdapters> | null;
   opt: AdamW | null;
-  replicas: Replicas | null;
+  /** This thread, or the data-parallel replicas (--data-parallel). */
+  gradients: GradientSource;
   ids: Int32Array;
   step: () => Promise<number>;
   flopsPerStep: number;
@@ -196,13 +188,13 @@ async function prepareRow(name: string, opened: Opened, row: Prepared['row'], fl
   const adapters = row === 'forward' ? null : injectAdapters(model, row === 'moe' ? uniformPlan(c, 4, 8, 2) : uniformPlan(c, 1, 8, 1), { seed: 0, balanceCoef: 0.01 });
   const opt = adapters ? new AdamW(adapters.variables, { weightDecay: 0.01 }) : null;
   const spec: ReplicaSpec = { backend: tf.getBackend(), model: source, trainable: false, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null };
-  const replicas = DATA_PARALLEL > 1 ? await Replicas.start(spec, DATA_PARALLEL, adapters?.variables ?? model.weights) : null;
-  const step = () => (adapters ? trainStep(model, adapters.variables, opt!, replicas, ids) : forwardStep(model, replicas, ids, labels));
-  return { name, row, model, adapters, opt, replicas, ids, step, flopsPerStep, tfBytes: tf.memory().numBytes - bytesBefore };
+  const gradients = await startGradients(model, adapters?.variables ?? model.weights, spec, DATA_PARALLEL);
+  const step = () => (adapters ? trainStep(gradients, opt!, ids) : forwardStep(model, gradients.count > 1 ? gradients : null, ids, labels));
+  return { name, row, model, adapters, opt, gradients, ids, step, flopsPerStep, tfBytes: tf.memory().numBytes - bytesBefore };
 }
 
 async function disposeRow(p: Prepared): Promise<void> {
-  await p.replicas?.close();
+  await p.gradients.close();
   p.opt?.dispose();
   p.adapters?.dispose();
 }
@@ -243,21 +235,21 @@ interface Timed {
 }
 
 async function measureRow(p: Prepared, timed: Timed, profile: boolean): Promise<Row> {
-  const { name, row, model, adapters, opt, replicas } = p;
-  const allTensors = () => tf.memory().numTensors + (replicas?.workerTensors().reduce((a, b) => a + b, 0) ?? 0);
+  const { name, row, model, adapters, opt, gradients } = p;
+  const allTensors = () => tf.memory().numTensors + gradients.workerTensors().reduce((a, b) => a + b, 0);
   const stepMs = median(timed.times);
   const loss = timed.loss;
   const out: Row = {
     model: name, row, trainable: adapters?.numParams() ?? 0, stepMs, tokensPerS: (BATCH * SEQ) / (stepMs / 1000),
     cpuMs: median(timed.cpuTimes), gflops: p.flopsPerStep / stepMs / 1e6, loss, tfBytes: p.tfBytes, load: os.loadavg()[0],
-    replicas: replicas?.count ?? 1,
+    replicas: gradients.count,
   };
   if (row === 'moe' && LEAK_STEPS > 10 && LEAK_MODELS.includes(name)) {
     // Same model, adapters, optimizer, replicas and step function on a (replicas) x 16 batch: the
     // tensor count does not depend on the batch, and 1000 full-size steps would take most of an hour.
-    const rows = replicas?.count ?? 1;
+    const rows = gradients.count;
     const leakIds = p.ids.slice(0, rows * LEAK_SEQ);
-    const small = () => trainStep(model, adapters!.variables, opt!, replicas, leakIds, rows, LEAK_SEQ);
+    const small = () => trainStep(gradients, opt!, leakIds, rows, LEAK_SEQ);
     let done = 0;
     for (; done < 10; done++) await small();
     out.tensorsAfter10 = allTensors();

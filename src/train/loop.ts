@@ -5,27 +5,26 @@
  *
  *   for each of gradient_accumulation_steps micro-batches:
  *     loss = CE(next token, labelled positions) + Σ router losses (already weighted)
- *     grads += ∂loss/∂trainables / accumulation
+ *     grads += ∂loss/∂trainables / accumulation     from the run's GradientSource (gradients.ts):
+ *                                                    this thread alone, or split over replicas
  *   clip to max_grad_norm; stop on a NaN/Inf loss or gradient, or gradients that vanished
  *   while the loss got worse (divergence.ts); the checkpoints written so far are kept
  *   AdamW(lr(step)); log; eval every eval_steps; checkpoint every save_steps
  */
 import * as tf from '@tensorflow/tfjs';
-import { makeBatches, makeChoiceBatches, type Batch, type BatchPosition } from '../data/batch.ts';
+import { makeBatches, makeChoiceBatches, type BatchPosition } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
 import { MetricsFile } from '../log/metrics.ts';
-import type { ForwardContext } from '../model/types.ts';
 import { Progress } from '../log/progress.ts';
 import { AdamW } from './adamw.ts';
 import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { clipFactor } from './clip.ts';
 import { freshHealth, judgeStep, VANISHED_STEPS, type RunHealth, type StepFault } from './divergence.ts';
-import { evaluateAccuracy, evaluateLoss, type EvalMetrics } from './evaluate.ts';
-import { Replicas } from './replicas.ts';
+import { evaluateAccuracy, evaluateLoss, type EvalMetrics, type SequenceScorer } from './evaluate.ts';
+import { startGradients } from './gradients.ts';
 import type { Run } from './run.ts';
 import { lrAt, resolveWarmup, type Schedule } from './schedule.ts';
-import { shardMicroBatch, type MicroBatch } from './shard.ts';
-import { microBatchGradients } from './step.ts';
+import type { MicroBatch } from './shard.ts';
 
 export interface TrainResult {
   steps: number;
@@ -57,9 +56,9 @@ export async function evaluateRun(run: Run, split: 'eval' | 'test' = 'eval'): Pr
   const seqs = split === 'eval' ? run.evalSeqs : run.testSeqs;
   const items = split === 'eval' ? run.evalItems : run.testItems;
   const bs = run.recipe.train.eval_batch_size;
-  // with data-parallel replicas up, each eval batch is split over them too
-  const replicas = run.replicas;
-  const score = replicas ? (b: Batch, ctx?: ForwardContext) => replicas.score(run.model, b, ctx) : undefined;
+  // once train() has started the gradient source, it scores (split over its replicas, if any)
+  const source = run.gradientSource;
+  const score: SequenceScorer | undefined = source ? (b, ctx) => source.score(b, ctx) : undefined;
   const metrics = seqs.length ? await evaluateLoss(run.model, seqs, bs, run.padId, score) : {};
   if (items && items.length) Object.assign(metrics, await evaluateAccuracy(run.model, items, bs, run.padId, score));
   return metrics;
@@ -101,8 +100,6 @@ export async function train(run: Run): Promise<TrainResult> {
   const optimizer = new AdamW(run.trainables, { weightDecay: t.weight_decay });
   const progress = new Progress();
   const metrics = new MetricsFile(run.runDir, undefined, (m) => progress.message(m));
-  const varKey = new Map([...run.trainables].map(([key, v]) => [v.name, key]));
-  const varList = [...run.trainables.values()];
 
   // Resume: weights, optimizer moments, step and data position from the checkpoint.
   let state: TrainerState = { step: 0, data: { epoch: 0, index: 0 }, seed: run.recipe.seed, tokensSeen: 0, elapsedSeconds: 0, lastLoss: null };
@@ -146,13 +143,11 @@ export async function train(run: Run): Promise<TrainResult> {
   let fault: StepFault = null;
 
   try {
-    if (run.dataParallel > 1 && !run.replicas) {
-      // Data parallel: the same model in worker threads, each micro-batch split over them
-      // (replicas.ts); they stay up for eval and the test split, until run.dispose().
-      run.replicas = await Replicas.start(run.replicaSpec, run.dataParallel, run.trainables);
-      windowStart = performance.now();
-    }
-    const replicas = run.replicas;
+    // This thread alone, or train.data_parallel replicas in worker threads, each micro-batch split
+    // over them (gradients.ts); kept for eval and the test split, until run.dispose().
+    run.gradientSource ??= await startGradients(run.model, run.trainables, run.replicaSpec, run.dataParallel);
+    const source = run.gradientSource;
+    windowStart = performance.now();
     while (state.step < total) {
       const lr = lrAt(schedule, state.step);
       const accum = new Map<string, tf.Tensor>();
@@ -162,11 +157,8 @@ export async function train(run: Run): Promise<TrainResult> {
       for (let micro = 0; micro < t.gradient_accumulation_steps; micro++) {
         const { micro: batch, position: next } = batches.next().value!;
         position = next;
-        // dropout seeds: (seed, step, micro-batch), and the shard when the batch is split
-        const { loss, grads } = replicas
-          ? await replicas.gradients(run.model, shardMicroBatch(batch, replicas.count), (s) => [run.recipe.seed, state.step, micro, s])
-          : await microBatchGradients(run.model, varList, batch, { seedParts: [run.recipe.seed, state.step, micro], checkpointLayers: run.recipe.train.gradient_checkpointing })
-            .then((r) => ({ loss: r.loss, grads: new Map(Object.entries(r.grads).map(([name, g]) => [varKey.get(name)!, g])) }));
+        // dropout seeds: (seed, step, micro-batch), and the shard when the source splits the batch
+        const { loss, grads } = await source.gradients(batch, [run.recipe.seed, state.step, micro]);
         stepLoss += loss / t.gradient_accumulation_steps;
         for (const [key, g] of grads) {
           if (t.gradient_accumulation_steps === 1) {
@@ -192,7 +184,7 @@ export async function train(run: Run): Promise<TrainResult> {
       }
       health = judged.health;
       optimizer.apply(accum, lr, factor);
-      run.replicas?.invalidate();
+      source.updated();
       tf.dispose([...accum.values()]);
 
       state = {

@@ -1,9 +1,10 @@
 /**
- * Data-parallel training on one machine: the model, frozen base and adapters, is built again in
- * worker threads (src/train/replica-worker.ts), each micro-batch is split into shards
- * (src/train/shard.ts), the main thread computes the first shard's gradients while each worker
- * computes another's, and the gradients are summed. The optimizer runs once, on the main thread;
- * the new parameters reach the workers through shared memory before their next shard.
+ * Data-parallel training on one machine, the worker-pool GradientSource (src/train/gradients.ts):
+ * the model, frozen base and adapters, is built again in worker threads
+ * (src/train/replica-worker.ts), each micro-batch is split into shards (src/train/shard.ts), the
+ * main thread computes the first shard's gradients while each worker computes another's, and the
+ * gradients are summed. The optimizer runs once, on the main thread; the new parameters reach the
+ * workers through shared memory before their next shard.
  *
  * Why: tfjs-backend-wasm runs its kernels on one thread, and a native BLAS spreads only the
  * larger products over the cores. A replica per core, each on one BLAS thread, keeps every core
@@ -26,7 +27,8 @@ import type { CausalLM, ModelConfig } from '../model/types.ts';
 import type { Batch } from '../data/batch.ts';
 import type { ForwardContext } from '../model/types.ts';
 import { labelledTokens, rowNll } from './evaluate.ts';
-import { evenSplit, sliceRows, type Shard } from './shard.ts';
+import type { GradientSource, MicroGradients } from './gradients.ts';
+import { evenSplit, shardMicroBatch, sliceRows, type MicroBatch, type Shard } from './shard.ts';
 import { microBatchGradients } from './step.ts';
 
 /** How to build the same model again in a worker (its trainable values come from the main thread). */
@@ -190,7 +192,7 @@ class ReplicaWorker {
   }
 }
 
-export class Replicas {
+export class Replicas implements GradientSource {
   private readonly params: Float32Array;
   private readonly layout: ParamLayout;
   private version = 0;
@@ -198,6 +200,7 @@ export class Replicas {
   private jobs = 0;
 
   private constructor(
+    private readonly model: CausalLM,
     private readonly workers: ReplicaWorker[],
     private readonly trainables: Map<string, tf.Variable>,
     paramsBuffer: SharedArrayBuffer,
@@ -208,18 +211,19 @@ export class Replicas {
   }
 
   /**
-   * Start `count - 1` workers (the main thread is replica 0) building `spec`, whose trainables
-   * must be laid out as `trainables` (same names, same sizes, same order), and wait until each
-   * has its model. A worker that cannot build it is an error naming the replica and the cause.
+   * Start `count - 1` workers (the main thread, with `model`, is replica 0) building `spec`, whose
+   * trainables must be laid out as `trainables` (same names, same sizes, same order), and wait
+   * until each has its model. A worker that cannot build it is an error naming the replica and
+   * the cause.
    */
-  static async start(spec: ReplicaSpec, count: number, trainables: Map<string, tf.Variable>): Promise<Replicas> {
+  static async start(model: CausalLM, spec: ReplicaSpec, count: number, trainables: Map<string, tf.Variable>): Promise<Replicas> {
     if (!HOST_BACKENDS.includes(spec.backend)) throw new HiloError(`data-parallel replicas: backend "${spec.backend}"; allowed: ${HOST_BACKENDS.join(', ')}`);
     const layout = layoutOf(trainables);
     const params = sharedFloats(layout);
     limitBlasThreads(1); // this thread is replica 0; the workers bind the BLAS after this, at 1 too
     const workers = Array.from({ length: count - 1 }, (_, i) =>
       new ReplicaWorker(i + 1, { replica: i + 1, spec, layout, params, grads: sharedFloats(layout) }));
-    const replicas = new Replicas(workers, trainables, params, spec.checkpointLayers);
+    const replicas = new Replicas(model, workers, trainables, params, spec.checkpointLayers);
     try {
       await Promise.all(workers.map((w) => w.started()));
     } catch (e) {
@@ -240,7 +244,7 @@ export class Replicas {
   }
 
   /** Mark the main thread's trainables as changed: they are copied out before the next shards. */
-  invalidate(): void {
+  updated(): void {
     this.version += 1;
   }
 
@@ -255,19 +259,21 @@ export class Replicas {
   }
 
   /**
-   * Σ_s ∂(w_s · loss_s)/∂trainables over `shards` (at most `count`): the first on this thread,
-   * the others on the workers at the same time. Returns the summed loss and gradients by
-   * trainable name (the caller disposes them). `seedParts(s)` seeds shard s's dropout.
+   * Σ_s ∂(w_s · loss_s)/∂trainables over the shards of `micro` (shardMicroBatch, at most `count`):
+   * the first on this thread, the others on the workers at the same time. Returns the summed
+   * loss and gradients by trainable key (the caller disposes them). Shard s's dropout draws from
+   * [...seedParts, s].
    */
-  async gradients(model: CausalLM, shards: Shard[], seedParts: (shard: number) => number[]): Promise<{ loss: number; grads: Map<string, tf.Tensor> }> {
-    if (shards.length > this.count) throw new Error(`${shards.length} shards for ${this.count} replicas`);
+  async gradients(micro: MicroBatch, seedParts: readonly number[]): Promise<MicroGradients> {
+    const shards: Shard[] = shardMicroBatch(micro, this.count);
+    const seeds = (s: number) => [...seedParts, s];
     this.publish();
     const remote = shards.slice(1).map((shard, i) =>
-      this.workers[i].run<Extract<Answer, { type: 'grad' }>>({ type: 'grad', id: ++this.jobs, shard, seedParts: seedParts(i + 1), paramsVersion: this.published }));
+      this.workers[i].run<Extract<Answer, { type: 'grad' }>>({ type: 'grad', id: ++this.jobs, shard, seedParts: seeds(i + 1), paramsVersion: this.published }));
     // Rejections are handled below; until then an early one must not surface as unhandled.
     for (const r of remote) r.catch(() => {});
     const vars = [...this.trainables.values()];
-    const local = await microBatchGradients(model, vars, shards[0].micro, { weight: shards[0].weight, seedParts: seedParts(0), checkpointLayers: this.checkpointLayers });
+    const local = await microBatchGradients(this.model, vars, shards[0].micro, { weight: shards[0].weight, seedParts: seeds(0), checkpointLayers: this.checkpointLayers });
     let answers: Array<Extract<Answer, { type: 'grad' }>>;
     try {
       answers = await Promise.all(remote);
@@ -307,13 +313,13 @@ export class Replicas {
    * batch split by rows: the first part on this thread (with `ctx`, e.g. expert usage), the
    * others on the workers, with the trainables as they are now.
    */
-  async score(model: CausalLM, batch: Batch, ctx?: ForwardContext): Promise<{ nll: Float32Array; tokens: Int32Array }> {
+  async score(batch: Batch, ctx?: ForwardContext): Promise<{ nll: Float32Array; tokens: Int32Array }> {
     this.publish();
     const parts = evenSplit(batch.batchSize, Math.min(this.count, batch.batchSize)).map(([r0, r1]) => sliceRows(batch, r0, r1));
     const remote = parts.slice(1).map((part, i) =>
       this.workers[i].run<Extract<Answer, { type: 'score' }>>({ type: 'score', id: ++this.jobs, batch: part, paramsVersion: this.published }));
     for (const r of remote) r.catch(() => {});
-    const own = await rowNll(model, parts[0], ctx);
+    const own = await rowNll(this.model, parts[0], ctx);
     const nll = new Float32Array(batch.batchSize);
     nll.set(own);
     let row = own.length;

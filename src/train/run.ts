@@ -28,7 +28,8 @@ import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
 import type { CausalLM } from '../model/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { createWandb, resolveWandbSettings, type MetricSink } from '../log/wandb/index.ts';
-import { resolveDataParallel, type Replicas, type ReplicaSpec } from './replicas.ts';
+import type { GradientSource } from './gradients.ts';
+import { resolveDataParallel, type ReplicaSpec } from './replicas.ts';
 import { claimRunDir } from './run-dir.ts';
 
 export interface ParamSummary {
@@ -69,8 +70,8 @@ export interface Run {
   replicaSpec: ReplicaSpec;
   /** The memory estimate checked before loading (null when the model was initialised at random). */
   memory: MemoryEstimate | null;
-  /** The replicas once train() has started them (they score eval and test too); dispose() stops them. */
-  replicas: Replicas | null;
+  /** Where the loop's gradients come from once train() has started it: this thread or the replicas (they score eval and test too); dispose() closes it. */
+  gradientSource: GradientSource | null;
   dispose(): void;
 }
 
@@ -212,10 +213,10 @@ async function prepareClaimed(recipe: Recipe, opts: PrepareOptions, log: (m: str
     padId: padIdOf(tokenizer), sink, dataParallel,
     replicaSpec: { backend: backend.name, model: source, trainable: full, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null, checkpointLayers: recipe.train.gradient_checkpointing },
     memory,
-    replicas: null,
+    gradientSource: null,
     dispose() {
-      void run.replicas?.close(); // terminating threads needs no waiting: nothing of theirs is kept
-      run.replicas = null;
+      void run.gradientSource?.close(); // terminating threads needs no waiting: nothing of theirs is kept
+      run.gradientSource = null;
       adapters?.dispose();
       model.dispose();
     },

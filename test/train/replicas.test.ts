@@ -6,6 +6,8 @@
  *  - with router losses and dropout they equal Σ_s w_s ∇L(shard s) computed on this thread alone,
  *    bit for bit (same kernels, one BLAS thread each), before and after the parameters change;
  *  - an evaluation batch split over them scores as it does whole;
+ *  - as the training loop's GradientSource, the pool gives the loss and gradient norm that this
+ *    thread alone (LocalGradients) gives, which it would not if a shard's gradients went missing;
  *  - nothing leaks on either thread; a replica that cannot start, or dies, is an error that says so.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -18,6 +20,8 @@ import { initBackend } from '../../src/backend/index.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { CausalLM } from '../../src/model/types.ts';
+import { globalNormOf } from '../../src/train/clip.ts';
+import { LocalGradients } from '../../src/train/gradients.ts';
 import { Replicas, resolveDataParallel, type ReplicaSpec } from '../../src/train/replicas.ts';
 import { shardMicroBatch, type MicroBatch } from '../../src/train/shard.ts';
 import { microBatchGradients } from '../../src/train/step.ts';
@@ -88,7 +92,7 @@ describe('Replicas', () => {
     const adapters = injectAdapters(model, p, { seed: 1, balanceCoef: balance ? 0.05 : 0, zLossCoef: balance ? 0.01 : 0 });
     randomise(adapters, 3);
     const spec: ReplicaSpec = { backend: 'wasm', model: { dir: STORIES }, trainable: false, adapters: { plan: p, options: adapters.options } };
-    return { adapters, replicas: await Replicas.start(spec, 2, adapters.variables) };
+    return { adapters, replicas: await Replicas.start(model, spec, 2, adapters.variables) };
   }
 
   /** Gradients by trainable key for one shard computed on this thread. */
@@ -105,7 +109,7 @@ describe('Replicas', () => {
     try {
       const micro = microBatch(model.config.vocabSize);
       const whole = await local(adapters, micro, 1, [0]);
-      const { loss, grads } = await replicas.gradients(model, shardMicroBatch(micro, 2), (s) => [0, s]);
+      const { loss, grads } = await replicas.gradients(micro, [0]); // shard s: seed parts [0, s]
       const got = arrays(grads);
       const { loss: wholeLoss } = await microBatchGradients(model, [...adapters.variables.values()], micro, { seedParts: [0] })
         .then((r) => (tf.dispose(r.grads), r));
@@ -130,15 +134,15 @@ describe('Replicas', () => {
     try {
       const micro = microBatch(model.config.vocabSize);
       const shards = shardMicroBatch(micro, 2);
-      const seeds = (s: number) => [5, 1, 0, s];
+      const seeds = (s: number) => [5, 1, 0, s]; // what the pool appends the shard to
       const before = tf.memory().numTensors;
       for (const round of [0, 1]) {
         if (round === 1) {
           randomise(adapters, 11); // new parameters: the worker must take them before its shard
-          replicas.invalidate();
+          replicas.updated();
         }
         const want = [await local(adapters, shards[0].micro, shards[0].weight, seeds(0)), await local(adapters, shards[1].micro, shards[1].weight, seeds(1))];
-        const { grads } = await replicas.gradients(model, shards, seeds);
+        const { grads } = await replicas.gradients(micro, [5, 1, 0]);
         for (const [key, g] of arrays(grads)) {
           const sum = Float32Array.from(want[0].get(key)!, (x, i) => x + want[1].get(key)![i]);
           expect(g, key).toEqual(sum);
@@ -146,11 +150,41 @@ describe('Replicas', () => {
         tf.dispose([...grads.values()]);
       }
       const workerTensors = replicas.workerTensors()[0];
-      await replicas.gradients(model, shards, seeds).then((r) => tf.dispose([...r.grads.values()]));
+      await replicas.gradients(micro, [5, 1, 0]).then((r) => tf.dispose([...r.grads.values()]));
       expect(tf.memory().numTensors).toBe(before);
       expect(replicas.workerTensors()[0]).toBe(workerTensors);
     } finally {
       await replicas.close();
+      adapters.dispose();
+    }
+  });
+
+  it('give the loss and gradient norm this thread alone gives, keyed alike, and score alike', { timeout: 120_000 }, async () => {
+    const { adapters, replicas } = await start(false);
+    const single = new LocalGradients(model, adapters.variables);
+    const norm = (grads: Iterable<tf.Tensor>) => globalNormOf([...grads].map((g) => g.dataSync()));
+    try {
+      expect([single.count, replicas.count]).toEqual([1, 2]);
+      const micro = microBatch(model.config.vocabSize);
+      const before = tf.memory().numTensors;
+      const one = await single.gradients(micro, [0]);
+      const two = await replicas.gradients(micro, [0]);
+      expect([...one.grads.keys()].sort()).toEqual([...adapters.variables.keys()].sort());
+      expect([...two.grads.keys()].sort()).toEqual([...one.grads.keys()].sort());
+      expect(Math.abs(two.loss - one.loss)).toBeLessThan(1e-6 * one.loss);
+      const whole = norm(one.grads.values());
+      expect(Math.abs(norm(two.grads.values()) - whole)).toBeLessThan(1e-5 * whole);
+      // the main thread's shard alone, as the pool's sum would be were the worker's dropped: far off
+      const [first] = shardMicroBatch(micro, 2);
+      const alone = await microBatchGradients(model, [...adapters.variables.values()], first.micro, { weight: first.weight, seedParts: [0, 0] });
+      expect(Math.abs(norm(Object.values(alone.grads)) - whole)).toBeGreaterThan(0.05 * whole);
+      tf.dispose([...one.grads.values(), ...two.grads.values(), ...Object.values(alone.grads)]);
+      expect(tf.memory().numTensors).toBe(before);
+      const { batch } = micro;
+      expectClose((await replicas.score(batch)).nll, (await single.score(batch)).nll, 1e-4);
+    } finally {
+      await replicas.close();
+      await single.close();
       adapters.dispose();
     }
   });
@@ -161,14 +195,14 @@ describe('Replicas', () => {
       const { batch } = microBatch(model.config.vocabSize);
       const whole = await rowNll(model, batch);
       const ctx = { training: false, auxLosses: [], routerStats: new Map<string, tf.Tensor1D>() };
-      const { nll, tokens } = await replicas.score(model, batch, ctx);
+      const { nll, tokens } = await replicas.score(batch, ctx);
       expect(Array.from(tokens)).toEqual(Array.from(labelledTokens(batch)));
       expectClose(nll, whole, 1e-4);
       expect(ctx.routerStats.size).toBe(3 * model.config.numLayers); // expert usage, from this thread's rows
       tf.dispose([...ctx.routerStats.values()]);
       randomise(adapters, 12); // and with the parameters of the moment
-      replicas.invalidate();
-      expectClose((await replicas.score(model, batch)).nll, await rowNll(model, batch), 1e-4);
+      replicas.updated();
+      expectClose((await replicas.score(batch)).nll, await rowNll(model, batch), 1e-4);
     } finally {
       await replicas.close();
       adapters.dispose();
@@ -180,14 +214,14 @@ describe('Replicas', () => {
     const adapters = injectAdapters(model, p, { seed: 1 });
     try {
       const missing: ReplicaSpec = { backend: 'wasm', model: { dir: path.join(ROOT, 'no-such-model') }, trainable: false, adapters: { plan: p, options: adapters.options } };
-      await expect(Replicas.start(missing, 2, adapters.variables)).rejects.toThrow(/^data-parallel replica 1: could not build the model: .*no-such-model/);
+      await expect(Replicas.start(model, missing, 2, adapters.variables)).rejects.toThrow(/^data-parallel replica 1: could not build the model: .*no-such-model/);
       const other: ReplicaSpec = { ...missing, model: { dir: STORIES }, adapters: { plan: plan(model.config.numLayers, false, 3), options: adapters.options } };
-      await expect(Replicas.start(other, 2, adapters.variables)).rejects.toThrow(/^data-parallel replica 1: could not build the model: its trainables .* differ from the main thread's/);
-      const replicas = await Replicas.start({ ...missing, model: { dir: STORIES } }, 2, adapters.variables);
+      await expect(Replicas.start(model, other, 2, adapters.variables)).rejects.toThrow(/^data-parallel replica 1: could not build the model: its trainables .* differ from the main thread's/);
+      const replicas = await Replicas.start(model, { ...missing, model: { dir: STORIES } }, 2, adapters.variables);
       try {
         await (replicas as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers[0].worker.terminate();
         const before = tf.memory().numTensors;
-        await expect(replicas.gradients(model, shardMicroBatch(microBatch(model.config.vocabSize), 2), (s) => [s])).rejects.toThrow('data-parallel replica 1: exited with code 1');
+        await expect(replicas.gradients(microBatch(model.config.vocabSize), [])).rejects.toThrow('data-parallel replica 1: exited with code 1');
         expect(tf.memory().numTensors).toBe(before); // this thread's shard freed its gradients
       } finally {
         await replicas.close();
