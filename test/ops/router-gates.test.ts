@@ -22,7 +22,7 @@ const CASES = SHAPES.flatMap((s) => ROUTINGS.map(([name, routing]) => [`${s.name
 async function run(impl: RouterGatesImpl, s: (typeof SHAPES)[number], routing: RoutingOptions) {
   return read(tf.tidy(() => {
     const logits = tf.mul(seeded([s.N, s.E], 1), 3) as tf.Tensor2D;
-    const dG = seeded([s.N, s.E * s.r], 2);
+    const dG = seeded([s.N, s.E * s.r], 2) as tf.Tensor2D;
     const select = impl.select(logits, routing);
     let mask: tf.Tensor = tf.zeros([0]);
     const f = (l: tf.Tensor) => {
