@@ -8,8 +8,7 @@
  * kernels where the SIMD module does not.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { RouterGatesImpl, RoutingOptions } from '../ops/router-gates.ts';
-import { routerGatesOp } from '../ops/router-gates.ts';
+import { routerGatesOp, type RouterGatesImpl, type RoutingOptions } from '../ops/router-gates.ts';
 import { routerLossesOp, type RouterLossesImpl } from '../ops/router-losses.ts';
 
 /** Row-wise softmax of l [N, E]. */

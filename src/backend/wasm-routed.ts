@@ -210,13 +210,11 @@ function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mi
   return { delta: outputs[0] as tf.Tensor2D, logits: null, mask: null, aux: outputs[1] as tf.Scalar, fractions };
 }
 
-
 /** The fused layer, the frozen base's product with it when `base` is given. */
 export const wasmRoutedExperts: RoutedExpertsImpl = (x, xd, w, spec, base, losses) => {
   if (w.router === null) return { delta: fusedExperts(xd, w.loraA, w.loraB, spec, base ? { x, kernel: base } : null), withBase: base !== null, logits: null, mask: null };
   if (x.dtype !== 'float32') return referenceRoutedExperts(x, xd, w, spec, base, losses);
-  const out = routedExperts(x, xd, w, spec, base, losses);
-  const { fractions, ...rest } = out;
+  const { fractions, ...rest } = routedExperts(x, xd, w, spec, base, losses);
   return { ...rest, withBase: base !== null, ...(fractions && losses?.usage ? { usage: tf.tensor1d(fractions) } : {}) };
 };
 
