@@ -77,6 +77,7 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   const { registerWasmFallbacks } = await import('./wasm-fallbacks.ts');
   const { useWasmExperts } = await import('./wasm-experts.ts');
   const { useWasmFrozenLinear } = await import('./wasm-frozen.ts');
+  (await import('./host-router.ts')).useHostRouter('wasm');
   wasmBlas = found.blas;
   useFastWasmMatMul(tf, true, found.blas);
   useWasmExperts(tf, true, found.blas);
@@ -95,6 +96,7 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
 
 async function initCpu(tf: typeof TF): Promise<string> {
   if (!(await tf.setBackend('cpu'))) throw new Error('tfjs refused to initialise the cpu backend');
+  (await import('./host-router.ts')).useHostRouter('cpu');
   return 'tfjs-backend-cpu (plain JavaScript, slowest)';
 }
 

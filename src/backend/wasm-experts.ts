@@ -27,6 +27,7 @@ import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { Blas } from './blas.ts';
 import { offset, simdOrNull } from './wasm-simd.ts';
+import { useWasmRouted } from './wasm-routed.ts';
 
 export const EXPERTS_FORWARD = 'HiloExpertsForward';
 export const EXPERTS_BACKWARD = 'HiloExpertsBackward';
@@ -436,8 +437,9 @@ function routedTopKBackwardKernel(blas: Blas): TF.KernelConfig {
 }
 
 /**
- * Register the kernels for wasm (initBackend does, where a native BLAS loaded), or remove them
- * (`on` false: tests compare against the tensor form). Idempotent.
+ * Register the kernels for wasm, and the routed-experts op that runs them (wasm-routed.ts)
+ * (initBackend does, where a native BLAS loaded), or remove both (`on` false: tests compare
+ * against the tensor form). Idempotent.
  */
 export function useWasmExperts(tf: typeof TF, on: boolean, blas: Blas | null): void {
   for (const name of KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
@@ -445,6 +447,7 @@ export function useWasmExperts(tf: typeof TF, on: boolean, blas: Blas | null): v
     const all = [forwardKernel, backwardKernel, routedInKernel, routedOutKernel, routedGateGradKernel, routedBackwardKernel, routedTopKForwardKernel, routedTopKBackwardKernel];
     for (const make of all) tf.registerKernel(make(blas));
   }
+  useWasmRouted(on && blas !== null);
 }
 
 /** Whether the active backend has the fused experts kernels. */

@@ -2,12 +2,12 @@
  * The MoE routers' [N, E] math as a few GPU programs on webgpu, one thread per token row, in
  * place of ~60 small tfjs kernels per MoE module. On a GPU a training step is bound by host
  * time per kernel (~40 µs each under Dawn on an H200), and a router's arithmetic is tiny: the
- * same reasoning as the host forms in src/adapters/routing.ts, which these programs mirror line
+ * same reasoning as the host forms in src/backend/host-router.ts, which these programs mirror line
  * for line (softmax, selection with ties to the lower index, renormalised gates, the balance
  * and z losses, and their gradients), in f32.
  *
- * Kernels (registered for webgpu only; callers fall back to tfjs ops where they are missing or
- * E > MAX_FUSED_EXPERTS):
+ * They implement the router-gates and router-losses ops (src/ops/) on webgpu, registered with the
+ * kernels; where E > MAX_FUSED_EXPERTS the ops' references run. Kernels:
  *   HiloRouteMask      {logits [N,E]} -> mask [N,E]                      (no gradient)
  *   HiloRouteGates     {logits, mask} -> G [N,E·r] = scale·g spread over each expert's r columns
  *   HiloRouteGatesGrad {dG [N,E·r], logits, mask} -> dlogits [N,E]
@@ -16,6 +16,8 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import { referenceRouterGates, routerGatesOp, selectionMask, type RouterGatesImpl, type RoutingOptions } from '../ops/router-gates.ts';
+import { referenceRouterLosses, routerLossesOp, type RouterLossesImpl } from '../ops/router-losses.ts';
 import { f32, i32, ThreadProgram, type WebGPUUtil as Util } from './webgpu-programs.ts';
 
 /** Experts per router the programs handle (their per-row arrays are this long). */
@@ -266,10 +268,65 @@ export function installRouterKernels(tf: typeof TF, util: Util): void {
     const { N, E } = dims(logits);
     return b.runWebGPUProgram(auxGradProgram(util, N, E), [dy, logits, w, fractions, sums], 'float32', [i32(N), i32(E), f32(a.balanceCoef), f32(a.zLossCoef)]);
   });
+  routerGatesOp.register('webgpu', gatesOnGpu(tf));
+  routerLossesOp.register('webgpu', lossesOnGpu(tf));
   installed = true;
 }
 
-/** Whether the active backend has the router kernels and they take E experts. */
-export function routerKernelsFor(tf: typeof TF, experts: number): boolean {
-  return experts <= MAX_FUSED_EXPERTS && tf.getKernel(ROUTE_GATES, tf.getBackend()) !== undefined;
+/** The kernels' attributes for E experts of rank r. */
+export function routeAttrs(opts: RoutingOptions, E: number, rank: number, scale: number): RouteAttrs {
+  return { strategy: STRATEGY_CODE[opts.strategy], topK: Math.min(opts.topK, E), topP: opts.topP, rank, scale };
+}
+
+/** The router-gates op as ROUTE_MASK and ROUTE_GATES(_GRAD): one GPU program each. */
+function gatesOnGpu(tf: typeof TF): RouterGatesImpl {
+  const gates: RouterGatesImpl = {
+    select(logits, routing) {
+      const E = logits.shape[1];
+      if (routing.strategy === 'dense' || E > MAX_FUSED_EXPERTS) return referenceRouterGates.select(logits, routing);
+      const attrs = routeAttrs(routing, E, 0, 0) as unknown as TF.NamedAttrMap;
+      return selectionMask(logits, (l) => tf.engine().runKernel(ROUTE_MASK, { logits: l }, attrs) as TF.Tensor2D);
+    },
+    spread(logits, routing, rank, scale) {
+      const E = logits.shape[1];
+      if (E > MAX_FUSED_EXPERTS) return referenceRouterGates.spread(logits, routing, rank, scale);
+      const mask = gates.select(logits, routing);
+      const attrs = routeAttrs(routing, E, rank, scale) as unknown as TF.NamedAttrMap;
+      const op = tf.customGrad((...args) => {
+        const l = args[0] as TF.Tensor2D;
+        (args[1] as TF.GradSaveFunc)([l, mask]);
+        return {
+          value: tf.engine().runKernel(ROUTE_GATES, { logits: l, mask }, attrs) as TF.Tensor2D,
+          gradFunc: (dG: TF.Tensor, saved: TF.Tensor[]) => tf.engine().runKernel(ROUTE_GATES_GRAD, { dG, logits: saved[0], mask: saved[1] }, attrs) as TF.Tensor2D,
+        };
+      });
+      return { gates: op(logits) as TF.Tensor2D, mask };
+    },
+  };
+  return gates;
+}
+
+/** The router-losses op as ROUTER_AUX (~4 GPU programs) forward and ROUTER_AUX_GRAD (1) backward. */
+function lossesOnGpu(tf: typeof TF): RouterLossesImpl {
+  return (logits, mask, opts) => {
+    if (logits.shape[1] > MAX_FUSED_EXPERTS) return referenceRouterLosses(logits, mask, opts);
+    const attrs = { balanceCoef: opts.balanceCoef, zLossCoef: opts.zLossCoef } satisfies AuxAttrs as unknown as TF.NamedAttrMap;
+    const op = tf.customGrad((...args) => {
+      const l = args[0] as TF.Tensor2D;
+      const save = args[1] as TF.GradSaveFunc;
+      const m = opts.tokenMask;
+      const w = m ? (m.dtype === 'float32' ? m : tf.cast(m, 'float32')) : tf.fill([l.shape[0]], 1); // the programs read f32
+      const [loss, fractions, sums] = tf.engine().runKernel(ROUTER_AUX, { logits: l, mask, w }, attrs) as TF.Tensor[];
+      if (opts.fractionsOut) opts.fractionsOut.push(tf.keep(fractions as TF.Tensor1D));
+      save([l, w, fractions, sums]);
+      return {
+        value: loss as TF.Scalar,
+        gradFunc: (dy: TF.Tensor, saved: TF.Tensor[]) => {
+          const [ls, ws, fs, ss] = saved;
+          return tf.engine().runKernel(ROUTER_AUX_GRAD, { dy, logits: ls, w: ws, fractions: fs, sums: ss }, attrs) as TF.Tensor;
+        },
+      };
+    });
+    return op(logits) as TF.Scalar;
+  };
 }

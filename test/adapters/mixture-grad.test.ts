@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { mixtureDelta, type MixtureSpec } from '../../src/adapters/mixture.ts';
 import { balanceLoss, routerZLoss } from '../../src/adapters/routing.ts';
 import { initBackend } from '../../src/backend/index.ts';
-import type { Placement } from '../../src/backend/placement.ts';
+import { plainRoutedExperts, referenceRoutedExperts, routedExpertsOp, type RoutedExpertsImpl } from '../../src/ops/routed-experts.ts';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -32,12 +32,12 @@ const KEYS = Object.keys(SHAPES) as Array<keyof Params>;
 
 /** The experts' rows: x itself, or (`separate`) a different tensor made from x. */
 let separate = false;
-/** Where the routing math runs (both forms are checked). */
-let placement: Placement = 'host';
+/** Which implementation of the routed-experts op runs (each form is checked). */
+let experts: RoutedExpertsImpl = plainRoutedExperts;
 
 function loss(t: Record<keyof Params, tf.Tensor2D>, G: tf.Tensor2D, spec: MixtureSpec) {
   const xd = separate ? (tf.mul(t.x, tf.linspace(0.5, 1.5, IN)) as tf.Tensor2D) : t.x;
-  const { delta, logits, mask } = mixtureDelta(t.x, xd, { loraA: t.A, loraB: t.B, router: t.W }, spec, placement);
+  const { delta, logits, mask } = mixtureDelta(t.x, xd, { loraA: t.A, loraB: t.B, router: t.W }, spec, experts);
   const aux = tf.add(tf.mul(0.7, balanceLoss(tf.softmax(logits!) as tf.Tensor2D, mask!)), tf.mul(0.3, routerZLoss(logits!)));
   return { value: tf.add(tf.sum(tf.mul(delta, G)), aux) as tf.Scalar, mask: mask! };
 }
@@ -68,10 +68,13 @@ const CASES: Array<[string, MixtureSpec['routing'], number, boolean]> = [
   ['topp p=0.7, experts see other rows than the router', { strategy: 'topp', topK: 0, topP: 0.7 }, 16, true],
 ];
 
-describe.each(['host', 'device'] as const)('mixture layer gradients vs central finite differences (float32), routing on the %s', (where) => {
+/** The active backend's registration, the reference composed of the registered finer ops, and plain tfjs. */
+const FORMS: Array<[string, () => RoutedExpertsImpl]> = [['registered', () => routedExpertsOp.impl()], ['composed', () => referenceRoutedExperts], ['plain', () => plainRoutedExperts]];
+
+describe.each(FORMS)('mixture layer gradients vs central finite differences (float32), routed experts %s', (_form, form) => {
   it.each(CASES)('%s', (_name, routing, seed, otherRows) => {
     separate = otherRows;
-    placement = where;
+    experts = form();
     const before = tf.memory().numTensors;
     const spec: MixtureSpec = { experts: E, rank: R, scale: 1.5, routing };
     const p: Params = { x: randArray(N * IN, seed, 1), A: randArray(IN * E * R, seed + 100, 0.5), B: randArray(E * R * OUT, seed + 200, 0.5), W: randArray(IN * E, seed + 300, 1) };

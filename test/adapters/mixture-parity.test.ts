@@ -9,6 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MixtureLinear } from '../../src/adapters/mixture.ts';
 import { balanceLoss, routeTokens } from '../../src/adapters/routing.ts';
+import { plainRoutedExperts, referenceRoutedExperts, routedExpertsOp } from '../../src/ops/routed-experts.ts';
+import { referenceRouterGates, routerGatesOp } from '../../src/ops/router-gates.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import { FrozenLinearLayer } from '../../src/model/linear.ts';
 import type { ForwardContext, LinearModule } from '../../src/model/types.ts';
@@ -47,11 +49,22 @@ function worst(got: ArrayLike<number>, want: M): number {
   return w;
 }
 
-// The base as the model's frozen layer (on wasm with a native BLAS, host routing: its product
-// goes into the fused experts kernels) and as any other module (added to the experts' delta).
+/**
+ * The routed-experts op as wasm registered it (with a native BLAS: fused kernels, a frozen base's
+ * product inside them), its reference composed of the finer ops as registered (the routing's
+ * host form), and plain tfjs ops throughout; with the gates op to match.
+ */
+const FORMS = {
+  registered: () => [routedExpertsOp.impl(), routerGatesOp.impl()] as const,
+  composed: () => [referenceRoutedExperts, routerGatesOp.impl()] as const,
+  plain: () => [plainRoutedExperts, referenceRouterGates] as const,
+};
+
+// The base as the model's frozen layer (its product may go into fused kernels) and as any other
+// module (added to the experts' delta).
 describe.each([
-  ['host', 'frozen'], ['host', 'module'], ['device', 'module'],
-] as const)('mixture layer vs PyTorch reference (ref_moe.py), routing on the %s, %s base', (placement, baseKind) => {
+  ['registered', 'frozen'], ['registered', 'module'], ['composed', 'module'], ['plain', 'module'],
+] as const)('mixture layer vs PyTorch reference (ref_moe.py), routed experts %s, %s base', (form, baseKind) => {
   it.each(fixture.cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
     const before = tf.memory().numTensors;
     const { loraA, loraB, router } = packedVariables(c);
@@ -61,7 +74,8 @@ describe.each([
       ? new FrozenLinearLayer('m', kernel, null, 'linear')
       : { inFeatures: c.x[0].length, outFeatures: c.W0.length, forward: (x) => tf.matMul(x, kernel) };
     const spec = { experts: c.experts, rank: c.rank, scale: c.scale, routing: { strategy: c.strategy, topK: c.top_k, topP: c.top_p } };
-    const layer = new MixtureLinear('m', base, spec, { loraA, loraB, router }, { dropout: 0, balanceCoef: 0.5, zLossCoef: 0.1, placement });
+    const [experts, gates] = FORMS[form]();
+    const layer = new MixtureLinear('m', base, spec, { loraA, loraB, router }, { dropout: 0, balanceCoef: 0.5, zLossCoef: 0.1, experts });
     const ctx: ForwardContext = { training: true, auxLosses: [], tokenMask: tf.tensor1d(c.token_mask), routerStats: new Map() };
     const G = tf.tensor2d(c.G);
     let y: Float32Array = new Float32Array();
@@ -87,7 +101,7 @@ describe.each([
       // the weighted loss the layer pushed, and the unmasked balance loss as ref_moe computes it
       expect(ctx.auxLosses[0].dataSync()[0]).toBeCloseTo(0.5 * c.aux_masked! + 0.1 * c.zloss!, 5);
       const [aux, mask] = tf.tidy(() => {
-        const r = routeTokens(tf.matMul(xv, router) as tf.Tensor2D, spec.routing, placement);
+        const r = routeTokens(tf.matMul(xv, router) as tf.Tensor2D, spec.routing, gates);
         return [balanceLoss(r.probs, r.mask).dataSync()[0], r.mask.arraySync()];
       });
       expect(aux).toBeCloseTo(c.aux!, 5);

@@ -2,10 +2,12 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { balanceLoss, routerAuxLoss, routerZLoss, routeTokens, selectExperts, selectionFractions } from '../../src/adapters/routing.ts';
 import { initBackend } from '../../src/backend/index.ts';
-import type { Placement } from '../../src/backend/placement.ts';
+import { hostRouterGates, hostRouterLosses } from '../../src/backend/host-router.ts';
+import { referenceRouterGates, type RouterGatesImpl } from '../../src/ops/router-gates.ts';
+import { referenceRouterLosses, type RouterLossesImpl } from '../../src/ops/router-losses.ts';
 
-/** Every op runs in both forms: kernels ('device') and JS loops over the arrays ('host'). */
-const PLACEMENTS: Placement[] = ['host', 'device'];
+/** Every op runs in both forms: tfjs ops (the references) and JS loops over the arrays (the host form). */
+const FORMS: Array<[string, RouterGatesImpl, RouterLossesImpl]> = [['host', hostRouterGates, hostRouterLosses], ['reference', referenceRouterGates, referenceRouterLosses]];
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -19,14 +21,14 @@ const P = [
 ];
 const logits = () => tf.log(tf.tensor2d(P));
 
-function gates(strategy: 'topk' | 'topp' | 'dense', topK: number, topP: number, placement: Placement) {
+function gates(strategy: 'topk' | 'topp' | 'dense', topK: number, topP: number, impl: RouterGatesImpl) {
   return tf.tidy(() => {
-    const r = routeTokens(logits() as tf.Tensor2D, { strategy, topK, topP }, placement);
+    const r = routeTokens(logits() as tf.Tensor2D, { strategy, topK, topP }, impl);
     return { mask: r.mask.arraySync(), gates: r.gates.arraySync() };
   });
 }
 
-describe.each(PLACEMENTS)('routeTokens (%s)', (placement) => {
+describe.each(FORMS)('routeTokens (%s)', (_form, impl) => {
   it.each([
     ['topk k=1', 'topk', 1, 0, [[1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], [[1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]]],
     ['topk k=2', 'topk', 2, 0, [[1, 1, 0, 0], [0, 0, 1, 1], null], [[0.5 / 0.8, 0.3 / 0.8, 0, 0], [0, 0, 3 / 7, 4 / 7], null]],
@@ -36,7 +38,7 @@ describe.each(PLACEMENTS)('routeTokens (%s)', (placement) => {
     ['dense', 'dense', 0, 0, [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]], P],
   ] as const)('%s', (_name, strategy, k, p, wantMask, wantGates) => {
     const before = tf.memory().numTensors;
-    const got = gates(strategy, k, p, placement);
+    const got = gates(strategy, k, p, impl);
     wantMask.forEach((row, n) => {
       if (row) expect(got.mask[n]).toEqual(row);
     });
@@ -48,7 +50,7 @@ describe.each(PLACEMENTS)('routeTokens (%s)', (placement) => {
   });
 
   it('top-k with ties in the third row still picks exactly k experts', () => {
-    const got = gates('topk', 2, 0, placement);
+    const got = gates('topk', 2, 0, impl);
     expect(got.mask[2].reduce((a, b) => a + b, 0)).toBe(2);
     expect(got.mask[2][0]).toBe(1);
   });
@@ -86,7 +88,7 @@ describe('balance and z losses', () => {
   });
 });
 
-describe.each(PLACEMENTS)('routerAuxLoss (the layer\'s fused router losses, %s)', (placement) => {
+describe.each(FORMS)('routerAuxLoss (the layer\'s fused router losses, %s)', (_form, gatesImpl, lossesImpl) => {
   // random logits, a top-2 mask and a token mask with padding: value and gradient must equal
   // cb·balanceLoss + cz·routerZLoss composed from their definitions, through autodiff
   const N = 7;
@@ -106,13 +108,13 @@ describe.each(PLACEMENTS)('routerAuxLoss (the layer\'s fused router losses, %s)'
     let fractions: number[][] = [];
     tf.tidy(() => {
       const l = tf.tensor2d(logitVals, [N, E]);
-      const mask = selectExperts(l, { strategy: 'topk', topK: 2, topP: 0 }, placement);
+      const mask = selectExperts(l, { strategy: 'topk', topK: 2, topP: 0 }, gatesImpl);
       const run = (f: (x: tf.Tensor2D) => tf.Scalar): Result => {
         const { value, grad } = tf.valueAndGrad((x: tf.Tensor) => f(x as tf.Tensor2D))(l);
         return [value.dataSync()[0], Array.from(grad.dataSync())];
       };
       const out: tf.Tensor1D[] = [];
-      fused = run((x) => routerAuxLoss(x, mask, { balanceCoef: cb, zLossCoef: cz, tokenMask, placement, fractionsOut: out }));
+      fused = run((x) => routerAuxLoss(x, mask, { balanceCoef: cb, zLossCoef: cz, tokenMask, fractionsOut: out }, lossesImpl));
       fractions = [Array.from(out[0].dataSync()), Array.from(selectionFractions(mask, tokenMask).dataSync())];
       tf.dispose(out);
       composed = run((x) => tf.add(tf.mul(cb, balanceLoss(tf.softmax(x) as tf.Tensor2D, mask, tokenMask)), tf.mul(cz, routerZLoss(x, tokenMask))) as tf.Scalar);

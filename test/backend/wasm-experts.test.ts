@@ -76,7 +76,7 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
       const f = (xs: tf.Tensor, As: tf.Tensor, Bs: tf.Tensor, Ws?: tf.Tensor) => {
         const xd = otherRows ? (tf.mul(xs, tf.linspace(0.5, 1.5, IN)) as tf.Tensor2D) : (xs as tf.Tensor2D);
         const w = { loraA: As as tf.Tensor2D, loraB: Bs as tf.Tensor2D, router: Ws ? (Ws as tf.Tensor2D) : null };
-        return tf.sum(tf.mul(mixtureDelta(xs as tf.Tensor2D, xd, w, spec, 'host').delta, G));
+        return tf.sum(tf.mul(mixtureDelta(xs as tf.Tensor2D, xd, w, spec).delta, G));
       };
       // one expert has no router: nothing to differentiate it by
       const { value, grads } = tf.valueAndGrads(f)(E > 1 ? [x, A, B, W] : [x, A, B]);
@@ -112,7 +112,7 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
         const parts = [seeded([IN, 4], 2), seeded([IN, 4], 3), seeded([4, OUT], 4), seeded([4, OUT], 5), seeded([IN, 4], 6)];
         const f = (A1: tf.Tensor, A2: tf.Tensor, B1: tf.Tensor, B2: tf.Tensor, W: tf.Tensor) => {
           const w = { loraA: tf.concat([A1, A2], 1) as tf.Tensor2D, loraB: tf.concat([B1, B2], 0) as tf.Tensor2D, router: tf.mul(W, 1) as tf.Tensor2D };
-          return tf.sum(tf.square(mixtureDelta(x, x, w, spec, 'host').delta));
+          return tf.sum(tf.square(mixtureDelta(x, x, w, spec).delta));
         };
         return tf.grads(f)(parts).map((g) => g.dataSync() as Float32Array);
       });
@@ -136,7 +136,7 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
         const x = seeded([N, IN], 1) as tf.Tensor2D;
         const vars = [seeded([IN, 8], 2), seeded([8, OUT], 3), seeded([IN, 4], 4)];
         const f = (A: tf.Tensor, B: tf.Tensor, W: tf.Tensor) =>
-          tf.sum(mixtureDelta(x, x, { loraA: A as tf.Tensor2D, loraB: B as tf.Tensor2D, router: W as tf.Tensor2D }, spec, 'host').delta);
+          tf.sum(mixtureDelta(x, x, { loraA: A as tf.Tensor2D, loraB: B as tf.Tensor2D, router: W as tf.Tensor2D }, spec).delta);
         tf.grads(f)(vars).forEach((g) => g.dataSync());
       });
     });
@@ -153,7 +153,7 @@ describe.skipIf(!blas)('fused experts kernels against the tensor form', () => {
     const info = await tf.profile(() => {
       tf.tidy(() => {
         const x = seeded([N, IN], 1) as tf.Tensor2D;
-        const f = (A: tf.Tensor, B: tf.Tensor) => tf.sum(mixtureDelta(x, x, { loraA: A as tf.Tensor2D, loraB: B as tf.Tensor2D, router: null }, spec, 'host').delta);
+        const f = (A: tf.Tensor, B: tf.Tensor) => tf.sum(mixtureDelta(x, x, { loraA: A as tf.Tensor2D, loraB: B as tf.Tensor2D, router: null }, spec).delta);
         tf.grads(f)([seeded([IN, 2], 2), seeded([2, OUT], 3)]).forEach((g) => g.dataSync());
       });
     });

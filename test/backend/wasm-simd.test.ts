@@ -14,7 +14,7 @@ import {
   ATTN_SOFTMAX, hasSimdKernel, NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, offset, RMS_NORM_SIMD, ROPE, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK, simdOrNull,
   SOFTMAX_XENT, SWIGLU, heapSumSquares, useSimdKernels,
 } from '../../src/backend/wasm-simd.ts';
-import { addRouterAuxGrad, gatesGradRows, gatesRows, routerAuxStats, selectRows, softmaxRows } from '../../src/adapters/routing.ts';
+import { addRouterAuxGrad, gatesGradRows, gatesRows, routerAuxStats, selectRows, softmaxRows } from '../../src/backend/host-router.ts';
 import { mulberry32 } from '../../src/data/rng.ts';
 import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';

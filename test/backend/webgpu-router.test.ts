@@ -11,6 +11,9 @@ import { routerAuxLoss, selectExperts, type RoutingOptions } from '../../src/ada
 import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
 import { openAdapter } from '../../src/backend/webgpu.ts';
 import { ROUTE_GATES, ROUTE_GATES_GRAD, ROUTE_MASK, ROUTER_AUX, ROUTER_AUX_GRAD } from '../../src/backend/webgpu-router.ts';
+import { plainRoutedExperts, routedExpertsOp } from '../../src/ops/routed-experts.ts';
+import { referenceRouterGates, routerGatesOp } from '../../src/ops/router-gates.ts';
+import { referenceRouterLosses, routerLossesOp } from '../../src/ops/router-losses.ts';
 import { seeded } from './matmul-helpers.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
@@ -34,8 +37,11 @@ const CASES: Case[] = [
   { name: 'dense 3, r 2', experts: 3, rank: 2, routing: { strategy: 'dense', topK: 0, topP: 0 }, tokenMask: false },
 ];
 
-/** One MoE module's delta and router losses, forward and gradients, on the active backend. */
-async function probe(c: Case): Promise<Record<string, number[]>> {
+/** One MoE module's delta and router losses, forward and gradients: the ops' references (`plain`) or the active backend's. */
+async function probe(c: Case, plain: boolean): Promise<Record<string, number[]>> {
+  const experts = plain ? plainRoutedExperts : routedExpertsOp.impl();
+  const gates = plain ? referenceRouterGates : routerGatesOp.impl();
+  const losses = plain ? referenceRouterLosses : routerLossesOp.impl();
   const out = tf.tidy(() => {
     const x = seeded([N, IN], 1).mul(2) as tf.Tensor2D;
     const A = seeded([IN, c.experts * c.rank], 2) as tf.Tensor2D;
@@ -47,15 +53,15 @@ async function probe(c: Case): Promise<Record<string, number[]>> {
     const fractions: tf.Tensor1D[] = [];
     const f = (xs: tf.Tensor, a: tf.Tensor, b: tf.Tensor, r: tf.Tensor) => {
       const w = { loraA: a as tf.Tensor2D, loraB: b as tf.Tensor2D, router: r as tf.Tensor2D };
-      const out = mixtureDelta(xs as tf.Tensor2D, xs as tf.Tensor2D, w, spec, 'device');
-      const aux = routerAuxLoss(out.logits!, out.mask!, { balanceCoef: 0.5, zLossCoef: 0.1, tokenMask, fractionsOut: fractions, placement: 'device' });
+      const out = mixtureDelta(xs as tf.Tensor2D, xs as tf.Tensor2D, w, spec, experts);
+      const aux = routerAuxLoss(out.logits!, out.mask!, { balanceCoef: 0.5, zLossCoef: 0.1, tokenMask, fractionsOut: fractions }, losses);
       return tf.add(tf.sum(tf.mul(out.delta, target)), aux) as tf.Scalar;
     };
     const { value, grads } = tf.valueAndGrads(f)([x, A, B, R]);
-    const mask = selectExperts(tf.matMul(x, R) as tf.Tensor2D, c.routing, 'device');
+    const mask = selectExperts(tf.matMul(x, R) as tf.Tensor2D, c.routing, gates);
     const w = { loraA: A, loraB: B, router: R };
-    const delta = mixtureDelta(x, x, w, spec, 'device').delta;
-    const aux = routerAuxLoss(tf.matMul(x, R) as tf.Tensor2D, mask, { balanceCoef: 0.5, zLossCoef: 0.1, tokenMask, placement: 'device' });
+    const delta = mixtureDelta(x, x, w, spec, experts).delta;
+    const aux = routerAuxLoss(tf.matMul(x, R) as tf.Tensor2D, mask, { balanceCoef: 0.5, zLossCoef: 0.1, tokenMask }, losses);
     return { value, mask, delta, aux, fractions: fractions[0], dx: grads[0], dA: grads[1], dB: grads[2], dRouter: grads[3] } as Record<string, tf.Tensor>;
   });
   const read = await Promise.all(Object.entries(out).map(async ([k, t]) => [k, Array.from(await t.data())] as const));
@@ -71,13 +77,13 @@ describe.skipIf(!!noAdapter)(`webgpu router kernels (skipped when no adapter: ${
   for (const c of CASES) {
     it(`match the tfjs-op forms on wasm: ${c.name}`, async () => {
       await initBackend('wasm');
-      const want = await probe(c);
+      const want = await probe(c, true);
       await initBackend('webgpu');
       tf.env().set('WEBGPU_CPU_FORWARD', false);
       const before = tf.memory().numTensors;
       let got: Record<string, number[]> = {};
       const info = await tf.profile(async () => {
-        got = await probe(c);
+        got = await probe(c, false);
       });
       expect(tf.memory().numTensors).toBe(before);
       const names = new Set(info.kernels.map((k) => k.name));
