@@ -18,9 +18,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
+import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from './limits.ts';
 import { withStderrSilenced } from './stderr.ts';
 import { installAdamW } from './webgpu-adamw.ts';
+import { installFrozenLinear } from './webgpu-frozen.ts';
 import { installRmsNorm } from './webgpu-norm.ts';
 import { installRouterKernels } from './webgpu-router.ts';
 import { installIntTranspose } from './webgpu-transpose.ts';
@@ -223,6 +225,7 @@ export async function initWebgpu(
   installAdamW(tf, mod.webgpu_util);
   installRouterKernels(tf, mod.webgpu_util);
   installRmsNorm(tf, mod.webgpu_util);
+  installFrozenLinear(tf);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {
     override write(...args: Parameters<TF.KernelBackend['write']>) {
@@ -271,6 +274,7 @@ export async function shutdownWebgpu(tf: typeof TF): Promise<void> {
   const s = session;
   session = undefined;
   if (tf.findBackend('webgpu')) tf.removeBackend('webgpu');
+  frozenLinearOp.register('webgpu', null);
   s.device.destroy();
   const g = globalThis as { navigator?: { gpu?: GPU } };
   if (g.navigator?.gpu === s.gpu) delete g.navigator.gpu;
