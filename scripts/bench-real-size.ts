@@ -5,7 +5,8 @@
  *       [--batch 8] [--seq 512] [--rows moe,forward] [--steps 3] [--warmup 1] [--dtype bfloat16]
  *       [--checkpoint] [--json FILE]
  *
- * --shape NAME builds a frozen model of src/model/real-shapes.ts's config in memory, its weight
+ * --shape NAME builds a frozen model of src/model/real-shapes.ts's config (or `tiny`, bench-train's
+ * random Llama, for a smoke run) in memory, its weight
  * matrices held outside the engine in --dtype (default bfloat16: a 7B base is 13.5 GB, not 27)
  * and filled with N(0, initializer_range) values cheaply (a block of seeded normals repeated:
  * throughput does not depend on the values, and drawing and encoding 7e9 takes most of an hour);
@@ -68,9 +69,17 @@ const rows = opt.rows!.split(',').filter(Boolean);
 for (const r of rows) if (!(ROWS as readonly string[]).includes(r)) throw new HiloError(`--rows: got "${r}"; allowed: ${ROWS.join(', ')}`);
 if (!(STORED_DTYPES as readonly string[]).includes(opt.dtype!)) throw new HiloError(`--dtype: got "${opt.dtype}"; allowed: ${STORED_DTYPES.join(' | ')}`);
 const DTYPE = opt.dtype as StoredDtype;
-for (const s of opt.shape!) if (!(s in REAL_SHAPES)) throw new HiloError(`--shape: got "${s}"; known: ${Object.keys(REAL_SHAPES).join(', ')}`);
+/** The real shapes, and `tiny` (scripts/bench-train.ts's random Llama) for a smoke run of the scripts. */
+const SHAPES: Record<string, Record<string, unknown>> = {
+  ...REAL_SHAPES,
+  tiny: {
+    model_type: 'llama', vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4, num_attention_heads: 8,
+    num_key_value_heads: 4, rope_theta: 1e4, rms_norm_eps: 1e-5, tie_word_embeddings: false, max_position_embeddings: 2048,
+  },
+};
+for (const s of opt.shape!) if (!(s in SHAPES)) throw new HiloError(`--shape: got "${s}"; known: ${Object.keys(SHAPES).join(', ')}`);
 for (const d of opt.model!) if (!fs.existsSync(`${d}/config.json`)) throw new HiloError(`--model: no config.json in ${d} (scripts/make-model-shapes.ts writes real-shape folders)`);
-if (!opt.shape!.length && !opt.model!.length) throw new HiloError('nothing to run: give --shape NAME (one of ' + Object.keys(REAL_SHAPES).join(', ') + ') or --model DIR');
+if (!opt.shape!.length && !opt.model!.length) throw new HiloError(`nothing to run: give --shape NAME (one of ${Object.keys(SHAPES).join(', ')}) or --model DIR`);
 
 /** Every projection of every layer: 4 experts, rank 8, top-2 (PEFT target_modules of all 7). */
 function moePlan(c: ModelConfig): AdapterPlan {
@@ -170,7 +179,7 @@ async function runRow(name: string, model: CausalLM, row: (typeof ROWS)[number],
 async function main(): Promise<void> {
   const info = await initBackend(opt.backend as 'webgpu');
   console.error(`backend ${info.name}: ${info.detail}; batch ${B} x ${T}, ${WARMUP} warm-up + ${STEPS} timed steps`);
-  const sources = [...opt.shape!.map((s) => ({ name: s, make: async () => shapeModel(normaliseConfig(REAL_SHAPES[s])) })),
+  const sources = [...opt.shape!.map((s) => ({ name: s, make: async () => shapeModel(normaliseConfig(SHAPES[s])) })),
     ...opt.model!.map((d) => ({ name: d, make: () => loadModel(d) }))];
   let failed = false;
   for (const src of sources) {

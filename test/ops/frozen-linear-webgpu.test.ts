@@ -12,7 +12,13 @@ import { openAdapter } from '../../src/backend/webgpu.ts';
 import { BLOCK_BYTES_ENV, blockBytes, blockRows, blocksOnDevice, releaseOnDevice } from '../../src/backend/webgpu-frozen.ts';
 import { frozenLinear, frozenLinearOp, referenceFrozenLinear, type FrozenLinearImpl } from '../../src/ops/frozen-linear.ts';
 import { encodeShared, STORED_DTYPES, type StoredDtype, type StoredMatrix } from '../../src/ops/stored.ts';
+import { injectAdapters } from '../../src/adapters/inject.ts';
+import type { AdapterPlan } from '../../src/adapters/plan.ts';
+import { loadModel } from '../../src/model/load.ts';
+import type { WeightStorage } from '../../src/model/causal-lm.ts';
+import { microBatchGradients } from '../../src/train/step.ts';
 import { values } from '../backend/matmul-helpers.ts';
+import { STORIES260K } from '../helpers/fixtures.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
 if (noAdapter) console.warn(`\n*** SKIPPING webgpu frozen-linear tests: ${noAdapter}\n`);
@@ -98,5 +104,39 @@ describe.skipIf(!!noAdapter)(`frozenLinear on webgpu against the reference (skip
     // a third of the rows a block, the last one short, and 2-byte blocks of an odd value count
     process.env[BLOCK_BYTES_ENV] = String(Math.ceil(rows / 3) * cols * (dtype === 'float32' ? 4 : 2) + 2);
     expect(await check(c)).toBe(3);
+  });
+
+  it('stories260K held outside the engine in bf16, in 8 KiB blocks, trains as the same model on the engine', async () => {
+    const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    const run = async (storage: WeightStorage) => {
+      const model = await loadModel(STORIES260K, { storage });
+      const c = model.config;
+      const mods = Object.fromEntries(targets.map((t) => [`${/gate|up|down/.test(t) ? 'mlp' : 'self_attn'}.${t}`, { experts: 4, rank: 4, topK: 2 }]));
+      const plan: AdapterPlan = {
+        method: 'moe-uniform', targetModules: targets, strategy: 'topk', topP: 0.8, alpha: 8, scaling: 'alpha/r', fixedScale: 1,
+        dropout: 0, layers: Array.from({ length: c.numLayers }, () => ({ ...mods })),
+      };
+      const adapters = injectAdapters(model, plan, { seed: 3, balanceCoef: 0.01 });
+      const ids = Int32Array.from({ length: 2 * 24 }, (_, i) => (i * 37 + 5) % c.vocabSize);
+      const batch = { inputIds: ids, attentionMask: new Float32Array(ids.length).fill(1), labels: ids, batchSize: 2, seqLen: 24 };
+      const r = await microBatchGradients(model, [...adapters.variables.values()], { kind: 'tokens', batch }, { seedParts: [0] });
+      const grads = new Map<string, Float32Array>(); // by the adapters' own names: tfjs numbers its variables per process
+      for (const [key, v] of adapters.variables) grads.set(key, (await r.grads[v.name].data()) as Float32Array);
+      tf.dispose(Object.values(r.grads));
+      const heldOutside = model.stored.size;
+      adapters.dispose();
+      model.dispose();
+      return { loss: r.loss, grads, heldOutside };
+    };
+    const engine = await run({ dtype: 'bfloat16', outside: false });
+    process.env[BLOCK_BYTES_ENV] = '8192'; // the [512, 64] embedding and tied head in 8 blocks, the MLP's [172, 64] in 3
+    const outside = await run({ dtype: 'bfloat16', outside: true });
+    expect(engine.heldOutside).toBe(0);
+    expect(outside.heldOutside).toBeGreaterThan(7 * 5); // every projection, the embedding (and head)
+    expect(Math.abs(outside.loss - engine.loss)).toBeLessThan(1e-4);
+    expect(outside.grads.size).toBe(engine.grads.size);
+    let worst = 0;
+    for (const [n, g] of engine.grads) worst = Math.max(worst, maxDiff(outside.grads.get(n)!, g) / (maxDiff(g, new Float32Array(g.length)) + 1e-12));
+    expect(worst).toBeLessThan(1e-3); // relative to each gradient's largest value
   });
 });
