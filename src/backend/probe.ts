@@ -37,7 +37,7 @@ async function probeWebgpu(): Promise<BackendStatus> {
   const { openAdapter, describeAdapter } = await import('./webgpu.ts');
   try {
     const { report } = await openAdapter();
-    const limits = `maxStorageBufferBindingSize ${report.maxStorageBufferBindingSize}, maxBufferSize ${report.maxBufferSize}`;
+    const limits = `maxStorageBufferBindingSize ${report.maxStorageBufferBindingSize}, maxBufferSize ${report.maxBufferSize}, shader-f16 ${report.shaderF16 ? 'yes' : 'no'}; weights above the binding limit go in row blocks`;
     return {
       backend: 'webgpu',
       package: 'webgpu (Dawn) + @tensorflow/tfjs-backend-webgpu',

@@ -39,6 +39,11 @@ export interface AdapterReport {
   software: boolean;
   maxStorageBufferBindingSize: number;
   maxBufferSize: number;
+  /**
+   * The adapter offers f16 arithmetic in shaders. hilo's 2-byte frozen weights do not need it
+   * (they are widened with core WGSL's unpack2x16float and accumulated in f32: webgpu-frozen.ts).
+   */
+  shaderF16: boolean;
 }
 
 /** Mesa's Vulkan loader wants a runtime dir; containers and CI often have none. */
@@ -97,6 +102,7 @@ export async function openAdapter(): Promise<OpenAdapter> {
     software: info.isFallbackAdapter || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(info.description),
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
+    shaderF16: adapter.features.has('shader-f16'),
   };
   return { gpu, adapter, report };
 }

@@ -30,7 +30,7 @@ describe('hilo doctor', () => {
     if (cuda11Absent()) expect(gpuTf.reason).toMatch(/the CUDA 11\.2 runtime tfjs-node-gpu needs is absent here: no libcudart\.so\.11\.0/);
     else expect(gpuTf.reason ?? '').not.toMatch(/is absent here/);
     if (!cpuTf.available) expect(cpuTf.reason).toMatch(/npm install @tensorflow\/tfjs-node$/);
-    if (webgpu.available) expect(webgpu.detail).toMatch(/maxStorageBufferBindingSize \d+, maxBufferSize \d+/);
+    if (webgpu.available) expect(webgpu.detail).toMatch(/maxStorageBufferBindingSize \d+, maxBufferSize \d+, shader-f16 (yes|no); weights above the binding limit go in row blocks/);
     else expect(webgpu.reason).toMatch(/no WebGPU adapter.*mesa-vulkan-drivers/);
     expect(wasm).toMatchObject({ available: true });
     expect(wasm.detail).toMatch(/SIMD: yes; threads: 1 \(HILO_WASM_THREADS.*; matrix products: (native BLAS libopenblas|XNNPACK.*no native BLAS: )/); // vitest.config sets 1
