@@ -223,14 +223,14 @@ function product(backend: WebGPUBackend, a: TF.TensorInfo, w: StoredMatrix, back
   const [inF, outF] = w.layout === 'out-in' ? [w.cols, w.rows] : [w.rows, w.cols];
   if (A !== (back ? outF : inF)) throw new Error(`${FROZEN_LINEAR_WEBGPU}: input has ${A} columns for a [${inF}, ${outF}] weight${back ? ' (backward)' : ''}`);
   const C = back ? inF : outF;
-  if (N === 0 || C === 0) return backend.makeTensorInfo([N, C], 'float32', new Float32Array(N * C));
-  if (A === 0) return backend.makeTensorInfo([N, C], 'float32', new Float32Array(N * C));
+  if (N === 0 || C === 0 || A === 0) return backend.makeTensorInfo([N, C], 'float32', new Float32Array(N * C)); // nothing to multiply: zeros
   const blocks = blocksOf(backend, w);
   const outputColumns = (w.layout === 'out-in') !== back;
   const dims = (b: Block) => [i32(N), i32(outputColumns ? w.cols : b.r1 - b.r0), i32(outputColumns ? b.r1 - b.r0 : w.cols), i32(A), i32(outputColumns ? 0 : b.r0), i32(w.cols)];
   if (outputColumns) {
     const parts = blocks.map((b) => backend.runWebGPUProgram(new BlockProductProgram(N, b.r1 - b.r0, w.dtype, true, false), [a, b.info], 'float32', dims(b)));
     if (parts.length === 1) return parts[0];
+    // tfjs's Concat takes its inputs as an array (it splits past the storage-buffer limit itself)
     const out = concat({ inputs: parts as unknown as TF.NamedTensorInfoMap, backend, attrs: { axis: 1 } }) as TF.TensorInfo;
     for (const p of parts) backend.disposeData(p.dataId);
     return out;
