@@ -99,7 +99,11 @@ function upload(backend: WebGPUBackend, m: StoredMatrix, r0: number, r1: number)
 function blocksOf(backend: WebGPUBackend, m: StoredMatrix): Block[] {
   const had = onDevice.get(m);
   if (had && had.backend === backend && had.blocks.length) return had.blocks;
-  if (had) releaseOnDevice(m); // another (re-created) backend's copies
+  if (had?.backend === backend) releaseOnDevice(m);
+  else if (had) {
+    onDevice.delete(m); // a removed backend's copies: they went with its device (shutdownWebgpu)
+    collected.unregister(m);
+  }
   const step = blockRows(m, blockBytes());
   const blocks: Block[] = [];
   for (let r0 = 0; r0 < m.rows; r0 += step) {
