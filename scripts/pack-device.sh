@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Build the tarball scripts/device-bench.sh runs on a GPU machine with no network and no Node:
 #   node/bin/node (+ the libstdc++/libgcc_s it links, used only if the host's are too old),
-#   bench-train.mjs (scripts/bench-train.ts and all of hilo + tfjs bundled by esbuild), and
+#   bench-train.mjs (scripts/bench-train.ts and all of hilo + tfjs bundled by esbuild), the same
+#   for bench-real-size.mjs (scripts/bench-real-size.ts: issue 25's real-shape rows), and
 #   replica-worker.mjs (the data-parallel replicas' worker, bundled the same way),
 #   node_modules/ with only what cannot be bundled: tfjs-backend-wasm's .wasm files (and the
 #   threaded build's factory, read as text for its worker threads), koffi with its linux-x64
 #   binary (the wasm rows use the machine's OpenBLAS if it has one: src/backend/blas.ts) and
 #   webgpu's Dawn addon for linux-x64, shared/ with stories260K (the repository's test fixture)
 #   and the PyTorch reference (from ../shared/bench, or $HILO_SHARED/bench),
-#   device-bench.sh and torch-bench-device.py, and hostlibs/ with this machine's Vulkan loader
+#   device-bench.sh, device-real-size.sh (+ device-env.sh) and torch-bench-device.py, and hostlibs/ with this machine's Vulkan loader
 #   (libvulkan.so.1, which Dawn opens) and OpenBLAS (+ libgfortran, libquadmath), which
 #   device-bench.sh uses only where the GPU machine has none of its own.
 #   scripts/pack-device.sh [OUT.tar.xz]     (default .hilo-cache/hilo-device.tar.xz, git-ignored)
@@ -35,6 +36,11 @@ done
   --external:webgpu --external:koffi --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
   --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; import { fileURLToPath as __hiloPath } from 'node:url'; const require = __hiloCreateRequire(import.meta.url); const __filename = __hiloPath(import.meta.url); const __dirname = __hiloPath(new URL('.', import.meta.url));" \
   --log-level=warning --outfile="$D/bench-train.mjs"
+# issue 25's real-shape rows (scripts/device-real-size.sh), bundled the same way
+"$ROOT/node_modules/.bin/esbuild" "$ROOT/scripts/bench-real-size.ts" --bundle --platform=node --format=esm --target=node20 \
+  --external:webgpu --external:koffi --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
+  --banner:js="import { createRequire as __hiloCreateRequire } from 'node:module'; import { fileURLToPath as __hiloPath } from 'node:url'; const require = __hiloCreateRequire(import.meta.url); const __filename = __hiloPath(import.meta.url); const __dirname = __hiloPath(new URL('.', import.meta.url));" \
+  --log-level=warning --outfile="$D/bench-real-size.mjs"
 # Data-parallel replicas (src/train/replicas.ts) start their worker from replica-boot.mjs beside
 # the code that starts them: here the bundled worker, with the same banner.
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/src/train/replica-worker.ts" --bundle --platform=node --format=esm --target=node20 \
@@ -60,7 +66,7 @@ cp -r "$G/dist/linux-x64" "$D/node_modules/webgpu/dist/"
 
 cp -r "$ROOT/test/fixtures/models/stories260K" "$D/shared/models/"
 cp "$SHARED"/bench/{torch_train_bench.py,ref_model.py,ref_moe.py} "$D/shared/bench/"
-cp "$ROOT/scripts/device-bench.sh" "$ROOT/scripts/torch-bench-device.py" "$D/"
+cp "$ROOT"/scripts/{device-env.sh,device-bench.sh,device-real-size.sh,torch-bench-device.py} "$D/"
 # Shared libraries the GPU machine may lack, each in its own folder so device-bench.sh can add
 # exactly the ones missing there to LD_LIBRARY_PATH.
 hostlib() { # folder, library names...

@@ -4,7 +4,7 @@
  * and never changes the active backend except to check that wasm instantiates.
  */
 import { AUTO_ORDER } from './index.ts';
-import { TENSORFLOW_PACKAGES, loadTensorflowPackage } from './tensorflow.ts';
+import { TENSORFLOW_PACKAGES, cuda11Absent, loadTensorflowPackage } from './tensorflow.ts';
 
 export interface BackendStatus {
   /** The --backend value that selects it. */
@@ -24,7 +24,11 @@ async function probeTensorflow(): Promise<BackendStatus[]> {
   const rows: BackendStatus[] = [];
   for (const pkg of TENSORFLOW_PACKAGES) {
     const why = await loadTensorflowPackage(pkg);
-    rows.push(why ? { backend: 'tensorflow', package: pkg, available: false, reason: why } : { backend: 'tensorflow', package: pkg, available: true, detail: 'libtensorflow loaded' });
+    // installed or not, say whether its CUDA runtime is here: without it the GPU build runs on the CPU
+    const cuda = pkg.endsWith('-gpu') ? cuda11Absent() : null;
+    rows.push(why
+      ? { backend: 'tensorflow', package: pkg, available: false, reason: cuda ? `${why}. And ${cuda}` : why }
+      : { backend: 'tensorflow', package: pkg, available: true, detail: 'libtensorflow loaded', ...(cuda && { reason: cuda }) });
   }
   return rows;
 }
@@ -33,7 +37,7 @@ async function probeWebgpu(): Promise<BackendStatus> {
   const { openAdapter, describeAdapter } = await import('./webgpu.ts');
   try {
     const { report } = await openAdapter();
-    const limits = `maxStorageBufferBindingSize ${report.maxStorageBufferBindingSize}, maxBufferSize ${report.maxBufferSize}`;
+    const limits = `maxStorageBufferBindingSize ${report.maxStorageBufferBindingSize}, maxBufferSize ${report.maxBufferSize}, shader-f16 ${report.shaderF16 ? 'yes' : 'no'}; weights above the binding limit go in row blocks`;
     return {
       backend: 'webgpu',
       package: 'webgpu (Dawn) + @tensorflow/tfjs-backend-webgpu',

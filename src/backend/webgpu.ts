@@ -18,9 +18,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
+import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from './limits.ts';
 import { withStderrSilenced } from './stderr.ts';
 import { installAdamW } from './webgpu-adamw.ts';
+import { installFrozenLinear } from './webgpu-frozen.ts';
 import { installRmsNorm } from './webgpu-norm.ts';
 import { installRouterKernels } from './webgpu-router.ts';
 import { installIntTranspose } from './webgpu-transpose.ts';
@@ -37,6 +39,11 @@ export interface AdapterReport {
   software: boolean;
   maxStorageBufferBindingSize: number;
   maxBufferSize: number;
+  /**
+   * The adapter offers f16 arithmetic in shaders. hilo's 2-byte frozen weights do not need it
+   * (they are widened with core WGSL's unpack2x16float and accumulated in f32: webgpu-frozen.ts).
+   */
+  shaderF16: boolean;
 }
 
 /** Mesa's Vulkan loader wants a runtime dir; containers and CI often have none. */
@@ -95,6 +102,7 @@ export async function openAdapter(): Promise<OpenAdapter> {
     software: info.isFallbackAdapter || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(info.description),
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
+    shaderF16: adapter.features.has('shader-f16'),
   };
   return { gpu, adapter, report };
 }
@@ -223,6 +231,7 @@ export async function initWebgpu(
   installAdamW(tf, mod.webgpu_util);
   installRouterKernels(tf, mod.webgpu_util);
   installRmsNorm(tf, mod.webgpu_util);
+  installFrozenLinear(tf);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {
     override write(...args: Parameters<TF.KernelBackend['write']>) {
@@ -271,6 +280,7 @@ export async function shutdownWebgpu(tf: typeof TF): Promise<void> {
   const s = session;
   session = undefined;
   if (tf.findBackend('webgpu')) tf.removeBackend('webgpu');
+  frozenLinearOp.register('webgpu', null);
   s.device.destroy();
   const g = globalThis as { navigator?: { gpu?: GPU } };
   if (g.navigator?.gpu === s.gpu) delete g.navigator.gpu;

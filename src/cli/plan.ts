@@ -53,10 +53,11 @@ export const command: CommandModule = {
     const { resolveDataParallel } = await import('../train/replicas.ts');
     const engine = backend === 'auto' ? 'wasm' : backend;
     const full = recipe.adapter.method === 'none';
-    // the frozen weights leave the heap where wasm will have its BLAS frozen-linear kernel
+    // the frozen weights leave the heap where the backend will have a frozen-linear kernel: wasm
+    // with its BLAS, webgpu (in row blocks on the GPU: src/backend/webgpu-frozen.ts)
     const { heapWeightsCap, storageFor } = await import('../model/load.ts');
     const { loadBlas } = await import('../backend/blas.ts');
-    const kernel = engine === 'wasm' && loadBlas().blas !== null;
+    const kernel = engine === 'webgpu' || (engine === 'wasm' && loadBlas().blas !== null);
     const storage = storageFor(config, { trainable: full, dtype: recipe.model.dtype, cap: heapWeightsCap(process.env, kernel) });
     const input = memoryInputForRecipe(recipe, config, full ? null : plan, {
       backend: engine, mode: 'train', fullTraining: full, storage,

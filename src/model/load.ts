@@ -38,9 +38,9 @@ export const HEAP_WEIGHTS_MIB = 128;
 /**
  * Bytes of float32 weight matrices a frozen model may keep as engine tensors; larger ones are held
  * outside (src/ops/stored.ts). HILO_HEAP_WEIGHTS (MiB) sets it; by default HEAP_WEIGHTS_MIB where
- * the active backend registered a frozen linear (wasm with a native BLAS; `registered` says so
- * before a backend starts), else unbounded: a GPU
- * backend wants its weights on the device, and the reference op would decode them every product.
+ * the active backend registered a frozen linear (wasm with a native BLAS; webgpu, which puts them
+ * on the GPU in row blocks within one binding; `registered` says so before a backend starts),
+ * else unbounded: the reference op would decode them every product.
  */
 export function heapWeightsCap(env: NodeJS.ProcessEnv = process.env, registered = frozenLinearOp.registered() !== undefined): number {
   const raw = env.HILO_HEAP_WEIGHTS?.trim();
