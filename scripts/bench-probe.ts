@@ -9,9 +9,10 @@
  * --probes: alpha-hill (default), grad-sensitivity, activation-rank, depth. The data probes load
  *   the model (tfjs wasm) and run on random token batches of --batches x --batch-size x --seq.
  * --engines: lapack and/or js, for alpha-hill. --workers: worker-thread counts for alpha-hill.
- * --breakdown: also time one matrix of each distinct shape on one thread: read + widen, Gram
- *   product, eigenvalues and Hill fit, apart (wall and CPU seconds: on a shared machine the CPU
- *   time is what the phase costs), and the eigenvalues again on all of OpenBLAS's threads.
+ * --breakdown: also time one matrix of each distinct shape on one thread: read (decoded to
+ *   float32), the float64 Gram product (widened blocks) and the float32 one (what bf16/f16
+ *   weights take), eigenvalues and Hill fit, apart (wall and CPU seconds: on a shared machine the
+ *   CPU time is what the phase costs), and the eigenvalues again on all of OpenBLAS's threads.
  * Random-init folders in real shapes: scripts/make-model-shapes.ts.
  */
 import { spawnSync } from 'node:child_process';
@@ -26,6 +27,7 @@ import { alphaHillMatrices } from '../src/probe/alpha-hill.ts';
 import { alphaHillFromDir, matrixCost } from '../src/probe/alpha-hill-dir.ts';
 import { hillAlpha } from '../src/probe/hill.ts';
 import { clock } from '../src/probe/progress.ts';
+import { gramSpectrum, lapackGram, lapackGram32 } from '../src/probe/spectrum.ts';
 import { checkpointTensors, readMatrix } from '../src/probe/weights.ts';
 import type { ProbeKind } from '../src/probe/types.ts';
 
@@ -135,24 +137,19 @@ function breakdown(model: string): Array<Record<string, number | string>> {
   };
   return [...seen].map(([shape, module]) => {
     lapack.threads?.setThreads(1);
-    const [wide, readS, readCpuS] = timed(() => {
-      const w = readMatrix(locate(module));
-      return { rows: w.rows, cols: w.cols, data: Float64Array.from(w.data as Float32Array) };
-    });
-    const small = Math.min(wide.rows, wide.cols);
-    const gramOf = () => {
-      const gram = new Float64Array(small * small);
-      if (wide.cols <= wide.rows) lapack.gram(true, wide.cols, wide.rows, wide.data, wide.cols, gram, 0);
-      else lapack.gram(false, wide.rows, wide.cols, wide.data, wide.cols, gram, 0);
-      return gram;
-    };
-    const [gram, gramS, gramCpuS] = timed(gramOf);
-    const [eig, eigS, eigCpuS] = timed(() => lapack.eigenvalues(gram, small));
-    const [, fitS] = timed(() => hillAlpha(eig.map((x) => Math.max(0, x))));
+    const [w, readS, readCpuS] = timed(() => readMatrix(locate(module)));
+    const small = Math.min(w.rows, w.cols);
+    const [gram, gramS, gramCpuS] = timed(() => lapackGram(w, lapack));
+    const [, gram32S, gram32CpuS] = timed(() => lapackGram32(w, lapack));
+    const [eig, eigS, eigCpuS] = timed(() => gramSpectrum(gram, small, lapack));
+    const [, fitS] = timed(() => hillAlpha(eig));
     lapack.threads?.setThreads(threads);
-    const again = gramOf();
+    const again = lapackGram(w, lapack);
     const [, eigAllS] = timed(() => lapack.eigenvalues(again, small));
-    return { shape, module, readS, readCpuS, gramS, gramCpuS, eigS, eigCpuS, fitS, eigAllThreadsS: eigAllS, threads, cost: matrixCost(wide.rows, wide.cols) };
+    return {
+      shape, module, dtype: w.dtype, readS, readCpuS, gramS, gramCpuS, gram32S, gram32CpuS, eigS, eigCpuS, fitS,
+      eigAllThreadsS: eigAllS, threads, cost: matrixCost(w.rows, w.cols),
+    };
   });
 }
 
@@ -173,10 +170,11 @@ if (values.row) {
     if (values.breakdown) {
       breakdowns[model] = breakdown(model);
       console.log(`${model}: one matrix per shape, one thread`);
-      console.log(table(['shape', 'module', '', 'read s (CPU)', 'Gram s (CPU)', 'eig s (CPU)', 'fit s', `eig s, ${breakdowns[model][0].threads} threads`],
+      console.log(table(['shape', 'module', 'dtype', 'read s (CPU)', 'f64 Gram s (CPU)', 'f32 Gram s (CPU)', 'eig s (CPU)', 'fit s', `eig s, ${breakdowns[model][0].threads} threads`],
         breakdowns[model].map((b) => {
           const f = (k: string) => (b[k] as number).toFixed(2);
-          return [String(b.shape), String(b.module), '', `${f('readS')} (${f('readCpuS')})`, `${f('gramS')} (${f('gramCpuS')})`, `${f('eigS')} (${f('eigCpuS')})`, f('fitS'), f('eigAllThreadsS')];
+          return [String(b.shape), String(b.module), String(b.dtype), `${f('readS')} (${f('readCpuS')})`, `${f('gramS')} (${f('gramCpuS')})`,
+            `${f('gram32S')} (${f('gram32CpuS')})`, `${f('eigS')} (${f('eigCpuS')})`, f('fitS'), f('eigAllThreadsS')];
         })));
     }
     for (const probe of list(values.probes) as ProbeKind[]) {

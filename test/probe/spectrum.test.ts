@@ -176,6 +176,14 @@ describe('alpha-hill on a directory', () => {
     expect(Object.keys(r.modules[4])).toEqual(Object.keys(reference.modules[4]));
   });
 
+  it('2 workers give exactly the fits of this thread (both OpenBLAS on one thread)', async () => {
+    const one = await alphaHillFromDir(config, dir, { workers: 1 });
+    const two = await alphaHillFromDir(config, dir, { workers: 2 });
+    expect(two.engine).toMatch(/2 workers$/);
+    expect(two.fits).toEqual(one.fits);
+    expect(two.layers).toEqual(one.layers);
+  });
+
   it('the JS path in workers is the JS path', async () => {
     const r = await alphaHillFromDir(config, dir, { workers: 2, native: false });
     expect(r.engine).toBe('the JS eigensolver (native: false), 2 workers');
