@@ -21,24 +21,16 @@ import type { Batch } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
 import { layerPrefix, moduleShapes } from '../model/shapes.ts';
 import type { CausalLM, ForwardContext, LinearModule } from '../model/types.ts';
-import { microBatches, PASS_TOKENS } from './calibration.ts';
+import { layersPerForward, microBatches, PASS_TOKENS } from './passes.ts';
 
 /** Thrown by the group's last recorder to end a forward early (the later layers and the head are not needed). */
 const STOP = new Error('activation-rank: forward stopped after the last recorded layer');
-
-/** Default memory for the layers' Gram matrices alive at once (a group of layers per forward). */
-export const GRAM_BYTES = 512 * 2 ** 20;
 
 export interface ActivationRankOptions {
   /** Most tokens one forward pass takes; larger batches are split (default PASS_TOKENS). */
   maxTokensPerPass?: number;
   /** Bytes of float64 Gram matrices alive at once (default GRAM_BYTES; at least one layer's). */
   gramBytes?: number;
-}
-
-/** Layers whose Grams one forward builds: as many d x d float64 matrices as `gramBytes` holds, at least 1. */
-export function layersPerForward(d: number, layers: number, gramBytes = GRAM_BYTES): number {
-  return Math.max(1, Math.min(layers, Math.floor(gramBytes / (8 * d * d))));
 }
 
 /** exp(entropy of sigma / sum sigma) from the eigenvalues of a Gram matrix (= sigma^2). */

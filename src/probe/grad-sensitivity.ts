@@ -20,7 +20,8 @@ import { HiloError } from '../errors.ts';
 import { layerPrefix, moduleShapes } from '../model/shapes.ts';
 import type { CausalLM, FrozenLinear, LinearModule } from '../model/types.ts';
 import { decodeRows, type StoredMatrix } from '../ops/stored.ts';
-import { batchLoss, microBatches, PASS_TOKENS } from './calibration.ts';
+import { batchLoss } from './calibration.ts';
+import { microBatches, PASS_TOKENS } from './passes.ts';
 
 export interface LayerScores {
   layers: number[];
