@@ -10,7 +10,11 @@
  * output is tapped (an identity whose gradient records dy = dL/dy), and dL/dW = x^T dy is formed
  * from the tapped input x a block of rows at a time and folded into sum |W * dL/dW| at once, so
  * no weight gradient is ever held whole. This works for weights held outside the tensor engine
- * (src/ops/stored.ts, read in their own dtype) as for engine variables.
+ * (src/ops/stored.ts, read in their own dtype) as for engine variables. The pass runs with
+ * gradient checkpointing (src/model/checkpoint-layer.ts): only each layer's input rows are kept
+ * and a layer is run again in the backward, where its taps fire, so a pass's memory is one
+ * layer's activations, not every layer's (without it, a pass of 1024 tokens through SmolLM2-135M
+ * overflows the wasm heap); the price is one more forward.
  * gradSensitivityReference is the definition the taps are tested against: tfjs's variable
  * gradients, one layer's kernels at a time (one backward per layer per batch; engine weights only).
  */
@@ -18,7 +22,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
 import { layerPrefix, moduleShapes } from '../model/shapes.ts';
-import type { CausalLM, FrozenLinear, LinearModule } from '../model/types.ts';
+import type { CausalLM, ForwardContext, FrozenLinear, LinearModule } from '../model/types.ts';
 import { decodeRows, type StoredMatrix } from '../ops/stored.ts';
 import { batchLoss } from './calibration.ts';
 import { microBatches, PASS_TOKENS } from './passes.ts';
@@ -111,19 +115,28 @@ export function gradSensitivityScores(model: CausalLM, batches: readonly Batch[]
   const d = tf.tidy(() => tf.variable(tf.scalar(0), true));
   const originals = new Map<string, LinearModule>();
   try {
-    mods.forEach(({ name, base }, i) => {
+    mods.forEach(({ l, name, base }, i) => {
       const inner = model.modules.get(name)!;
       originals.set(name, inner);
-      model.modules.set(name, {
+      const tap: LinearModule & { variables?: () => tf.Variable[] } = {
         inFeatures: inner.inFeatures,
         outFeatures: inner.outFeatures,
         forward: (x, ctx) => tapped(x, inner.forward(x, ctx), d, (xs, dy) => (sums[i] += weightGradAbsSum(base, xs, dy))),
-      });
+      };
+      // a checkpointed layer is an op of its input and the trainables its modules list: listing d
+      // (once a layer) puts every layer on the path from d to the loss, so the backward runs them
+      if (mods.findIndex((m) => m.l === l) === i) tap.variables = () => [d];
+      model.modules.set(name, tap);
     });
     for (const batch of passes) {
-      const { value, grads } = tf.variableGrads(() => batchLoss(model, batch), [d]);
-      value.dispose();
-      tf.dispose(Object.values(grads));
+      const ctx: ForwardContext = { training: true, auxLosses: [], checkpointLayers: true };
+      try {
+        const { value, grads } = tf.variableGrads(() => batchLoss(model, batch, ctx), [d]);
+        value.dispose();
+        tf.dispose(Object.values(grads));
+      } finally {
+        tf.dispose(ctx.auxLosses); // each checkpointed layer's (zero) router loss
+      }
     }
   } finally {
     for (const [name, m] of originals) model.modules.set(name, m);
