@@ -9,9 +9,12 @@
  * --probes: alpha-hill (default), grad-sensitivity, activation-rank, depth. The data probes load
  *   the model (tfjs wasm) and run on random token batches of --batches x --batch-size x --seq.
  * --engines: lapack and/or js, for alpha-hill. --workers: worker-thread counts for alpha-hill.
- * --breakdown: also time one matrix of each distinct shape on one thread: read + widen, Gram
- *   product, eigenvalues and Hill fit, apart (wall and CPU seconds: on a shared machine the CPU
- *   time is what the phase costs), and the eigenvalues again on all of OpenBLAS's threads.
+ * --breakdown: also time one matrix of each distinct shape on one thread: read (decoded to
+ *   float32), the float64 Gram product (widened blocks) and the float32 one (what bf16/f16
+ *   weights take), eigenvalues and Hill fit, apart (wall and CPU seconds: on a shared machine the
+ *   CPU time is what the phase costs), and the eigenvalues again on all of OpenBLAS's threads.
+ * --gram-check: every matrix's alpha from the float32 Gram product (what bf16/f16 weights take)
+ *   against the float64 one, on the values rounded to bf16: the largest relative difference.
  * Random-init folders in real shapes: scripts/make-model-shapes.ts.
  */
 import { spawnSync } from 'node:child_process';
@@ -26,6 +29,8 @@ import { alphaHillMatrices } from '../src/probe/alpha-hill.ts';
 import { alphaHillFromDir, matrixCost } from '../src/probe/alpha-hill-dir.ts';
 import { hillAlpha } from '../src/probe/hill.ts';
 import { clock } from '../src/probe/progress.ts';
+import { roundTo } from '../src/ops/stored.ts';
+import { gramSpectrum, lapackGram, lapackGram32 } from '../src/probe/spectrum.ts';
 import { checkpointTensors, readMatrix } from '../src/probe/weights.ts';
 import type { ProbeKind } from '../src/probe/types.ts';
 
@@ -55,6 +60,7 @@ const { values, positionals } = parseArgs({
     engines: { type: 'string', default: 'lapack' },
     workers: { type: 'string', default: String(os.availableParallelism()) },
     breakdown: { type: 'boolean', default: false },
+    'gram-check': { type: 'boolean', default: false },
     batches: { type: 'string', default: '4' },
     'batch-size': { type: 'string', default: '8' },
     seq: { type: 'string', default: '128' },
@@ -135,25 +141,49 @@ function breakdown(model: string): Array<Record<string, number | string>> {
   };
   return [...seen].map(([shape, module]) => {
     lapack.threads?.setThreads(1);
-    const [wide, readS, readCpuS] = timed(() => {
-      const w = readMatrix(locate(module));
-      return { rows: w.rows, cols: w.cols, data: Float64Array.from(w.data as Float32Array) };
-    });
-    const small = Math.min(wide.rows, wide.cols);
-    const gramOf = () => {
-      const gram = new Float64Array(small * small);
-      if (wide.cols <= wide.rows) lapack.gram(true, wide.cols, wide.rows, wide.data, wide.cols, gram, 0);
-      else lapack.gram(false, wide.rows, wide.cols, wide.data, wide.cols, gram, 0);
-      return gram;
-    };
-    const [gram, gramS, gramCpuS] = timed(gramOf);
-    const [eig, eigS, eigCpuS] = timed(() => lapack.eigenvalues(gram, small));
-    const [, fitS] = timed(() => hillAlpha(eig.map((x) => Math.max(0, x))));
+    const [w, readS, readCpuS] = timed(() => readMatrix(locate(module)));
+    const small = Math.min(w.rows, w.cols);
+    const [gram, gramS, gramCpuS] = timed(() => lapackGram(w, lapack));
+    const [, gram32S, gram32CpuS] = timed(() => lapackGram32(w, lapack));
+    const [eig, eigS, eigCpuS] = timed(() => gramSpectrum(gram, small, lapack));
+    const [, fitS] = timed(() => hillAlpha(eig));
     lapack.threads?.setThreads(threads);
-    const again = gramOf();
+    const again = lapackGram(w, lapack);
     const [, eigAllS] = timed(() => lapack.eigenvalues(again, small));
-    return { shape, module, readS, readCpuS, gramS, gramCpuS, eigS, eigCpuS, fitS, eigAllThreadsS: eigAllS, threads, cost: matrixCost(wide.rows, wide.cols) };
+    return {
+      shape, module, dtype: w.dtype, readS, readCpuS, gramS, gramCpuS, gram32S, gram32CpuS, eigS, eigCpuS, fitS,
+      eigAllThreadsS: eigAllS, threads, cost: matrixCost(w.rows, w.cols),
+    };
   });
+}
+
+/** Largest relative alpha difference, float32 against float64 Gram product, over every matrix of `model` rounded to bf16. */
+function gramCheck(model: string): { matrices: number; maxRelAlpha: number; worst: string; tailsDiffer: number; gram64CpuS: number; gram32CpuS: number } {
+  const lapack = loadLapack().lapack;
+  if (!lapack) throw new Error('--gram-check needs LAPACK');
+  lapack.threads?.setThreads(1);
+  const config = readModelConfig(model);
+  const locate = checkpointTensors(model, config);
+  const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+  const out = { matrices: 0, maxRelAlpha: 0, worst: '', tailsDiffer: 0, gram64CpuS: 0, gram32CpuS: 0 };
+  for (const m of alphaHillMatrices(config)) {
+    const r = readMatrix(locate(m.module));
+    const w = { ...r, data: roundTo(r.data, 'bfloat16') };
+    const n = Math.min(w.rows, w.cols);
+    let c = cpu();
+    const g64 = lapackGram(w, lapack);
+    out.gram64CpuS += cpu() - c;
+    c = cpu();
+    const g32 = lapackGram32(w, lapack);
+    out.gram32CpuS += cpu() - c;
+    const a = hillAlpha(gramSpectrum(g64, n, lapack));
+    const b = hillAlpha(gramSpectrum(g32, n, lapack));
+    const d = Math.abs(b.alpha - a.alpha) / Math.abs(a.alpha);
+    if (d > out.maxRelAlpha) [out.maxRelAlpha, out.worst] = [d, m.module];
+    if (a.tail !== b.tail) out.tailsDiffer++;
+    out.matrices++;
+  }
+  return out;
 }
 
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -169,14 +199,20 @@ if (values.row) {
   if (positionals.length === 0) throw new Error('usage: npx tsx scripts/bench-probe.ts MODEL_DIR... (see the file comment)');
   const rows: Array<Row & Measured> = [];
   const breakdowns: Record<string, Array<Record<string, number | string>>> = {};
+  const gramChecks: Record<string, ReturnType<typeof gramCheck>> = {};
   for (const model of positionals.map((p) => path.resolve(p))) {
+    if (values['gram-check']) {
+      gramChecks[model] = gramCheck(model);
+      console.log(`${model}: float32 against float64 Gram product, bf16 values: ${JSON.stringify(gramChecks[model])}`);
+    }
     if (values.breakdown) {
       breakdowns[model] = breakdown(model);
       console.log(`${model}: one matrix per shape, one thread`);
-      console.log(table(['shape', 'module', '', 'read s (CPU)', 'Gram s (CPU)', 'eig s (CPU)', 'fit s', `eig s, ${breakdowns[model][0].threads} threads`],
+      console.log(table(['shape', 'module', 'dtype', 'read s (CPU)', 'f64 Gram s (CPU)', 'f32 Gram s (CPU)', 'eig s (CPU)', 'fit s', `eig s, ${breakdowns[model][0].threads} threads`],
         breakdowns[model].map((b) => {
           const f = (k: string) => (b[k] as number).toFixed(2);
-          return [String(b.shape), String(b.module), '', `${f('readS')} (${f('readCpuS')})`, `${f('gramS')} (${f('gramCpuS')})`, `${f('eigS')} (${f('eigCpuS')})`, f('fitS'), f('eigAllThreadsS')];
+          return [String(b.shape), String(b.module), String(b.dtype), `${f('readS')} (${f('readCpuS')})`, `${f('gramS')} (${f('gramCpuS')})`,
+            `${f('gram32S')} (${f('gram32CpuS')})`, `${f('eigS')} (${f('eigCpuS')})`, f('fitS'), f('eigAllThreadsS')];
         })));
     }
     for (const probe of list(values.probes) as ProbeKind[]) {
@@ -211,6 +247,7 @@ if (values.row) {
         ...r, model: path.basename(r.model), ...(r.probe === 'alpha-hill' ? {} : { batches, batchSize, seq }),
       })),
       breakdown: Object.fromEntries(Object.entries(breakdowns).map(([k, v]) => [path.basename(k), v])),
+      gramCheck: Object.fromEntries(Object.entries(gramChecks).map(([k, v]) => [path.basename(k), v])),
     };
     fs.writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
   }

@@ -21,6 +21,11 @@ export interface Lapack {
    */
   gram(trans: boolean, n: number, k: number, a: Float64Array, lda: number, c: Float64Array, beta: 0 | 1): void;
   /**
+   * The same product in float32 (BLAS's ssyrk: twice the rate of dsyrk on AVX-512, half the
+   * memory). `a` may be a subarray view: BLAS reads from its first element.
+   */
+  gram32(trans: boolean, n: number, k: number, a: Float32Array, lda: number, c: Float32Array, beta: 0 | 1): void;
+  /**
    * Eigenvalues, ascending, of the symmetric n x n matrix whose upper triangle (row-major) `a`
    * holds; `a` is overwritten.
    */
@@ -47,6 +52,9 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
   const lib = koffi.load(file);
   const syrk = lib.func(
     'void cblas_dsyrk(int order, int uplo, int trans, int n, int k, double alpha, void *a, int lda, double beta, void *c, int ldc)',
+  );
+  const ssyrk = lib.func(
+    'void cblas_ssyrk(int order, int uplo, int trans, int n, int k, float alpha, void *a, int lda, float beta, void *c, int ldc)',
   );
   const signature = (name: string) =>
     `void ${name}(const char *jobz, const char *uplo, int *n, void *a, int *lda, void *w, void *work, ` +
@@ -85,9 +93,14 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
     if (n === 0) return;
     syrk(ROW_MAJOR, UPPER, trans ? TRANS : NO_TRANS, n, k, 1, a, lda, beta, c, n);
   };
+  const gram32: Lapack['gram32'] = (trans, n, k, a, lda, c, beta) => {
+    if (n === 0) return;
+    ssyrk(ROW_MAJOR, UPPER, trans ? TRANS : NO_TRANS, n, k, 1, a, lda, beta, c, n);
+  };
   const ob = openblasControls(lib);
   return {
     gram,
+    gram32,
     eigenvalues,
     threads: ob && { getThreads: ob.getThreads, setThreads: ob.setThreads },
     detail: `${file}, ${solver}`,
@@ -100,7 +113,7 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
  */
 export function loadLapack(env: NodeJS.ProcessEnv = process.env): LapackResult {
   try {
-    const found = loadNativeLibrary(env, 'cblas_dsyrk and dsyevd_', bind);
+    const found = loadNativeLibrary(env, 'cblas_dsyrk, cblas_ssyrk and dsyevd_', bind);
     return found.value ? { lapack: found.value } : { lapack: null, reason: found.reason };
   } catch (e) {
     return { lapack: null, reason: (e as Error).message };

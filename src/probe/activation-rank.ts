@@ -8,6 +8,11 @@
  * (a float32 Gram loses the small singular values the entropy depends on), whose eigenvalues
  * give sigma^2; both through LAPACK where it loads (src/backend/lapack.ts), else in JS.
  * The inputs are recorded by temporarily wrapping the model.modules entries (restored after).
+ *
+ * At real size: each pass holds at most a capped number of tokens (calibration.ts's microBatches;
+ * splitting a batch changes nothing here, the Gram is a sum over rows), and the layers' float64
+ * Grams (d^2 x 8 bytes each: 134 MB at d = 4096) are built a group of layers at a time within
+ * GRAM_BYTES, one more forward over the calibration data per group.
  */
 import * as tf from '@tensorflow/tfjs';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
@@ -16,6 +21,17 @@ import type { Batch } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
 import { layerPrefix, moduleShapes } from '../model/shapes.ts';
 import type { CausalLM, ForwardContext, LinearModule } from '../model/types.ts';
+import { layersPerForward, microBatches, PASS_TOKENS } from './passes.ts';
+
+/** Thrown by the group's last recorder to end a forward early (the later layers and the head are not needed). */
+const STOP = new Error('activation-rank: forward stopped after the last recorded layer');
+
+export interface ActivationRankOptions {
+  /** Most tokens one forward pass takes; larger batches are split (default PASS_TOKENS). */
+  maxTokensPerPass?: number;
+  /** Bytes of float64 Gram matrices alive at once (default GRAM_BYTES; at least one layer's). */
+  gramBytes?: number;
+}
 
 /** exp(entropy of sigma / sum sigma) from the eigenvalues of a Gram matrix (= sigma^2). */
 export function effectiveRankFromGram(eigenvalues: ArrayLike<number>): number {
@@ -73,44 +89,57 @@ function symmetricEigenvalues(gram: Float64Array, d: number, lapack: Lapack | nu
  */
 export function activationRankScores(
   model: CausalLM, batches: readonly Batch[], inputModule?: string, lapack: Lapack | null = loadLapack().lapack,
+  opts: ActivationRankOptions = {},
 ): { layers: number[]; inputModule: string } {
   if (batches.length === 0) throw new HiloError('activation-rank: no calibration batches; recipe.adapter.calibration.batches must be >= 1');
   const shapes = moduleShapes(model.config);
   const path = inputModule ?? Object.keys(shapes[0])[0];
   const L = model.config.numLayers;
   const d = shapes[0][path].in;
-  const grams = Array.from({ length: L }, () => new Float64Array(d * d));
-  const pending: Array<{ l: number; x: tf.Tensor2D }> = [];
-  const originals = new Map<string, LinearModule>();
-  for (let l = 0; l < L; l++) {
-    const name = `${layerPrefix(model.config, l)}.${path}`;
-    const inner = model.modules.get(name)!;
-    originals.set(name, inner);
-    const recorder: LinearModule = {
-      inFeatures: inner.inFeatures,
-      outFeatures: inner.outFeatures,
-      forward(x: tf.Tensor2D, ctx?: ForwardContext): tf.Tensor2D {
-        pending.push({ l, x: tf.keep(tf.clone(x)) }); // [N, in], read after the forward
-        return inner.forward(x, ctx);
-      },
-    };
-    model.modules.set(name, recorder);
-  }
-  try {
-    for (const b of batches) {
-      tf.tidy(() => {
-        model.forward(tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32'), {
-          attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen]),
-        });
-      });
-      for (const { l, x } of pending.splice(0)) {
-        addRowsToGram(grams[l], x.dataSync(), b.attentionMask, d, lapack);
-        x.dispose();
-      }
+  const passes = microBatches(batches, opts.maxTokensPerPass ?? PASS_TOKENS);
+  const group = layersPerForward(d, L, opts.gramBytes);
+  const ranks: number[] = [];
+  for (let first = 0; first < L; first += group) {
+    const last = Math.min(L, first + group);
+    const grams = Array.from({ length: last - first }, () => new Float64Array(d * d));
+    const pending: Array<{ l: number; x: tf.Tensor2D }> = [];
+    const originals = new Map<string, LinearModule>();
+    for (let l = first; l < last; l++) {
+      const name = `${layerPrefix(model.config, l)}.${path}`;
+      const inner = model.modules.get(name)!;
+      originals.set(name, inner);
+      const recorder: LinearModule = {
+        inFeatures: inner.inFeatures,
+        outFeatures: inner.outFeatures,
+        forward(x: tf.Tensor2D, ctx?: ForwardContext): tf.Tensor2D {
+          pending.push({ l, x: tf.keep(tf.clone(x)) }); // [N, in], read after the forward
+          if (l === last - 1) throw STOP; // nothing past the group's last input is needed
+          return inner.forward(x, ctx);
+        },
+      };
+      model.modules.set(name, recorder);
     }
-  } finally {
-    for (const [name, m] of originals) model.modules.set(name, m);
-    tf.dispose(pending.map((p) => p.x));
+    try {
+      for (const b of passes) {
+        try {
+          tf.tidy(() => {
+            model.forward(tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32'), {
+              attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen]),
+            });
+          });
+        } catch (e) {
+          if (e !== STOP) throw e; // tidy has freed the forward's tensors either way
+        }
+        for (const { l, x } of pending.splice(0)) {
+          addRowsToGram(grams[l - first], x.dataSync(), b.attentionMask, d, lapack);
+          x.dispose();
+        }
+      }
+    } finally {
+      for (const [name, m] of originals) model.modules.set(name, m);
+      tf.dispose(pending.map((p) => p.x));
+    }
+    for (const g of grams) ranks.push(effectiveRankFromGram(symmetricEigenvalues(g, d, lapack)));
   }
-  return { layers: grams.map((g) => effectiveRankFromGram(symmetricEigenvalues(g, d, lapack))), inputModule: path };
+  return { layers: ranks, inputModule: path };
 }

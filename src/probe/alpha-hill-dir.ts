@@ -50,10 +50,11 @@ export function matrixCost(rows: number, cols: number): number {
 
 /**
  * Memory one thread holds while fitting the largest matrix: its stored bytes (up to 4 a value
- * read) and float32 copy, the float64 Gram matrix and the widening block (spectrum.ts).
+ * read) and float32 copy, the float64 Gram matrix and either the widening block (float64
+ * product) or a float32 block Gram (float32 product of half-precision weights; spectrum.ts).
  */
 export function bytesPerMatrix(matrices: readonly Pick<AlphaHillMatrix, 'in' | 'out'>[]): number {
-  return Math.max(...matrices.map((m) => 8 * m.in * m.out + 8 * Math.min(m.in, m.out) ** 2)) + 8 * BLOCK_DOUBLES;
+  return Math.max(...matrices.map((m) => 8 * m.in * m.out + 12 * Math.min(m.in, m.out) ** 2)) + 8 * BLOCK_DOUBLES;
 }
 
 /** One worker per core for big models, as many as half the free memory holds; 1 (this thread) for small ones. */
@@ -73,7 +74,7 @@ export type SpectrumReply = { index: number; fit: HillFit } | { index: number; e
 export function fitStored(t: StoredTensor, lapack: Lapack | null): HillFit {
   const w = readMatrix(t);
   try {
-    return hillAlpha(matrixSpectrum(w, lapack));
+    return hillAlpha(matrixSpectrum(w, lapack, w.dtype === 'BF16' || w.dtype === 'F16'));
   } catch (e) {
     throw new HiloError(`alpha-hill: ${t.name} in ${t.file}: ${(e as Error).message}`);
   }

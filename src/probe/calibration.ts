@@ -5,18 +5,23 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
-import type { CausalLM } from '../model/types.ts';
-import { crossEntropy, shiftedLabels } from '../train/loss.ts';
+import type { CausalLM, ForwardContext } from '../model/types.ts';
+import { IGNORE_INDEX, shiftedLabels } from '../train/loss.ts';
 
-/** Mean next-token cross-entropy of `batch` (labels -100 ignored), as training computes it. */
-export function batchLoss(model: CausalLM, batch: Batch): tf.Scalar {
+/**
+ * Mean next-token cross-entropy of `batch` (labels -100 ignored), as training computes it; the
+ * logits are made a chunk of rows at a time (CausalLM.tokenNll), never [B·T, vocab] at once.
+ * `ctx`: a training context (e.g. gradient checkpointing), passed to the forward.
+ */
+export function batchLoss(model: CausalLM, batch: Batch, ctx?: ForwardContext): tf.Scalar {
   const { batchSize: B, seqLen: T } = batch;
+  const targets = shiftedLabels(batch.labels, B, T);
+  let count = 0;
+  for (const t of targets) if (t !== IGNORE_INDEX) count++;
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.inputIds, [B, T], 'int32');
     const mask = tf.tensor2d(batch.attentionMask, [B, T], 'float32');
-    const logits = model.forward(ids, { attentionMask: mask }); // [B, T, V]
-    const flat = logits.reshape([B * T, logits.shape[2]]) as tf.Tensor2D; // [N, V]
-    return crossEntropy(flat, shiftedLabels(batch.labels, B, T)).loss;
+    return model.tokenNll(ids, targets, { attentionMask: mask, ctx }).sum().div(Math.max(1, count)) as tf.Scalar;
   });
 }
 

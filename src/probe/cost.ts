@@ -7,6 +7,7 @@
 import { moduleShapes } from '../model/shapes.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { matrixCost } from './alpha-hill-dir.ts';
+import { layersPerForward, passTokens } from './passes.ts';
 import type { ProbeKind } from './types.ts';
 
 /** Calibration data as probe settings record it (calibration.ts's digest). */
@@ -31,8 +32,8 @@ export function flopText(flop: number): string {
   return `${v >= 10 ? Math.round(v) : v.toPrecision(2)} ${unit}`;
 }
 
-/** One line: what `kind` measured (or would measure) on `config`. */
-export function probeCost(kind: ProbeKind, config: ModelConfig, calibration?: CalibrationSize): string {
+/** One line: what `kind` measured (or would measure) on `config`, with passes of at most `maxTokensPerPass` tokens. */
+export function probeCost(kind: ProbeKind, config: ModelConfig, calibration?: CalibrationSize, maxTokensPerPass = passTokens()): string {
   const L = config.numLayers;
   const shapes = moduleShapes(config);
   if (kind === 'depth') return 'depth: the layer index, nothing measured';
@@ -46,12 +47,19 @@ export function probeCost(kind: ProbeKind, config: ModelConfig, calibration?: Ca
   }
   const tokens = calibration?.tokens ?? 0;
   const batches = calibration?.batches ?? 0;
+  const layerMacs = moduleShapes({ ...config, numLayers: 1 }).reduce((a, mods) => a + Object.values(mods).reduce((b, s) => b + s.in * s.out, 0), 0);
   const forward = 2 * forwardMacsPerToken(config) * tokens; // FLOP of one forward over all calibration tokens
-  const data = `${batches} calibration batch${batches === 1 ? '' : 'es'} (${tokens.toLocaleString('en-US')} tokens)`;
+  const data = `${batches} calibration batch${batches === 1 ? '' : 'es'} (${tokens.toLocaleString('en-US')} tokens) in passes of at most ${maxTokensPerPass.toLocaleString('en-US')} tokens`;
   if (kind === 'grad-sensitivity') {
-    // one backward per layer per batch (memory: one layer's gradients alive); a backward ~ 2 forwards
-    return `grad-sensitivity: ${L * batches} forward+backward passes (one per layer per batch) over ${data}; at most ${flopText(3 * L * forward)}`;
+    // one backward per pass gives every module's dL/dW: forward, dx and dW ~ 3 forwards
+    return `grad-sensitivity: one forward+backward per pass over ${data}, every layer's weight gradients from each; about ${flopText(3 * forward)}`;
   }
+  // a group of layers' Grams per forward, which stops after the group's last layer
   const d = Object.values(shapes[0])[0].in;
-  return `activation-rank: ${batches} forward pass${batches === 1 ? '' : 'es'} over ${data} and ${L} Gram matrices of width ${d}; about ${flopText(forward)}`;
+  const group = layersPerForward(d, L);
+  let layersRun = 0;
+  for (let first = 0; first < L; first += group) layersRun += Math.min(L, first + group) - 1; // stops at the group's last input
+  const groups = Math.ceil(L / group);
+  const flop = 2 * layerMacs * layersRun * tokens + d * d * tokens * L; // the layers run, then the Grams (symmetric)
+  return `activation-rank: ${groups === 1 ? 'one forward' : `${groups} forwards (${group} layers' Grams each)`} over ${data}, ${L} Gram matrices of width ${d}; about ${flopText(flop)}`;
 }

@@ -15,6 +15,7 @@ import { activationRankScores } from './activation-rank.ts';
 import { alphaHillScores } from './alpha-hill.ts';
 import { alphaHillFromDir } from './alpha-hill-dir.ts';
 import { calibrationDigest } from './calibration.ts';
+import { passTokens, splitsBatches } from './passes.ts';
 import { depthScores } from './depth.ts';
 import { configFingerprint, modelFingerprint } from './fingerprint.ts';
 import { gradSensitivityScores } from './grad-sensitivity.ts';
@@ -38,6 +39,8 @@ export interface ProbeOptions {
   inputModule?: string;
   /** alpha-hill from a directory: matrices done, time and time left, after each matrix. */
   onProgress?: (p: ProbeProgress) => void;
+  /** Data probes: most tokens one pass holds (default: HILO_PROBE_PASS_TOKENS, else PASS_TOKENS). */
+  maxTokensPerPass?: number;
 }
 
 /** Probes that read data, and so need a loaded model and batches. */
@@ -55,8 +58,12 @@ export function probeSettings(kind: ProbeKind, config: ModelConfig, opts: ProbeO
       return { score: 'l/(L-1)' };
     case 'alpha-hill':
       return { evals_thresh: EVALS_THRESH, xmin_candidates: 'all eigenvalues but the largest', layer_score: 'mean over the layer linears' };
-    case 'grad-sensitivity':
-      return { importance: 'sum |w dL/dw| per layer, mean over batches', calibration: calibrationDigest(opts.batches ?? []) };
+    case 'grad-sensitivity': {
+      // micro-batches change the numbers (|w g| of each pass's gradient), so a split is recorded
+      const cap = opts.maxTokensPerPass ?? passTokens();
+      const split = splitsBatches(opts.batches ?? [], cap) ? { max_tokens_per_pass: cap } : {};
+      return { importance: 'sum |w dL/dw| per layer, mean over batches', calibration: calibrationDigest(opts.batches ?? []), ...split };
+    }
     case 'activation-rank':
       return { input_module: opts.inputModule ?? Object.keys(moduleShapes({ ...config, numLayers: 1 })[0])[0], calibration: calibrationDigest(opts.batches ?? []) };
   }
@@ -91,11 +98,13 @@ export async function runProbe(kind: ProbeKind, model: ProbeModel, opts: ProbeOp
   }
   if (!model.lm) throw new HiloError(`${kind}: needs a loaded model`);
   if (!opts.batches?.length) throw new HiloError(`${kind}: needs calibration batches (recipe.adapter.calibration.batches >= 1)`);
-  if (kind === 'grad-sensitivity') return { ...base, ...gradSensitivityScores(model.lm, opts.batches) };
+  const maxTokensPerPass = opts.maxTokensPerPass ?? passTokens();
+  if (kind === 'grad-sensitivity') return { ...base, ...gradSensitivityScores(model.lm, opts.batches, { maxTokensPerPass }) };
   const lapack = loadLapack().lapack;
   const lm = model.lm;
   const batches = opts.batches;
-  return { ...base, layers: (await onOneThread(lapack, () => activationRankScores(lm, batches, base.settings.input_module as string, lapack))).layers };
+  const ranks = await onOneThread(lapack, () => activationRankScores(lm, batches, base.settings.input_module as string, lapack, { maxTokensPerPass }));
+  return { ...base, layers: ranks.layers };
 }
 
 /** Key order-independent JSON, so settings compare by value. */

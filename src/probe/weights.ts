@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
 import { requireCheckpointFiles } from '../model/checkpoint-files.ts';
-import { readSafetensors, readSafetensorsHeader } from '../model/safetensors.ts';
+import { readSafetensors, readSafetensorsHeader, type StDtype } from '../model/safetensors.ts';
 import type { ModelConfig } from '../model/types.ts';
 import type { WeightMatrix } from './hill.ts';
 
@@ -39,13 +39,22 @@ export function checkpointTensors(dir: string, config: ModelConfig): (modulePath
   };
 }
 
+/** A weight as read: float32 values and the dtype the checkpoint stores them in. */
+export interface ReadMatrix extends WeightMatrix {
+  data: Float32Array;
+  dtype: StDtype;
+}
+
 /** One stored linear weight, decoded to float32 (exact for bf16 and f16). */
-export function readMatrix(t: StoredTensor): WeightMatrix {
+export function readMatrix(t: StoredTensor): ReadMatrix {
   const w = readSafetensors(t.file, [t.name]).tensors.get(t.name)!;
   if (w.shape.length !== 2) {
     throw new HiloError(`${path.dirname(t.file)}: tensor "${t.name}" has shape [${w.shape.join(', ')}]; a linear weight is 2-D`);
   }
-  return { rows: w.shape[0], cols: w.shape[1], data: w.data };
+  if (!(w.data instanceof Float32Array)) {
+    throw new HiloError(`${path.dirname(t.file)}: tensor "${t.name}" is ${w.dtype}; a linear weight is a floating tensor`);
+  }
+  return { rows: w.shape[0], cols: w.shape[1], data: w.data, dtype: w.dtype };
 }
 
 /** `matrixOf(modulePath)`: checkpointTensors then readMatrix, one tensor at a time. */

@@ -23,11 +23,15 @@ describe('probe cost', () => {
     // 2 x sum of matrixCost: 5 x (2 x 655,360 + 2 x 98,304 + 3 x 876,544) x 2 = 41.4M
     ['alpha-hill', stories, undefined, 'alpha-hill: 35 weight matrices read one at a time, Gram matrices 25 of width 64, 10 of width 32; about 41 MFLOP'],
     ['alpha-hill', llama7b, undefined, 'alpha-hill: 224 weight matrices read one at a time, Gram matrices 224 of width 4096; about 88 TFLOP'],
-    // 5 layers x 4 batches; 3 x 5 x 2 x 259,328 x 1,000 = 7.8 GFLOP
+    // forward, dx and dW: 3 x 2 x 259,328 x 1,000 = 1.6 GFLOP
     ['grad-sensitivity', stories, { batches: 4, tokens: 1000 },
-      'grad-sensitivity: 20 forward+backward passes (one per layer per batch) over 4 calibration batches (1,000 tokens); at most 7.8 GFLOP'],
-    // 2 x 6,607,077,376 x 4,096 = 54 TFLOP
+      'grad-sensitivity: one forward+backward per pass over 4 calibration batches (1,000 tokens) in passes of at most 1,024 tokens, every layer\'s weight gradients from each; about 1.6 GFLOP'],
+    // 5 layers' 64-wide Grams in one forward that stops at layer 4's input: 2 x 4 x 45,312 x 1,000 + 64^2 x 1,000 x 5
+    ['activation-rank', stories, { batches: 1, tokens: 1000 },
+      'activation-rank: one forward over 1 calibration batch (1,000 tokens) in passes of at most 1,024 tokens, 5 Gram matrices of width 64; about 383 MFLOP'],
+    // 4 of the 128 MiB Grams a forward: 8 forwards running 3 + 7 + ... + 31 = 136 layers of 202,375,168
+    // multiply-adds a token, 2 x 202,375,168 x 136 x 4,096 + 4096^2 x 4,096 x 32 = 228 TFLOP
     ['activation-rank', llama7b, { batches: 1, tokens: 4096 },
-      'activation-rank: 1 forward pass over 1 calibration batch (4,096 tokens) and 32 Gram matrices of width 4096; about 54 TFLOP'],
-  ] as const)('%s', (kind, config, calibration, want) => expect(probeCost(kind, config, calibration)).toBe(want));
+      'activation-rank: 8 forwards (4 layers\' Grams each) over 1 calibration batch (4,096 tokens) in passes of at most 1,024 tokens, 32 Gram matrices of width 4096; about 228 TFLOP'],
+  ] as const)('%s', (kind, config, calibration, want) => expect(probeCost(kind, config, calibration, 1024)).toBe(want));
 });

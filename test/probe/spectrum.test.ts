@@ -1,12 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadLapack } from '../../src/backend/lapack.ts';
-import { alphaHillScores } from '../../src/probe/alpha-hill.ts';
+import { alphaHillMatrices, alphaHillScores } from '../../src/probe/alpha-hill.ts';
 import { alphaHillFromDir, bytesPerMatrix, matrixCost } from '../../src/probe/alpha-hill-dir.ts';
 import { gramEigenvalues, hillAlpha } from '../../src/probe/hill.ts';
-import { lapackGramEigenvalues } from '../../src/probe/spectrum.ts';
-import { checkpointMatrices } from '../../src/probe/weights.ts';
+import { GRAM32_BLOCK, lapackGram, lapackGram32, lapackGram32Eigenvalues, lapackGramEigenvalues } from '../../src/probe/spectrum.ts';
+import { checkpointMatrices, checkpointTensors, readMatrix } from '../../src/probe/weights.ts';
+import { roundTo } from '../../src/ops/stored.ts';
+import { writeSafetensors } from '../../src/model/safetensors.ts';
+import os from 'node:os';
 import { readModelConfig } from '../../src/model/load.ts';
 import { fixture, ROOT, STORIES260K } from '../helpers/fixtures.ts';
 
@@ -82,6 +85,83 @@ describe.skipIf(!lapack)('alpha-hill through LAPACK gives today\'s JS scores', (
   });
 });
 
+describe.skipIf(!lapack)('the float32 Gram product of half-precision weights', () => {
+  // as the probe runs it: OpenBLAS on one thread (waking a second costs more on a busy machine)
+  const threads = lapack?.threads?.getThreads();
+  beforeAll(() => lapack?.threads?.setThreads(1));
+  afterAll(() => threads && lapack?.threads?.setThreads(threads));
+
+  /** Every alpha-hill matrix of `dir`, its values rounded to bfloat16. */
+  const bf16Matrices = (dir: string) => {
+    const config = readModelConfig(dir);
+    const locate = checkpointTensors(dir, config);
+    return alphaHillMatrices(config).map((m) => {
+      const w = readMatrix(locate(m.module));
+      return { module: m.module, rows: w.rows, cols: w.cols, data: roundTo(w.data, 'bfloat16') };
+    });
+  };
+
+  it.each(Object.entries(MODELS))('%s in bfloat16: every alpha within 1e-6 relative of the float64 product, same tails', (_name, dir) => {
+    let worst = 0;
+    for (const w of bf16Matrices(dir)) {
+      const f64 = hillAlpha(lapackGramEigenvalues(w, lapack!));
+      const f32 = hillAlpha(lapackGram32Eigenvalues(w, lapack!));
+      expect(f32.tail, w.module).toBe(f64.tail);
+      worst = Math.max(worst, rel(f32.alpha, f64.alpha));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    expect(worst).toBeGreaterThan(0); // the two products differ: the float32 one ran
+  });
+
+  it('several blocks either way round: the Gram within float32 accumulation error of the float64 one', () => {
+    let s = 11;
+    const next = () => ((s = (s * 16807) % 2147483647) / 2147483647 - 0.5);
+    const wide = { rows: 96, cols: 2 * GRAM32_BLOCK + 77, data: roundTo(Float32Array.from({ length: 96 * (2 * GRAM32_BLOCK + 77) }, next), 'bfloat16') };
+    const tall = { rows: wide.cols, cols: wide.rows, data: wide.data }; // another matrix, same sizes transposed
+    for (const w of [wide, tall]) {
+      const want = lapackGram(w, lapack!);
+      for (const block of [GRAM32_BLOCK, 100]) {
+        const got = lapackGram32(w, lapack!, block);
+        const n = Math.min(w.rows, w.cols);
+        let top = 0;
+        for (let i = 0; i < n; i++) top = Math.max(top, want[i * n + i]);
+        for (let i = 0; i < n; i++) for (let j = i; j < n; j++) expect(Math.abs(got[i * n + j] - want[i * n + j])).toBeLessThan(1e-6 * top);
+        const a = hillAlpha(lapackGram32Eigenvalues(w, lapack!, block)).alpha;
+        expect(rel(a, hillAlpha(lapackGramEigenvalues(w, lapack!)).alpha)).toBeLessThan(1e-6);
+      }
+    }
+  });
+
+  it('a bfloat16 checkpoint folder takes it; a float32 one keeps the float64 product', async () => {
+    const src = STORIES260K;
+    const config = readModelConfig(src);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hilo-bf16-'));
+    try {
+      fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
+      const matrices = bf16Matrices(src);
+      writeSafetensors(path.join(dir, 'model.safetensors'), Object.fromEntries(matrices.map((w) => [`${w.module}.weight`, { shape: [w.rows, w.cols], data: w.data, dtype: 'BF16' as const }])));
+      const r = await alphaHillFromDir(config, dir, { workers: 1 });
+      // BLAS's thread count changes the summation order: "the same" is to 1e-12, far below the
+      // float32 product's differences
+      let differs = 0;
+      alphaHillMatrices(config).forEach((m, i) => {
+        const got = r.fits[m.layer][m.path].alpha;
+        expect(rel(got, hillAlpha(lapackGram32Eigenvalues(matrices[i], lapack!)).alpha), m.module).toBeLessThan(1e-12);
+        if (rel(got, hillAlpha(lapackGramEigenvalues(matrices[i], lapack!)).alpha) > 1e-12) differs++;
+      });
+      expect(differs).toBeGreaterThan(0);
+      // the float32 fixture folder: the float64 product's fits
+      const f = await alphaHillFromDir(config, src, { workers: 1 });
+      const matrixOf = checkpointMatrices(src, config);
+      alphaHillMatrices(config).forEach((m) => {
+        expect(rel(f.fits[m.layer][m.path].alpha, hillAlpha(lapackGramEigenvalues(matrixOf(m.module), lapack!)).alpha), m.module).toBeLessThan(1e-12);
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('alpha-hill on a directory', () => {
   const dir = MODELS.stories260K;
   const config = readModelConfig(dir);
@@ -94,6 +174,14 @@ describe('alpha-hill on a directory', () => {
     expect(seen).toEqual(Array.from({ length: 35 }, (_, i) => [i + 1, 35]));
     r.layers.forEach((a, l) => expect(rel(a, reference.layers[l])).toBeLessThan(1e-6));
     expect(Object.keys(r.modules[4])).toEqual(Object.keys(reference.modules[4]));
+  });
+
+  it('2 workers give exactly the fits of this thread (both OpenBLAS on one thread)', async () => {
+    const one = await alphaHillFromDir(config, dir, { workers: 1 });
+    const two = await alphaHillFromDir(config, dir, { workers: 2 });
+    expect(two.engine).toMatch(/2 workers$/);
+    expect(two.fits).toEqual(one.fits);
+    expect(two.layers).toEqual(one.layers);
   });
 
   it('the JS path in workers is the JS path', async () => {
@@ -125,9 +213,9 @@ describe('matrixCost', () => {
 });
 
 describe('bytesPerMatrix', () => {
-  it('the largest matrix: stored + float32 (8 bytes a value at most), its float64 Gram, the widening block', () => {
+  it('the largest matrix: stored + float32 (8 bytes a value at most), its float64 and float32 block Grams, the widening block', () => {
     const block = 8 * 2 ** 21;
-    expect(bytesPerMatrix([{ in: 4096, out: 11008 }, { in: 4096, out: 4096 }])).toBe(8 * 4096 * 11008 + 8 * 4096 ** 2 + block);
-    expect(bytesPerMatrix([{ in: 64, out: 32 }])).toBe(8 * 64 * 32 + 8 * 32 ** 2 + block);
+    expect(bytesPerMatrix([{ in: 4096, out: 11008 }, { in: 4096, out: 4096 }])).toBe(8 * 4096 * 11008 + 12 * 4096 ** 2 + block);
+    expect(bytesPerMatrix([{ in: 64, out: 32 }])).toBe(8 * 64 * 32 + 12 * 32 ** 2 + block);
   });
 });
