@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fieldError, HiloError } from '../errors.ts';
-import { layerPrefix, targetMatches } from '../model/shapes.ts';
+import { layerPrefix, targetMatches } from '../model/families.ts';
 import type { CausalLM, LinearModule } from '../model/types.ts';
 import { MixtureLinear } from './mixture.ts';
 import { loraScale, type AdapterPlan, type ModulePlan } from './plan.ts';

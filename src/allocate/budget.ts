@@ -7,7 +7,7 @@
 import { countPlan, type PlanCount } from '../adapters/params.ts';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import type { ModuleShapes } from '../model/shapes.ts';
+import type { ModuleShapes } from '../model/families.ts';
 
 /** A budget as the recipe writes it: exactly one of the three keys. */
 export interface Budget {

@@ -17,11 +17,10 @@
  */
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { baseParams, moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { PROBE_KINDS, type ProbeResult } from '../probe/types.ts';
 import { depthScores } from '../probe/depth.ts';
-import { baseParamCount } from './base-params.ts';
 import { budgetTarget, largestWithin, type BudgetTarget } from './budget.ts';
 import { proportionalExperts, topKPerLayer, uniformExperts } from './experts.ts';
 import { depthGroups, parsePattern, scoreGroups, spreadOverLayers } from './groups.ts';
@@ -166,7 +165,7 @@ export function planFromRecipe(adapter: AdapterSection, config: ModelConfig, pro
     rankTop: adapter.method === 'hilo' ? adapter.rank.max : adapter.rank.r,
   };
   const plan = adapter.budget
-    ? solveBudget(adapter, config, scores, knobs, budgetTarget(adapter.budget, baseParamCount(config), `${F}.budget`))
+    ? solveBudget(adapter, config, scores, knobs, budgetTarget(adapter.budget, baseParams(config).total, `${F}.budget`))
     : buildPlan(adapter, config, allocate(adapter, config, scores, knobs));
   checkPlanFitsModel(plan, config);
   return plan;

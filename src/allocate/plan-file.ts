@@ -7,9 +7,8 @@ import path from 'node:path';
 import { countPlan } from '../adapters/params.ts';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { baseParams, moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
-import { baseParamCount } from './base-params.ts';
 import { checkPlanFitsModel } from './targets.ts';
 
 export function writePlanFile(file: string, plan: AdapterPlan): void {
@@ -77,7 +76,7 @@ const distinct = (xs: number[]) => [...new Set(xs)].join('/') || '-';
 
 export function summarizePlan(plan: AdapterPlan, config: ModelConfig): PlanSummary {
   const c = countPlan(plan, moduleShapes(config));
-  const baseParams = baseParamCount(config);
+  const base = baseParams(config).total;
   const rows = plan.layers.map((mods, l) => {
     const ms = Object.values(mods);
     return {
@@ -89,5 +88,5 @@ export function summarizePlan(plan: AdapterPlan, config: ModelConfig): PlanSumma
       active: c.perLayer[l].active,
     };
   });
-  return { rows, trainable: c.trainable, active: c.active, baseParams, percentOfBase: (100 * c.trainable) / baseParams };
+  return { rows, trainable: c.trainable, active: c.active, baseParams: base, percentOfBase: (100 * c.trainable) / base };
 }

@@ -10,7 +10,7 @@ import { injectAdapters, type Adapters } from '../adapters/inject.ts';
 import { loraScale, type AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { readSafetensors } from '../model/safetensors.ts';
-import { layerPrefix } from '../model/shapes.ts';
+import { layerPrefix } from '../model/families.ts';
 import type { CausalLM } from '../model/types.ts';
 import type { Matrix } from './delta.ts';
 import { peftScaling } from './fold.ts';

@@ -14,7 +14,7 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { loadLapack, type Lapack } from '../backend/lapack.ts';
 import type { Batch } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
-import { layerPrefix, moduleShapes } from '../model/shapes.ts';
+import { layerPrefix, moduleShapes } from '../model/families.ts';
 import type { CausalLM, ForwardContext, LinearModule } from '../model/types.ts';
 
 /** exp(entropy of sigma / sum sigma) from the eigenvalues of a Gram matrix (= sigma^2). */

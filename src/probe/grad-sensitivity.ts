@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
-import { layerPrefix, moduleShapes } from '../model/shapes.ts';
+import { layerPrefix, moduleShapes } from '../model/families.ts';
 import type { CausalLM } from '../model/types.ts';
 import { batchLoss } from './calibration.ts';
 

@@ -9,7 +9,7 @@ import { loadLapack, onOneThread } from '../backend/lapack.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { writeFileAtomic } from '../model/safetensors.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { projectionPaths } from '../model/families.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import { activationRankScores } from './activation-rank.ts';
 import { alphaHillScores } from './alpha-hill.ts';
@@ -58,7 +58,7 @@ export function probeSettings(kind: ProbeKind, config: ModelConfig, opts: ProbeO
     case 'grad-sensitivity':
       return { importance: 'sum |w dL/dw| per layer, mean over batches', calibration: calibrationDigest(opts.batches ?? []) };
     case 'activation-rank':
-      return { input_module: opts.inputModule ?? Object.keys(moduleShapes({ ...config, numLayers: 1 })[0])[0], calibration: calibrationDigest(opts.batches ?? []) };
+      return { input_module: opts.inputModule ?? projectionPaths(config)[0], calibration: calibrationDigest(opts.batches ?? []) };
   }
 }
 
