@@ -25,7 +25,8 @@ import { budgetTarget, largestWithin, type BudgetTarget } from './budget.ts';
 import { proportionalExperts, topKPerLayer, uniformExperts } from './experts.ts';
 import { depthGroups, parsePattern, scoreGroups, spreadOverLayers } from './groups.ts';
 import { groupRanks, uniformRanks } from './ranks.ts';
-import { METHODS, type AdapterSection, type Method } from './recipe-adapter.ts';
+import { METHODS, type Method } from '../names.ts';
+import type { AdapterSection } from './recipe-adapter.ts';
 import { checkPlanFitsModel, resolveTargets } from './targets.ts';
 
 const F = 'recipe.adapter';

@@ -9,15 +9,13 @@ import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { baseParams, moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
+import { LORA_SCALINGS, ROUTING_STRATEGIES } from '../names.ts';
 import { checkPlanFitsModel } from './targets.ts';
 
 export function writePlanFile(file: string, plan: AdapterPlan): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, `${JSON.stringify(plan, null, 2)}\n`);
 }
-
-const STRATEGIES = ['topk', 'topp', 'dense'] as const;
-const SCALINGS = ['alpha/r', 'alpha/sqrt(r)', 'fixed'] as const;
 
 /** Read a plan.json and check it against the model; errors name `file: field`. */
 export function readPlan(file: string, config: ModelConfig): AdapterPlan {
@@ -36,8 +34,8 @@ export function readPlan(file: string, config: ModelConfig): AdapterPlan {
   if (!Array.isArray(raw.targetModules) || !raw.targetModules.every((t) => typeof t === 'string')) {
     throw fieldError(f('targetModules'), raw.targetModules, 'a list of module names');
   }
-  if (!(STRATEGIES as readonly unknown[]).includes(raw.strategy)) throw fieldError(f('strategy'), raw.strategy, STRATEGIES);
-  if (!(SCALINGS as readonly unknown[]).includes(raw.scaling)) throw fieldError(f('scaling'), raw.scaling, SCALINGS);
+  if (!(ROUTING_STRATEGIES as readonly unknown[]).includes(raw.strategy)) throw fieldError(f('strategy'), raw.strategy, ROUTING_STRATEGIES);
+  if (!(LORA_SCALINGS as readonly unknown[]).includes(raw.scaling)) throw fieldError(f('scaling'), raw.scaling, LORA_SCALINGS);
   const plan: AdapterPlan = {
     method: raw.method,
     targetModules: raw.targetModules as string[],

@@ -8,12 +8,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { HiloError, fieldError } from '../errors.ts';
+import { BACKENDS, type BackendName } from '../names.ts';
 import { setDeviceLimit } from './limits.ts';
 
 export { assertFitsDevice, deviceLimit, formatBytes, tensorBytes, type DeviceLimit } from './limits.ts';
 
-export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
-export type BackendName = (typeof BACKENDS)[number];
+export { BACKENDS, type BackendName };
 /** The order `auto` tries. */
 export const AUTO_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 type Engine = (typeof AUTO_ORDER)[number];

@@ -14,7 +14,7 @@ import { loraScale } from '../adapters/plan.ts';
 import { familyOf, layerPrefix, moduleShapes, projectionPaths, targetMatches } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import type { Matrix } from './delta.ts';
-import { foldExperts, peftScaling, type ExpertWeights } from './fold.ts';
+import { foldExperts, type ExpertWeights } from './fold.ts';
 import type { GateMeans } from './gate-means.ts';
 
 export const PEFT_PREFIX = 'base_model.model.';
@@ -56,7 +56,7 @@ const hf = (t: { shape: number[]; data: Float32Array }): Matrix => ({ shape: [t.
 export function peftFromAdapters(adapters: Adapters, config: ModelConfig, baseModel: string, gates: GateMeans): PeftExport {
   const plan = adapters.plan;
   const rslora = plan.scaling === 'alpha/sqrt(r)';
-  // PEFT has no fixed scale: alpha = fixed_scale · r makes alpha/r the fixed scale
+  // PEFT's scaling of the folded rank R is loraScale(plan, R); PEFT has no fixed scale: alpha = fixed_scale · r makes alpha/r the fixed scale
   const alphaFor = (R: number) => (plan.scaling === 'fixed' ? plan.fixedScale * R : plan.alpha);
   const tensors = adapterTensors(adapters);
   const get = (name: string) => hf(tensors.get(name)!);
@@ -64,7 +64,7 @@ export function peftFromAdapters(adapters: Adapters, config: ModelConfig, baseMo
   for (const [p, mix] of adapters.layers) {
     const { experts: E, rank: r } = mix.spec;
     const R = E * r;
-    const scaling = peftScaling(alphaFor(R), R, rslora);
+    const scaling = loraScale(plan, R);
     const w = E > 1 ? gates.get(p) : [1];
     if (!w) throw new Error(`internal: no routing weights measured for ${p}`);
     const parts: ExpertWeights[] = Array.from({ length: E }, (_, e) => {

@@ -40,8 +40,6 @@ export interface ProbeOptions {
   onProgress?: (p: ProbeProgress) => void;
 }
 
-/** Probes that read data, and so need a loaded model and batches. */
-export const DATA_PROBES: readonly ProbeKind[] = ['grad-sensitivity', 'activation-rank'];
 
 export function checkProbeKind(kind: string, field = 'recipe.adapter.probe'): ProbeKind {
   if (!(PROBE_KINDS as readonly string[]).includes(kind)) throw fieldError(field, kind, PROBE_KINDS);
