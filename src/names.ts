@@ -19,6 +19,12 @@ export type GridMethod = (typeof GRID_METHODS)[number];
 /** Layer-complexity scores (src/probe/). */
 export const PROBES = ['depth', 'alpha-hill', 'grad-sensitivity', 'activation-rank'] as const;
 export type ProbeKind = (typeof PROBES)[number];
+/** Which probe a method needs (null: none). alphalora is alpha-hill by definition; hilo takes adapter.probe. */
+export function probeKindFor(adapter: { method: string; probe: string }): string | null {
+  if (adapter.method === 'alphalora') return 'alpha-hill';
+  if (adapter.method === 'hilo') return adapter.probe;
+  return null;
+}
 /** Probes that read data, and so need a loaded model and calibration batches. */
 export const DATA_PROBES: readonly ProbeKind[] = ['grad-sensitivity', 'activation-rank'];
 

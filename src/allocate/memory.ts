@@ -27,8 +27,7 @@ import { chunkRows } from '../ops/chunk-rows.ts';
 /** As src/model/llama.ts builds them (not imported: this file stays free of tfjs). */
 const INITIAL_ROPE_POSITIONS = 2048;
 
-/** tfjs-backend-wasm's WebAssembly.Memory maximum: 65536 pages of 64 KiB (wasm32). */
-export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
+export { WASM_HEAP_LIMIT } from '../backend/limits.ts';
 
 export const GiB = 2 ** 30;
 

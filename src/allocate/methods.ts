@@ -25,7 +25,7 @@ import { budgetTarget, largestWithin, type BudgetTarget } from './budget.ts';
 import { proportionalExperts, topKPerLayer, uniformExperts } from './experts.ts';
 import { depthGroups, parsePattern, scoreGroups, spreadOverLayers } from './groups.ts';
 import { groupRanks, uniformRanks } from './ranks.ts';
-import { METHODS, type Method } from '../names.ts';
+import { METHODS, probeKindFor, type Method } from '../names.ts';
 import type { AdapterSection } from './recipe-adapter.ts';
 import { checkPlanFitsModel, resolveTargets } from './targets.ts';
 
@@ -58,13 +58,6 @@ export function buildPlan(adapter: AdapterSection, config: ModelConfig, alloc: L
       Object.fromEntries(paths.map((p) => [p, { experts: n, rank: alloc.ranks[l], topK: topK[l] }])),
     ),
   };
-}
-
-/** Which probe a method needs (null: none). alphalora is alpha-hill by definition. */
-export function probeKindFor(adapter: Pick<AdapterSection, 'method' | 'probe'>): string | null {
-  if (adapter.method === 'alphalora') return 'alpha-hill';
-  if (adapter.method === 'hilo') return adapter.probe;
-  return null;
 }
 
 function scoresFor(adapter: AdapterSection, config: ModelConfig, probe?: ProbeResult): number[] {

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { frozenLinear } from '../ops/frozen-linear.ts';
 import { decodeAll, encodeShared, gatherRows, roundTo, type StoredDtype, type StoredMatrix } from '../ops/stored.ts';
-import { chunkedTokenNll, tokenNll } from '../train/loss.ts';
+import { chunkedTokenNll, tokenNll } from '../ops/cross-entropy.ts';
 import { checkpointed } from './checkpoint-layer.ts';
 import { isMatrix, type WeightSpec } from './family.ts';
 import { FrozenLinearLayer } from './linear.ts';

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { mulberry32 } from '../data/rng.ts';
+import { mulberry32 } from '../rng.ts';
 import { familyOf } from './families.ts';
 import { createKvCache, disposeKvCache } from './causal-lm.ts';
 import { argmax, checkSampling, sampleIndex, type Sampling } from './sampling.ts';

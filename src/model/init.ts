@@ -4,7 +4,7 @@
  * by 1/sqrt(2 n_layer)), biases 0, norm weights 1, the pad token's embedding row 0 (where the family's embedding has a padding_idx).
  * Seeded in JS, so the same seed gives the same weights on every backend.
  */
-import { mulberry32 } from '../data/rng.ts';
+import { mulberry32 } from '../rng.ts';
 import type { BaseCausalLM, HfTensorData } from './causal-lm.ts';
 import { familyOf } from './families.ts';
 import { buildModel } from './load.ts';

@@ -10,7 +10,8 @@ import { HiloError } from '../errors.ts';
 import { normaliseConfig, toHfConfig } from './config.ts';
 import { familyOf } from './families.ts';
 import { randomWeightStream } from './init.ts';
-import { SafetensorsFileWriter, type StLayoutEntry, type StTensorInput, type StWriteDtype, writeFileAtomic, writeSafetensors } from './safetensors.ts';
+import { SafetensorsFileWriter, type StLayoutEntry, type StTensorInput, type StWriteDtype, writeSafetensors } from './safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import type { CausalLM, ModelConfig } from './types.ts';
 
 /** Files that travel with a model for its tokenizer and generation defaults. */

@@ -6,7 +6,7 @@
  * float32 (src/ops/frozen-linear.ts); the conversions here are exact (bf16 and f16 are floats).
  */
 import { HiloError } from '../errors.ts';
-import { floatToBf16, floatToHalf, halfToFloat } from '../model/float16.ts';
+import { floatToBf16, floatToHalf, halfToFloat } from './float16.ts';
 
 /** HF's names for the dtypes a frozen weight may be held in (recipe model.dtype). */
 export const STORED_DTYPES = ['bfloat16', 'float16', 'float32'] as const;

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import type { CausalLM } from '../model/types.ts';
-import { crossEntropy, shiftedLabels } from '../train/loss.ts';
+import { crossEntropy, shiftedLabels } from '../ops/causal-loss.ts';
 
 /** Mean next-token cross-entropy of `batch` (labels -100 ignored), as training computes it. */
 export function batchLoss(model: CausalLM, batch: Batch): tf.Scalar {

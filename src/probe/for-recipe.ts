@@ -6,12 +6,11 @@
  * reads the safetensors files tensor by tensor.
  */
 import path from 'node:path';
-import { probeKindFor } from '../allocate/methods.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { checkMaxLength } from '../model/check.ts';
 import { readModelConfig } from '../model/load.ts';
-import { DATA_PROBES } from '../names.ts';
+import { DATA_PROBES, probeKindFor } from '../names.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { cacheProbe, cachedProbe } from './cache.ts';
 import { progressPrinter, type ProbeProgress } from './progress.ts';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { loadLapack, onOneThread } from '../backend/lapack.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import { writeFileAtomic } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import { projectionPaths } from '../model/families.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import { activationRankScores } from './activation-rank.ts';

@@ -18,7 +18,7 @@ import { initBackend } from '../backend/index.ts';
 import { encodeCandidates, encodeDataset, encodeOptions, loadDataset, padIdOf, summarizeDataset, type DatasetSummary } from '../data/index.ts';
 import type { EncodedExample, ScoringItem } from '../data/encode.ts';
 import { HiloError } from '../errors.ts';
-import { writeFileAtomic } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import { createRandomModel } from '../model/init.ts';
 import { checkMaxLength } from '../model/check.ts';
 import { loadModel, readModelConfig, storageFor } from '../model/load.ts';

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { normaliseConfig } from '../../src/model/config.ts';
-import { floatsToBf16, floatToBf16 } from '../../src/model/float16.ts';
+import { floatsToBf16, floatToBf16 } from '../../src/ops/float16.ts';
 import { randomWeights } from '../../src/model/init.ts';
 import { LLAMA_FAMILY } from '../../src/model/family-llama.ts';
 import { loadModel } from '../../src/model/load.ts';
