@@ -83,9 +83,8 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   useWasmFrozenLinear(tf, true, found.blas);
   registerWasmFallbacks(tf);
   // hilo's SIMD module imports the backend's memory; the threaded build's is shared, which it cannot
-  const { useSimdKernels } = await import('./wasm-simd.ts');
-  const memory = ((tf.backend() as unknown as { wasm: { asm?: { memory?: WebAssembly.Memory } } }).wasm.asm?.memory);
-  useSimdKernels(tf, memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer));
+  const { memoryImportable, useSimdKernels } = await import('./wasm-simd.ts');
+  useSimdKernels(tf, memoryImportable(tf.backend()));
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   wasmProducts = found.blas
     ? `native BLAS ${found.blas.detail} (HILO_BLAS)`

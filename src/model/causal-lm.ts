@@ -166,7 +166,7 @@ export abstract class BaseCausalLM implements CausalLM {
   protected w<R extends tf.Rank = tf.Rank>(name: string): tf.Tensor<R> {
     const v = this.weights.get(name);
     if (!v) throw new Error(`internal: no weight ${name}${this.stored.has(name) ? ' on the engine (it is held outside it)' : ''}`);
-    return v as unknown as tf.Tensor<R>;
+    return v as tf.Tensor as tf.Tensor<R>;
   }
 
   /** The current module at HF path `path` (an adapter wrapper once injected). */

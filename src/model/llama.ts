@@ -70,7 +70,8 @@ export function ropeTables(invFreq: Float32Array, length: number): { cos: Float3
 /**
  * [d, d] 0/1 matrix swapping the halves of a row: x·P = cat(x2, x1). One small matMul (exact:
  * one nonzero term per output) replaces split + concat, and its gradient is one more matMul
- * instead of concat + split: ~10% of a wasm training step's kernel time went to SplitV/Concat.
+ * instead of concat + split, kernels that took a visible share of a wasm training step
+ * (docs/performance.md, "Figures behind the code").
  */
 export function halfSwap(d: number): Float32Array {
   const p = new Float32Array(d * d);

@@ -67,7 +67,7 @@ function fusedTokenNll(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
     const save = args[1] as tf.GradSaveFunc;
     const y = tf.tensor1d(counted, 'int32');
     // Under a gradient tape the forward keeps its exps [N, V] for the backward, which then
-    // takes no exp of its own: ~2 of ~3 ns an element (the tiny Llama's [512, 4096] a replica).
+    // takes no exp of its own: the exp is most of an element's cost (docs/performance.md).
     const keep = tf.engine().state.gradientDepth > 0;
     const [value, lse, e, inv] = tf.engine().runKernel(SOFTMAX_XENT, { logits: l, targets: y }, { keep: keep ? 1 : 0 }) as tf.Tensor[];
     save(keep ? [e, inv, y] : [l, lse, y]);

@@ -35,7 +35,7 @@ export function linearShape(m: StoredMatrix): [number, number] {
 }
 
 let halfTable: Float32Array | null = null;
-/** Every float16 bit pattern's float32 value: a lookup is ~10x faster than decoding the bits. */
+/** Every float16 bit pattern's float32 value: a table lookup beats decoding the bits (docs/performance.md). */
 function halves(): Float32Array {
   if (!halfTable) {
     halfTable = new Float32Array(65536);

@@ -12,14 +12,14 @@
  *  - 'host': one loop per parameter over Float32Arrays (adamwUpdate), moments in host memory.
  *    The default for wasm without the SIMD module and for cpu, whose tensors are host memory
  *    already: the unfused device form is ~14 kernels a parameter, and a MoE model has ~100
- *    small parameters, so ~1,400 kernels of ~10 us overhead each a step, for a few hundred
- *    thousand multiply-adds (like torch's fused/foreach AdamW). The JS loop costs ~13 ns a value
- *    (in doubles); the SIMD kernel ~1, which matters with data-parallel replicas, where the
- *    update runs on one thread while the others wait.
+ *    small parameters, so ~1,400 kernels of fixed overhead each a step, for a few hundred
+ *    thousand multiply-adds (like torch's fused/foreach AdamW). The SIMD kernel is an order of
+ *    magnitude cheaper a value than the JS loop (in doubles), which matters with data-parallel
+ *    replicas, where the update runs on one thread while the others wait.
  * On wasm, where a parameter and its moments may be written in place (writableInPlace: nothing
  * else shares their data and the products keep nothing by data id), the SIMD module's update
- * writes them directly: no kernel, no new tensors, no assigns (stories260K's 105 MoE
- * parameters: 0.87 -> 0.32 ms alone, ~1.2 -> 0.8 ms inside a data-parallel step).
+ * writes them directly: no kernel, no new tensors, no assigns (figures in docs/performance.md,
+ * "Figures behind the code").
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -120,7 +120,7 @@ export class AdamW {
         const g = grads.get(name);
         if (!g) continue;
         // A copy: the cpu backend's dataSync hands out the tensor's own array. (slice, not
-        // Float32Array.from: the latter goes element by element, 2.7 ms against 0.4 for 627k.)
+        // Float32Array.from: the latter goes element by element, several times slower.)
         const next = (p.dataSync() as Float32Array).slice();
         adamwUpdate(next, g.dataSync() as Float32Array, this.mHost.get(name)!, this.vHost.get(name)!, h);
         tf.tidy(() => p.assign(tf.tensor(next, p.shape)));
