@@ -1,8 +1,8 @@
 /**
  * What every architecture shares: its weights (HF names), the frozen linear modules adapters
  * wrap, the embedding lookup and LM head, the per-token loss, conversion back to HF layouts and
- * disposal. An architecture file lists its tensors as WeightSpecs and writes `run` (ids -> final
- * hidden rows).
+ * disposal. An architecture's family file (families.ts) lists its tensors as WeightSpecs; its
+ * model file passes them here and writes `run` (ids -> final hidden rows).
  *
  * Where frozen weights live (WeightStorage): as tf variables (linear kernels transposed to
  * [in, out]), or, with `outside`, the weight matrices (projections, embedding, LM head) as
