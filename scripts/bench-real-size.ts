@@ -28,7 +28,7 @@ import { HiloError } from '../src/errors.ts';
 import type { RawTensorData } from '../src/model/causal-lm.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { seededNormal } from '../src/model/init.ts';
-import { llamaWeightSpecs } from '../src/model/llama.ts';
+import { familyOf } from '../src/model/families.ts';
 import { buildModel, loadModel } from '../src/model/load.ts';
 import { REAL_SHAPES } from '../src/model/real-shapes.ts';
 import type { CausalLM, ModelConfig } from '../src/model/types.ts';
@@ -107,7 +107,7 @@ function shapeModel(config: ModelConfig): CausalLM {
   const std = config.initializerRange ?? 0.02;
   const width = DTYPE === 'float32' ? 4 : 2;
   const tensors = new Map<string, RawTensorData>();
-  for (const s of llamaWeightSpecs(config)) {
+  for (const s of familyOf(config).weightSpecs(config)) {
     const n = s.shape.reduce((a, b) => a * b, 1);
     let bytes: SharedArrayBuffer;
     if (s.init === 'normal') {

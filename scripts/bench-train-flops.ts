@@ -13,7 +13,7 @@
  * gradients (attention's Q·Kᵀ and P·V, the adapters' A and B) needs two (dX and dW).
  */
 import type { AdapterPlan } from '../src/adapters/plan.ts';
-import { moduleShapes } from '../src/model/shapes.ts';
+import { moduleShapes } from '../src/model/families.ts';
 import type { ModelConfig } from '../src/model/types.ts';
 
 export interface StepFlops {

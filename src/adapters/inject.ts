@@ -5,13 +5,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fieldError, HiloError } from '../errors.ts';
-import { layerPrefix, targetMatches } from '../model/shapes.ts';
+import { layerPrefix, targetMatches } from '../model/families.ts';
 import type { CausalLM, LinearModule } from '../model/types.ts';
+import { LORA_SCALINGS, ROUTING_STRATEGIES } from '../names.ts';
 import { MixtureLinear } from './mixture.ts';
 import { loraScale, type AdapterPlan, type ModulePlan } from './plan.ts';
-
-export const ROUTING_STRATEGIES = ['topk', 'topp', 'dense'] as const;
-export const SCALING_RULES = ['alpha/r', 'alpha/sqrt(r)', 'fixed'] as const;
 
 export interface InjectOptions {
   /** Seeds the initial A and router weights (per module, independent of the other modules). */
@@ -59,7 +57,7 @@ function checkCount(field: string, v: unknown, min: number): void {
 /** Throws a HiloError naming the first field of `plan` that this model cannot take. */
 export function checkPlan(plan: AdapterPlan, model: CausalLM): void {
   if (!(ROUTING_STRATEGIES as readonly string[]).includes(plan.strategy)) throw fieldError('plan.strategy', plan.strategy, ROUTING_STRATEGIES);
-  if (!(SCALING_RULES as readonly string[]).includes(plan.scaling)) throw fieldError('plan.scaling', plan.scaling, SCALING_RULES);
+  if (!(LORA_SCALINGS as readonly string[]).includes(plan.scaling)) throw fieldError('plan.scaling', plan.scaling, LORA_SCALINGS);
   if (plan.strategy === 'topp' && !(plan.topP > 0 && plan.topP <= 1)) throw fieldError('plan.topP', plan.topP, 'a number in (0, 1]');
   if (!(plan.dropout >= 0 && plan.dropout < 1)) throw fieldError('plan.dropout', plan.dropout, 'a number in [0, 1)');
   if (plan.scaling === 'fixed' ? !Number.isFinite(plan.fixedScale) : !Number.isFinite(plan.alpha)) {

@@ -4,7 +4,7 @@
  * a router (only when experts > 1) holds experts*in weights (Linear(in, E, bias=false)).
  * Closed form: sum_l n_l * (r_l * sum_m (in_m + out_m) + sum_m in_m) for uniform n_l, r_l.
  */
-import type { ModuleShapes } from '../model/shapes.ts';
+import type { ModuleShapes } from '../model/families.ts';
 import type { AdapterPlan, ModulePlan } from './plan.ts';
 
 export interface ParamCount {

@@ -4,10 +4,9 @@
  * (plan.json); the adapter stage reads them; nothing else must be passed to rebuild an adapter.
  */
 
-/** How a router turns probabilities into expert weights. */
-export type RoutingStrategy = 'topk' | 'topp' | 'dense';
-/** `alpha/r` (PEFT, MoLA), `alpha/sqrt(r)` (rsLoRA) or a fixed scale. */
-export type ScalingRule = 'alpha/r' | 'alpha/sqrt(r)' | 'fixed';
+import type { RoutingStrategy, ScalingRule } from '../names.ts';
+
+export type { RoutingStrategy, ScalingRule };
 
 export interface ModulePlan {
   /** Number of LoRA experts; 1 means plain LoRA with no router. */

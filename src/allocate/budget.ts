@@ -7,17 +7,10 @@
 import { countPlan, type PlanCount } from '../adapters/params.ts';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import type { ModuleShapes } from '../model/shapes.ts';
+import type { ModuleShapes } from '../model/families.ts';
+import type { Budget } from '../names.ts';
 
-/** A budget as the recipe writes it: exactly one of the three keys. */
-export interface Budget {
-  /** Absolute trainable parameters. */
-  trainable?: number;
-  /** Trainable parameters as a percentage of the base model's parameters. */
-  percent?: number;
-  /** Parameters touched per token (active experts' LoRA weights + routers). */
-  active?: number;
-}
+export type { Budget };
 
 export interface BudgetTarget {
   measure: 'trainable' | 'active';

@@ -8,7 +8,8 @@ import { fieldError } from '../errors.ts';
 import { readModelConfig } from '../model/load.ts';
 import type { ProbeResult } from '../probe/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
-import { planFromRecipe, probeKindFor } from './methods.ts';
+import { probeKindFor } from '../names.ts';
+import { planFromRecipe } from './methods.ts';
 import { readPlan } from './plan-file.ts';
 
 export async function planForRecipe(recipe: Recipe, opts: { backend?: string } = {}): Promise<{ plan: AdapterPlan; probe: ProbeResult | null }> {

@@ -11,12 +11,12 @@ import { countPlan } from '../adapters/params.ts';
 import { HiloError } from '../errors.ts';
 import { checkpointFiles } from '../model/checkpoint-files.ts';
 import { readSafetensorsHeader } from '../model/safetensors.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { baseParams, moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { machineMemory } from './machine-memory.ts';
 import {
-  baseValues, estimateMemory, formatMemory, formatMemoryEstimate, HEAP_F32, WASM_HEAP_LIMIT,
+  estimateMemory, formatMemory, formatMemoryEstimate, HEAP_F32, WASM_HEAP_LIMIT,
   type FrozenStorage, type MachineMemory, type MemoryEstimate, type MemoryInput, type WeightDtype,
 } from './memory.ts';
 
@@ -94,7 +94,7 @@ export interface RunMemoryOptions {
 /** The estimate's input for a recipe whose plan is `plan` (null: no adapters). */
 export function memoryInputForRecipe(recipe: Recipe, config: ModelConfig, plan: Pick<AdapterPlan, 'layers' | 'strategy'> | null, o: RunMemoryOptions): MemoryInput {
   const stored = o.checkpointDtype ?? checkpointDtype(recipe.model.path);
-  const trainable = o.fullTraining ? baseValues(config).total : plan ? countPlan(plan, moduleShapes(config)).trainable : 0;
+  const trainable = o.fullTraining ? baseParams(config).total : plan ? countPlan(plan, moduleShapes(config)).trainable : 0;
   const train = recipe.train as Recipe['train'] & { gradient_checkpointing?: boolean };
   return {
     config,

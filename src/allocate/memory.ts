@@ -20,14 +20,14 @@
  * llama.ts, src/adapters/mixture.ts) and scaled by ACTIVATION_SLACK, measured against peak RSS
  * (scripts/bench-results/memory-estimate.md).
  */
+import { baseParams, familyOf } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { chunkRows } from '../ops/chunk-rows.ts';
 
 /** As src/model/llama.ts builds them (not imported: this file stays free of tfjs). */
 const INITIAL_ROPE_POSITIONS = 2048;
 
-/** tfjs-backend-wasm's WebAssembly.Memory maximum: 65536 pages of 64 KiB (wasm32). */
-export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
+export { WASM_HEAP_LIMIT } from '../backend/limits.ts';
 
 export const GiB = 2 ** 30;
 
@@ -122,24 +122,6 @@ export interface MemoryEstimate {
   problems: string[];
 }
 
-/** Values in the frozen checkpoint (what `params` counts), from the config alone. */
-export function baseValues(c: ModelConfig): { total: number; embedding: number } {
-  const H = c.hiddenSize;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const I = c.intermediateSize;
-  const embedding = c.vocabSize * H;
-  if (c.arch === 'gpt2') {
-    const layer = H * 3 * H + 3 * H + H * H + H + H * I + I + I * H + H + 4 * H;
-    return { total: embedding + c.maxPositions * H + c.numLayers * layer + 2 * H, embedding };
-  }
-  const bias = c.attentionBias ? q + 2 * kv : 0;
-  const oBias = (c.attentionOutputBias ?? c.attentionBias) ? H : 0;
-  const mlpBias = c.mlpBias ? 2 * I + H : 0;
-  const layer = H * q + 2 * H * kv + q * H + 3 * H * I + 2 * H + bias + oBias + mlpBias;
-  return { total: embedding * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * layer + H, embedding };
-}
-
 /**
  * Floats one decoder layer keeps per token for the backward pass (rows), and per sequence for
  * attention's [heads, T, T] scores and probabilities: the norms' inputs and outputs, q/k/v and
@@ -198,7 +180,7 @@ function pass(m: MemoryInput, mode: 'train' | 'forward', batch: number): Pass {
 export function estimateMemory(m: MemoryInput): MemoryEstimate {
   const c = m.config;
   const P = Math.max(1, m.replicas);
-  const { total: values, embedding } = baseValues(c);
+  const { total: values, embedding } = baseParams(c);
   const items: MemoryItem[] = [];
   const add = (name: string, perReplica: number, count: number, inHeap: boolean, detail: string) => {
     items.push({ name, bytes: perReplica * count, heapBytes: inHeap ? perReplica : 0, detail });
@@ -218,7 +200,7 @@ export function estimateMemory(m: MemoryInput): MemoryEstimate {
   // built for min(max_position_embeddings, 2048) rows, doubled when a longer sequence comes
   let ropeRows = Math.min(c.maxPositions, INITIAL_ROPE_POSITIONS);
   while (ropeRows < m.seqLen) ropeRows *= 2;
-  const rope = c.arch === 'llama' ? 2 * ropeRows * c.headDim * 4 : 0;
+  const rope = familyOf(c).positions === 'rope' ? 2 * ropeRows * c.headDim * 4 : 0;
   add('RoPE tables', rope, P, true, `cos and sin [${ropeRows}, ${c.headDim}] float32`);
 
   // trainables: values + gradient in every replica, AdamW moments on the main thread

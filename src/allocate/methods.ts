@@ -17,16 +17,16 @@
  */
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { baseParams, moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { PROBE_KINDS, type ProbeResult } from '../probe/types.ts';
 import { depthScores } from '../probe/depth.ts';
-import { baseParamCount } from './base-params.ts';
 import { budgetTarget, largestWithin, type BudgetTarget } from './budget.ts';
 import { proportionalExperts, topKPerLayer, uniformExperts } from './experts.ts';
 import { depthGroups, parsePattern, scoreGroups, spreadOverLayers } from './groups.ts';
 import { groupRanks, uniformRanks } from './ranks.ts';
-import { METHODS, type AdapterSection, type Method } from './recipe-adapter.ts';
+import { METHODS, probeKindFor, type Method } from '../names.ts';
+import type { AdapterSection } from './recipe-adapter.ts';
 import { checkPlanFitsModel, resolveTargets } from './targets.ts';
 
 const F = 'recipe.adapter';
@@ -58,13 +58,6 @@ export function buildPlan(adapter: AdapterSection, config: ModelConfig, alloc: L
       Object.fromEntries(paths.map((p) => [p, { experts: n, rank: alloc.ranks[l], topK: topK[l] }])),
     ),
   };
-}
-
-/** Which probe a method needs (null: none). alphalora is alpha-hill by definition. */
-export function probeKindFor(adapter: Pick<AdapterSection, 'method' | 'probe'>): string | null {
-  if (adapter.method === 'alphalora') return 'alpha-hill';
-  if (adapter.method === 'hilo') return adapter.probe;
-  return null;
 }
 
 function scoresFor(adapter: AdapterSection, config: ModelConfig, probe?: ProbeResult): number[] {
@@ -166,7 +159,7 @@ export function planFromRecipe(adapter: AdapterSection, config: ModelConfig, pro
     rankTop: adapter.method === 'hilo' ? adapter.rank.max : adapter.rank.r,
   };
   const plan = adapter.budget
-    ? solveBudget(adapter, config, scores, knobs, budgetTarget(adapter.budget, baseParamCount(config), `${F}.budget`))
+    ? solveBudget(adapter, config, scores, knobs, budgetTarget(adapter.budget, baseParams(config).total, `${F}.budget`))
     : buildPlan(adapter, config, allocate(adapter, config, scores, knobs));
   checkPlanFitsModel(plan, config);
   return plan;

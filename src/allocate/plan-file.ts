@@ -7,18 +7,15 @@ import path from 'node:path';
 import { countPlan } from '../adapters/params.ts';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { baseParams, moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
-import { baseParamCount } from './base-params.ts';
+import { LORA_SCALINGS, ROUTING_STRATEGIES } from '../names.ts';
 import { checkPlanFitsModel } from './targets.ts';
 
 export function writePlanFile(file: string, plan: AdapterPlan): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, `${JSON.stringify(plan, null, 2)}\n`);
 }
-
-const STRATEGIES = ['topk', 'topp', 'dense'] as const;
-const SCALINGS = ['alpha/r', 'alpha/sqrt(r)', 'fixed'] as const;
 
 /** Read a plan.json and check it against the model; errors name `file: field`. */
 export function readPlan(file: string, config: ModelConfig): AdapterPlan {
@@ -37,8 +34,8 @@ export function readPlan(file: string, config: ModelConfig): AdapterPlan {
   if (!Array.isArray(raw.targetModules) || !raw.targetModules.every((t) => typeof t === 'string')) {
     throw fieldError(f('targetModules'), raw.targetModules, 'a list of module names');
   }
-  if (!(STRATEGIES as readonly unknown[]).includes(raw.strategy)) throw fieldError(f('strategy'), raw.strategy, STRATEGIES);
-  if (!(SCALINGS as readonly unknown[]).includes(raw.scaling)) throw fieldError(f('scaling'), raw.scaling, SCALINGS);
+  if (!(ROUTING_STRATEGIES as readonly unknown[]).includes(raw.strategy)) throw fieldError(f('strategy'), raw.strategy, ROUTING_STRATEGIES);
+  if (!(LORA_SCALINGS as readonly unknown[]).includes(raw.scaling)) throw fieldError(f('scaling'), raw.scaling, LORA_SCALINGS);
   const plan: AdapterPlan = {
     method: raw.method,
     targetModules: raw.targetModules as string[],
@@ -77,7 +74,7 @@ const distinct = (xs: number[]) => [...new Set(xs)].join('/') || '-';
 
 export function summarizePlan(plan: AdapterPlan, config: ModelConfig): PlanSummary {
   const c = countPlan(plan, moduleShapes(config));
-  const baseParams = baseParamCount(config);
+  const base = baseParams(config).total;
   const rows = plan.layers.map((mods, l) => {
     const ms = Object.values(mods);
     return {
@@ -89,5 +86,5 @@ export function summarizePlan(plan: AdapterPlan, config: ModelConfig): PlanSumma
       active: c.perLayer[l].active,
     };
   });
-  return { rows, trainable: c.trainable, active: c.active, baseParams, percentOfBase: (100 * c.trainable) / baseParams };
+  return { rows, trainable: c.trainable, active: c.active, baseParams: base, percentOfBase: (100 * c.trainable) / base };
 }

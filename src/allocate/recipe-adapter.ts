@@ -3,13 +3,8 @@
  * The schema (src/recipe/schema.ts) owns the documentation and defaults of every field; this
  * type only lists what allocation uses, so it stays assignable from `Recipe['adapter']`.
  */
-import type { RoutingStrategy, ScalingRule } from '../adapters/plan.ts';
+import type { Budget, RoutingStrategy, ScalingRule } from '../names.ts';
 import type { Recipe } from '../recipe/schema.ts';
-import { METHODS } from '../recipe/schema.ts';
-import type { Budget } from './budget.ts';
-
-export { METHODS };
-export type Method = (typeof METHODS)[number];
 
 export interface AdapterSection {
   method: string;

@@ -4,12 +4,12 @@
  */
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError, showValue } from '../errors.ts';
-import { moduleShapes, targetMatches } from '../model/shapes.ts';
+import { moduleShapes, projectionPaths, targetMatches } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 
 /** In-layer paths (layer 0's order) selected by `targets`; every target must match something. */
 export function resolveTargets(config: ModelConfig, targets: readonly string[] | 'all-linear', field = 'recipe.adapter.target_modules'): string[] {
-  const paths = Object.keys(moduleShapes({ ...config, numLayers: 1 })[0]);
+  const paths = projectionPaths(config);
   if (targets === 'all-linear') return paths;
   if (!Array.isArray(targets) || targets.length === 0) {
     throw fieldError(field, targets, '"all-linear" or a non-empty list of module names');

@@ -1,9 +1,8 @@
 /**
  * A native BLAS for the wasm backend's matrix products, where the machine has one.
  *
- * tfjs-backend-wasm's products run in XNNPACK's 128-bit wasm SIMD: ~17 GFLOP/s a thread on this
- * project's 2-core machine, against ~175 for OpenBLAS's sgemm there (AVX2/FMA, both cores). Its
- * tensors live in the wasm heap, an ArrayBuffer that native code can read and write in place:
+ * tfjs-backend-wasm's products run in XNNPACK's 128-bit wasm SIMD, an order of magnitude slower
+ * than OpenBLAS's sgemm (AVX2/FMA, every core; figures in docs/performance.md). Its tensors live in the wasm heap, an ArrayBuffer that native code can read and write in place:
  * `cblas_sgemm`, reached through koffi (an FFI whose binaries ship inside its npm package),
  * multiplies heap matrices with no copy and no transpose, whichever operand is transposed.
  *
@@ -68,9 +67,8 @@ export const SINGLE_THREAD_SIDE = 64;
 
 /**
  * Threads for one product. OpenBLAS 0.3.21 splits even skinny products over every thread, and
- * for those waking the second thread costs more than it brings: on 2 cores, [1024,256]x[256,4]
- * takes 0.15 ms on two threads and 0.06 on one, [256,32]x[32,128]^T 0.042 and 0.022, while
- * [1024,256]x[256,688] takes 1.96 on two and 3.35 on one (scripts/bench-blas.ts).
+ * for those waking the second thread costs more than it brings, while wide products do gain
+ * from it (scripts/bench-blas.ts; figures in docs/performance.md, "Figures behind the code").
  */
 export function threadsFor(m: number, n: number, k: number, max: number): number {
   return Math.min(m, n, k) <= SINGLE_THREAD_SIDE ? 1 : max;
@@ -82,12 +80,9 @@ export function threadsFor(m: number, n: number, k: number, max: number): number
  * SMALL_MNK multiply-adds, and not for a row-major A·Bᵀ (its column-major TN, which it permits
  * only when m·n <= 1200). A product a few times over that bound runs faster as up to
  * MAX_SMALL_PARTS products under it: A·B split by rows, Aᵀ·B by the shared dimension (each part
- * adding into C). On this project's 2-core Zen 4 (OpenBLAS 0.3.21, Cooperlake kernels), one
- * thread, a stories260K replica's MoE products: x·[A | Wr] [512,64]·[64,36] 31.1 -> 25.7 us in
- * 2 parts, d[A | Wr] [512,172]ᵀ·[512,36] 83.0 -> 59.7 in 4, a base [512,64]·[64,64] 44.7 -> 40.1
- * in 3 (scripts/bench-blas.ts --small); ~3% of a single-replica MoE step, ~2% of LoRA's.
- * Products that need more parts are left whole: in 8, [512,172]·[172,64] gained nothing and
- * [512,64]·[64,172] ~10%.
+ * adding into C). That is faster for a stories260K replica's MoE products (scripts/bench-blas.ts
+ * --small); products that would need more parts are left whole, as splitting them gained little
+ * or nothing (figures in docs/performance.md, "Figures behind the code").
  */
 export const SMALL_MNK = 1e6;
 export const MAX_SMALL_PARTS = 4;
@@ -164,7 +159,7 @@ function bind(koffi: typeof import('koffi'), file: string, maxThreads = Infinity
   const sgemm: Sgemm = (tA, tB, m, n, k, a, lda, b, ldb, c, ldc, opts) => {
     if (setThreads) {
       const want = opts?.threads ?? threadsFor(m, n, k, limit);
-      if (want !== current) setThreads((current = want)); // ~0.04 us
+      if (want !== current) setThreads((current = want)); // cheap next to any product
     }
     const t0 = tally ? performance.now() : 0;
     const beta = opts?.beta ?? 0;

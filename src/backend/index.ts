@@ -8,12 +8,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { HiloError, fieldError } from '../errors.ts';
+import { BACKENDS, type BackendName } from '../names.ts';
 import { setDeviceLimit } from './limits.ts';
 
 export { assertFitsDevice, deviceLimit, formatBytes, tensorBytes, type DeviceLimit } from './limits.ts';
 
-export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
-export type BackendName = (typeof BACKENDS)[number];
+export { BACKENDS, type BackendName };
 /** The order `auto` tries. */
 export const AUTO_ORDER = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 type Engine = (typeof AUTO_ORDER)[number];
@@ -84,9 +84,8 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   useWasmFrozenLinear(tf, true, found.blas);
   registerWasmFallbacks(tf);
   // hilo's SIMD module imports the backend's memory; the threaded build's is shared, which it cannot
-  const { useSimdKernels } = await import('./wasm-simd.ts');
-  const memory = ((tf.backend() as unknown as { wasm: { asm?: { memory?: WebAssembly.Memory } } }).wasm.asm?.memory);
-  useSimdKernels(tf, memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer));
+  const { memoryImportable, useSimdKernels } = await import('./wasm-simd.ts');
+  useSimdKernels(tf, memoryImportable(tf.backend()));
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   wasmProducts = found.blas
     ? `native BLAS ${found.blas.detail} (HILO_BLAS)`

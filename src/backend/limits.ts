@@ -7,6 +7,9 @@
  */
 import { HiloError } from '../errors.ts';
 
+/** tfjs-backend-wasm's WebAssembly.Memory maximum: 65536 pages of 64 KiB (wasm32). */
+export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
+
 export interface DeviceLimit {
   /** Engine the limit belongs to, e.g. "webgpu". */
   backend: string;

@@ -1,6 +1,6 @@
 /**
  * Where small numeric work runs. On backends whose tensors are host memory (wasm, cpu), a
- * kernel costs ~10 us of overhead whatever its size, while reading a small tensor is a copy
+ * kernel costs a fixed overhead whatever its size, while reading a small tensor is a copy
  * and writing one is a copy: work on a few thousand numbers (a router's [N, E] logits, an
  * optimizer's per-parameter update) is faster as a JS loop than as a dozen kernels. Elsewhere
  * (webgpu, tfjs-node) a read stalls the device and costs a transfer, so it stays in kernels.
@@ -45,7 +45,7 @@ export function tensorFrom(values: Float32Array, shape: number[]): tf.Tensor {
  * a reshape would see the change; a saved copy on a gradient tape too), while the products
  * keep nothing by data id (keysByDataId: a native BLAS does them). For the optimizer's update
  * and a data-parallel replica's new parameters, which otherwise make a tensor and assign it per
- * trainable: ~4 us each, ~0.4 ms a step for stories260K's 105 MoE trainables.
+ * trainable, a fixed cost per trainable that adds up over a MoE's hundred (docs/performance.md).
  */
 export function writableInPlace(t: tf.Tensor): boolean {
   return !t.isDisposed && soleHeapFloats(t) && !keysByDataId();
@@ -59,9 +59,9 @@ const soleHeapFloats = (t: tf.Tensor): boolean =>
  * Add each of `parts` into t's own values in place, where that is safe and cheap: on wasm, when no other
  * tensor shares t's data (a clone would see the change). Returns whether it did; if not, the
  * caller makes a new tensor. For the data-parallel gradient sum: a tensor from the values and an
- * AddN cost ~17 us a trainable in kernel and tensor overhead whatever its size, this ~1.5 ns a
- * value (stories260K's MoE, 105 trainables of 196k values: 1.8 → 0.8 ms a step; the tiny
- * Llama's 84 of 627k: ~1.4 → ~1.7).
+ * AddN cost a fixed overhead per trainable whatever its size, this a cost per value, so it wins
+ * for many small trainables and not for a few large ones (docs/performance.md, "Figures behind
+ * the code").
  */
 export function addInto(t: tf.Tensor, parts: Float32Array[]): boolean {
   if (!soleHeapFloats(t)) return false;

@@ -82,7 +82,7 @@ const viewOf = (wasm: BackendWasm) => (t: Info) => wasm.typedArrayFromHeap(t) as
 /**
  * Copies a [rows, cols] block between two heap matrices of leading dimensions ldd and lds,
  * starting at column dstCol of dst and srcCol of src: blocks put side by side ([A | Wr]) and
- * taken apart again. In wasm SIMD where it can run (a JS loop over heap views took ~4 ns a float).
+ * taken apart again. In wasm SIMD where it can run (a JS loop over heap views is slower; docs/performance.md).
  */
 function copyBlock(wasm: BackendWasm, dst: Info, ldd: number, dstCol: number, src: Info, lds: number, srcCol: number, rows: number, cols: number): void {
   const simd = simdOrNull(wasm);

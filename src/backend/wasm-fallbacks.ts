@@ -12,11 +12,11 @@
  * as Reshape does) is exact.
  *
  * Slice reads its whole input out of the heap (a full copy) before copying the slice, so one
- * element of a [1024, 4096] product cost 16 MB of copying (~10 ms, as long as the product
- * itself with a native BLAS). Here it copies only the slice, row by row from a heap view.
+ * element of a [1024, 4096] product cost 16 MB of copying, as long as the product itself with
+ * a native BLAS (docs/performance.md). Here it copies only the slice, row by row from a heap view.
  *
  * GatherV2's C++ kernel moves one element at a time through generic stride arithmetic: an
- * embedding lookup of 1024 rows of 256 took ~9 ms, ~3% of a tiny-Llama training step. Here each
+ * embedding lookup took a few percent of a tiny-Llama training step (docs/performance.md). Here each
  * gathered slice is one contiguous copy.
  */
 import type * as TF from '@tensorflow/tfjs';

@@ -8,7 +8,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { WASM_HEAP_LIMIT } from '../allocate/memory.ts';
+import { WASM_HEAP_LIMIT } from './limits.ts';
 
 interface WasmModule {
   _malloc(size: number): number;

@@ -1,12 +1,11 @@
 /**
  * Fast products on tfjs-backend-wasm. Its BatchMatMul kernel is fast (XNNPACK) only for one
- * untransposed matrix pair ([1024,256]x[256,4096]: ~17 GFLOP/s idle); a transposed operand
- * ([1024,256]x[4096,256]^T: ~1.4) or a batch ([64,128,32]x[64,32,128]: ~0.4) takes a naive
- * loop. Training is made of exactly those: backward passes are transposed products
+ * untransposed matrix pair; a transposed operand or a batch takes a naive loop, one to two
+ * orders of magnitude slower (docs/performance.md, "Figures behind the code"). Training is made of exactly those: backward passes are transposed products
  * (dA = dY B^T, dB = A^T dY), tied lm heads multiply by E^T, attention is batched Q K^T.
  *
  * The replacement kernels feed the fast kernel only untransposed 2-D pairs: a transposed
- * operand is transposed first (a blocked copy in JS, ~3x faster than tfjs-wasm's own Transpose),
+ * operand is transposed first (a blocked copy in JS, faster than tfjs-wasm's own Transpose),
  * or the output is computed transposed when that moves fewer elements; a batch runs as one
  * 2-D product per matrix. Registering kernels (rather than changing callers) makes every
  * product take the fast path, gradients included.

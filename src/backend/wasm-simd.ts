@@ -23,8 +23,7 @@
  *   HiloSumSquares       x -> Σ x² (summed in double): the gradient clip's norm
  *                        (the optimizer's two, under the names webgpu-adamw.ts gives them on the
  *                        GPU: with data-parallel replicas they run on one thread while the
- *                        others wait; as JS loops over the tiny MoE's 627k values they took
- *                        ~8 and ~2.8 ms a step, as these ~2.4 and ~0.9)
+ *                        others wait, and as JS loops they took about three times as long)
  *
  * Only for a single-threaded wasm backend: the threaded build's memory is shared, which a module
  * built without atomics cannot import (its products then stay tfjs's, as before).
@@ -87,10 +86,21 @@ let compiled: WebAssembly.Module | null = null;
 /** One instance per backend (per wasm memory). */
 const instances = new WeakMap<WebAssembly.Memory, SimdExports>();
 
-/** tfjs-backend-wasm's memory object (its Emscripten module exports it). */
+/** tfjs-backend-wasm's memory object, which its Emscripten module exports (tfjs 4.22); undefined elsewhere. */
+function exportedMemory(backend: object): WebAssembly.Memory | undefined {
+  const memory = (backend as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory;
+  return memory instanceof WebAssembly.Memory ? memory : undefined;
+}
+
+/** Whether the module can import `backend`'s memory: not the threaded build's, which is shared. */
+export function memoryImportable(backend: object): boolean {
+  const memory = exportedMemory(backend);
+  return memory !== undefined && !(memory.buffer instanceof SharedArrayBuffer);
+}
+
 function memoryOf(backend: BackendWasm): WebAssembly.Memory {
-  const memory = (backend.wasm as unknown as { asm?: { memory?: WebAssembly.Memory } }).asm?.memory;
-  if (!(memory instanceof WebAssembly.Memory)) throw new Error('tfjs-backend-wasm does not export its memory (hilo needs tfjs 4.22)');
+  const memory = exportedMemory(backend);
+  if (!memory) throw new Error('tfjs-backend-wasm does not export its memory (hilo needs tfjs 4.22)');
   return memory;
 }
 
@@ -115,8 +125,7 @@ let enabled = true;
  */
 export function simdOrNull(backend: BackendWasm): SimdExports | null {
   if (!enabled) return null;
-  const memory = (backend.wasm as unknown as { asm?: { memory?: WebAssembly.Memory } }).asm?.memory;
-  return memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer) ? simdFor(backend) : null;
+  return memoryImportable(backend) ? simdFor(backend) : null;
 }
 
 type Info = TF.TensorInfo;
@@ -295,8 +304,8 @@ export const hasSimdKernel = (tf: typeof TF, name: (typeof KERNELS)[number]): bo
 /**
  * Σ x² over float32 tensors where they lie in the wasm heap, summed in double by the SIMD
  * module with no tensor made: the gradient clip's norm, which with data-parallel replicas runs
- * while the other threads wait. Over stories260K's 105 MoE gradients 0.39 ms as a kernel and a
- * scalar each, 0.06 this way. Null where the module does not run or a tensor is not float32.
+ * while the other threads wait, so a kernel and a scalar per gradient cost the whole step
+ * (docs/performance.md). Null where the module does not run or a tensor is not float32.
  */
 export function heapSumSquares(tf: typeof TF, xs: Iterable<TF.Tensor>): number | null {
   if (tf.getBackend() !== 'wasm' || !hasSimdKernel(tf, SUM_SQUARES_KERNEL)) return null;

@@ -1,6 +1,6 @@
 /** Options shared by several commands, declared once. */
 import type { Argv } from 'yargs';
-import { BACKENDS } from '../backend/index.ts';
+import { BACKENDS } from '../names.ts';
 
 export function withBackend<T>(y: Argv<T>) {
   return y.option('backend', {

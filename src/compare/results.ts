@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import type { Cell } from './grid.ts';
 import type { RunResultsLike } from './summary.ts';
 

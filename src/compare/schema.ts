@@ -5,11 +5,11 @@
 import { z } from 'zod';
 import { FORMATS } from '../data/formats.ts';
 import { TASKS } from '../data/tasks/index.ts';
+import { GRID_METHODS, type Budget, type GridMethod } from '../names.ts';
 import { RecipeError } from '../recipe/problems.ts';
+import { budgetKeys } from '../recipe/schema.ts';
 
-/** The allocation methods a grid compares (a recipe's `none` and `manual` are not comparisons). */
-export const GRID_METHODS = ['lora', 'moe-uniform', 'mola', 'alphalora', 'hilo'] as const;
-export type GridMethod = (typeof GRID_METHODS)[number];
+export { GRID_METHODS, type GridMethod };
 export const METRICS = ['accuracy', 'perplexity'] as const;
 export type MetricName = (typeof METRICS)[number];
 
@@ -23,13 +23,9 @@ const slug = z.string().regex(/^[A-Za-z0-9][\w.-]*$/).meta({ allowed: 'a name of
 const recipeOverrides = z.record(z.string().regex(/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$/), z.unknown())
   .meta({ allowed: 'a map of dotted recipe keys to values, e.g. {train.max_steps: 100, adapter.top_k: 1}' });
 
-const budget = z.strictObject({
-  trainable: z.number().int().min(1).optional().describe('Trainable adapter parameters (experts + routers).'),
-  percent: z.number().gt(0).max(100).optional().describe('Trainable parameters as a percentage of the base model.'),
-  active: z.number().int().min(1).optional().describe('Parameters a token uses (active experts + routers).'),
-}).refine((b) => Object.keys(b).length === 1).nullable()
+const budget = budgetKeys.refine((b) => Object.keys(b).length === 1).nullable()
   .meta({ allowed: 'exactly one of {trainable: N} | {percent: P} | {active: N}, or null (the method\'s own sizes)' });
-export type GridBudget = z.infer<typeof budget>;
+export type GridBudget = Budget | null;
 
 const userTask = z.strictObject({
   name: slug.describe('What the task is called in tables, plots and run folders.'),

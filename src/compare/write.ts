@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import type { Grid } from './grid.ts';
 import { comparePlotSpec, type ParamAxis } from './plot.ts';
 import { renderSvg, svgToPng } from './render.ts';

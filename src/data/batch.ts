@@ -10,7 +10,7 @@
 import { HiloError } from '../errors.ts';
 import type { EncodedExample, ScoringItem } from './encode.ts';
 import { IGNORE_INDEX } from './encode.ts';
-import { mixSeed, SEED_TAG, seededPermutation } from './rng.ts';
+import { mixSeed, SEED_TAG, seededPermutation } from '../rng.ts';
 
 export interface Batch {
   /** [B*T] row-major (b, t). */

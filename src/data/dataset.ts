@@ -13,7 +13,7 @@ import type { TextTokenizer } from '../model/types.ts';
 import { encodeCandidates, encodeForTraining, type EncodedExample, type EncodeOptions, type ScoringItem } from './encode.ts';
 import type { ClassificationExample, Example, Format, RecordRules } from './formats.ts';
 import { readJsonl, throwIfProblems } from './jsonl.ts';
-import { mixSeed, SEED_TAG, seededShuffle } from './rng.ts';
+import { mixSeed, SEED_TAG, seededShuffle } from '../rng.ts';
 import { randomSplit, stratifiedSplit } from './split.ts';
 import { getTask } from './tasks/index.ts';
 import type { Metric } from './tasks/types.ts';

@@ -3,7 +3,7 @@
  * part, so class balance is the same on both sides and the sizes are a function of the label
  * counts alone. Both parts keep the source order (order for training comes from the batcher).
  */
-import { mixSeed, SEED_TAG, seededShuffle } from './rng.ts';
+import { mixSeed, SEED_TAG, seededShuffle } from '../rng.ts';
 
 export interface Split<T> {
   kept: T[];

@@ -23,11 +23,6 @@ export interface ExpertWeights {
   weight: number;
 }
 
-/** PEFT's scaling: lora_alpha / r, or lora_alpha / √r with use_rslora. */
-export function peftScaling(alpha: number, r: number, rslora: boolean): number {
-  return rslora ? alpha / Math.sqrt(r) : alpha / r;
-}
-
 /** One LoRA (A [Σr, in], B [out, Σr]) whose `scaling` · B·A equals Σ_e w_e s_e B_e A_e. */
 export function foldExperts(experts: readonly ExpertWeights[], scaling: number): { A: Matrix; B: Matrix } {
   if (experts.length === 0) throw new Error('foldExperts: no experts');

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Adapters } from '../adapters/inject.ts';
 import { countPlan } from '../adapters/params.ts';
 import { summarizePlan } from '../allocate/plan-file.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { moduleShapes } from '../model/families.ts';
 import type { CausalLM } from '../model/types.ts';
 import { modelFingerprint } from '../probe/fingerprint.ts';
 import { readProbeFile } from '../probe/run.ts';

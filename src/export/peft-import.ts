@@ -10,10 +10,9 @@ import { injectAdapters, type Adapters } from '../adapters/inject.ts';
 import { loraScale, type AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { readSafetensors } from '../model/safetensors.ts';
-import { layerPrefix } from '../model/shapes.ts';
+import { layerPrefix } from '../model/families.ts';
 import type { CausalLM } from '../model/types.ts';
 import type { Matrix } from './delta.ts';
-import { peftScaling } from './fold.ts';
 import { PEFT_PREFIX } from './peft.ts';
 
 export interface PeftAdapter {
@@ -101,7 +100,7 @@ export function injectPeft(model: CausalLM, peft: PeftAdapter): Adapters {
         throw new HiloError(`${peft.source}: ${p}: lora_A [${A.shape}] / lora_B [${B.shape}] do not fit the module (in ${mix.inFeatures}, out ${mix.outFeatures})`);
       }
       // a per-module alpha_pattern has no place in a plan's one alpha: fold the ratio into B
-      const factor = peftScaling(patternValue(c.alpha_pattern, p) ?? alpha, r, rslora) / loraScale(plan, r);
+      const factor = loraScale({ ...plan, alpha: patternValue(c.alpha_pattern, p) ?? alpha }, r) / loraScale(plan, r);
       tf.tidy(() => {
         mix.weights.loraA.assign(tf.transpose(tf.tensor2d(A.data, A.shape))); // [r, in] -> [in, r]
         const b = tf.transpose(tf.tensor2d(B.data, B.shape)); // [out, r] -> [r, out]

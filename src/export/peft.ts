@@ -11,10 +11,10 @@
 import type { Adapters } from '../adapters/inject.ts';
 import { adapterTensors } from '../adapters/io.ts';
 import { loraScale } from '../adapters/plan.ts';
-import { layerPrefix, moduleShapes, targetMatches } from '../model/shapes.ts';
+import { familyOf, layerPrefix, moduleShapes, projectionPaths, targetMatches } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import type { Matrix } from './delta.ts';
-import { foldExperts, peftScaling, type ExpertWeights } from './fold.ts';
+import { foldExperts, type ExpertWeights } from './fold.ts';
 import type { GateMeans } from './gate-means.ts';
 
 export const PEFT_PREFIX = 'base_model.model.';
@@ -43,7 +43,7 @@ function mostCommon(values: number[]): number {
 
 /** PEFT target_modules: the plan's short names when they select exactly the exported modules, else every path. */
 function peftTargets(config: ModelConfig, targets: string[], paths: string[]): string[] {
-  const short = targets.includes('all-linear') ? Object.keys(moduleShapes(config)[0]) : targets;
+  const short = targets.includes('all-linear') ? projectionPaths(config) : targets;
   const selected = moduleShapes(config).flatMap((mods, l) =>
     Object.keys(mods).filter((m) => short.some((t) => targetMatches(t, m))).map((m) => `${layerPrefix(config, l)}.${m}`));
   const same = selected.length === paths.length && selected.every((p) => paths.includes(p));
@@ -56,7 +56,7 @@ const hf = (t: { shape: number[]; data: Float32Array }): Matrix => ({ shape: [t.
 export function peftFromAdapters(adapters: Adapters, config: ModelConfig, baseModel: string, gates: GateMeans): PeftExport {
   const plan = adapters.plan;
   const rslora = plan.scaling === 'alpha/sqrt(r)';
-  // PEFT has no fixed scale: alpha = fixed_scale · r makes alpha/r the fixed scale
+  // PEFT's scaling of the folded rank R is loraScale(plan, R); PEFT has no fixed scale: alpha = fixed_scale · r makes alpha/r the fixed scale
   const alphaFor = (R: number) => (plan.scaling === 'fixed' ? plan.fixedScale * R : plan.alpha);
   const tensors = adapterTensors(adapters);
   const get = (name: string) => hf(tensors.get(name)!);
@@ -64,7 +64,7 @@ export function peftFromAdapters(adapters: Adapters, config: ModelConfig, baseMo
   for (const [p, mix] of adapters.layers) {
     const { experts: E, rank: r } = mix.spec;
     const R = E * r;
-    const scaling = peftScaling(alphaFor(R), R, rslora);
+    const scaling = loraScale(plan, R);
     const w = E > 1 ? gates.get(p) : [1];
     if (!w) throw new Error(`internal: no routing weights measured for ${p}`);
     const parts: ExpertWeights[] = Array.from({ length: E }, (_, e) => {
@@ -85,7 +85,7 @@ export function peftFromAdapters(adapters: Adapters, config: ModelConfig, baseMo
   }
   const cfg: Record<string, unknown> = {
     alpha_pattern: alphaPattern, auto_mapping: null, base_model_name_or_path: baseModel, bias: 'none',
-    fan_in_fan_out: config.arch === 'gpt2', inference_mode: true, init_lora_weights: true, layer_replication: null,
+    fan_in_fan_out: familyOf(config).projectionLayout === 'conv1d', inference_mode: true, init_lora_weights: true, layer_replication: null,
     layers_pattern: null, layers_to_transform: null, loftq_config: {}, lora_alpha: loraAlpha, lora_dropout: plan.dropout,
     megatron_config: null, megatron_core: 'megatron.core', modules_to_save: null, peft_type: 'LORA', r,
     rank_pattern: rankPattern, revision: null, target_modules: peftTargets(config, plan.targetModules, modules.map((m) => m.path)),

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileError } from '../errors.ts';
-import { writeFileAtomic } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 
 export class MetricsFile {
   readonly file: string;

@@ -1,8 +1,8 @@
 /**
  * What every architecture shares: its weights (HF names), the frozen linear modules adapters
  * wrap, the embedding lookup and LM head, the per-token loss, conversion back to HF layouts and
- * disposal. An architecture file lists its tensors as WeightSpecs and writes `run` (ids -> final
- * hidden rows).
+ * disposal. An architecture's family file (families.ts) lists its tensors as WeightSpecs; its
+ * model file passes them here and writes `run` (ids -> final hidden rows).
  *
  * Where frozen weights live (WeightStorage): as tf variables (linear kernels transposed to
  * [in, out]), or, with `outside`, the weight matrices (projections, embedding, LM head) as
@@ -13,31 +13,14 @@ import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { frozenLinear } from '../ops/frozen-linear.ts';
 import { decodeAll, encodeShared, gatherRows, roundTo, type StoredDtype, type StoredMatrix } from '../ops/stored.ts';
-import { chunkedTokenNll, tokenNll } from '../train/loss.ts';
+import { chunkedTokenNll, tokenNll } from '../ops/cross-entropy.ts';
 import { checkpointed } from './checkpoint-layer.ts';
+import { isMatrix, type WeightSpec } from './family.ts';
 import { FrozenLinearLayer } from './linear.ts';
 import { transposeData } from './transpose.ts';
 import type { CausalLM, ForwardContext, ForwardOptions, FrozenLinear, KvCache, LinearModule, ModelConfig } from './types.ts';
 
 /** One HF tensor an architecture needs. */
-export interface WeightSpec {
-  name: string;
-  /** Shape in the HF file. */
-  shape: number[];
-  /**
-   * linear: HF nn.Linear [out, in], stored transposed as [in, out];
-   * conv1d: GPT-2 Conv1D, already [in, out]; plain: stored as in the file.
-   */
-  layout: 'linear' | 'conv1d' | 'plain';
-  /** Adaptable projection: gets a FrozenLinear in `modules` under the name minus `.weight`. */
-  adaptable?: boolean;
-  /** The token embedding [vocab, hidden] (also the LM head when tied). */
-  embedding?: boolean;
-  /** HF initialisation for training from scratch: N(0, std * stdScale), ones or zeros. */
-  init: 'normal' | 'ones' | 'zeros';
-  stdScale?: number;
-}
-
 /** Values of one tensor in its HF layout (what the safetensors reader returns). */
 export interface HfTensorData {
   shape: number[];
@@ -69,9 +52,6 @@ export interface ModelOptions {
   source?: string;
   storage?: WeightStorage;
 }
-
-/** Whether a spec is a weight matrix that may be held outside the engine. */
-export const isMatrix = (s: WeightSpec): boolean => s.layout !== 'plain' || s.embedding === true;
 
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -186,7 +166,7 @@ export abstract class BaseCausalLM implements CausalLM {
   protected w<R extends tf.Rank = tf.Rank>(name: string): tf.Tensor<R> {
     const v = this.weights.get(name);
     if (!v) throw new Error(`internal: no weight ${name}${this.stored.has(name) ? ' on the engine (it is held outside it)' : ''}`);
-    return v as unknown as tf.Tensor<R>;
+    return v as tf.Tensor as tf.Tensor<R>;
   }
 
   /** The current module at HF path `path` (an adapter wrapper once injected). */

@@ -10,6 +10,7 @@
 import path from 'node:path';
 import { fieldError, HiloError } from '../errors.ts';
 import { checkpointFiles } from './checkpoint-files.ts';
+import { familyOf, type SizeKey } from './families.ts';
 import { readSafetensorsHeader } from './safetensors.ts';
 import type { ModelConfig } from './types.ts';
 
@@ -27,24 +28,10 @@ export const SIZE_LIMITS = {
   headDim: 1024,
   vocabSize: 4_194_304,
   maxPositions: 16_777_216,
-} as const satisfies Partial<Record<keyof ModelConfig, number>>;
-
-type SizeKey = keyof typeof SIZE_LIMITS;
-
-/** The config.json field each normalised size was read from, per architecture. */
-const FIELD: Record<ModelConfig['arch'], Record<SizeKey, string>> = {
-  llama: {
-    numLayers: 'num_hidden_layers', hiddenSize: 'hidden_size', intermediateSize: 'intermediate_size', numHeads: 'num_attention_heads',
-    numKvHeads: 'num_key_value_heads', headDim: 'head_dim', vocabSize: 'vocab_size', maxPositions: 'max_position_embeddings',
-  },
-  gpt2: {
-    numLayers: 'n_layer', hiddenSize: 'n_embd', intermediateSize: 'n_inner', numHeads: 'n_head',
-    numKvHeads: 'n_head', headDim: 'n_embd / n_head', vocabSize: 'vocab_size', maxPositions: 'n_positions',
-  },
-};
+} as const satisfies Record<SizeKey, number>;
 
 /** `config.json <field>` for a normalised size of `config`. */
-export const configField = (config: Pick<ModelConfig, 'arch'>, key: SizeKey): string => `config.json ${FIELD[config.arch][key]}`;
+export const configField = (config: Pick<ModelConfig, 'arch'>, key: SizeKey): string => `config.json ${familyOf(config).configFields[key]}`;
 
 /**
  * Attention keeps each head's [T, T] float32 scores whole (no chunked attention), 1 GiB per head
@@ -55,7 +42,7 @@ export const MAX_ATTENTION_TOKENS = 16_384;
 
 /** Refuse sizes no real model has (see SIZE_LIMITS); the message names the field and value. */
 export function checkConfigSizes(config: ModelConfig): void {
-  for (const key of Object.keys(SIZE_LIMITS) as SizeKey[]) {
+  for (const key of Object.keys(SIZE_LIMITS) as Array<keyof typeof SIZE_LIMITS>) {
     const limit = SIZE_LIMITS[key];
     if (config[key] > limit) {
       throw fieldError(configField(config, key), config[key], `at most ${limit.toLocaleString('en-US')} (no released model comes near; a typo?)`);
@@ -97,64 +84,44 @@ function shapesOf(entries: Map<string, { shape: number[] }>): Map<string, number
 
 const show = (shape: number[]) => `[${shape.join(', ')}]`;
 
-/**
- * Which tensor dimension states each size (HF layouts: nn.Linear [out, in], GPT-2's Conv1D
- * [in, out]); layer counts, heads and the tied head are checked separately.
- */
-const SIZE_SOURCES: Record<ModelConfig['arch'], Array<[SizeKey, string, number]>> = {
-  llama: [
-    ['hiddenSize', 'model.embed_tokens.weight', 1],
-    ['vocabSize', 'model.embed_tokens.weight', 0],
-    ['intermediateSize', 'model.layers.0.mlp.gate_proj.weight', 0],
-  ],
-  gpt2: [
-    ['hiddenSize', 'wte.weight', 1],
-    ['vocabSize', 'wte.weight', 0],
-    ['maxPositions', 'wpe.weight', 0],
-    ['intermediateSize', 'h.0.mlp.c_fc.weight', 1],
-  ],
-};
-
 /** Where config.json and the weights disagree, as a HiloError naming the field; null when they agree. */
 export function weightMismatch(config: ModelConfig, { shapes, where }: WeightShapes): HiloError | null {
-  const gpt2 = config.arch === 'gpt2';
-  /** A tensor's stored name and shape; GPT-2 files from the original repo lack `transformer.` (see gpt2TensorName). */
+  const family = familyOf(config);
+  /** A tensor's stored name and shape, under any spelling the family's files use. */
   const find = (name: string): { name: string; shape: number[] } | null => {
-    for (const n of gpt2 ? [`transformer.${name}`, name] : [name]) {
+    for (const n of family.storedNames(name)) {
       const shape = shapes.get(n);
       if (shape) return { name: n, shape };
     }
     return null;
   };
   const held = (t: { name: string; shape: number[] }) => `${t.name} in ${where} is ${show(t.shape)}`;
-  const embedding = SIZE_SOURCES[config.arch][0][1];
+  const embedding = family.sizeSources[0][1];
   if (!find(embedding)) {
-    return new HiloError(`${where} has no tensor "${gpt2 ? 'transformer.' : ''}${embedding}": these weights are not a ${config.modelType} checkpoint (config.json model_type "${config.modelType}")`);
+    return new HiloError(`${where} has no tensor "${embedding}": these weights are not a ${config.modelType} checkpoint (config.json model_type "${config.modelType}")`);
   }
-  for (const [key, name, axis] of SIZE_SOURCES[config.arch]) {
+  for (const [key, name, axis] of family.sizeSources) {
     const t = find(name);
     if (t && t.shape[axis] !== config[key]) return fieldError(configField(config, key), config[key], `${t.shape[axis]} (${held(t)})`);
   }
 
-  const layerOf = gpt2 ? /^(?:transformer\.)?h\.(\d+)\./ : /^model\.layers\.(\d+)\./;
   const layers = new Set<number>();
   for (const name of shapes.keys()) {
-    const m = layerOf.exec(name);
+    const m = family.storedLayers.pattern.exec(name);
     if (m) layers.add(Number(m[1]));
   }
   if (layers.size !== config.numLayers) {
-    const prefix = gpt2 ? 'h' : 'model.layers';
+    const prefix = family.storedLayers.label;
     const range = layers.size === 0 ? 'no layers' : `${layers.size} layers, ${prefix}.${Math.min(...layers)} to ${prefix}.${Math.max(...layers)}`;
     return fieldError(configField(config, 'numLayers'), config.numLayers, `${layers.size} (${where} holds ${range})`);
   }
-  if (gpt2) return null; // n_head leaves no trace in GPT-2's fused shapes
 
-  for (const [key, proj] of [['numHeads', 'q_proj'], ['numKvHeads', 'k_proj']] as const) {
-    const t = find(`model.layers.0.self_attn.${proj}.weight`);
+  for (const [key, name] of family.headSources) {
+    const t = find(name);
     const rows = t?.shape[0];
     if (t && rows !== config[key] * config.headDim) {
       const fits = rows! % config.headDim === 0 ? `${rows! / config.headDim}, ` : '';
-      return fieldError(configField(config, key), config[key], `${fits}as ${FIELD.llama[key]} x head_dim (${config.headDim}) must be ${rows}: ${held(t)}`);
+      return fieldError(configField(config, key), config[key], `${fits}as ${family.configFields[key]} x head_dim (${config.headDim}) must be ${rows}: ${held(t)}`);
     }
   }
   if (!config.tieWordEmbeddings && !shapes.has('lm_head.weight')) {
@@ -193,9 +160,10 @@ export function checkMaxLength(maxLength: number, config: ModelConfig, dir: stri
   }
   const positions = config.maxPositions;
   if (maxLength <= positions) return null;
-  if (config.arch === 'gpt2') {
-    throw fieldError(field, maxLength, `at most ${positions}, the n_positions of ${dir}/config.json ` +
-      '(GPT-2 learned one position embedding per position and has none past it)');
+  const family = familyOf(config);
+  if (family.positions === 'learned') {
+    throw fieldError(field, maxLength, `at most ${positions}, the ${family.configFields.maxPositions} of ${dir}/config.json ` +
+      `(${family.title} learned one position embedding per position and has none past it)`);
   }
   return `warning: recipe.data.max_length ${maxLength} is past max_position_embeddings ${positions} of ${dir}/config.json: ` +
     `RoPE runs there, but the model never saw positions past ${positions} in pretraining, so expect worse predictions on them ` +

@@ -4,7 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { mulberry32 } from '../data/rng.ts';
+import { mulberry32 } from '../rng.ts';
+import { familyOf } from './families.ts';
 import { createKvCache, disposeKvCache } from './causal-lm.ts';
 import { argmax, checkSampling, sampleIndex, type Sampling } from './sampling.ts';
 import type { CausalLM, KvCache } from './types.ts';
@@ -50,7 +51,7 @@ export async function generate(model: CausalLM, promptIds: number[], opts: Gener
   const stop = new Set(opts.stopIds ?? defaultStopIds(model));
   const uniform = mulberry32(opts.seed ?? 0);
   // learned position tables end at max_position_embeddings; RoPE models may go past it
-  const limit = model.config.arch === 'gpt2' ? model.config.maxPositions : Infinity;
+  const limit = familyOf(model.config).positions === 'learned' ? model.config.maxPositions : Infinity;
   const cache = opts.useCache === false ? undefined : createKvCache();
   const ids = [...promptIds];
   const out: number[] = [];

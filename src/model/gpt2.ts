@@ -8,54 +8,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
-import { appendToCache, BaseCausalLM, commitCache, type AnyTensorData, type ModelOptions, type WeightSpec } from './causal-lm.ts';
+import { appendToCache, BaseCausalLM, commitCache, type AnyTensorData, type ModelOptions } from './causal-lm.ts';
+import { GPT2_FAMILY } from './family-gpt2.ts';
 import { activate, additiveMask, groupedAttention, layerNorm } from './ops.ts';
 import type { ForwardOptions, KvCache, ModelConfig } from './types.ts';
 
-/** Every tensor of a GPT-2 checkpoint, in HF names and shapes. */
-export function gpt2WeightSpecs(c: ModelConfig): WeightSpec[] {
-  const H = c.hiddenSize;
-  const I = c.intermediateSize;
-  // HF scales the residual projections' init by 1/sqrt(2 * n_layer) (GPT-2 paper, section 2.3)
-  const residualScale = 1 / Math.sqrt(2 * c.numLayers);
-  const specs: WeightSpec[] = [
-    { name: 'transformer.wte.weight', shape: [c.vocabSize, H], layout: 'plain', embedding: true, init: 'normal' },
-    { name: 'transformer.wpe.weight', shape: [c.maxPositions, H], layout: 'plain', init: 'normal' },
-  ];
-  const norm = (name: string) => {
-    specs.push({ name: `${name}.weight`, shape: [H], layout: 'plain', init: 'ones' });
-    specs.push({ name: `${name}.bias`, shape: [H], layout: 'plain', init: 'zeros' });
-  };
-  const conv = (name: string, inp: number, out: number, stdScale = 1) => {
-    specs.push({ name: `${name}.weight`, shape: [inp, out], layout: 'conv1d', adaptable: true, init: 'normal', stdScale });
-    specs.push({ name: `${name}.bias`, shape: [out], layout: 'plain', init: 'zeros' });
-  };
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `transformer.h.${l}`;
-    norm(`${p}.ln_1`);
-    conv(`${p}.attn.c_attn`, H, 3 * H);
-    conv(`${p}.attn.c_proj`, H, H, residualScale);
-    norm(`${p}.ln_2`);
-    conv(`${p}.mlp.c_fc`, H, I);
-    conv(`${p}.mlp.c_proj`, I, H, residualScale);
-  }
-  norm('transformer.ln_f');
-  return specs;
-}
-
-/**
- * The HF name for a tensor of a GPT-2 file, or null for tensors that are not weights: the
- * original openai-community/gpt2 files lack the `transformer.` prefix and carry `attn.bias`
- * / `attn.masked_bias` causal-mask buffers; lm_head.weight is a copy of the tied wte.
- */
-export function gpt2TensorName(name: string): string | null {
-  if (/\.attn\.(bias|masked_bias)$/.test(name) || name === 'lm_head.weight') return null;
-  return name.startsWith('transformer.') ? name : `transformer.${name}`;
-}
-
 export class GPT2LMHeadModel extends BaseCausalLM {
   constructor(config: ModelConfig, hf: Map<string, AnyTensorData>, opts: ModelOptions = {}) {
-    super(config, gpt2WeightSpecs(config), hf, opts.trainable ?? false, opts.source, opts.storage);
+    super(config, GPT2_FAMILY.weightSpecs(config), hf, opts.trainable ?? false, opts.source, opts.storage);
   }
 
   /** Final hidden rows [B·T, H] for ids [B, T], into `finish`; positions must stay below n_positions. */

@@ -1,13 +1,12 @@
 /**
  * A randomly initialised model for pretraining from scratch, with transformers' _init_weights:
  * linear and embedding weights ~ N(0, initializer_range) (GPT-2 residual projections scaled
- * by 1/sqrt(2 n_layer)), biases 0, norm weights 1, the pad token's embedding row 0 (Llama).
+ * by 1/sqrt(2 n_layer)), biases 0, norm weights 1, the pad token's embedding row 0 (where the family's embedding has a padding_idx).
  * Seeded in JS, so the same seed gives the same weights on every backend.
  */
-import { mulberry32 } from '../data/rng.ts';
+import { mulberry32 } from '../rng.ts';
 import type { BaseCausalLM, HfTensorData } from './causal-lm.ts';
-import { gpt2WeightSpecs } from './gpt2.ts';
-import { llamaWeightSpecs } from './llama.ts';
+import { familyOf } from './families.ts';
 import { buildModel } from './load.ts';
 import type { ModelConfig } from './types.ts';
 
@@ -34,7 +33,7 @@ export function seededNormal(seed: number): () => number {
  * checkpoint never has to sit in memory whole.
  */
 export function* randomWeightStream(config: ModelConfig, seed: number): Generator<{ name: string; shape: number[]; data: Float32Array }> {
-  const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
+  const specs = familyOf(config).weightSpecs(config);
   const normal = seededNormal(seed);
   const std = config.initializerRange ?? 0.02;
   const pad = config.padTokenId;
@@ -45,7 +44,7 @@ export function* randomWeightStream(config: ModelConfig, seed: number): Generato
       const sd = std * (s.stdScale ?? 1);
       for (let i = 0; i < data.length; i++) data[i] = normal() * sd;
     }
-    if (s.name === 'model.embed_tokens.weight' && config.arch === 'llama' && pad !== null && pad >= 0 && pad < config.vocabSize) {
+    if (s.zeroPadRow && pad !== null && pad >= 0 && pad < config.vocabSize) {
       data.fill(0, pad * config.hiddenSize, (pad + 1) * config.hiddenSize);
     }
     yield { name: s.name, shape: s.shape, data };

@@ -8,38 +8,10 @@
  * through `modules` (which adapters may have wrapped).
  */
 import * as tf from '@tensorflow/tfjs';
-import { appendToCache, BaseCausalLM, commitCache, type AnyTensorData, type ModelOptions, type WeightSpec } from './causal-lm.ts';
+import { appendToCache, BaseCausalLM, commitCache, type AnyTensorData, type ModelOptions } from './causal-lm.ts';
+import { LLAMA_FAMILY } from './family-llama.ts';
 import { additiveMask, gatedActivation, groupedAttention, rmsNorm, rotary } from './ops.ts';
 import type { ForwardOptions, KvCache, ModelConfig } from './types.ts';
-
-/** Every tensor of a Llama-family checkpoint, in HF names and shapes. */
-export function llamaWeightSpecs(c: ModelConfig): WeightSpec[] {
-  const H = c.hiddenSize;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const I = c.intermediateSize;
-  const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H], layout: 'plain', embedding: true, init: 'normal' }];
-  const linear = (name: string, out: number, inp: number, bias: boolean) => {
-    specs.push({ name: `${name}.weight`, shape: [out, inp], layout: 'linear', adaptable: true, init: 'normal' });
-    if (bias) specs.push({ name: `${name}.bias`, shape: [out], layout: 'plain', init: 'zeros' });
-  };
-  const norm = (name: string) => specs.push({ name: `${name}.weight`, shape: [H], layout: 'plain', init: 'ones' });
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    norm(`${p}.input_layernorm`);
-    linear(`${p}.self_attn.q_proj`, q, H, c.attentionBias);
-    linear(`${p}.self_attn.k_proj`, kv, H, c.attentionBias);
-    linear(`${p}.self_attn.v_proj`, kv, H, c.attentionBias);
-    linear(`${p}.self_attn.o_proj`, H, q, c.attentionOutputBias ?? c.attentionBias);
-    norm(`${p}.post_attention_layernorm`);
-    linear(`${p}.mlp.gate_proj`, I, H, c.mlpBias);
-    linear(`${p}.mlp.up_proj`, I, H, c.mlpBias);
-    linear(`${p}.mlp.down_proj`, H, I, c.mlpBias);
-  }
-  norm('model.norm');
-  if (!c.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, H], layout: 'linear', init: 'normal' });
-  return specs;
-}
 
 /**
  * RoPE inverse frequencies exactly as transformers computes them in float32, including the
@@ -98,7 +70,8 @@ export function ropeTables(invFreq: Float32Array, length: number): { cos: Float3
 /**
  * [d, d] 0/1 matrix swapping the halves of a row: x·P = cat(x2, x1). One small matMul (exact:
  * one nonzero term per output) replaces split + concat, and its gradient is one more matMul
- * instead of concat + split: ~10% of a wasm training step's kernel time went to SplitV/Concat.
+ * instead of concat + split, kernels that took a visible share of a wasm training step
+ * (docs/performance.md, "Figures behind the code").
  */
 export function halfSwap(d: number): Float32Array {
   const p = new Float32Array(d * d);
@@ -116,7 +89,7 @@ export class LlamaForCausalLM extends BaseCausalLM {
   private readonly swap: tf.Tensor2D; // [d, d] halfSwap
 
   constructor(config: ModelConfig, hf: Map<string, AnyTensorData>, opts: ModelOptions = {}) {
-    super(config, llamaWeightSpecs(config), hf, opts.trainable ?? false, opts.source, opts.storage);
+    super(config, LLAMA_FAMILY.weightSpecs(config), hf, opts.trainable ?? false, opts.source, opts.storage);
     this.invFreq = ropeInvFreq(config);
     // Sized for what is run, not for max_position_embeddings (131072 for Llama 3: 128 MB of
     // tables); forward grows them on demand.
@@ -187,13 +160,3 @@ export class LlamaForCausalLM extends BaseCausalLM {
   }
 }
 
-/**
- * The HF name for a tensor of a Llama-family file, or null for what is not a weight: old
- * checkpoints carry rotary_emb.inv_freq buffers, and a tied model may still hold a copy of
- * lm_head.weight (HF ties it to the embedding regardless).
- */
-export function llamaTensorName(name: string, c: ModelConfig): string | null {
-  if (name.endsWith('rotary_emb.inv_freq')) return null;
-  if (name === 'lm_head.weight' && c.tieWordEmbeddings) return null;
-  return name;
-}

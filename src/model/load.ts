@@ -14,12 +14,19 @@ import { HiloError } from '../errors.ts';
 import { requireCheckpointFiles } from './checkpoint-files.ts';
 import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { bytesPerValue, decodeAll, type StoredDtype } from '../ops/stored.ts';
-import { isMatrix, type AnyTensorData, type HfTensorData, type BaseCausalLM, type RawTensorData, type WeightStorage } from './causal-lm.ts';
+import type { AnyTensorData, HfTensorData, BaseCausalLM, ModelOptions, RawTensorData, WeightStorage } from './causal-lm.ts';
+import { familyOf, isMatrix } from './families.ts';
 import { readModelConfig } from './folder.ts';
-import { GPT2LMHeadModel, gpt2TensorName, gpt2WeightSpecs } from './gpt2.ts';
-import { LlamaForCausalLM, llamaTensorName, llamaWeightSpecs } from './llama.ts';
+import { GPT2LMHeadModel } from './gpt2.ts';
+import { LlamaForCausalLM } from './llama.ts';
 import { readSafetensorsHeader, readSafetensorsRaw } from './safetensors.ts';
-import type { ModelConfig } from './types.ts';
+import type { Arch, ModelConfig } from './types.ts';
+
+/** The forward code of each family (families.ts says everything else about it). */
+const MODEL_CLASSES: Record<Arch, new (config: ModelConfig, hf: Map<string, AnyTensorData>, opts: ModelOptions) => BaseCausalLM> = {
+  llama: LlamaForCausalLM,
+  gpt2: GPT2LMHeadModel,
+};
 
 export interface LoadOptions {
   /** Make the base weights trainable variables (full-parameter training). Default false: frozen. */
@@ -54,8 +61,7 @@ export function heapWeightsCap(env: NodeJS.ProcessEnv = process.env, registered 
 
 /** Float32 bytes of a model's weight matrices (projections, embedding, head): what the cap weighs. */
 export function matrixBytes(config: ModelConfig): number {
-  const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
-  return specs.filter(isMatrix).reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
+  return familyOf(config).weightSpecs(config).filter(isMatrix).reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
 }
 
 /** Where a model's frozen weights go for `opts` (a trainable model's are always engine variables); `cap` defaults to heapWeightsCap(). */
@@ -92,14 +98,14 @@ const readSafetensorsHeaderNames = (file: string) => [...readSafetensorsHeader(f
 /** Build the architecture of `config` from HF-named tensors, consuming the map (unknown names fail). */
 export function buildModel(config: ModelConfig, tensors: Map<string, AnyTensorData>, opts: LoadOptions & { source?: string } = {}): BaseCausalLM {
   const source = opts.source ?? 'model';
-  const rename = config.arch === 'gpt2' ? gpt2TensorName : (n: string) => llamaTensorName(n, config);
+  const family = familyOf(config);
   const hf = new Map<string, AnyTensorData>();
   for (const [name, t] of tensors) {
-    const canonical = rename(name);
+    const canonical = family.tensorName(name, config);
     if (canonical !== null) hf.set(canonical, t);
   }
   tensors.clear(); // consumed: the host copies go as soon as each weight is on the backend
-  const Model = config.arch === 'gpt2' ? GPT2LMHeadModel : LlamaForCausalLM;
+  const Model = MODEL_CLASSES[config.arch];
   const model = new Model(config, hf, { trainable: opts.trainable, source, storage: storageFor(config, opts) });
   const unexpected = [...hf.keys()]; // the model took (and removed) every tensor it knows
   if (unexpected.length > 0) {

@@ -11,7 +11,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HiloError } from '../errors.ts';
-import { floatsToBf16, floatToBf16, floatToHalf, halfToFloat } from './float16.ts';
+import { writeFileAtomic } from '../files.ts';
+import { floatsToBf16, floatToBf16, floatToHalf, halfToFloat } from '../ops/float16.ts';
 import type { StoredDtype } from '../ops/stored.ts';
 
 export { floatToBf16, floatToHalf, halfToFloat };
@@ -389,17 +390,4 @@ export function writeSafetensors(
   metadata: Record<string, string> = {},
 ): void {
   writeFileAtomic(file, encodeSafetensors(tensors, metadata));
-}
-
-/** Write bytes or text to `file` via a temp file + rename, so readers never see half a file. */
-export function writeFileAtomic(file: string, data: Uint8Array | string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
 }

@@ -8,10 +8,10 @@ import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { normaliseConfig, toHfConfig } from './config.ts';
+import { familyOf } from './families.ts';
 import { randomWeightStream } from './init.ts';
-import { SafetensorsFileWriter, type StLayoutEntry, type StTensorInput, type StWriteDtype, writeFileAtomic, writeSafetensors } from './safetensors.ts';
-import { gpt2WeightSpecs } from './gpt2.ts';
-import { llamaWeightSpecs } from './llama.ts';
+import { SafetensorsFileWriter, type StLayoutEntry, type StTensorInput, type StWriteDtype, writeSafetensors } from './safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import type { CausalLM, ModelConfig } from './types.ts';
 
 /** Files that travel with a model for its tokenizer and generation defaults. */
@@ -89,7 +89,7 @@ export function saveRandomModel(raw: Record<string, unknown>, dir: string, opts:
   const config = normaliseConfig(raw);
   const dtype = opts.dtype ?? 'BF16';
   const maxShard = opts.maxShardBytes ?? HF_MAX_SHARD_BYTES;
-  const specs = config.arch === 'gpt2' ? gpt2WeightSpecs(config) : llamaWeightSpecs(config);
+  const specs = familyOf(config).weightSpecs(config);
   const itemBytes = dtype === 'F32' ? 4 : 2;
   const shards: StLayoutEntry[][] = [[]];
   let shardBytes = 0;

@@ -121,12 +121,6 @@ export interface CausalLM {
   dispose(): void;
 }
 
-/** Layer index and short module name (q_proj, c_attn, ...) of an HF module path. */
-export interface ModuleAddress {
-  layer: number;
-  short: string;
-}
-
 /** Text <-> ids, as loaded from a model directory's tokenizer.json. */
 export interface TextTokenizer {
   readonly vocabSize: number;

@@ -6,7 +6,7 @@
  * float32 (src/ops/frozen-linear.ts); the conversions here are exact (bf16 and f16 are floats).
  */
 import { HiloError } from '../errors.ts';
-import { floatToBf16, floatToHalf, halfToFloat } from '../model/float16.ts';
+import { floatToBf16, floatToHalf, halfToFloat } from './float16.ts';
 
 /** HF's names for the dtypes a frozen weight may be held in (recipe model.dtype). */
 export const STORED_DTYPES = ['bfloat16', 'float16', 'float32'] as const;
@@ -35,7 +35,7 @@ export function linearShape(m: StoredMatrix): [number, number] {
 }
 
 let halfTable: Float32Array | null = null;
-/** Every float16 bit pattern's float32 value: a lookup is ~10x faster than decoding the bits. */
+/** Every float16 bit pattern's float32 value: a table lookup beats decoding the bits (docs/performance.md). */
 function halves(): Float32Array {
   if (!halfTable) {
     halfTable = new Float32Array(65536);

@@ -19,7 +19,7 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { loadLapack, type Lapack } from '../backend/lapack.ts';
 import type { Batch } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
-import { layerPrefix, moduleShapes } from '../model/shapes.ts';
+import { layerPrefix, moduleShapes } from '../model/families.ts';
 import type { CausalLM, ForwardContext, LinearModule } from '../model/types.ts';
 import { layersPerForward, microBatches, PASS_TOKENS } from './passes.ts';
 

@@ -6,7 +6,7 @@
  * one matrix), whether or not the recipe adapts them, as AlphaLoRA does.
  */
 import type { Lapack } from '../backend/lapack.ts';
-import { layerPrefix, moduleShapes } from '../model/shapes.ts';
+import { layerPrefix, moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { hillAlpha, type HillFit, type WeightMatrix } from './hill.ts';
 import { matrixSpectrum } from './spectrum.ts';

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import type { CausalLM, ForwardContext } from '../model/types.ts';
-import { IGNORE_INDEX, shiftedLabels } from '../train/loss.ts';
+import { shiftedLabels } from '../ops/causal-loss.ts';
+import { IGNORE_INDEX } from '../ops/cross-entropy.ts';
 
 /**
  * Mean next-token cross-entropy of `batch` (labels -100 ignored), as training computes it; the

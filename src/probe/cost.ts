@@ -4,7 +4,7 @@
  * Estimates from shapes alone (pure functions), so a plan says the price before a data probe
  * on a big model is run again.
  */
-import { moduleShapes } from '../model/shapes.ts';
+import { moduleShapes } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import { matrixCost } from './alpha-hill-dir.ts';
 import { layersPerForward, passTokens } from './passes.ts';

@@ -6,15 +6,15 @@
  * reads the safetensors files tensor by tensor.
  */
 import path from 'node:path';
-import { probeKindFor } from '../allocate/methods.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { checkMaxLength } from '../model/check.ts';
 import { readModelConfig } from '../model/load.ts';
+import { DATA_PROBES, probeKindFor } from '../names.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { cacheProbe, cachedProbe } from './cache.ts';
 import { progressPrinter, type ProbeProgress } from './progress.ts';
-import { DATA_PROBES, fingerprintOf, readProbeFile, reusableProbe, runProbe, writeProbeFile, type ProbeModel } from './run.ts';
+import { fingerprintOf, readProbeFile, reusableProbe, runProbe, writeProbeFile, type ProbeModel } from './run.ts';
 import type { ProbeKind, ProbeResult } from './types.ts';
 
 export interface RecipeProbe {

@@ -21,7 +21,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import { HiloError } from '../errors.ts';
-import { layerPrefix, moduleShapes } from '../model/shapes.ts';
+import { layerPrefix, moduleShapes } from '../model/families.ts';
 import type { CausalLM, ForwardContext, FrozenLinear, LinearModule } from '../model/types.ts';
 import { decodeRows, type StoredMatrix } from '../ops/stored.ts';
 import { batchLoss } from './calibration.ts';

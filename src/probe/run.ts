@@ -8,8 +8,8 @@ import path from 'node:path';
 import { loadLapack, onOneThread } from '../backend/lapack.ts';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
-import { writeFileAtomic } from '../model/safetensors.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { writeFileAtomic } from '../files.ts';
+import { projectionPaths } from '../model/families.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import { activationRankScores } from './activation-rank.ts';
 import { alphaHillScores } from './alpha-hill.ts';
@@ -43,8 +43,6 @@ export interface ProbeOptions {
   maxTokensPerPass?: number;
 }
 
-/** Probes that read data, and so need a loaded model and batches. */
-export const DATA_PROBES: readonly ProbeKind[] = ['grad-sensitivity', 'activation-rank'];
 
 export function checkProbeKind(kind: string, field = 'recipe.adapter.probe'): ProbeKind {
   if (!(PROBE_KINDS as readonly string[]).includes(kind)) throw fieldError(field, kind, PROBE_KINDS);
@@ -65,7 +63,7 @@ export function probeSettings(kind: ProbeKind, config: ModelConfig, opts: ProbeO
       return { importance: 'sum |w dL/dw| per layer, mean over batches', calibration: calibrationDigest(opts.batches ?? []), ...split };
     }
     case 'activation-rank':
-      return { input_module: opts.inputModule ?? Object.keys(moduleShapes({ ...config, numLayers: 1 })[0])[0], calibration: calibrationDigest(opts.batches ?? []) };
+      return { input_module: opts.inputModule ?? projectionPaths(config)[0], calibration: calibrationDigest(opts.batches ?? []) };
   }
 }
 

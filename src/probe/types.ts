@@ -3,11 +3,11 @@
  * experts / higher rank), optionally one per adapted module, with the settings and the model
  * fingerprint that make a saved probe.json reusable.
  */
-import { PROBES } from '../recipe/schema.ts';
+import { PROBES, type ProbeKind } from '../names.ts';
 
-/** depth | alpha-hill | grad-sensitivity | activation-rank (declared with the recipe field). */
+/** depth | alpha-hill | grad-sensitivity | activation-rank. */
 export const PROBE_KINDS = PROBES;
-export type ProbeKind = (typeof PROBE_KINDS)[number];
+export type { ProbeKind };
 
 export interface ProbeResult {
   kind: ProbeKind;

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { HiloError } from '../errors.ts';
 import { requireCheckpointFiles } from '../model/checkpoint-files.ts';
 import { readSafetensors, readSafetensorsHeader, type StDtype } from '../model/safetensors.ts';
+import { familyOf } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
 import type { WeightMatrix } from './hill.ts';
 
@@ -22,8 +23,8 @@ export interface StoredTensor {
 
 /**
  * `locate(modulePath)` for the HF module path of an adaptable linear (e.g.
- * `model.layers.0.mlp.up_proj`, `transformer.h.0.attn.c_attn`). GPT-2 checkpoints often store
- * names without the `transformer.` prefix; both spellings are looked up.
+ * `model.layers.0.mlp.up_proj`, `transformer.h.0.attn.c_attn`), under every spelling the
+ * family's files use (GPT-2 checkpoints often drop the `transformer.` prefix).
  */
 export function checkpointTensors(dir: string, config: ModelConfig): (modulePath: string) => StoredTensor {
   const where = new Map<string, string>();
@@ -31,8 +32,7 @@ export function checkpointTensors(dir: string, config: ModelConfig): (modulePath
     for (const name of readSafetensorsHeader(file).entries.keys()) where.set(name, file);
   }
   return (modulePath) => {
-    const candidates = [`${modulePath}.weight`];
-    if (config.arch === 'gpt2') candidates.push(`${modulePath.replace(/^transformer\./, '')}.weight`);
+    const candidates = familyOf(config).storedNames(`${modulePath}.weight`);
     const name = candidates.find((n) => where.has(n));
     if (!name) throw new HiloError(`${dir}: no tensor ${candidates.map((c) => `"${c}"`).join(' or ')} for module ${modulePath}`);
     return { file: where.get(name)!, name };

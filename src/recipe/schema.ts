@@ -7,17 +7,13 @@
  * from those tools (lr, micro_batch_size, lora_r, ...) are listed in ALIASES below.
  */
 import { z } from 'zod';
-import { BACKENDS } from '../backend/index.ts';
 import { FORMATS, type Format } from '../data/formats.ts';
 import { TASKS } from '../data/tasks/index.ts';
+import { BACKENDS, LORA_SCALINGS, METHODS, PROBES, ROUTING_STRATEGIES, type Budget } from '../names.ts';
 
 /** Built-in task names, from the data stage's registry (the one place tasks are defined). */
 const TASK_NAMES = Object.keys(TASKS) as [string, ...string[]];
 
-export const METHODS = ['none', 'lora', 'moe-uniform', 'mola', 'alphalora', 'hilo', 'manual'] as const;
-export const PROBES = ['depth', 'alpha-hill', 'grad-sensitivity', 'activation-rank'] as const;
-export const STRATEGIES = ['topk', 'topp', 'dense'] as const;
-export const SCALINGS = ['alpha/r', 'alpha/sqrt(r)', 'fixed'] as const;
 export const SCHEDULERS = ['cosine', 'linear', 'constant'] as const;
 export const WANDB_MODES = ['disabled', 'online', 'offline'] as const;
 export const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
@@ -83,11 +79,13 @@ const rank = z.strictObject({
   max: int(1).default(8).describe('hilo: rank of the most complex layers (ranks are quantised over experts.groups from min to max).'),
 }).prefault({}).describe('LoRA rank of the experts.');
 
-const budget = z.strictObject({
+/** A parameter budget's keys (names.ts Budget); recipes and compare grids both write it. */
+export const budgetKeys = z.strictObject({
   trainable: int(1).optional().describe('Trainable adapter parameters (experts + routers).'),
   percent: positive().max(100).optional().describe('Trainable parameters as a percentage of the base model.'),
   active: int(1).optional().describe('Parameters used per token (active experts + routers).'),
-}).nullable().default(null).describe(
+});
+const budget = budgetKeys.nullable().default(null).describe(
   'Parameter budget the allocation must fit; exactly one key. null = no budget, the method\'s sizes as given.');
 
 const adapter = z.strictObject({
@@ -110,12 +108,12 @@ const adapter = z.strictObject({
   probe_path: optionalPath('Reuse a probe.json (from `hilo probe`) instead of measuring again.'),
   experts,
   rank,
-  strategy: z.enum(STRATEGIES).default('topk').describe(
+  strategy: z.enum(ROUTING_STRATEGIES).default('topk').describe(
     'Router: topk (top_k experts per token, renormalised), topp (smallest set with probability >= top_p), dense (all, softmax-weighted).'),
   top_k: int(1).default(2).describe('Experts per token under topk (clipped to each layer\'s expert count).'),
   top_p: z.number().gt(0).max(1).default(0.8).describe('Cumulative router probability kept under topp.'),
   alpha: positive().default(16).describe('LoRA alpha.'),
-  scaling: z.enum(SCALINGS).default('alpha/r').describe('LoRA scale: alpha/r (PEFT), alpha/sqrt(r) (rsLoRA) or fixed_scale.'),
+  scaling: z.enum(LORA_SCALINGS).default('alpha/r').describe('LoRA scale: alpha/r (PEFT), alpha/sqrt(r) (rsLoRA) or fixed_scale.'),
   fixed_scale: positive().default(1.0).describe('The LoRA scale when scaling is fixed.'),
   dropout: z.number().min(0).lt(1).default(0.05).describe('Dropout on the LoRA input.'),
   balance_coef: z.number().min(0).default(0.01).describe('Weight of the router load-balance loss added to the task loss.'),
@@ -217,6 +215,5 @@ export type Recipe = Omit<ParsedRecipe, 'output_dir' | 'data'> & {
   output_dir: string;
   data: Omit<ParsedRecipe['data'], 'format'> & { format: Format };
 };
-export type AdapterMethod = (typeof METHODS)[number];
-export type ProbeName = (typeof PROBES)[number];
-export type Budget = NonNullable<Recipe['adapter']['budget']>;
+/** Compile-time proof that the schema's budget is names.ts's Budget. */
+export const budgetFits: z.infer<typeof budgetKeys> extends Budget ? (Budget extends z.infer<typeof budgetKeys> ? true : never) : never = true;

@@ -13,7 +13,8 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileError, HiloError } from '../errors.ts';
-import { readSafetensors, writeFileAtomic, writeSafetensors, type StTensor, type StTensorInput } from '../model/safetensors.ts';
+import { readSafetensors, writeSafetensors, type StTensor, type StTensorInput } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import type { AdamW } from './adamw.ts';
 import type { RunHealth } from './divergence.ts';
 

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { saveAdapters } from '../adapters/io.ts';
-import { writeFileAtomic } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import { saveModel } from '../model/save.ts';
 import { evaluateRun, type TrainResult } from './loop.ts';
 import type { Run } from './run.ts';

@@ -1,31 +1,11 @@
 /**
- * Causal-LM cross-entropy without a one-hot over the vocabulary: logsumexp(row) minus the
- * label's logit, gathered from the flattened logits. Labels of -100 contribute nothing.
+ * Training losses: the causal-LM cross-entropy (src/ops/, shared with the calibration probes)
+ * and the choice loss over candidate scores.
  */
 import * as tf from '@tensorflow/tfjs';
-import { IGNORE_INDEX, tokenNll } from '../ops/cross-entropy.ts';
 
 export { chunkedTokenNll, IGNORE_INDEX, tokenNll } from '../ops/cross-entropy.ts';
-
-/**
- * HF-shifted loss: position t predicts labels[t+1]. `labels` is [B*T] row-major (b, t).
- * Returns the mean over counted tokens and the count.
- */
-export function shiftedLabels(labels: Int32Array, batch: number, seqLen: number): Int32Array {
-  const out = new Int32Array(batch * seqLen).fill(IGNORE_INDEX);
-  for (let b = 0; b < batch; b++) {
-    for (let t = 0; t + 1 < seqLen; t++) out[b * seqLen + t] = labels[b * seqLen + t + 1];
-  }
-  return out;
-}
-
-/** Mean NLL over counted tokens (0 when none count). */
-export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): { loss: tf.Scalar; count: number } {
-  let count = 0;
-  for (const t of targets) if (t !== IGNORE_INDEX) count++;
-  const loss = tf.tidy(() => tokenNll(logits, targets).sum().div(Math.max(1, count))) as tf.Scalar;
-  return { loss, count };
-}
+export { crossEntropy, shiftedLabels } from '../ops/causal-loss.ts';
 
 /**
  * Mean cross-entropy over candidate scores [B, C] (log-likelihoods) with the right candidate's

@@ -10,7 +10,6 @@ import { injectAdapters, type Adapters } from '../adapters/inject.ts';
 import { loadAdapters } from '../adapters/io.ts';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { countPlan } from '../adapters/params.ts';
-import { baseParamCount } from '../allocate/base-params.ts';
 import { planForRecipe } from '../allocate/for-recipe.ts';
 import { checkRunMemory, planOfAdapterDir } from '../allocate/memory-for-recipe.ts';
 import { memorySummary, type MemoryEstimate } from '../allocate/memory.ts';
@@ -19,11 +18,11 @@ import { initBackend } from '../backend/index.ts';
 import { encodeCandidates, encodeDataset, encodeOptions, loadDataset, padIdOf, summarizeDataset, type DatasetSummary } from '../data/index.ts';
 import type { EncodedExample, ScoringItem } from '../data/encode.ts';
 import { HiloError } from '../errors.ts';
-import { writeFileAtomic } from '../model/safetensors.ts';
+import { writeFileAtomic } from '../files.ts';
 import { createRandomModel } from '../model/init.ts';
 import { checkMaxLength } from '../model/check.ts';
 import { loadModel, readModelConfig, storageFor } from '../model/load.ts';
-import { moduleShapes } from '../model/shapes.ts';
+import { baseParams, moduleShapes } from '../model/families.ts';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.ts';
 import type { CausalLM } from '../model/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
@@ -182,7 +181,7 @@ async function prepareClaimed(recipe: Recipe, opts: PrepareOptions, log: (m: str
     });
   }
   const trainables = adapters ? adapters.variables : model.weights;
-  const base = baseParamCount(config);
+  const base = baseParams(config).total;
   const counted = countPlan(plan, moduleShapes(config));
   // a frozen model (eval without an adapter) trains nothing
   const trainable = adapters ? adapters.numParams() : full ? [...model.weights.values()].reduce((s, v) => s + v.size, 0) : 0;

@@ -6,7 +6,7 @@
  *   loss = weight · (CE over each item's candidates + Σ router losses) data.loss "choices"
  */
 import * as tf from '@tensorflow/tfjs';
-import { mixSeed } from '../data/rng.ts';
+import { mixSeed } from '../rng.ts';
 import type { CausalLM, ForwardContext } from '../model/types.ts';
 import { batchTokenNll, countTargets, withRouterLosses } from './forward.ts';
 import { choiceCrossEntropy } from './loss.ts';

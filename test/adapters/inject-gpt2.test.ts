@@ -10,7 +10,7 @@ import { countPlan } from '../../src/adapters/params.ts';
 import type { AdapterPlan } from '../../src/adapters/plan.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import { loadModel } from '../../src/model/load.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { moduleShapes } from '../../src/model/families.ts';
 import type { CausalLM } from '../../src/model/types.ts';
 
 let model: CausalLM;

@@ -15,7 +15,7 @@ import type { AdapterPlan } from '../../src/adapters/plan.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import { HiloError } from '../../src/errors.ts';
 import { loadModel } from '../../src/model/load.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { moduleShapes } from '../../src/model/families.ts';
 import type { CausalLM, ForwardContext } from '../../src/model/types.ts';
 import { STORIES260K } from '../helpers/fixtures.ts';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { countPlan, formatParamTable, paramRows } from '../../src/adapters/params.ts';
 import type { AdapterPlan, ModulePlan } from '../../src/adapters/plan.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { moduleShapes } from '../../src/model/families.ts';
 import type { ModelConfig } from '../../src/model/types.ts';
 
 // Llama-2-7B from its config.json alone.

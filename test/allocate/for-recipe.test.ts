@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { countPlan } from '../../src/adapters/params.ts';
 import { planForRecipe } from '../../src/allocate/for-recipe.ts';
 import { writePlanFile } from '../../src/allocate/plan-file.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { moduleShapes } from '../../src/model/families.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';
 import { stories260K } from './fixtures.ts';
 import { STORIES260K } from '../helpers/fixtures.ts';

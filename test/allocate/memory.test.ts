@@ -7,13 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { memAvailable } from '../../src/allocate/machine-memory.ts';
 import { adapterRowFloats, memoryAdvice } from '../../src/allocate/memory-for-recipe.ts';
 import {
-  baseValues, estimateMemory, GiB, HEAP_F32, WASM_HEAP_LIMIT, type FrozenStorage, type MemoryInput,
+  estimateMemory, GiB, HEAP_F32, WASM_HEAP_LIMIT, type FrozenStorage, type MemoryInput,
 } from '../../src/allocate/memory.ts';
 import { countPlan } from '../../src/adapters/params.ts';
 import { normaliseConfig } from '../../src/model/config.ts';
-import { llamaWeightSpecs } from '../../src/model/llama.ts';
 import { REAL_SHAPES } from '../../src/model/real-shapes.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { baseParams, moduleShapes } from '../../src/model/families.ts';
 import { CHUNK_LOGIT_BYTES, chunkRows } from '../../src/ops/chunk-rows.ts';
 import type { Recipe } from '../../src/recipe/schema.ts';
 
@@ -32,10 +31,13 @@ function input(shape: string, over: Partial<MemoryInput> = {}): MemoryInput {
 }
 const item = (e: ReturnType<typeof estimateMemory>, name: string) => e.items.find((i) => i.name === name)!;
 
-describe('baseValues', () => {
-  it.each(Object.keys(REAL_SHAPES))('%s: the checkpoint has as many values as its tensors', (name) => {
-    const config = normaliseConfig(REAL_SHAPES[name]);
-    expect(baseValues(config).total).toBe(llamaWeightSpecs(config).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0));
+describe('baseParams', () => {
+  // what transformers' model.num_parameters() reports for each checkpoint (tied embeddings once)
+  it.each([
+    ['smollm2-135m', 134_515_008], ['smollm2-360m', 361_821_120], ['qwen2.5-0.5b', 494_032_768], ['qwen2.5-1.5b', 1_543_714_304],
+    ['llama-3.2-1b', 1_235_814_400], ['tinyllama-1.1b', 1_100_048_384], ['llama-2-7b', 6_738_415_616], ['mistral-7b-v0.1', 7_241_732_096],
+  ])('%s: %i values', (name, want) => {
+    expect(baseParams(normaliseConfig(REAL_SHAPES[name])).total).toBe(want);
   });
 });
 
@@ -103,7 +105,7 @@ describe('estimateMemory', () => {
 
   it('full training (adapter.method none) has no frozen copy and AdamW on every weight', () => {
     const config = normaliseConfig(REAL_SHAPES['smollm2-135m']);
-    const e = estimateMemory(input('smollm2-135m', { fullTraining: true, replicas: 1, adapters: { trainable: baseValues(config).total, rowFloats: 0 } }));
+    const e = estimateMemory(input('smollm2-135m', { fullTraining: true, replicas: 1, adapters: { trainable: baseParams(config).total, rowFloats: 0 } }));
     expect(e.items.find((i) => i.name === 'frozen weights')).toBeUndefined();
     expect(item(e, 'weights + AdamW state').heapBytes).toBe(134_515_008 * 16);
   });
@@ -114,7 +116,7 @@ describe('estimateMemory', () => {
     expect(frozen.heapBytes).toBe(3 * chunkRows(151936, 512) * 151936 * 4);
     expect(frozen.heapBytes).toBeLessThanOrEqual(3 * CHUNK_LOGIT_BYTES);
     const config = normaliseConfig(REAL_SHAPES['qwen2.5-0.5b']);
-    const full = item(estimateMemory(input('qwen2.5-0.5b', { evalBatch: null, fullTraining: true, adapters: { trainable: baseValues(config).total, rowFloats: 0 } })), 'logits');
+    const full = item(estimateMemory(input('qwen2.5-0.5b', { evalBatch: null, fullTraining: true, adapters: { trainable: baseParams(config).total, rowFloats: 0 } })), 'logits');
     expect(full.heapBytes).toBe(3 * 512 * 151936 * 4);
   });
 });

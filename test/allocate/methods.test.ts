@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { countPlan } from '../../src/adapters/params.ts';
-import { baseParamCount } from '../../src/allocate/base-params.ts';
 import { planFromRecipe } from '../../src/allocate/methods.ts';
 import { checkPlanFitsModel, resolveTargets } from '../../src/allocate/targets.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { baseParams, moduleShapes } from '../../src/model/families.ts';
 import type { ProbeResult } from '../../src/probe/types.ts';
 import { adapterSection, gpt2, llama7b, stories260K } from './fixtures.ts';
 
@@ -18,7 +17,7 @@ describe('base model size from config alone', () => {
     ['Llama-2-7B', llama7b, 6_738_415_616],
     ['gpt2', gpt2, 124_439_808],
     ['stories260K', stories260K, 260_032], // = the sum of its safetensors shapes
-  ])('%s', (_n, c, want) => expect(baseParamCount(c)).toBe(want));
+  ])('%s', (_n, c, want) => expect(baseParams(c).total).toBe(want));
 });
 
 describe('methods on Llama-2-7B (from config.json)', () => {

@@ -15,7 +15,7 @@ import {
   SOFTMAX_XENT, SWIGLU, heapSumSquares, useSimdKernels,
 } from '../../src/backend/wasm-simd.ts';
 import { addRouterAuxGrad, gatesGradRows, gatesRows, routerAuxStats, selectRows, softmaxRows } from '../../src/backend/host-router.ts';
-import { mulberry32 } from '../../src/data/rng.ts';
+import { mulberry32 } from '../../src/rng.ts';
 import { halfSwap, ropeInvFreq, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask, attentionProbs, gatedActivation, rmsNorm, rotary } from '../../src/model/ops.ts';
 import { tokenNll } from '../../src/train/loss.ts';

@@ -1,7 +1,8 @@
 /** The merge and fold rules as pure functions, on hand-worked values. */
 import { describe, expect, it } from 'vitest';
 import { addDelta, loraDeltaWeight, type Matrix } from '../../src/export/delta.ts';
-import { foldExperts, peftScaling } from '../../src/export/fold.ts';
+import { loraScale } from '../../src/adapters/plan.ts';
+import { foldExperts } from '../../src/export/fold.ts';
 import { patternValue } from '../../src/export/peft-import.ts';
 
 const m = (rows: number[][]): Matrix => ({ shape: [rows.length, rows[0].length], data: Float32Array.from(rows.flat()) });
@@ -27,11 +28,13 @@ describe('loraDeltaWeight (PEFT get_delta_weight)', () => {
   });
 });
 
+const PEFT_ALPHA_16 = { alpha: 16, scaling: 'alpha/r', fixedScale: 0 } as const;
+
 describe('foldExperts', () => {
   const e1 = { A: m([[1, 0], [0, 1]]), B: m([[1, 2], [3, 4], [5, 6]]), scale: 8, weight: 0.75 };
   const e2 = { A: m([[2, 1]]), B: m([[1], [0], [-1]]), scale: 16, weight: 0.25 };
   it('stacks A rows, puts each B side by side scaled by w·s_e/s, so s·B·A = Σ w s_e B_e A_e', () => {
-    const s = peftScaling(16, 3, false); // alpha 16 over the folded rank 3
+    const s = loraScale(PEFT_ALPHA_16, 3); // alpha 16 over the folded rank 3
     const { A, B } = foldExperts([e1, e2], s);
     expect(rowsOf(A)).toEqual([[1, 0], [0, 1], [2, 1]]);
     const c1 = (0.75 * 8) / s;
@@ -48,9 +51,9 @@ describe('foldExperts', () => {
     expect(A.data).toEqual(one.A.data);
     expect(B.data).toEqual(one.B.data);
   });
-  it('uses PEFT scaling: alpha/r, or alpha/√r with use_rslora', () => {
-    expect(peftScaling(16, 4, false)).toBe(4);
-    expect(peftScaling(16, 4, true)).toBe(8);
+  it('loraScale is PEFT scaling: alpha/r, or alpha/√r with use_rslora', () => {
+    expect(loraScale(PEFT_ALPHA_16, 4)).toBe(4);
+    expect(loraScale({ ...PEFT_ALPHA_16, scaling: 'alpha/sqrt(r)' }, 4)).toBe(8);
   });
 });
 

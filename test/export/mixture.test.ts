@@ -15,7 +15,7 @@ import { heldOutBatches } from '../../src/export/approx.ts';
 import { exportRun } from '../../src/export/run-export.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { readSafetensors } from '../../src/model/safetensors.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { moduleShapes } from '../../src/model/families.ts';
 import type { CausalLM } from '../../src/model/types.ts';
 import { modelFingerprint } from '../../src/probe/fingerprint.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';

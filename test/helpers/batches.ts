@@ -1,7 +1,7 @@
 /** Small token batches the model and training tests share. */
 import { padBatch } from '../../src/data/batch.ts';
 import { IGNORE_INDEX } from '../../src/data/encode.ts';
-import { mulberry32 } from '../../src/data/rng.ts';
+import { mulberry32 } from '../../src/rng.ts';
 import type { MicroBatch } from '../../src/train/shard.ts';
 
 /** 5 sequences of 9-16 tokens whose second half carries loss (padding of unequal lengths included). */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { normaliseConfig, toHfConfig } from '../../src/model/config.ts';
-import { moduleShapes } from '../../src/model/shapes.ts';
+import { moduleShapes } from '../../src/model/families.ts';
 import { STORIES260K } from '../helpers/fixtures.ts';
 
 const stories = STORIES260K;

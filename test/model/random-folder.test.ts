@@ -11,9 +11,9 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
 import { normaliseConfig } from '../../src/model/config.ts';
-import { floatsToBf16, floatToBf16 } from '../../src/model/float16.ts';
+import { floatsToBf16, floatToBf16 } from '../../src/ops/float16.ts';
 import { randomWeights } from '../../src/model/init.ts';
-import { llamaWeightSpecs } from '../../src/model/llama.ts';
+import { LLAMA_FAMILY } from '../../src/model/family-llama.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { REAL_SHAPES } from '../../src/model/real-shapes.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
@@ -49,7 +49,7 @@ describe('saveRandomModel', () => {
       'model.safetensors.index.json', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json',
     ]);
     const config = normaliseConfig(raw);
-    const specs = llamaWeightSpecs(config);
+    const specs = LLAMA_FAMILY.weightSpecs(config);
     const index = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
     expect(index.weight_map['model.embed_tokens.weight']).toBe(files[0]);
     expect(index.weight_map['model.norm.weight']).toBe(files[1]);
@@ -94,7 +94,7 @@ describe('REAL_SHAPES', () => {
     ['qwen2.5-1.5b', 1_543_714_304], ['llama-3.2-1b', 1_235_814_400], ['tinyllama-1.1b', 1_100_048_384],
     ['llama-2-7b', 6_738_415_616], ['mistral-7b-v0.1', 7_241_732_096],
   ])('%s has %d parameters', (name, count) => {
-    const specs = llamaWeightSpecs(normaliseConfig(REAL_SHAPES[name]));
+    const specs = LLAMA_FAMILY.weightSpecs(normaliseConfig(REAL_SHAPES[name]));
     expect(specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0)).toBe(count);
   });
 

@@ -12,7 +12,7 @@ import type { AdapterPlan } from '../../src/adapters/plan.ts';
 import { loadBlas } from '../../src/backend/blas.ts';
 import { initBackend } from '../../src/backend/index.ts';
 import { IGNORE_INDEX } from '../../src/data/encode.ts';
-import { mulberry32 } from '../../src/data/rng.ts';
+import { mulberry32 } from '../../src/rng.ts';
 import type { BaseCausalLM } from '../../src/model/causal-lm.ts';
 import { heapWeightsCap, loadModel, matrixBytes, readModelConfig, storageFor } from '../../src/model/load.ts';
 import { chunkedTokenNll, tokenNll } from '../../src/ops/cross-entropy.ts';

@@ -12,7 +12,7 @@ import { initBackend } from '../../src/backend/index.ts';
 import { storedProduct } from '../../src/backend/wasm-frozen.ts';
 import { frozenLinearOp, frozenLinear, referenceFrozenLinear, type FrozenLinearImpl } from '../../src/ops/frozen-linear.ts';
 import { decodeAll, encodeShared, gatherRows, linearShape, STORED_DTYPES, type StoredDtype, type StoredMatrix } from '../../src/ops/stored.ts';
-import { floatToBf16, floatToHalf, halfToFloat } from '../../src/model/float16.ts';
+import { floatToBf16, floatToHalf, halfToFloat } from '../../src/ops/float16.ts';
 import { values } from '../backend/matmul-helpers.ts';
 
 const { blas } = loadBlas({});

@@ -15,7 +15,7 @@ import { guardWasmHeap } from '../../src/backend/wasm-heap.ts';
 import { HiloError } from '../../src/errors.ts';
 import { REAL_SHAPES } from '../../src/model/real-shapes.ts';
 import { normaliseConfig } from '../../src/model/config.ts';
-import { llamaWeightSpecs } from '../../src/model/llama.ts';
+import { LLAMA_FAMILY } from '../../src/model/family-llama.ts';
 import { layoutSafetensors } from '../../src/model/safetensors.ts';
 import { TOKENIZER_FILES } from '../../src/model/save.ts';
 import { loadRecipe } from '../../src/recipe/load.ts';
@@ -32,7 +32,7 @@ function bigModelFolder(): string {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...REAL_SHAPES['llama-3.2-1b'], bos_token_id: 1, eos_token_id: 2 }));
   // the real header over a sparse data section: every check reads headers only, nothing reads data
-  const specs = llamaWeightSpecs(normaliseConfig(REAL_SHAPES['llama-3.2-1b']));
+  const specs = LLAMA_FAMILY.weightSpecs(normaliseConfig(REAL_SHAPES['llama-3.2-1b']));
   const { header, size } = layoutSafetensors(specs.map((s) => ({ name: s.name, shape: s.shape, dtype: 'BF16' as const })));
   const file = path.join(dir, 'model.safetensors');
   fs.writeFileSync(file, header);

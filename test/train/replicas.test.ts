@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { injectAdapters, type Adapters } from '../../src/adapters/inject.ts';
 import type { AdapterPlan } from '../../src/adapters/plan.ts';
 import { initBackend } from '../../src/backend/index.ts';
-import { mulberry32 } from '../../src/data/rng.ts';
+import { mulberry32 } from '../../src/rng.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { CausalLM } from '../../src/model/types.ts';
 import { globalNormOf } from '../../src/train/clip.ts';

@@ -49,15 +49,15 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 export function encodeMetric(key: string, value: unknown): unknown {
   if (!isPlainObject(value)) return value;
   if ('columns' in value && 'data' in value) {
-    const { columns, data } = value as unknown as Table;
+    const { columns, data } = value;
     if (!Array.isArray(columns) || !Array.isArray(data) || data.some((r) => !Array.isArray(r) || r.length !== columns.length)) {
       throw new HiloError(`wandb metric ${JSON.stringify(key)}: a table needs columns: string[] and data rows of ${Array.isArray(columns) ? columns.length : '?'} cells`);
     }
     return { _type: 'table', columns, data };
   }
   if ('bins' in value && 'values' in value) {
-    const { bins, values } = value as unknown as Histogram;
-    const numbers = (a: unknown) => Array.isArray(a) && a.every((x) => typeof x === 'number');
+    const { bins, values } = value;
+    const numbers = (a: unknown): a is number[] => Array.isArray(a) && a.every((x) => typeof x === 'number');
     if (!numbers(bins) || !numbers(values) || bins.length !== values.length + 1) {
       throw new HiloError(`wandb metric ${JSON.stringify(key)}: a histogram needs numeric bins (edges, values.length + 1 of them) and values`);
     }

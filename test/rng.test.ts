@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mixSeed, mulberry32, seededPermutation, seededShuffle } from '../../src/data/rng.ts';
+import { mixSeed, mulberry32, seededPermutation, seededShuffle } from '../src/rng.ts';
 
 describe('rng', () => {
   it('mulberry32 reproduces the reference sequence', () => {
