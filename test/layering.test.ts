@@ -13,14 +13,6 @@ const SRC = path.join(ROOT, 'src');
 
 /** `importer file -> stage` for each crossing the docs do not allow yet, with its reason. */
 const KNOWN_BREAKS: Record<string, string> = {
-  // the mixture and its routers call backend kernels (wasm expert kernels and SIMD, WebGPU router
-  // programs, host placement) directly instead of through ops/ registrations
-  'adapters/mixture.ts -> backend': 'expert and router kernels chosen in the mixture itself',
-  'adapters/routing.ts -> backend': 'router math placed on host or device by the router itself',
-  // norms and attention pick wasm SIMD / WebGPU kernels themselves, not through ops/ registrations
-  'model/ops.ts -> backend': 'norm and attention kernels chosen in the model',
-  // the chunked cross-entropy asks for the wasm SIMD kernel itself instead of a registration
-  'ops/cross-entropy.ts -> backend': 'wasm SIMD logsumexp called directly',
   // loadModel refuses a model that cannot fit before reading it, with allocate's memory estimate;
   // the estimate reads adapters and recipes too, so it cannot simply move below model
   'model/load.ts -> allocate': 'memory check before loading',

@@ -12,7 +12,7 @@
  * faster versions of the same interface.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { RoutingStrategy } from '../adapters/plan.ts';
+import type { RoutingStrategy } from '../names.ts';
 import { defineOp } from './registry.ts';
 
 export interface RoutingOptions {
