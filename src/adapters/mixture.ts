@@ -32,11 +32,6 @@ export function mixtureDelta(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights,
   return experts(x, xd, w, spec, null, null);
 }
 
-/** PEFT's get_delta_weight for one expert, as a kernel: scale · A·B, [in, r] x [r, out] -> [in, out]. */
-export function loraDeltaKernel(loraA: tf.Tensor2D, loraB: tf.Tensor2D, scale: number): tf.Tensor2D {
-  return tf.tidy(() => tf.mul(tf.matMul(loraA, loraB), scale) as tf.Tensor2D);
-}
-
 export interface MixtureOptions {
   /** Dropout rate on the experts' input while training. */
   dropout: number;
