@@ -43,8 +43,8 @@ export function routeTokens(logits: tf.Tensor2D, opts: RoutingOptions, gates = r
 }
 
 /**
- * renormaliseGates as one op with its gradient written out. Autodiff through the product, sum
- * and broadcast division cost ~3 ms per module on wasm.
+ * renormaliseGates as one op with its gradient written out: autodiff through the product, sum
+ * and broadcast division is several kernels per module on wasm.
  */
 function renormalised(probs: tf.Tensor2D, mask: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad((...args) => {

@@ -1,9 +1,9 @@
 /**
  * The routing ops' host form (src/ops/router-gates.ts, router-losses.ts): the same numbers as
  * JS loops over the row-major [N, E] arrays, registered for the backends whose tensors are host
- * memory (wasm, cpu; src/backend/placement.ts). There a kernel costs ~10 us of overhead whatever
+ * memory (wasm, cpu; src/backend/placement.ts). There a kernel has a fixed overhead whatever
  * its size, and the ~50 small kernels per module of the tensor forms cost more than the
- * arithmetic itself (a fifth of a stories260K MoE step). One read of the logits forward, one
+ * arithmetic itself. One read of the logits forward, one
  * upload each way. The wasm fused experts (wasm-routed.ts) run these loops between their
  * kernels where the SIMD module does not.
  */

@@ -276,8 +276,8 @@ export function useSimdKernels(tf: typeof TF, on: boolean): void {
 }
 
 /**
- * The router-logits op (src/ops/router-logits.ts) as one pass over x each way: OpenBLAS packed
- * all of x for each of these narrow products, ~0.4 ms a module in a step. Rows that are not
+ * The router-logits op (src/ops/router-logits.ts) as one pass over x each way: OpenBLAS packs
+ * all of x for each of these narrow products, costlier than the product itself. Rows that are not
  * float32 take the reference.
  */
 function narrowRouterLogits(tf: typeof TF): RouterLogitsImpl {

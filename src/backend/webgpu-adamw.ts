@@ -1,9 +1,9 @@
 /**
  * The optimizer's kernels on webgpu. AdamW's update as one kernel (`HiloAdamW`), three GPU
  * programs instead of ~14 tfjs kernels a parameter; and the gradient clipping's Σ g² of one
- * tensor as one program (`HiloSumSquares`) instead of Square then Sum. On a GPU a training step is bound by host time per kernel (~40 µs each
- * on an H200 under Dawn), and a MoE model has ~100 small parameters: the device form of
- * src/train/adamw.ts spent ~1,200 of a tiny-Llama MoE step's ~5,000 kernels on them.
+ * tensor as one program (`HiloSumSquares`) instead of Square then Sum. On a GPU a training
+ * step is bound by host time per kernel, and a MoE model has ~100 small parameters: the unfused
+ * update spent about a quarter of a small MoE step's kernels on them.
  *
  *   m' = b1 m + (1-b1) g          v' = b2 v + (1-b2) g²
  *   p' = p (1 - lr wd) - (lr / bc1) m' / (sqrt(v') / sqrt(bc2) + eps)

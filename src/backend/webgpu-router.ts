@@ -1,7 +1,7 @@
 /**
  * The MoE routers' [N, E] math as a few GPU programs on webgpu, one thread per token row, in
  * place of ~60 small tfjs kernels per MoE module. On a GPU a training step is bound by host
- * time per kernel (~40 µs each under Dawn on an H200), and a router's arithmetic is tiny: the
+ * time per kernel, and a router's arithmetic is tiny: the
  * same reasoning as the host forms in src/backend/host-router.ts, which these programs mirror line
  * for line (softmax, selection with ties to the lower index, renormalised gates, the balance
  * and z losses, and their gradients), in f32.

@@ -7,10 +7,10 @@
  *    into an exception at the next read, so wrong numbers never reach the caller;
  *  - can destroy the device and drop the Dawn instance on shutdown: a live `create()`
  *    keeps Node's event loop running forever;
- *  - spends less CPU per kernel, which is what bounds a training step on a real GPU (measured
- *    on an H200: ~100 µs of host time per kernel, the kernels themselves ~10% of a step):
- *    host values go up with queue.writeBuffer instead of a new mapped buffer per tensor
- *    (GPUDevice.createBuffer was ~25% of a step's CPU time), and commands are submitted in
+ *  - spends less CPU per kernel, which is what bounds a training step on a real GPU (host time
+ *    per kernel, not the kernels, dominated the H200 profile): host values go up with
+ *    queue.writeBuffer instead of a new mapped buffer per tensor (createBuffer was a large
+ *    share of a step's CPU time), and commands are submitted in
  *    batches of `submitBatchSize()` kernels instead of tfjs's browser default of 15.
  */
 import fs from 'node:fs';

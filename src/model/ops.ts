@@ -53,8 +53,8 @@ export function additiveMask(batch: number, seq: number, attentionMask?: tf.Tens
   if (keys > MAX_ATTENTION_TOKENS) {
     throw new HiloError(`attention over ${keys} tokens: at most ${MAX_ATTENTION_TOKENS} (each head's [T, T] scores are held whole); give a shorter sequence`);
   }
-  // The causal part is written on the host: as a broadcast compare it was ~1.6 ms on wasm,
-  // 5% of a stories260K forward pass.
+  // The causal part is written on the host: as a broadcast compare on wasm it was a visible
+  // share of a small model's forward pass (docs/performance.md, figures behind the code).
   const causal = new Float32Array(seq * keys);
   for (let t = 0; t < seq; t++) causal.fill(1, t * keys, t * keys + past + t + 1);
   let allowed: tf.Tensor = tf.tensor4d(causal, [1, 1, seq, keys]); // [1, 1, T, past+T]

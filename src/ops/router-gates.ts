@@ -62,7 +62,7 @@ export function selectionMask(input: tf.Tensor2D, select: (t: tf.Tensor2D) => tf
  * Each row's first k experts in descending value (ties to the lower index, as torch.topk): their
  * values [N, k] and their flat positions n·E + e in [N·E], as a [N·k, 1] index for ScatterNd.
  * TopK plus ScatterNd is a few cheap kernels on every backend; ranking by broadcast comparisons
- * over [N, E, E] took a quarter of a MoE step on wasm, and wasm's OneHot ~60 ms on [1024, 2, 4].
+ * over [N, E, E], or wasm's OneHot, cost a large share of a MoE step (docs/performance.md).
  */
 function ranked(p: tf.Tensor2D, k: number): { values: tf.Tensor2D; flat: tf.Tensor2D } {
   const [N, E] = p.shape;
