@@ -3,16 +3,25 @@
  *
  *   npm run bench -- [--backend wasm|webgpu|cpu|tensorflow] [--models tiny,stories] [--steps 12]
  *                    [--warmup 3] [--block 3] [--leak-steps 1000] [--data-parallel auto|N] [--compare-torch]
- *                    [--json FILE] [--profile]
+ *                    [--json FILE] [--profile] [--model DIR] [--rows moe,lora,forward]
+ *                    [--checkpointing off|on|both] [--torch-args "..."]
  *
  * --compare-torch runs ../shared/bench/torch_train_bench.py (the team's PyTorch reference) just before and just after each
  * model's rows and sets hilo against the mean of the two (`spread`: how far apart they are).
  * Models: `tiny` (random Llama: vocab 4096, hidden 256, 4 layers, 8 heads, 4 kv heads,
  * intermediate 688, rope 1e4, untied, as torch_train_bench.py) and `stories`
- * (test/fixtures/models/stories260K, committed with the tests). Batch 8 x 128 random tokens. Rows per model:
+ * (test/fixtures/models/stories260K, committed with the tests); --model DIR (or a --models entry with
+ * a slash) is an HF folder, e.g. a real shape from scripts/make-model-shapes.ts, loaded as `hilo
+ * train` loads it (bf16 matrices outside the wasm heap when large) and given to PyTorch as
+ * --model-dir (float32 there). Batch 8 x 128 random tokens. Rows per model (--rows picks some):
  *   moe      MoE-LoRA on all 7 projections: 4 experts, rank 8, top-2, alpha 16
  *   lora     plain LoRA r8 (one expert, no router)
  *   forward  frozen forward + CE, no gradients
+ * --checkpointing on: the training rows recompute each decoder layer in the backward
+ * (train.gradient_checkpointing); both: a moe-ckpt row beside moe, interleaved with it, so their
+ * step-time ratio is taken at the same moments of the machine. PyTorch never checkpoints.
+ * --torch-args: extra flags for torch_train_bench.py (e.g. "--no-alt-mode"); rows left out by
+ * --rows are skipped there too.
  * A step is the training loop's step (src/train/loop.ts): the gradients of CE + router losses
  * over the adapter variables from the loop's GradientSource (src/train/gradients.ts: this thread,
  * or split over data-parallel replicas as train.data_parallel does: --data-parallel, default
@@ -81,7 +90,18 @@ const STEPS = Number(flag('steps') ?? (slow ? 3 : 12));
 const BLOCK = Number(flag('block') ?? 3);
 const WARMUP = Number(flag('warmup') ?? (slow ? 1 : 3));
 const LEAK_STEPS = Number(flag('leak-steps') ?? (slow ? 0 : 1000));
-const MODELS = (flag('models') ?? 'tiny,stories').split(',');
+const MODELS = flag('model') ? [flag('model')!] : (flag('models') ?? 'tiny,stories').split(',');
+/** A model given as an HF folder rather than by name. */
+const isFolder = (name: string) => name.includes('/');
+const modelLabel = (name: string) => (isFolder(name) ? path.basename(path.resolve(name)) : name);
+type RowKind = 'moe' | 'moe-ckpt' | 'lora' | 'forward';
+const CHECKPOINTING = flag('checkpointing') ?? 'off';
+if (!['off', 'on', 'both'].includes(CHECKPOINTING)) throw new HiloError(`--checkpointing ${CHECKPOINTING}: expected off, on or both`);
+const ROWS = (flag('rows') ?? 'moe,lora,forward').split(',');
+for (const r of ROWS) if (!['moe', 'lora', 'forward'].includes(r)) throw new HiloError(`--rows: got "${r}"; allowed: moe, lora, forward`);
+/** Training rows, in their interleaved group, and whether each recomputes its layers. */
+const TRAIN_ROWS: RowKind[] = [...(ROWS.includes('moe') ? (CHECKPOINTING === 'both' ? ['moe', 'moe-ckpt'] as const : ['moe'] as const) : []), ...(ROWS.includes('lora') ? ['lora'] as const : [])];
+const checkpointsLayers = (row: RowKind) => row === 'moe-ckpt' || (CHECKPOINTING === 'on' && row !== 'forward');
 /** train.data_parallel for the training rows: auto or a count (resolved once the backend is up). */
 const DATA_PARALLEL_FLAG = flag('data-parallel') ?? 'auto';
 let DATA_PARALLEL = 1;
@@ -167,7 +187,7 @@ interface Row {
 /** A row ready to time: its model, adapters, optimizer, gradient source and step function. */
 interface Prepared {
   name: string;
-  row: 'moe' | 'lora' | 'forward';
+  row: RowKind;
   model: CausalLM;
   adapters: ReturnType<typeof injectAdapters> | null;
   opt: AdamW | null;
@@ -185,9 +205,10 @@ async function prepareRow(name: string, opened: Opened, row: Prepared['row'], fl
   const c = model.config;
   const ids = randomIds(c.vocabSize, 1234);
   const labels = shiftedLabels(ids, BATCH, SEQ);
-  const adapters = row === 'forward' ? null : injectAdapters(model, row === 'moe' ? uniformPlan(c, 4, 8, 2) : uniformPlan(c, 1, 8, 1), { seed: 0, balanceCoef: 0.01 });
+  const adapters = row === 'forward' ? null : injectAdapters(model, row === 'lora' ? uniformPlan(c, 1, 8, 1) : uniformPlan(c, 4, 8, 2), { seed: 0, balanceCoef: 0.01 });
   const opt = adapters ? new AdamW(adapters.variables, { weightDecay: 0.01 }) : null;
-  const spec: ReplicaSpec = { backend: tf.getBackend(), model: source, trainable: false, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null };
+  const checkpointLayers = checkpointsLayers(row);
+  const spec: ReplicaSpec = { backend: tf.getBackend(), model: source, trainable: false, adapters: adapters ? { plan: adapters.plan, options: adapters.options } : null, checkpointLayers };
   const gradients = await startGradients(model, adapters?.variables ?? model.weights, spec, DATA_PARALLEL);
   const step = () => (adapters ? trainStep(gradients, opt!, ids) : forwardStep(model, gradients.count > 1 ? gradients : null, ids, labels));
   return { name, row, model, adapters, opt, gradients, ids, step, flopsPerStep, tfBytes: tf.memory().numBytes - bytesBefore };
@@ -240,7 +261,7 @@ async function measureRow(p: Prepared, timed: Timed, profile: boolean): Promise<
   const stepMs = median(timed.times);
   const loss = timed.loss;
   const out: Row = {
-    model: name, row, trainable: adapters?.numParams() ?? 0, stepMs, tokensPerS: (BATCH * SEQ) / (stepMs / 1000),
+    model: modelLabel(name), row, trainable: adapters?.numParams() ?? 0, stepMs, tokensPerS: (BATCH * SEQ) / (stepMs / 1000),
     cpuMs: median(timed.cpuTimes), gflops: p.flopsPerStep / stepMs / 1e6, loss, tfBytes: p.tfBytes, load: os.loadavg()[0],
     replicas: gradients.count,
   };
@@ -347,6 +368,11 @@ interface Opened {
 
 async function openModel(name: string): Promise<Opened> {
   if (name === 'stories') return { model: await loadModel(STORIES), source: { dir: STORIES } };
+  if (isFolder(name)) {
+    // as `hilo train` opens it: replicas take this thread's weights in shared memory as they are
+    const model = await loadModel(name);
+    return { model, source: { dir: name, storage: model.storage, shared: model.sharedTensors() } };
+  }
   const config = normaliseConfig({
     model_type: 'llama', vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4,
     num_attention_heads: 8, num_key_value_heads: 4, rope_theta: 1e4, rms_norm_eps: 1e-5, tie_word_embeddings: false,
@@ -360,6 +386,10 @@ function runTorch(name: string): Record<string, any> | null {
   const python = process.env.HILO_PYTHON ?? '/usr/bin/python3';
   const args = [TORCH_BENCH, '--steps', String(Math.max(STEPS, 10)), '--warmup', String(WARMUP)];
   if (name === 'stories') args.push('--model-dir', STORIES);
+  if (isFolder(name)) args.push('--model-dir', name);
+  if (!ROWS.includes('lora')) args.push('--skip-lora');
+  if (!ROWS.includes('forward')) args.push('--skip-forward');
+  args.push(...(flag('torch-args') ?? '').split(' ').filter(Boolean));
   const r = spawnSync(python, args, { env: { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' }, encoding: 'utf8' });
   if (r.status !== 0) {
     console.error(`torch bench (${name}) failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
@@ -434,25 +464,27 @@ async function main(): Promise<void> {
     const before = compare ? runTorch(name) : null;
     // The training rows are timed together, interleaved (timeInterleaved), each on its own copy
     // of the model; the forward row after them, on a third.
-    for (const group of [['moe', 'lora'], ['forward']] as const) {
+    for (const group of [TRAIN_ROWS, ROWS.includes('forward') ? ['forward' as const] : []]) {
+      if (group.length === 0) continue;
       const prepared: Prepared[] = [];
       for (const row of group) {
         const bytesBefore = tf.memory().numBytes;
         const opened = await openModel(name);
         const c = opened.model.config;
-        const plan = row === 'moe' ? uniformPlan(c, 4, 8, 2) : row === 'lora' ? uniformPlan(c, 1, 8, 1) : null;
+        // model FLOPs: a checkpointed row's recomputed forward is not counted
+        const plan = row === 'forward' ? null : row === 'lora' ? uniformPlan(c, 1, 8, 1) : uniformPlan(c, 4, 8, 2);
         const f = forwardFlops(c, BATCH, SEQ, plan);
         prepared.push(await prepareRow(name, opened, row, row === 'forward' ? forwardStepFlops(f) : trainStepFlops(f), bytesBefore));
       }
       const timed = await timeInterleaved(prepared);
       for (const [i, p] of prepared.entries()) {
         rows.push(await measureRow(p, timed[i], process.argv.includes('--profile') && p.row !== 'forward'));
-        console.error(`  ${name}/${p.row}: ${rows.at(-1)!.stepMs.toFixed(0)} ms`);
+        console.error(`  ${modelLabel(name)}/${p.row}: ${rows.at(-1)!.stepMs.toFixed(0)} ms`);
         await disposeRow(p);
         (p.model as { dispose?: () => void }).dispose?.();
       }
     }
-    if (compare) torch.set(name, { before, after: runTorch(name) });
+    if (compare) torch.set(modelLabel(name), { before, after: runTorch(name) });
   }
   printTable(rows, matmul, torch);
   for (const [name, runs] of torch) {
@@ -461,8 +493,10 @@ async function main(): Promise<void> {
   }
   const moe = rows.filter((r) => r.row === 'moe');
   for (const r of moe) {
-    const lora = rows.find((x) => x.model === r.model && x.row === 'lora')!;
-    console.log(`${r.model}: MoE/LoRA step ${(r.stepMs / lora.stepMs).toFixed(2)}x (target <= 1.25)` +
+    const lora = rows.find((x) => x.model === r.model && x.row === 'lora');
+    const ckpt = rows.find((x) => x.model === r.model && x.row === 'moe-ckpt');
+    console.log(`${r.model}:` + (lora ? ` MoE/LoRA step ${(r.stepMs / lora.stepMs).toFixed(2)}x (target <= 1.25)` : '') +
+      (ckpt ? ` checkpointing on/off step ${(ckpt.stepMs / r.stepMs).toFixed(2)}x, CPU ${(ckpt.cpuMs / r.cpuMs).toFixed(2)}x (target <= 1.4)` : '') +
       (r.tensorsAfterLeak !== undefined ? `; tensors ${r.tensorsAfter10} after 10 steps, ${r.tensorsAfterLeak} after ${r.leakSteps}` : ''));
   }
   console.log(`peak RSS ${peakRss.toFixed(0)} MiB; process max RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);

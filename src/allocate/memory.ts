@@ -31,6 +31,20 @@ export { WASM_HEAP_LIMIT } from '../backend/limits.ts';
 
 export const GiB = 2 ** 30;
 
+/**
+ * Tokens one evaluation forward scores at once (src/train/evaluate.ts rowNll): rows of a larger
+ * evaluation batch go through a few at a time. A wasm heap never shrinks, and its allocator keeps
+ * the blocks of the shapes it has served: an evaluation part of 8 x 128 after training shards of
+ * 4 x 128 grew each replica's heap past the step's peak. A forward keeps no tape, so at this
+ * size it stays below a checkpointed training shard of as many tokens.
+ */
+export const EVAL_CHUNK_TOKENS = 512;
+
+/** Rows of `seqLen` tokens an evaluation forward takes at once: at least 1. */
+export function evalChunkRows(seqLen: number, tokens = EVAL_CHUNK_TOKENS): number {
+  return Math.max(1, Math.floor(tokens / Math.max(1, seqLen)));
+}
+
 /** Bytes per stored value of each frozen-weight dtype, in HF's words. */
 export const DTYPE_BYTES = { float32: 4, bfloat16: 2, float16: 2 } as const;
 export type WeightDtype = keyof typeof DTYPE_BYTES;
@@ -150,11 +164,13 @@ interface Pass {
 /** Bytes one replica's pass over its shard of `batch` sequences keeps at its peak. */
 function pass(m: MemoryInput, mode: 'train' | 'forward', batch: number): Pass {
   const c = m.config;
-  const seqs = Math.ceil(batch / Math.max(1, m.replicas)); // the main thread's shard, the largest
+  const shard = Math.ceil(batch / Math.max(1, m.replicas)); // the main thread's shard, the largest
+  // a forward scores its rows a chunk at a time (evalChunkRows)
+  const seqs = mode === 'forward' ? Math.min(shard, evalChunkRows(m.seqLen)) : shard;
   const rows = seqs * m.seqLen;
   const layer = layerFloats(c, m.seqLen);
   const perLayer = rows * (layer.perRow + m.adapters.rowFloats / Math.max(1, c.numLayers)) + seqs * layer.perSequence;
-  const what = `${seqs} x ${m.seqLen} tokens${m.replicas > 1 ? ' per replica' : ''}`;
+  const what = `${seqs} x ${m.seqLen} tokens${m.replicas > 1 ? ' per replica' : ''}${seqs < shard ? ` at a time (of ${shard})` : ''}`;
   let floats: number;
   let detail: string;
   if (mode === 'forward') {

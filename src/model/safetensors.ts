@@ -389,5 +389,16 @@ export function writeSafetensors(
   tensors: Map<string, StTensorInput> | Record<string, StTensorInput>,
   metadata: Record<string, string> = {},
 ): void {
-  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+  // one tensor's bytes at a time: encoded whole and then laid out in one buffer, a checkpoint's
+  // optimizer state was twice over the largest allocation of a real-size training run
+  const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+  const dtypeOf = (t: StTensorInput): StWriteDtype => t.dtype ?? (t.data instanceof Int32Array ? 'I32' : 'F32');
+  const writer = new SafetensorsFileWriter(file, [...map].map(([name, t]) => ({ name, shape: t.shape, dtype: dtypeOf(t) })), metadata);
+  try {
+    for (const [name, t] of map) writer.write(name, t);
+    writer.close();
+  } catch (e) {
+    writer.abort();
+    throw e;
+  }
 }

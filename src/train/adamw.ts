@@ -114,6 +114,17 @@ export class AdamW {
     });
   }
 
+  /** One variable's two moments as they are (host placement: not copied; read them before the next step). */
+  async moments(name: string): Promise<{ m: Float32Array; v: Float32Array }> {
+    if (this.placement === 'host') return { m: this.mHost.get(name)!, v: this.vHost.get(name)! };
+    return { m: (await this.m.get(name)!.data()) as Float32Array, v: (await this.v.get(name)!.data()) as Float32Array };
+  }
+
+  /** The step count (AdamW's bias correction). */
+  get steps(): number {
+    return this.step;
+  }
+
   async getState(): Promise<AdamWState> {
     if (this.placement === 'host') {
       const copy = (vars: Map<string, Float32Array>) => new Map([...vars].map(([k, a]) => [k, a.slice()] as const));

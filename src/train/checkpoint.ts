@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileError, HiloError } from '../errors.ts';
-import { readSafetensors, writeSafetensors, type StTensor, type StTensorInput } from '../model/safetensors.ts';
+import { readSafetensors, SafetensorsFileWriter, type StTensor } from '../model/safetensors.ts';
 import { writeFileAtomic } from '../files.ts';
 import type { AdamW } from './adamw.ts';
 import type { RunHealth } from './divergence.ts';
@@ -42,10 +42,6 @@ export interface CheckpointContents {
 const STATE_FILE = 'trainer_state.json';
 const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
 
-async function variablesToTensors(vars: Map<string, tf.Variable>): Promise<Map<string, StTensorInput>> {
-  return new Map(await Promise.all([...vars].map(async ([name, v]) => [name, { shape: v.shape, data: (await v.data()) as Float32Array }] as const)));
-}
-
 /**
  * Write checkpoint-{step} atomically; keep only the newest `keep` checkpoints (0 = all). A write
  * that fails (a full disk) removes the half-written temporary folder, leaves the checkpoints
@@ -54,19 +50,35 @@ async function variablesToTensors(vars: Map<string, tf.Variable>): Promise<Map<s
 export async function saveCheckpoint(runDir: string, c: CheckpointContents, keep = 0): Promise<string> {
   const finalDir = path.join(runDir, `checkpoint-${c.state.step}`);
   const tmpDir = path.join(runDir, `.checkpoint-${c.state.step}.tmp-${process.pid}`);
-  const trainable = await variablesToTensors(c.trainables);
-  const opt = await c.optimizer.getState();
-  const moments = new Map<string, StTensorInput>();
-  for (const [name, v] of c.trainables) {
-    moments.set(`m/${name}`, { shape: v.shape, data: opt.m.get(name)! });
-    moments.set(`v/${name}`, { shape: v.shape, data: opt.v.get(name)! });
-  }
   let writing = tmpDir;
   try {
     fs.rmSync(tmpDir, { recursive: true, force: true });
     fs.mkdirSync(tmpDir, { recursive: true });
-    writeSafetensors((writing = path.join(tmpDir, 'trainable.safetensors')), trainable);
-    writeSafetensors((writing = path.join(tmpDir, 'optimizer.safetensors')), moments, { adam_step: String(opt.step) });
+    // a variable (and its moments) at a time: read out whole, a real-size run's trainables and
+    // AdamW state were the largest allocation of the run, at its end
+    const vars = [...c.trainables];
+    const weights = new SafetensorsFileWriter((writing = path.join(tmpDir, 'trainable.safetensors')), vars.map(([name, v]) => ({ name, shape: v.shape, dtype: 'F32' })));
+    try {
+      for (const [name, v] of vars) weights.write(name, { shape: v.shape, data: (await v.data()) as Float32Array });
+      weights.close();
+    } catch (e) {
+      weights.abort();
+      throw e;
+    }
+    const moments = new SafetensorsFileWriter((writing = path.join(tmpDir, 'optimizer.safetensors')),
+      vars.flatMap(([name, v]) => [{ name: `m/${name}`, shape: v.shape, dtype: 'F32' as const }, { name: `v/${name}`, shape: v.shape, dtype: 'F32' as const }]),
+      { adam_step: String(c.optimizer.steps) });
+    try {
+      for (const [name, v] of vars) {
+        const { m, v: second } = await c.optimizer.moments(name);
+        moments.write(`m/${name}`, { shape: v.shape, data: m });
+        moments.write(`v/${name}`, { shape: v.shape, data: second });
+      }
+      moments.close();
+    } catch (e) {
+      moments.abort();
+      throw e;
+    }
     writeFileAtomic((writing = path.join(tmpDir, 'recipe.json')), JSON.stringify(c.recipe, null, 2));
     writeFileAtomic((writing = path.join(tmpDir, 'plan.json')), JSON.stringify(c.plan, null, 2));
     writeFileAtomic((writing = path.join(tmpDir, STATE_FILE)), JSON.stringify(c.state, null, 2));

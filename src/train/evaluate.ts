@@ -8,7 +8,9 @@ import { evalBatches, type Batch } from '../data/batch.ts';
 import type { EncodedExample, ScoringItem } from '../data/encode.ts';
 import { flattenCandidates, pickAnswers } from '../data/score.ts';
 import type { CausalLM, ForwardContext } from '../model/types.ts';
+import { EVAL_CHUNK_TOKENS, evalChunkRows } from '../allocate/memory.ts';
 import { batchTokenNll } from './forward.ts';
+import { sliceRows } from './shard.ts';
 import { IGNORE_INDEX, shiftedLabels } from './loss.ts';
 
 export interface EvalMetrics {
@@ -27,8 +29,23 @@ export async function sequenceNll(model: CausalLM, batch: Batch, ctx?: ForwardCo
   return { nll: await rowNll(model, batch, ctx), tokens: labelledTokens(batch) };
 }
 
-/** Summed NLL of each sequence's labelled tokens [B] (what a data-parallel replica scores). */
-export async function rowNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): Promise<Float32Array> {
+/**
+ * Summed NLL of each sequence's labelled tokens [B] (what a data-parallel replica scores), a
+ * chunk of at most `chunkTokens` tokens' rows per forward (EVAL_CHUNK_TOKENS: an evaluation
+ * batch larger than a training shard would otherwise grow the wasm heap past the step's peak).
+ * `ctx` goes with the first chunk only (expert usage is a sample of the first batch anyway).
+ */
+export async function rowNll(model: CausalLM, batch: Batch, ctx?: ForwardContext, chunkTokens = EVAL_CHUNK_TOKENS): Promise<Float32Array> {
+  const rows = evalChunkRows(batch.seqLen, chunkTokens);
+  if (batch.batchSize <= rows) return chunkNll(model, batch, ctx);
+  const out = new Float32Array(batch.batchSize);
+  for (let r0 = 0; r0 < batch.batchSize; r0 += rows) {
+    out.set(await chunkNll(model, sliceRows(batch, r0, Math.min(batch.batchSize, r0 + rows)), r0 === 0 ? ctx : undefined), r0);
+  }
+  return out;
+}
+
+async function chunkNll(model: CausalLM, batch: Batch, ctx?: ForwardContext): Promise<Float32Array> {
   const nll = tf.tidy(() => batchTokenNll(model, batch, ctx).sum(1)); // [B]
   const out = (await nll.data()) as Float32Array; // awaited: GPU backends refuse synchronous reads
   nll.dispose();

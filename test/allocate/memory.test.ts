@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { memAvailable } from '../../src/allocate/machine-memory.ts';
 import { adapterRowFloats, memoryAdvice } from '../../src/allocate/memory-for-recipe.ts';
 import {
-  estimateMemory, GiB, HEAP_F32, WASM_HEAP_LIMIT, type FrozenStorage, type MemoryInput,
+  estimateMemory, evalChunkRows, GiB, HEAP_F32, WASM_HEAP_LIMIT, type FrozenStorage, type MemoryInput,
 } from '../../src/allocate/memory.ts';
 import { countPlan } from '../../src/adapters/params.ts';
 import { normaliseConfig } from '../../src/model/config.ts';
@@ -96,11 +96,14 @@ describe('estimateMemory', () => {
     expect(uncapped.total).toBe(full.total);
   });
 
-  it('counts the evaluation pass when its batch is the larger one', () => {
-    const small = estimateMemory(input('smollm2-135m', { batch: 2, evalBatch: 2 }));
-    const bigEval = estimateMemory(input('smollm2-135m', { batch: 2, evalBatch: 256 }));
-    expect(item(bigEval, 'activations').detail).toMatch(/^evaluation forward/);
-    expect(bigEval.heap).toBeGreaterThan(small.heap);
+  it('counts the evaluation pass when it is the larger one, a chunk of rows at a time (evalChunkRows) whatever its batch', () => {
+    const small = estimateMemory(input('smollm2-135m', { batch: 2, evalBatch: 2, gradientCheckpointing: true }));
+    const chunk = estimateMemory(input('smollm2-135m', { batch: 2, evalBatch: 2 * evalChunkRows(128), gradientCheckpointing: true }));
+    const bigEval = estimateMemory(input('smollm2-135m', { batch: 2, evalBatch: 256, gradientCheckpointing: true }));
+    expect(item(chunk, 'activations').detail).toMatch(/^evaluation forward: .* 4 x 128 tokens per replica: /);
+    expect(item(bigEval, 'activations').detail).toMatch(/^evaluation forward: .* 4 x 128 tokens per replica at a time \(of 128\): /);
+    expect(chunk.heap).toBeGreaterThan(small.heap);
+    expect(bigEval.total).toBe(chunk.total);
   });
 
   it('full training (adapter.method none) has no frozen copy and AdamW on every weight', () => {

@@ -50,10 +50,17 @@ describe('a full disk during a checkpoint', () => {
     async (victim) => {
       const { runDir, a, first } = await runWithCheckpoint();
       const before = snapshot(first);
+      const full = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
       const write = fs.writeFileSync;
       vi.spyOn(fs, 'writeFileSync').mockImplementation((file, ...rest) => {
-        if (String(file).includes(`${victim}.tmp-`)) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+        if (String(file).includes(`${victim}.tmp-`)) throw full();
         return write(file, ...rest);
+      });
+      // safetensors files are written a tensor at a time into an open temp file
+      const open = fs.openSync;
+      vi.spyOn(fs, 'openSync').mockImplementation((file, ...rest) => {
+        if (String(file).includes(`${victim}.tmp-`)) throw full();
+        return open(file, ...rest);
       });
       const save = saveCheckpoint(runDir, { trainables: a.vars, optimizer: a.opt, state: state(2), recipe: {}, plan: {} });
       await expect(save).rejects.toThrow(
