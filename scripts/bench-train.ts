@@ -4,7 +4,7 @@
  *   npm run bench -- [--backend wasm|webgpu|cpu|tensorflow] [--models tiny,stories] [--steps 12]
  *                    [--warmup 3] [--block 3] [--leak-steps 1000] [--data-parallel auto|N] [--compare-torch]
  *                    [--json FILE] [--profile] [--model DIR] [--rows moe,lora,forward]
- *                    [--checkpointing off|on|both] [--torch-args "..."]
+ *                    [--checkpointing off|on|both] [--torch-args "..."] [--batch 8] [--seq 128]
  *
  * --compare-torch runs ../shared/bench/torch_train_bench.py (the team's PyTorch reference) just before and just after each
  * model's rows and sets hilo against the mean of the two (`spread`: how far apart they are).
@@ -75,13 +75,19 @@ const SHARED = process.env.HILO_SHARED ?? path.resolve(ROOT, '../shared');
 const STORIES = process.env.HILO_SHARED ? path.join(SHARED, 'models/stories260K') : path.join(ROOT, 'test/fixtures/models/stories260K');
 const TORCH_BENCH = path.join(SHARED, 'bench/torch_train_bench.py');
 const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-const BATCH = 8;
-const SEQ = 128;
+/** Rows x tokens of every timed step (--batch, --seq), the same on the PyTorch side. */
+const BATCH = positiveInt('batch', 8);
+const SEQ = positiveInt('seq', 128);
 const LR = 2e-4;
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
+}
+function positiveInt(name: string, fallback: number): number {
+  const v = Number(flag(name) ?? fallback);
+  if (!Number.isInteger(v) || v < 1) throw new HiloError(`--${name} ${flag(name)}: expected a whole number >= 1`);
+  return v;
 }
 const backendName = flag('backend') ?? 'wasm';
 const slow = backendName === 'webgpu' || backendName === 'cpu'; // lavapipe / plain JS: keep it short
@@ -384,7 +390,7 @@ async function openModel(name: string): Promise<Opened> {
 /** torch_train_bench.py with the same configuration; null (and a note) when Python/torch is missing. */
 function runTorch(name: string): Record<string, any> | null {
   const python = process.env.HILO_PYTHON ?? '/usr/bin/python3';
-  const args = [TORCH_BENCH, '--steps', String(Math.max(STEPS, 10)), '--warmup', String(WARMUP)];
+  const args = [TORCH_BENCH, '--steps', String(Math.max(STEPS, 10)), '--warmup', String(WARMUP), '--batch', String(BATCH), '--seq', String(SEQ)];
   if (name === 'stories') args.push('--model-dir', STORIES);
   if (isFolder(name)) args.push('--model-dir', name);
   if (!ROWS.includes('lora')) args.push('--skip-lora');
