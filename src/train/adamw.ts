@@ -13,7 +13,7 @@
  *  - 'host': one loop per parameter over Float32Arrays (adamwUpdate), moments in host memory.
  *    The default for wasm without the SIMD module and for cpu, whose tensors are host memory
  *    already: the unfused device form is ~14 kernels a parameter, and a MoE model has ~100
- *    small parameters, so ~1,400 kernels of ~10 us overhead each a step, for a few hundred
+ *    small parameters, so ~1,400 kernels of fixed overhead each a step, for a few hundred
  *    thousand multiply-adds (like torch's fused/foreach AdamW).
  */
 import * as tf from '@tensorflow/tfjs';
