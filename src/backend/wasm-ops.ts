@@ -91,7 +91,7 @@ const tokenNll = (tf: typeof TF): TokenNllImpl => (logits, targets) => {
     const save = args[1] as TF.GradSaveFunc;
     const y = tf.tensor1d(counted, 'int32');
     // Under a gradient tape the forward keeps its exps [N, V] for the backward, which then
-    // takes no exp of its own (about two thirds of its time).
+    // takes no exp of its own: the exp is most of an element's cost (docs/performance.md).
     const keep = tf.engine().state.gradientDepth > 0;
     const [value, lse, e, inv] = tf.engine().runKernel(SOFTMAX_XENT, { logits: l, targets: y }, { keep: keep ? 1 : 0 }) as TF.Tensor[];
     save(keep ? [e, inv, y] : [l, lse, y]);

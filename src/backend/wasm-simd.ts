@@ -31,9 +31,9 @@
 import fs from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { registerSimdOps } from './wasm-ops.ts';
 import { referenceRouterLogits, routerLogitsOp, type RouterLogitsImpl } from '../ops/router-logits.ts';
 import { ADAMW_KERNEL, SUM_SQUARES_KERNEL, type AdamWKernelAttrs } from './webgpu-adamw.ts';
+import { registerSimdOps } from './wasm-ops.ts';
 
 export const SOFTMAX_XENT = 'HiloSoftmaxXent';
 export const SOFTMAX_XENT_GRAD = 'HiloSoftmaxXentGrad';
@@ -265,9 +265,9 @@ export function adamwInPlace(backend: BackendWasm, p: Info, g: Info, m: Info, v:
  * (`on` false: tests compare against the tensor forms). Idempotent.
  */
 export function useSimdKernels(tf: typeof TF, on: boolean): void {
+  registerSimdOps(tf, on); // the ops layer's wasm versions (wasm-ops.ts), which run these kernels
   for (const name of KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
   enabled = on;
-  registerSimdOps(tf, on); // the ops layer's wasm versions, which run these kernels
   routerLogitsOp.register('wasm', on ? narrowRouterLogits(tf) : null);
   if (!on) return;
   tf.registerKernel(softmaxXent());

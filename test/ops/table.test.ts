@@ -1,6 +1,8 @@
 /** The op table (src/ops/registry.ts's opTable) after backend start-up: which backend registered which op. */
 import { afterAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
 import { shutdownBackend } from '../../src/backend/index.ts';
+import { useSimdKernels } from '../../src/backend/wasm-simd.ts';
 import { opTable } from '../../src/ops/registry.ts';
 import { noAdapter, useBackend } from './parity.ts';
 import '../../src/ops/norm.ts';
@@ -21,6 +23,18 @@ describe('the op table', () => {
     await useBackend('wasm');
     for (const name of ['rms-norm', 'attention', 'rotary', 'swiglu', 'token-nll', 'adamw', 'sum-squares']) expect(backendsOf(name), name).toContain('wasm');
     expect(backendsOf('layer-norm')).toEqual([]);
+  });
+
+  it('wasm\'s rows follow its SIMD kernels: gone while they are off (as on the threaded build), back with them', async () => {
+    await useBackend('wasm');
+    const SIMD_OPS = ['rms-norm', 'attention', 'rotary', 'swiglu', 'token-nll', 'adamw', 'sum-squares'];
+    useSimdKernels(tf, false);
+    try {
+      for (const name of SIMD_OPS) expect(backendsOf(name), name).not.toContain('wasm');
+    } finally {
+      useSimdKernels(tf, true);
+    }
+    for (const name of SIMD_OPS) expect(backendsOf(name), name).toContain('wasm');
   });
 
   it.skipIf(!!noAdapter)('webgpu registers its RMSNorm, AdamW and Σ g² as it starts', async () => {
