@@ -12,6 +12,11 @@
  * That tokenizer's ids are a prefix of the model's vocabulary: the extra embedding rows are
  * simply never looked up, which is fine for training on hilo's built-in tasks. Tensors are
  * generated and written one at a time, so a 7B folder (~13.5 GB) needs ~1 GB of memory.
+ *
+ * --as-llama writes each shape as a LlamaForCausalLM of the same sizes into DIR/NAME-llama (a
+ * Qwen2 shape loses only its q/k/v biases). The PyTorch reference of `npm run bench --
+ * --compare-torch` reads Llama and GPT-2 folders only, so a speed comparison at a Qwen2 shape
+ * runs both sides on this folder: the same work, less the bias adds.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,6 +36,7 @@ const { values, positionals } = parseArgs({
     seed: { type: 'string', default: '0' },
     tokenizer: { type: 'string', default: 'models/hilo-base' },
     list: { type: 'boolean', default: false },
+    'as-llama': { type: 'boolean', default: false },
   },
 });
 
@@ -49,7 +55,7 @@ if (values.list || positionals.length === 0) {
   for (const [name, raw] of Object.entries(REAL_SHAPES)) {
     console.log(`${name.padEnd(16)} ${(params(raw) / 1e6).toFixed(0).padStart(5)}M  ${(raw.architectures as string[])[0]}`);
   }
-  if (!values.list) console.log('\nusage: npx tsx scripts/make-model-shapes.ts [--out DIR] [--dtype bf16|f16|f32] [--seed N] NAME...');
+  if (!values.list) console.log('\nusage: npx tsx scripts/make-model-shapes.ts [--out DIR] [--dtype bf16|f16|f32] [--seed N] [--as-llama] NAME...');
   process.exit(0);
 }
 
@@ -68,10 +74,11 @@ for (const name of positionals) {
     throw new Error(`${name}: tokenizer ${values.tokenizer} has ids up to ${tok.vocabSize - 1}, beyond vocab_size ${published.vocab_size}`);
   }
   // special-token ids must be the tokenizer's, not those of the real model's tokenizer
-  const raw = { ...published, torch_dtype: TORCH_DTYPE[dtype], bos_token_id: tok.bosId, eos_token_id: tok.eosId, ...(tok.padId === null ? {} : { pad_token_id: tok.padId }) };
-  const dir = path.join(values.out, name);
+  const asLlama = values['as-llama'] ? { architectures: ['LlamaForCausalLM'], model_type: 'llama' } : {};
+  const raw = { ...published, ...asLlama, torch_dtype: TORCH_DTYPE[dtype], bos_token_id: tok.bosId, eos_token_id: tok.eosId, ...(tok.padId === null ? {} : { pad_token_id: tok.padId }) };
+  const dir = path.join(values.out, values['as-llama'] ? `${name}-llama` : name);
   const t0 = Date.now();
   const files = saveRandomModel(raw, dir, { dtype, seed: Number(values.seed), tokenizerFrom: values.tokenizer });
   const bytes = files.reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
-  console.log(`${dir}: ${(params(published) / 1e6).toFixed(0)}M params, ${files.length} file(s), ${(bytes / 1e9).toFixed(2)} GB ${values.dtype}, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  console.log(`${dir}: ${(params(raw) / 1e6).toFixed(0)}M params, ${files.length} file(s), ${(bytes / 1e9).toFixed(2)} GB ${values.dtype}, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
