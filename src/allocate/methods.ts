@@ -27,7 +27,7 @@ import { depthGroups, parsePattern, scoreGroups, spreadOverLayers } from './grou
 import { groupRanks, uniformRanks } from './ranks.ts';
 import { METHODS, probeKindFor, type Method } from '../names.ts';
 import type { AdapterSection } from './recipe-adapter.ts';
-import { checkPlanFitsModel, resolveTargets } from './targets.ts';
+import { checkPlanFitsModel, resolveTargets, targetsOf } from './targets.ts';
 
 const F = 'recipe.adapter';
 const MAX_EXPERTS_PER_LAYER = 64;
@@ -40,9 +40,7 @@ export interface LayerAllocation {
 
 /** Expand per-layer experts/ranks into an AdapterPlan over the resolved target modules. */
 export function buildPlan(adapter: AdapterSection, config: ModelConfig, alloc: LayerAllocation): AdapterPlan {
-  const targets = typeof adapter.target_modules === 'string' && adapter.target_modules !== 'all-linear'
-    ? [adapter.target_modules]
-    : (adapter.target_modules as readonly string[] | 'all-linear');
+  const targets = targetsOf(adapter.target_modules, config);
   const paths = resolveTargets(config, targets, `${F}.target_modules`);
   const topK = topKPerLayer(alloc.experts, adapter.top_k, `${F}.top_k`);
   return {

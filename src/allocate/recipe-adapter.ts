@@ -9,7 +9,8 @@ import type { Recipe } from '../recipe/schema.ts';
 export interface AdapterSection {
   method: string;
   plan_path?: string | null;
-  target_modules: readonly string[] | 'all-linear' | string;
+  /** Absent: the model family's targets (targets.ts targetsOf). */
+  target_modules?: readonly string[] | 'all-linear' | string;
   probe: string;
   experts: {
     pattern?: string | number | null;

@@ -1,11 +1,31 @@
 /**
  * Which in-layer modules a plan adapts, and whether a plan fits a model. Targets follow PEFT:
- * a short name (`q_proj`), a dotted suffix (`attn.c_proj`) or `all-linear`.
+ * a short name (`q_proj`), a dotted suffix (`attn.c_proj`) or `all-linear`; a recipe that names
+ * none gets its model family's (src/model/families.ts defaultTargets).
  */
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError, showValue } from '../errors.ts';
-import { moduleShapes, projectionPaths, targetMatches } from '../model/families.ts';
+import { defaultTargets, familyOf, moduleShapes, projectionPaths, targetMatches } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
+import type { AdapterSection } from './recipe-adapter.ts';
+
+/**
+ * The targets a recipe's adapter.target_modules selects on this model: as written (a lone name is
+ * a list of one), or the model family's adapter targets when the recipe names none.
+ */
+export function targetsOf(targets: AdapterSection['target_modules'], config: ModelConfig): readonly string[] | 'all-linear' {
+  if (targets === undefined) return defaultTargets(config);
+  return typeof targets === 'string' && targets !== 'all-linear' ? [targets] : (targets as readonly string[] | 'all-linear');
+}
+
+/**
+ * The recipe with adapter.target_modules as it applies to `config` (the family's targets where it
+ * names none), so what a run records and prints says which modules it adapted.
+ */
+export function withModelTargets<R extends { adapter: Pick<AdapterSection, 'target_modules'> }>(recipe: R, config: ModelConfig): R {
+  if (recipe.adapter.target_modules !== undefined) return recipe;
+  return { ...recipe, adapter: { ...recipe.adapter, target_modules: [...defaultTargets(config)] } };
+}
 
 /** In-layer paths (layer 0's order) selected by `targets`; every target must match something. */
 export function resolveTargets(config: ModelConfig, targets: readonly string[] | 'all-linear', field = 'recipe.adapter.target_modules'): string[] {
@@ -15,8 +35,11 @@ export function resolveTargets(config: ModelConfig, targets: readonly string[] |
     throw fieldError(field, targets, '"all-linear" or a non-empty list of module names');
   }
   const allowed = [...new Set(paths.flatMap((p) => [p.split('.').pop()!, p]))];
+  const family = familyOf(config);
   for (const t of targets) {
-    if (!paths.some((p) => targetMatches(t, p))) throw fieldError(field, t, allowed);
+    if (!paths.some((p) => targetMatches(t, p))) {
+      throw fieldError(field, t, `${allowed.map((a) => showValue(a)).join(' | ')} (the ${family.title} family's linears; by default ${family.adapterTargets.join(', ')})`);
+    }
   }
   return paths.filter((p) => targets.some((t) => targetMatches(t, p)));
 }

@@ -45,7 +45,11 @@ export const command: CommandModule = {
     // And the model folder as the loader checks it, from headers alone (no weights, no tfjs).
     const { checkModelForRecipe } = await import('../model/folder.ts');
     const model = await checkModelForRecipe(recipe.model.path, recipe.data.max_length);
-    process.stdout.write(`ok ${file}\n${summarizeRecipe(recipe)}\n${data}\n${model}\n`);
+    // the summary names the modules the model's family adapts where the recipe names none
+    const { readModelConfig } = await import('../model/folder.ts');
+    const { withModelTargets } = await import('../allocate/targets.ts');
+    const resolved = withModelTargets(recipe, readModelConfig(recipe.model.path));
+    process.stdout.write(`ok ${file}\n${summarizeRecipe(resolved)}\n${data}\n${model}\n`);
   },
 };
 

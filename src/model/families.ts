@@ -1,8 +1,8 @@
 /**
  * The registry of architecture families and what the rest of hilo asks of them: module shapes
  * for planning and parameter counts (from the config alone, so models that are not on disk,
- * e.g. Llama-2-7B, can be planned), HF paths, and base parameter counts. Adding an architecture
- * is one family file and one line here. No tfjs.
+ * e.g. Llama-2-7B, can be planned), the default adapter targets, HF paths, and base parameter
+ * counts. Adding an architecture is one family file and one line here. No tfjs.
  */
 import { GPT2_FAMILY } from './family-gpt2.ts';
 import { LLAMA_FAMILY } from './family-llama.ts';
@@ -36,6 +36,9 @@ export const layerPrefix = (config: Pick<ModelConfig, 'arch'>, l: number): strin
 
 /** In-layer paths of the adaptable linears, in forward order. */
 export const projectionPaths = (config: ModelConfig): string[] => familyOf(config).projections(config).map((p) => p.path);
+
+/** The adapter targets of a recipe that names none: the family's (family.ts adapterTargets). */
+export const defaultTargets = (config: Pick<ModelConfig, 'arch'>): readonly string[] => familyOf(config).adapterTargets;
 
 /** The shape of every adaptable linear of every layer. */
 export function moduleShapes(c: ModelConfig): ModuleShapes {

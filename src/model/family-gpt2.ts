@@ -105,6 +105,8 @@ export const GPT2_FAMILY: Family = {
   },
   layerPrefix,
   projections,
+  // every projection: c_proj names both the attention's and the MLP's output
+  adapterTargets: ['c_attn', 'c_proj', 'c_fc'],
   projectionLayout: 'conv1d',
   weightSpecs,
   /** `attn.bias` / `attn.masked_bias` are causal-mask buffers; lm_head.weight is a copy of the tied wte. */

@@ -120,6 +120,8 @@ export const LLAMA_FAMILY: Family = {
   },
   layerPrefix,
   projections,
+  // every attention and MLP projection, as PEFT names them
+  adapterTargets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
   projectionLayout: 'linear',
   weightSpecs,
   /** Old checkpoints carry rotary_emb.inv_freq buffers, and a tied model may still hold a copy of lm_head.weight. */

@@ -63,6 +63,11 @@ export interface Family {
   layerPrefix(l: number): string;
   /** Adaptable linears of one decoder layer (every layer has the same), in forward order. */
   projections(c: ModelConfig): ProjectionSpec[];
+  /**
+   * The adapter targets a recipe gets when it names none (adapter.target_modules absent), PEFT
+   * style: short names or dotted suffixes of those projections' paths.
+   */
+  readonly adapterTargets: readonly string[];
   /** HF layout of those linears: nn.Linear [out, in] or Conv1D [in, out] (PEFT's fan_in_fan_out). */
   readonly projectionLayout: 'linear' | 'conv1d';
   /** Every tensor of a checkpoint, in HF names and shapes, in the order a seeded init draws them. */

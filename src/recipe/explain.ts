@@ -74,7 +74,7 @@ export function summarizeRecipe(r: Recipe): string {
   return [
     `model    ${r.model.path}`,
     `data     ${data}, ${d.format}, max_length ${d.max_length}`,
-    `adapter  ${adapterSummary(r.adapter)}${r.adapter.method === 'none' ? '' : ` on ${[r.adapter.target_modules].flat().join(',')}`}`,
+    `adapter  ${adapterSummary(r.adapter)}${r.adapter.method === 'none' ? '' : ` on ${[r.adapter.target_modules ?? 'the model family\'s targets'].flat().join(',')}`}`,
     `train    ${length}, lr ${t.learning_rate} ${t.lr_scheduler_type}, batch ${t.batch_size}x${t.gradient_accumulation_steps}, seed ${r.seed}, backend ${r.backend}`,
     `output   ${r.output_dir}`,
     `wandb    ${r.wandb.mode}${r.wandb.project ? ` (${r.wandb.project})` : ''}`,

@@ -16,7 +16,6 @@ const TASK_NAMES = Object.keys(TASKS) as [string, ...string[]];
 
 export const SCHEDULERS = ['cosine', 'linear', 'constant'] as const;
 export const WANDB_MODES = ['disabled', 'online', 'offline'] as const;
-export const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
 const int = (min: number) => z.number().int().min(min);
 const positive = () => z.number().gt(0);
@@ -98,9 +97,11 @@ const adapter = z.strictObject({
   init_from: optionalPath(
     'Continue from a trained adapter folder (hilo format: a run\'s adapter/, `hilo export`, or `hilo export --from-peft DIR` ' +
       'for a PEFT LoRA): its plan and weights are the starting point and the method\'s own allocation is skipped.'),
-  target_modules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).default(LLAMA_TARGETS).describe(
+  // no default here: it is the model's, which the recipe alone does not know (allocate/targets.ts)
+  target_modules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).optional().describe(
     'Linear modules to adapt: short names (q_proj) or dotted suffixes (attn.c_proj), PEFT\'s suffix rule; ' +
-    'all-linear = every linear in the decoder layers.'),
+    'all-linear = every linear in the decoder layers. Absent = the model family\'s targets: every attention and MLP ' +
+    'projection (`hilo validate RECIPE` shows them for its model).'),
   probe: z.enum(PROBES).default('depth').describe(
     'Layer-complexity score for hilo/alphalora: depth (layer index), alpha-hill (heavy-tail exponent of the weights), ' +
     'grad-sensitivity (|w * dL/dw| on calibration batches), activation-rank (effective rank of layer inputs). ' +

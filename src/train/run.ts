@@ -11,6 +11,7 @@ import { loadAdapters } from '../adapters/io.ts';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import { countPlan } from '../adapters/params.ts';
 import { planForRecipe } from '../allocate/for-recipe.ts';
+import { withModelTargets } from '../allocate/targets.ts';
 import { checkRunMemory, planOfAdapterDir } from '../allocate/memory-for-recipe.ts';
 import { memorySummary, type MemoryEstimate } from '../allocate/memory.ts';
 import { writePlanFile } from '../allocate/plan-file.ts';
@@ -127,6 +128,7 @@ async function prepareClaimed(recipe: Recipe, opts: PrepareOptions, log: (m: str
 
   const dir = recipe.model.path;
   const config = readModelConfig(dir);
+  recipe = withModelTargets(recipe, config); // the run records the modules it adapts
   const lengthWarning = checkMaxLength(recipe.data.max_length, config, dir);
   if (lengthWarning) log(lengthWarning);
   const weights = hasWeights(dir);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { normaliseConfig } from '../../src/model/config.ts';
-import { baseParams, FAMILIES, familyOf, layerPrefix, moduleShapes, MODEL_TYPES, projectionPaths } from '../../src/model/families.ts';
+import { baseParams, defaultTargets, FAMILIES, familyOf, layerPrefix, moduleShapes, MODEL_TYPES, projectionPaths, targetMatches } from '../../src/model/families.ts';
 import { REAL_SHAPES } from '../../src/model/real-shapes.ts';
 import { gpt2, stories260K } from '../allocate/fixtures.ts';
 
@@ -29,6 +29,16 @@ describe('family registry', () => {
     });
     expect(projectionPaths(gpt2)).toEqual(['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj']);
     expect(layerPrefix(gpt2, 0)).toBe('transformer.h.0');
+  });
+
+  it.each([
+    ['stories260K', stories260K, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']],
+    ['gpt2', gpt2, ['c_attn', 'c_proj', 'c_fc']],
+  ] as const)('%s: the default adapter targets are the family\'s and select every projection, each target one at least', (_n, c, want) => {
+    expect(defaultTargets(c)).toEqual(want);
+    const paths = projectionPaths(c);
+    expect(paths.filter((p) => defaultTargets(c).some((t) => targetMatches(t, p)))).toEqual(paths);
+    for (const t of defaultTargets(c)) expect(paths.some((p) => targetMatches(t, p))).toBe(true);
   });
 
   it.each([['stories260K', stories260K], ['gpt2', gpt2], ['qwen2.5-0.5b', normaliseConfig(REAL_SHAPES['qwen2.5-0.5b'])]] as const)(

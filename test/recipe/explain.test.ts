@@ -69,7 +69,8 @@ describe('summarizeRecipe', () => {
   const adapterLine = (adapter: Record<string, unknown>) =>
     summarizeRecipe(parseRecipe({ ...minimal(), adapter }, { baseDir: dir, name: 'x.yaml' })).split('\n')[2];
   it.each([
-    [{}, 'adapter  hilo probe depth, T=5xL ranks 2..8, top-2 on q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj'],
+    // validate passes the recipe with its model's targets (cli.test.ts); alone it cannot know them
+    [{}, 'adapter  hilo probe depth, T=5xL ranks 2..8, top-2 on the model family\'s targets'],
     [{ method: 'mola', strategy: 'topp', target_modules: 'all-linear' }, 'adapter  mola pattern 2468 r=8, top-p 0.8 on all-linear'],
     [{ method: 'moe-uniform', strategy: 'dense', budget: { percent: 2 }, target_modules: ['q_proj'] }, 'adapter  moe-uniform 4 experts/layer r=8, dense, budget percent 2 on q_proj'],
     [{ method: 'none' }, 'adapter  none (full-parameter training of the base model)'],

@@ -32,7 +32,6 @@ describe('defaults', () => {
       },
       adapter: {
         method: 'hilo', plan_path: null, init_from: null,
-        target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
         probe: 'depth', probe_path: null,
         experts: { pattern: null, total: null, beta: 2.5, groups: 4, per_layer: 4 },
         rank: { r: 8, min: 2, max: 8 },
@@ -46,6 +45,11 @@ describe('defaults', () => {
       },
       wandb: { mode: 'disabled', project: null, entity: null, name: null, group: null, tags: [], notes: null },
     });
+  });
+
+  it('target_modules stays absent: its default is the model family\'s, known once the model is (allocate/targets.ts)', () => {
+    const r = parseRecipe(minimal(), { baseDir: dir, name: 'tiny.yaml' });
+    expect(Object.hasOwn(r.adapter, 'target_modules')).toBe(false);
   });
 
   it('defaults that depend on another field: the task\'s format, alphalora\'s probe', () => {
