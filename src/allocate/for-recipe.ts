@@ -9,6 +9,7 @@ import { readModelConfig } from '../model/load.ts';
 import type { ProbeResult } from '../probe/types.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { probeKindFor } from '../names.ts';
+import { checkModelLoad } from './memory-for-recipe.ts';
 import { planFromRecipe } from './methods.ts';
 import { readPlan } from './plan-file.ts';
 
@@ -22,7 +23,7 @@ export async function planForRecipe(recipe: Recipe, opts: { backend?: string } =
   let probe: ProbeResult | null = null;
   if (kind && (kind !== 'depth' || recipe.adapter.probe_path)) {
     const { probeForRecipe } = await import('../probe/for-recipe.ts');
-    probe = (await probeForRecipe(recipe, opts)).result;
+    probe = (await probeForRecipe(recipe, { ...opts, check: checkModelLoad })).result;
   }
   return { plan: planFromRecipe(recipe.adapter, config, probe ?? undefined), probe };
 }

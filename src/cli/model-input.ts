@@ -88,7 +88,8 @@ export async function openModelInput(a: ModelInputArgs): Promise<ModelInput> {
   }
   const { initBackend } = await import('../backend/index.ts');
   await initBackend(a.backend);
-  const model = await loadModel(dir);
+  const { checkModelLoad } = await import('../allocate/memory-for-recipe.ts');
+  const model = await loadModel(dir, { check: checkModelLoad });
   let adapters: Adapters | null = null;
   try {
     checkIdsInVocab(given ? '--ids' : a.textOption, ids, model.config.vocabSize);

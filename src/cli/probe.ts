@@ -35,7 +35,8 @@ export const command: CommandModule = {
     const { probeForRecipe } = await import('../probe/for-recipe.ts');
     const recipe = loadRecipe(argv.recipe as string, (argv.overrides as string[]).map(String));
     const backend = argv.backend === 'auto' ? recipe.backend : (argv.backend as string);
-    const { result, file, reused, cache } = await probeForRecipe(recipe, { backend, force: argv.force as boolean });
+    const { checkModelLoad } = await import('../allocate/memory-for-recipe.ts');
+    const { result, file, reused, cache } = await probeForRecipe(recipe, { backend, force: argv.force as boolean, check: checkModelLoad });
     if (argv.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Adapters } from '../adapters/inject.ts';
 import { saveAdapters } from '../adapters/io.ts';
+import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { writePlanFile } from '../allocate/plan-file.ts';
 import { initBackend } from '../backend/index.ts';
 import { HiloError } from '../errors.ts';
@@ -174,7 +175,7 @@ export async function importPeft(peftDir: string, opts: ImportOptions = {}): Pro
   const prov: Provenance = { format: 'hilo', source: path.resolve(peftDir) };
   checkOutDir(out, prov, opts.force ?? false);
   await initBackend(opts.backend ?? 'auto');
-  const model = await loadModel(base);
+  const model = await loadModel(base, { check: checkModelLoad });
   const tmp = tempDirFor(out);
   try {
     const adapters = injectPeft(model, peft);

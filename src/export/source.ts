@@ -7,6 +7,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { injectAdapters, type Adapters } from '../adapters/inject.ts';
 import { ADAPTER_CONFIG_FILE, loadAdapters } from '../adapters/io.ts';
+import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { readPlan } from '../allocate/plan-file.ts';
 import { HiloError } from '../errors.ts';
 import { loadModel } from '../model/load.ts';
@@ -98,7 +99,7 @@ export function loadTrained(model: CausalLM, src: ExportSource): Adapters {
 
 /** The base model with the trained adapters in place (the caller disposes both). */
 export async function openSource(src: ExportSource): Promise<{ model: CausalLM; adapters: Adapters }> {
-  const model = await loadModel(src.recipe.model.path);
+  const model = await loadModel(src.recipe.model.path, { check: checkModelLoad });
   try {
     return { model, adapters: loadTrained(model, src) };
   } catch (e) {

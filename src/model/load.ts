@@ -9,7 +9,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { checkModelLoad } from '../allocate/memory-for-recipe.ts';
 import { HiloError } from '../errors.ts';
 import { requireCheckpointFiles } from './checkpoint-files.ts';
 import { frozenLinearOp } from '../ops/frozen-linear.ts';
@@ -28,6 +27,13 @@ const MODEL_CLASSES: Record<Arch, new (config: ModelConfig, hf: Map<string, AnyT
   gpt2: GPT2LMHeadModel,
 };
 
+/**
+ * A caller's check of a model before any of its weights is read, which throws to refuse the load:
+ * the commands pass the memory estimate's (src/allocate/memory-for-recipe.ts checkModelLoad),
+ * which reads adapters and recipes too, so the loader takes it rather than importing it.
+ */
+export type LoadCheck = (config: ModelConfig, dir: string, backend: string, storage: WeightStorage) => void;
+
 export interface LoadOptions {
   /** Make the base weights trainable variables (full-parameter training). Default false: frozen. */
   trainable?: boolean;
@@ -37,6 +43,8 @@ export interface LoadOptions {
   storage?: WeightStorage;
   /** Tensors another thread already holds in shared memory (a replica's): taken as they are, not read. */
   shared?: Map<string, RawTensorData>;
+  /** Run with the config before a weight is read (LoadCheck); none by default. */
+  check?: LoadCheck;
 }
 
 /** Default cap on the frozen weight matrices kept on the engine as float32 (MiB), where the backend can do otherwise. */
@@ -116,10 +124,10 @@ export function buildModel(config: ModelConfig, tensors: Map<string, AnyTensorDa
   return model;
 }
 
-/** Load the HF model directory `dir` (frozen unless `trainable`). The caller disposes it. */
+/** Load the HF model directory `dir` (frozen unless `trainable`), after `opts.check`. The caller disposes it. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<BaseCausalLM> {
   const config = readModelConfig(dir);
-  checkModelLoad(config, dir, tf.getBackend(), storageFor(config, opts));
+  opts.check?.(config, dir, tf.getBackend(), storageFor(config, opts));
   const shared = opts.shared ?? new Map<string, RawTensorData>();
   const tensors = readCheckpointBytes(dir, new Set(shared.keys()));
   for (const [name, t] of shared) tensors.set(name, t);

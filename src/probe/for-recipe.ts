@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Batch } from '../data/batch.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { checkMaxLength } from '../model/check.ts';
-import { readModelConfig } from '../model/load.ts';
+import { readModelConfig, type LoadCheck } from '../model/load.ts';
 import { DATA_PROBES, probeKindFor } from '../names.ts';
 import type { Recipe } from '../recipe/schema.ts';
 import { cacheProbe, cachedProbe } from './cache.ts';
@@ -50,11 +50,12 @@ export async function calibrationBatches(recipe: Recipe): Promise<Batch[]> {
 
 /**
  * Measure (or reuse) the recipe's probe. `backend` is initialised only when a data probe must
- * run. Progress goes to stderr unless `onProgress` says otherwise (null: silent).
+ * run, and the model loaded after `check` (the caller's memory check, model/load.ts LoadCheck).
+ * Progress goes to stderr unless `onProgress` says otherwise (null: silent).
  */
 export async function probeForRecipe(
   recipe: Recipe,
-  opts: { backend?: string; force?: boolean; onProgress?: ((p: ProbeProgress) => void) | null; env?: NodeJS.ProcessEnv } = {},
+  opts: { backend?: string; force?: boolean; onProgress?: ((p: ProbeProgress) => void) | null; env?: NodeJS.ProcessEnv; check?: LoadCheck } = {},
 ): Promise<RecipeProbe> {
   const kind = recipeProbeKind(recipe);
   const dir = recipe.model.path;
@@ -85,7 +86,7 @@ export async function probeForRecipe(
     const { initBackend } = await import('../backend/index.ts');
     const { loadModel } = await import('../model/load.ts');
     await initBackend(opts.backend ?? recipe.backend);
-    const lm = await loadModel(dir);
+    const lm = await loadModel(dir, { check: opts.check });
     try {
       result = await runProbe(kind, { ...source, lm }, { batches });
     } finally {
