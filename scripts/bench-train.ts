@@ -458,7 +458,7 @@ async function main(): Promise<void> {
     throw new HiloError(`no stories260K at ${STORIES} (no config.json there): ${fix}, or leave it out with --models tiny`);
   }
   const info = await initBackend(backendName);
-  DATA_PARALLEL = resolveDataParallel(DATA_PARALLEL_FLAG === 'auto' ? 'auto' : Number(DATA_PARALLEL_FLAG), BATCH, info.name);
+  DATA_PARALLEL = resolveDataParallel(DATA_PARALLEL_FLAG === 'auto' ? 'auto' : Number(DATA_PARALLEL_FLAG), BATCH, info);
   console.log(`backend ${info.name}: ${info.detail}; batch ${BATCH}x${SEQ}, ${WARMUP} warm-up + ${STEPS} timed steps (median; MoE and LoRA interleaved in blocks of ${BLOCK}), leak check ${LEAK_STEPS} steps; ` +
     `training rows on ${DATA_PARALLEL} data-parallel replica${DATA_PARALLEL === 1 ? '' : 's'} (--data-parallel ${DATA_PARALLEL_FLAG})`);
   const matmul = await matmulGflops();

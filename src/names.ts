@@ -7,6 +7,11 @@
 /** tfjs engines; `auto` takes the fastest that initialises (src/backend/index.ts). */
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
+/**
+ * Engines whose tensors are host memory: reading one is a copy, no device transfer, so small work
+ * runs as JS loops there and data-parallel replicas split a batch over the CPU's cores.
+ */
+export const HOST_MEMORY_BACKENDS: readonly string[] = ['wasm', 'cpu'];
 
 /** How an adapter's experts and ranks are allocated (src/allocate/methods.ts). */
 export const METHODS = ['none', 'lora', 'moe-uniform', 'mola', 'alphalora', 'hilo', 'manual'] as const;

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { HiloError, fieldError } from '../errors.ts';
-import { BACKENDS, type BackendName } from '../names.ts';
+import { BACKENDS, HOST_MEMORY_BACKENDS, type BackendName } from '../names.ts';
 import { setDeviceLimit } from './limits.ts';
 
 export { assertFitsDevice, deviceLimit, formatBytes, tensorBytes, type DeviceLimit } from './limits.ts';
@@ -25,6 +25,8 @@ export interface BackendInfo {
   detail: string;
   /** Why the faster ones were skipped, for `auto`. */
   skipped: Array<{ name: string; reason: string }>;
+  /** Its tensors are host memory (names.ts HOST_MEMORY_BACKENDS): data-parallel replicas may split batches over the cores. */
+  hostMemory: boolean;
 }
 
 const require = createRequire(import.meta.url);
@@ -78,6 +80,7 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   const { useWasmExperts } = await import('./wasm-experts.ts');
   const { useWasmFrozenLinear } = await import('./wasm-frozen.ts');
   (await import('./host-router.ts')).useHostRouter('wasm');
+  (await import('./placement.ts')).useHostValues();
   wasmBlas = found.blas;
   useFastWasmMatMul(tf, true, found.blas);
   useWasmExperts(tf, true, found.blas);
@@ -96,6 +99,7 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
 async function initCpu(tf: typeof TF): Promise<string> {
   if (!(await tf.setBackend('cpu'))) throw new Error('tfjs refused to initialise the cpu backend');
   (await import('./host-router.ts')).useHostRouter('cpu');
+  (await import('./placement.ts')).useHostValues();
   return 'tfjs-backend-cpu (plain JavaScript, slowest)';
 }
 
@@ -135,7 +139,7 @@ export async function initBackend(name: string = 'auto', opts: InitOptions = {})
   for (const engine of order) {
     try {
       const detail = await initEngine(tf, engine, explicit, opts);
-      return { name: tf.getBackend(), detail, skipped };
+      return { name: tf.getBackend(), detail, skipped, hostMemory: HOST_MEMORY_BACKENDS.includes(tf.getBackend()) };
     } catch (e) {
       skipped.push({ name: engine, reason: (e as Error).message });
     }

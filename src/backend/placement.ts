@@ -1,20 +1,15 @@
 /**
- * Where small numeric work runs. On backends whose tensors are host memory (wasm, cpu), a
- * kernel costs a fixed overhead whatever its size, while reading a small tensor is a copy
- * and writing one is a copy: work on a few thousand numbers (a router's [N, E] logits, an
- * optimizer's per-parameter update) is faster as a JS loop than as a dozen kernels. Elsewhere
- * (webgpu, tfjs-node) a read stalls the device and costs a transfer, so it stays in kernels.
+ * The host-values op (src/ops/host-values.ts) on the backends whose tensors are host memory
+ * (names.ts HOST_MEMORY_BACKENDS: wasm, cpu). There a kernel costs a fixed overhead whatever its
+ * size, while reading a small tensor is a copy and writing one is a copy: work on a few thousand
+ * numbers (a router's [N, E] logits, an optimizer's per-parameter update) is faster as a JS loop
+ * than as a dozen kernels. Elsewhere (webgpu, tfjs-node) a read stalls the device and costs a
+ * transfer, so it stays in kernels (the op's reference, with `host` false).
  */
 import * as tf from '@tensorflow/tfjs';
+import { HOST_MEMORY_BACKENDS } from '../names.ts';
+import { hostValuesOp, type HostValuesImpl } from '../ops/host-values.ts';
 import { keysByDataId } from './wasm-matmul.ts';
-
-export type Placement = 'host' | 'device';
-
-/** Backends whose tensors are host memory: reading and writing them costs a copy, no transfer. */
-export const HOST_BACKENDS: readonly string[] = ['wasm', 'cpu'];
-
-/** 'host' on HOST_BACKENDS, else 'device'. */
-export const defaultPlacement = (backend: string = tf.getBackend()): Placement => (HOST_BACKENDS.includes(backend) ? 'host' : 'device');
 
 /** tfjs-backend-wasm's heap view of a tensor (public on the class, absent from tfjs's Backend type). */
 interface WasmHeap {
@@ -69,4 +64,12 @@ export function addInto(t: tf.Tensor, parts: Float32Array[]): boolean {
   const n = dst.length;
   for (const values of parts) for (let i = 0; i < n; i++) dst[i] += values[i];
   return true;
+}
+
+/** What the host-memory backends register: the functions above, which tell wasm's heap from cpu's arrays. */
+const HOST_VALUES: HostValuesImpl = { host: true, valuesOf, tensorFrom, writableInPlace, addInto };
+
+/** Register the host-values op for every host-memory backend (at its initialisation, src/backend/index.ts). */
+export function useHostValues(): void {
+  for (const backend of HOST_MEMORY_BACKENDS) hostValuesOp.register(backend, HOST_VALUES);
 }

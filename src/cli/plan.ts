@@ -51,6 +51,7 @@ export const command: CommandModule = {
     const { estimateMemory } = await import('../allocate/memory.ts');
     const { memoryInputForRecipe, memoryReport } = await import('../allocate/memory-for-recipe.ts');
     const { resolveDataParallel } = await import('../train/replicas.ts');
+    const { HOST_MEMORY_BACKENDS } = await import('../names.ts');
     const engine = backend === 'auto' ? 'wasm' : backend;
     const full = recipe.adapter.method === 'none';
     // the frozen weights leave the heap where the backend will have a frozen-linear kernel: wasm
@@ -61,7 +62,7 @@ export const command: CommandModule = {
     const storage = storageFor(config, { trainable: full, dtype: recipe.model.dtype, cap: heapWeightsCap(process.env, kernel) });
     const input = memoryInputForRecipe(recipe, config, full ? null : plan, {
       backend: engine, mode: 'train', fullTraining: full, storage,
-      replicas: resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, engine),
+      replicas: resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, { name: engine, hostMemory: HOST_MEMORY_BACKENDS.includes(engine) }),
     });
     const memory = estimateMemory(input);
     if (argv.json) {

@@ -4,7 +4,7 @@
  *   p <- p - lr*wd*p;  m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
  *   p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
  *
- * Where the update runs (`placement`, src/backend/placement.ts):
+ * Where the update runs (`placement`, src/ops/host-values.ts):
  *  - 'device': the adamw op (src/ops/adamw.ts) per parameter, moments in non-trainable
  *    variables (a step allocates nothing that survives it). Where the backend registers a fused
  *    version (webgpu; wasm with its SIMD module, which writes a parameter and its moments in
@@ -17,8 +17,8 @@
  *    thousand multiply-adds (like torch's fused/foreach AdamW).
  */
 import * as tf from '@tensorflow/tfjs';
-import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { adamwOp, stepConstants, type AdamWHyper } from '../ops/adamw.ts';
+import { defaultPlacement, type Placement } from '../ops/host-values.ts';
 
 export { stepConstants, type AdamWHyper } from '../ops/adamw.ts';
 

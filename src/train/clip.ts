@@ -1,7 +1,7 @@
 /** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_ semantics), missing from tfjs. */
 import * as tf from '@tensorflow/tfjs';
-import { defaultPlacement, type Placement } from '../backend/placement.ts';
 import { sumSquaresOp } from '../ops/clip.ts';
+import { defaultPlacement, type Placement } from '../ops/host-values.ts';
 import { sumScalars } from './forward.ts';
 
 /** The global L2 norm of all gradients, as a scalar tensor: the sum-squares op (src/ops/clip.ts) per gradient. */

@@ -7,10 +7,10 @@ import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { injectAdapters } from '../adapters/inject.ts';
 import { initBackend } from '../backend/index.ts';
-import { tensorFrom, valuesOf, writableInPlace } from '../backend/placement.ts';
 import { createRandomModel } from '../model/init.ts';
 import { loadModel } from '../model/load.ts';
 import type { CausalLM } from '../model/types.ts';
+import { hostValuesOp } from '../ops/host-values.ts';
 import { layoutOf, type FromWorker, type ReplicaInit, type ReplicaSpec, type ToWorker } from './replicas.ts';
 import { rowNll } from './evaluate.ts';
 import { microBatchGradients } from './step.ts';
@@ -36,6 +36,7 @@ async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): P
     return;
   }
   const { model, trainables } = built;
+  const { valuesOf, tensorFrom, writableInPlace } = hostValuesOp.impl(); // the backend build() initialised
   const vars = [...trainables.values()];
   const params = new Float32Array(init.params);
   const grads = new Float32Array(init.grads);

@@ -20,8 +20,9 @@ import { Worker } from 'node:worker_threads';
 import type { AdapterPlan } from '../adapters/plan.ts';
 import type { InjectOptions } from '../adapters/inject.ts';
 import { limitBlasThreads } from '../backend/index.ts';
-import { addInto, HOST_BACKENDS, tensorFrom, valuesOf } from '../backend/placement.ts';
 import { fieldError, HiloError } from '../errors.ts';
+import { HOST_MEMORY_BACKENDS } from '../names.ts';
+import { hostValuesOp, type HostValuesImpl } from '../ops/host-values.ts';
 import type { RawTensorData, WeightStorage } from '../model/causal-lm.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import type { Batch } from '../data/batch.ts';
@@ -33,7 +34,7 @@ import { microBatchGradients } from './step.ts';
 
 /** How to build the same model again in a worker (its trainable values come from the main thread). */
 export interface ReplicaSpec {
-  /** The tfjs backend (one of HOST_BACKENDS). */
+  /** The tfjs backend each worker initialises (one whose tensors are host memory). */
   backend: string;
   /**
    * An HF folder (with how the main thread holds its weights, and those it holds in shared
@@ -78,15 +79,16 @@ export const MAX_AUTO_REPLICAS = 8;
 
 /**
  * Replicas for a run: `setting` is train.data_parallel ("auto" or a count), `batchSize` the
- * micro-batch's rows (or items), `backend` the initialised tfjs backend. auto = HILO_DATA_PARALLEL
- * when set, else one per core, at most MAX_AUTO_REPLICAS and the batch size, on wasm and cpu
- * (elsewhere 1: the device, not the host's cores, does the work).
+ * micro-batch's rows (or items), `backend` the tfjs backend (initBackend's answer). auto =
+ * HILO_DATA_PARALLEL when set, else one per core, at most MAX_AUTO_REPLICAS and the batch size,
+ * where the backend's tensors are host memory (elsewhere 1: the device, not the host's cores,
+ * does the work).
  */
 export function resolveDataParallel(
-  setting: 'auto' | number, batchSize: number, backend: string,
+  setting: 'auto' | number, batchSize: number, backend: { name: string; hostMemory: boolean },
   env: NodeJS.ProcessEnv = process.env, cores = os.availableParallelism?.() ?? os.cpus().length,
 ): number {
-  const host = HOST_BACKENDS.includes(backend);
+  const host = backend.hostMemory;
   if (setting === 'auto') {
     const raw = env.HILO_DATA_PARALLEL;
     if (raw !== undefined && raw !== '') {
@@ -97,7 +99,7 @@ export function resolveDataParallel(
     return host ? Math.max(1, Math.min(cores, MAX_AUTO_REPLICAS, batchSize)) : 1;
   }
   if (setting > 1 && !host) {
-    throw fieldError('recipe.train.data_parallel', setting, `1 or "auto" on the ${backend} backend (replicas split a batch over CPU cores: ${HOST_BACKENDS.join(' and ')} only)`);
+    throw fieldError('recipe.train.data_parallel', setting, `1 or "auto" on the ${backend.name} backend (replicas split a batch over CPU cores: ${HOST_MEMORY_BACKENDS.join(' and ')} only)`);
   }
   if (setting > batchSize) {
     throw fieldError('recipe.train.data_parallel', setting, `at most train.batch_size (${batchSize}): every replica takes at least one example of a micro-batch`);
@@ -195,6 +197,8 @@ class ReplicaWorker {
 export class Replicas implements GradientSource {
   private readonly params: Float32Array;
   private readonly layout: ParamLayout;
+  /** This thread's backend's way to a tensor's values (host memory, checked by start). */
+  private readonly values: HostValuesImpl = hostValuesOp.impl();
   private version = 0;
   private published = -1;
   private jobs = 0;
@@ -217,7 +221,7 @@ export class Replicas implements GradientSource {
    * the cause.
    */
   static async start(model: CausalLM, spec: ReplicaSpec, count: number, trainables: Map<string, tf.Variable>): Promise<Replicas> {
-    if (!HOST_BACKENDS.includes(spec.backend)) throw new HiloError(`data-parallel replicas: backend "${spec.backend}"; allowed: ${HOST_BACKENDS.join(', ')}`);
+    if (!hostValuesOp.impl().host) throw new HiloError(`data-parallel replicas: backend "${spec.backend}"; allowed: ${HOST_MEMORY_BACKENDS.join(', ')}`);
     const layout = layoutOf(trainables);
     const params = sharedFloats(layout);
     limitBlasThreads(1); // this thread is replica 0; the workers bind the BLAS after this, at 1 too
@@ -252,7 +256,7 @@ export class Replicas implements GradientSource {
     if (this.published === this.version) return;
     let offset = 0;
     for (const [name, size] of this.layout) {
-      this.params.set(valuesOf(this.trainables.get(name)!), offset);
+      this.params.set(this.values.valuesOf(this.trainables.get(name)!), offset);
       offset += size;
     }
     this.published = this.version;
@@ -284,21 +288,21 @@ export class Replicas implements GradientSource {
     let loss = local.loss;
     for (const a of answers) loss += a.loss;
     // The workers' values are added into this thread's gradient where it is the only holder of
-    // its data (addInto), else copied into tensors and summed by one AddN kernel.
+    // its data (HostValuesImpl.addInto), else copied into tensors and summed by one AddN kernel.
     const grads = new Map<string, tf.Tensor>();
     let offset = 0;
     for (const [name, size] of this.layout) {
       const v = this.trainables.get(name)!;
       const at = offset;
       const own = local.grads[v.name];
-      if (own && addInto(own, answers.map((_, w) => this.workers[w].grads.subarray(at, at + size)))) {
+      if (own && this.values.addInto(own, answers.map((_, w) => this.workers[w].grads.subarray(at, at + size)))) {
         grads.set(name, own);
         delete local.grads[v.name]; // handed on, not disposed below
         offset += size;
         continue;
       }
       grads.set(name, tf.tidy(() => {
-        const theirs = answers.map((_, w) => tensorFrom(this.workers[w].grads.subarray(at, at + size), v.shape));
+        const theirs = answers.map((_, w) => this.values.tensorFrom(this.workers[w].grads.subarray(at, at + size), v.shape));
         const parts = own ? [own, ...theirs] : theirs;
         return parts.length === 0 ? tf.zeros(v.shape) : parts.length === 1 ? parts[0].clone() : tf.addN(parts);
       }));

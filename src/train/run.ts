@@ -120,9 +120,9 @@ async function prepareClaimed(recipe: Recipe, opts: PrepareOptions, log: (m: str
   const evalOnly = opts.evalOnly ?? false;
   const full = recipe.adapter.method === 'none' && !evalOnly;
   // Replicas on every core want one kernel thread each; settled once the backend is known.
-  const parallel = !evalOnly && resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, 'wasm') > 1;
+  const parallel = !evalOnly && resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, { name: recipe.backend, hostMemory: true }) > 1;
   const backend = await initBackend(recipe.backend, { singleThreaded: parallel });
-  const dataParallel = evalOnly ? 1 : resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, backend.name);
+  const dataParallel = evalOnly ? 1 : resolveDataParallel(recipe.train.data_parallel, recipe.train.batch_size, backend);
   log(`backend ${backend.name}${backend.skipped.length ? ` (skipped ${backend.skipped.map((s) => s.name).join(', ')})` : ''}` +
     (dataParallel > 1 ? `, ${dataParallel} data-parallel replicas (train.data_parallel)` : ''));
 

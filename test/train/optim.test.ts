@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.ts';
-import { defaultPlacement, type Placement } from '../../src/backend/placement.ts';
+import { defaultPlacement, type Placement } from '../../src/ops/host-values.ts';
 import { keysByDataId } from '../../src/backend/wasm-matmul.ts';
 import { useSimdKernels } from '../../src/backend/wasm-simd.ts';
 import { AdamW } from '../../src/train/adamw.ts';

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { injectAdapters, type Adapters } from '../../src/adapters/inject.ts';
 import type { AdapterPlan } from '../../src/adapters/plan.ts';
 import { initBackend } from '../../src/backend/index.ts';
+import { HOST_MEMORY_BACKENDS } from '../../src/names.ts';
 import { mulberry32 } from '../../src/rng.ts';
 import { loadModel } from '../../src/model/load.ts';
 import type { CausalLM } from '../../src/model/types.ts';
@@ -33,6 +34,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const STORIES = STORIES260K;
 
 describe('resolveDataParallel', () => {
+  // as initBackend describes each engine
+  const engine = (name: string) => ({ name, hostMemory: HOST_MEMORY_BACKENDS.includes(name) });
   it.each([
     ['auto', 8, 'wasm', {}, 2, 2],
     ['auto', 8, 'wasm', {}, 16, 8],
@@ -43,7 +46,7 @@ describe('resolveDataParallel', () => {
     [1, 8, 'webgpu', {}, 2, 1],
     [4, 8, 'wasm', {}, 2, 4],
   ] as const)('%s, batch %i, %s, env %o, %i cores: %i', (setting, batch, backend, env, cores, want) => {
-    expect(resolveDataParallel(setting, batch, backend, env, cores)).toBe(want);
+    expect(resolveDataParallel(setting, batch, engine(backend), env, cores)).toBe(want);
   });
 
   it.each([
@@ -51,7 +54,7 @@ describe('resolveDataParallel', () => {
     [5, 4, 'wasm', {}, 'recipe.train.data_parallel: got 5; allowed: at most train.batch_size (4): every replica takes at least one example of a micro-batch'],
     ['auto', 4, 'wasm', { HILO_DATA_PARALLEL: 'two' }, 'HILO_DATA_PARALLEL: got "two"; allowed: a whole number >= 1 (1 turns data parallelism off)'],
   ] as const)('refuses %s with batch %i on %s', (setting, batch, backend, env, message) => {
-    expect(() => resolveDataParallel(setting, batch, backend, env, 2)).toThrow(message);
+    expect(() => resolveDataParallel(setting, batch, engine(backend), env, 2)).toThrow(message);
   });
 });
 
