@@ -11,10 +11,10 @@ import { adamwOp, type AdamWImpl } from '../ops/adamw.ts';
 import { attentionOp, groupedAttentionWith, referenceProbs, referenceRotary, rotaryOp, type AttentionProbs, type RotaryImpl } from '../ops/attention.ts';
 import { sumSquaresOp, type SumSquaresImpl } from '../ops/clip.ts';
 import { IGNORE_INDEX, referenceTokenNll, tokenNllOp, type TokenNllImpl } from '../ops/cross-entropy.ts';
-import { rmsNormOp, type RmsNormImpl } from '../ops/norm.ts';
+import { layerNormOp, referenceLayerNorm, rmsNormOp, type LayerNormImpl, type RmsNormImpl } from '../ops/norm.ts';
 import { writableInPlace } from './placement.ts';
 import {
-  adamwInPlace, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, heapSumSquares, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE,
+  adamwInPlace, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, heapSumSquares, LAYER_NORM, LAYER_NORM_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE,
   SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD,
 } from './wasm-simd.ts';
 import { ADAMW_KERNEL, adamwKernelAttrs, SUM_SQUARES_KERNEL } from './webgpu-adamw.ts';
@@ -31,6 +31,27 @@ const rmsNorm = (tf: typeof TF): RmsNormImpl => (x, weight, eps) => {
     };
   });
   return op(x) as TF.Tensor2D;
+};
+
+/**
+ * LayerNorm in one pass each way (GPT-2's norms), where the reference's moments, normalisation
+ * and affine were ~8 kernels forward and autodiff's ~20 backward; the forward hands the backward
+ * each row's mean and r, and the backward gives the weight and bias their gradients too (full
+ * training trains them). Inputs its kernel does not take run the reference.
+ */
+const layerNorm = (tf: typeof TF): LayerNormImpl => (x, weight, bias, eps) => {
+  if ([x, weight, bias].some((t) => t.dtype !== 'float32') || x.rank !== 2) return referenceLayerNorm(x, weight, bias, eps);
+  const op = tf.customGrad((...args) => {
+    const [xs, w, b] = args.slice(0, 3) as [TF.Tensor2D, TF.Tensor1D, TF.Tensor1D];
+    const [y, mean, r] = tf.engine().runKernel(LAYER_NORM, { x: xs, w, b }, { eps }) as TF.Tensor[];
+    (args[3] as TF.GradSaveFunc)([xs, w, mean, r]);
+    return {
+      value: y as TF.Tensor2D,
+      gradFunc: (dy: TF.Tensor, saved: TF.Tensor[]) =>
+        tf.engine().runKernel(LAYER_NORM_GRAD, { dy, x: saved[0], w: saved[1], mean: saved[2], r: saved[3] }) as TF.Tensor[],
+    };
+  });
+  return op(x, weight, bias) as TF.Tensor2D;
 };
 
 /**
@@ -130,6 +151,7 @@ const sumSquares = (tf: typeof TF): SumSquaresImpl => ({
 /** Register the wasm versions of the ops (on) or remove them (off), with the SIMD kernels they run. */
 export function registerSimdOps(tf: typeof TF, on: boolean): void {
   rmsNormOp.register('wasm', on ? rmsNorm(tf) : null);
+  layerNormOp.register('wasm', on ? layerNorm(tf) : null);
   const probs = attentionProbs(tf);
   attentionOp.register('wasm', on ? { attend: groupedAttentionWith(probs), probs } : null);
   rotaryOp.register('wasm', on ? rotary(tf) : null);

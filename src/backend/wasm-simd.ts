@@ -14,6 +14,7 @@
  *   HiloAttnSoftmax      s [B, H, Tq, Tk], mask [B or 1, 1, Tq, Tk], {scale} -> p = softmax(scale·s + mask)
  *   HiloAttnSoftmaxGrad  dp, p, {scale} -> ds = scale·p⊙(dp − Σ dp⊙p)
  *   HiloRmsNormSimd      x [N, H], w [H], {eps} -> y, r [N];  ...Grad  dy, x, w, r -> dx (w frozen)
+ *   HiloLayerNorm        x [N, H], w, b [H], {eps} -> y, mean [N], r [N];  ...Grad  dy, x, w, mean, r -> dx, dw, db
  *   HiloRope             x [B, T, heads, d], cos, sinRot [T or B·T, d], {back} -> y (or dx from dy)
  *   HiloNarrowMatMul     x [N, K], w [K, E] -> x·w;  ...GradW  x, d [N, E] -> xᵀ·d;  ...GradX  d, w -> d·wᵀ
  *                        (a router's logits and gradients: E is a few experts, which OpenBLAS
@@ -43,6 +44,8 @@ export const ATTN_SOFTMAX = 'HiloAttnSoftmax';
 export const ATTN_SOFTMAX_GRAD = 'HiloAttnSoftmaxGrad';
 export const RMS_NORM_SIMD = 'HiloRmsNormSimd';
 export const RMS_NORM_SIMD_GRAD = 'HiloRmsNormSimdGrad';
+export const LAYER_NORM = 'HiloLayerNorm';
+export const LAYER_NORM_GRAD = 'HiloLayerNormGrad';
 export const ROPE = 'HiloRope';
 export const NARROW_MATMUL = 'HiloNarrowMatMul';
 export const NARROW_MATMUL_GRAD_W = 'HiloNarrowMatMulGradW';
@@ -50,7 +53,7 @@ export const NARROW_MATMUL_GRAD_X = 'HiloNarrowMatMulGradX';
 export const ROUTE_TOPK = 'HiloRouteTopK';
 export const ROUTE_GATES_GRAD_SIMD = 'HiloRouteGatesGradSimd';
 const KERNELS = [
-  SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, ROPE,
+  SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD, ATTN_SOFTMAX, ATTN_SOFTMAX_GRAD, RMS_NORM_SIMD, RMS_NORM_SIMD_GRAD, LAYER_NORM, LAYER_NORM_GRAD, ROPE,
   NARROW_MATMUL, NARROW_MATMUL_GRAD_W, NARROW_MATMUL_GRAD_X, ROUTE_TOPK, ROUTE_GATES_GRAD_SIMD, ADAMW_KERNEL, SUM_SQUARES_KERNEL,
 ] as const;
 
@@ -65,6 +68,8 @@ export interface SimdExports {
   attn_softmax_grad(dp: number, p: number, rows: number, k: number, scale: number, ds: number): void;
   rms_norm(x: number, w: number, n: number, h: number, eps: number, y: number, r: number): void;
   rms_norm_grad(dy: number, x: number, w: number, r: number, n: number, h: number, dx: number): void;
+  layer_norm(x: number, w: number, b: number, n: number, h: number, eps: number, y: number, mean: number, r: number): void;
+  layer_norm_grad(dy: number, x: number, w: number, mean: number, r: number, n: number, h: number, dx: number, dw: number, db: number): void;
   rope(x: number, cos: number, sinRot: number, batch: number, t: number, heads: number, d: number, perBatch: number, back: number, y: number): void;
   narrow_mm(x: number, w: number, n: number, k: number, e: number, out: number, ldo: number): void;
   narrow_mm_tn(x: number, d: number, ldd: number, n: number, k: number, e: number, dw: number): void;
@@ -217,6 +222,10 @@ const ELEMENTWISE: TF.KernelConfig[] = [
   simdKernel(RMS_NORM_SIMD, ({ x }) => [x.shape, [x.shape[0]]], (k, at, { x, w }, [y, r], { eps }) =>
     k.rms_norm(at(x), at(w), x.shape[0], x.shape[1], eps, at(y), at(r))),
   simdKernel(RMS_NORM_SIMD_GRAD, ({ x }) => [x.shape], (k, at, { dy, x, w, r }, [dx]) => k.rms_norm_grad(at(dy), at(x), at(w), at(r), x.shape[0], x.shape[1], at(dx))),
+  simdKernel(LAYER_NORM, ({ x }) => [x.shape, [x.shape[0]], [x.shape[0]]], (k, at, { x, w, b }, [y, mean, r], { eps }) =>
+    k.layer_norm(at(x), at(w), at(b), x.shape[0], x.shape[1], eps, at(y), at(mean), at(r))),
+  simdKernel(LAYER_NORM_GRAD, ({ x }) => [x.shape, [x.shape[1]], [x.shape[1]]], (k, at, { dy, x, w, mean, r }, [dx, dw, db]) =>
+    k.layer_norm_grad(at(dy), at(x), at(w), at(mean), at(r), x.shape[0], x.shape[1], at(dx), at(dw), at(db))),
   simdKernel(ROPE, ({ x }) => [x.shape], (k, at, { x, cos, sinRot }, [y], { back }) => {
     const [B, T, heads, d] = x.shape;
     k.rope(at(x), at(cos), at(sinRot), B, T, heads, d, cos.shape[0] === T ? 0 : 1, back ? 1 : 0, at(y));

@@ -300,6 +300,86 @@ void rms_norm_grad(const float *dy, const float *x, const float *w, const float 
 }
 
 /*
+ * LayerNorm, forward, per row of x [n, h] (GPT-2's): mean, then the biased variance of x - mean
+ * (two passes, as tf.moments), r = 1/sqrt(var + eps), y = (x - mean)·r·w + b. Hands the backward
+ * each row's mean and r.
+ */
+EXPORT(layer_norm)
+void layer_norm(const float *x, const float *w, const float *b, int n, int h, float eps, float *y, float *mean, float *r) {
+  for (int i = 0; i < n; i++) {
+    const float *xi = x + (long)i * h;
+    float *yi = y + (long)i * h;
+    int j = 0;
+    f4 s4 = splat(0.0f);
+    for (; j + 4 <= h; j += 4) s4 = add(s4, wasm_v128_load(xi + j));
+    float s = hsum(s4);
+    for (; j < h; j++) s += xi[j];
+    const float mi = s / (float)h;
+    const f4 m4 = splat(mi);
+    f4 q4 = splat(0.0f);
+    for (j = 0; j + 4 <= h; j += 4) {
+      f4 d = sub(wasm_v128_load(xi + j), m4);
+      q4 = add(q4, mul(d, d));
+    }
+    float q = hsum(q4);
+    for (; j < h; j++) q += (xi[j] - mi) * (xi[j] - mi);
+    const float ri = 1.0f / __builtin_sqrtf(q / (float)h + eps);
+    mean[i] = mi;
+    r[i] = ri;
+    const f4 r4 = splat(ri);
+    for (j = 0; j + 4 <= h; j += 4) {
+      f4 xhat = mul(sub(wasm_v128_load(xi + j), m4), r4);
+      wasm_v128_store(yi + j, add(mul(xhat, wasm_v128_load(w + j)), wasm_v128_load(b + j)));
+    }
+    for (; j < h; j++) yi[j] = ((xi[j] - mi) * ri) * w[j] + b[j];
+  }
+}
+
+/*
+ * LayerNorm, backward: with x̂ = (x - mean)·r and g = w ⊙ dy, per row
+ *   dx = r·(g - mean(g) - x̂·mean(g ⊙ x̂)),
+ * and over the rows dw = Σ dy ⊙ x̂, db = Σ dy (written whole: the outputs need not start at 0).
+ */
+EXPORT(layer_norm_grad)
+void layer_norm_grad(const float *dy, const float *x, const float *w, const float *mean, const float *r, int n, int h, float *dx, float *dw, float *db) {
+  for (int j = 0; j < h; j++) dw[j] = db[j] = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const float *d = dy + (long)i * h, *xi = x + (long)i * h;
+    float *o = dx + (long)i * h;
+    const f4 m4 = splat(mean[i]), r4 = splat(r[i]);
+    int j = 0;
+    f4 g4 = splat(0.0f), gx4 = splat(0.0f);
+    for (; j + 4 <= h; j += 4) {
+      f4 dv = wasm_v128_load(d + j);
+      f4 g = mul(wasm_v128_load(w + j), dv);
+      f4 xhat = mul(sub(wasm_v128_load(xi + j), m4), r4);
+      g4 = add(g4, g);
+      gx4 = add(gx4, mul(g, xhat));
+      wasm_v128_store(dw + j, add(wasm_v128_load(dw + j), mul(dv, xhat)));
+      wasm_v128_store(db + j, add(wasm_v128_load(db + j), dv));
+    }
+    float gs = hsum(g4), gxs = hsum(gx4);
+    for (; j < h; j++) {
+      const float g = w[j] * d[j], xhat = (xi[j] - mean[i]) * r[i];
+      gs += g;
+      gxs += g * xhat;
+      dw[j] += d[j] * xhat;
+      db[j] += d[j];
+    }
+    const f4 gm4 = splat(gs / (float)h), gxm4 = splat(gxs / (float)h);
+    for (j = 0; j + 4 <= h; j += 4) {
+      f4 g = mul(wasm_v128_load(w + j), wasm_v128_load(d + j));
+      f4 xhat = mul(sub(wasm_v128_load(xi + j), m4), r4);
+      wasm_v128_store(o + j, mul(r4, sub(sub(g, gm4), mul(xhat, gxm4))));
+    }
+    for (; j < h; j++) {
+      const float g = w[j] * d[j], xhat = (xi[j] - mean[i]) * r[i];
+      o[j] = r[i] * ((g - gs / (float)h) - xhat * (gxs / (float)h));
+    }
+  }
+}
+
+/*
  * Rotary embedding over x [batch, t, heads, d]: y_i = x_i·cos_i + x_{σ(i)}·sinRot_i, σ swapping
  * the halves of a head (HF rotate_half, its sign folded into sinRot). The tables are [rows, d]:
  * rows = t (the same positions in every batch row) or batch·t (position ids). With `back` set
