@@ -7,6 +7,7 @@ import type { AdapterPlan } from '../adapters/plan.ts';
 import { fieldError, HiloError, showValue } from '../errors.ts';
 import { defaultTargets, familyOf, moduleShapes, projectionPaths, targetMatches } from '../model/families.ts';
 import type { ModelConfig } from '../model/types.ts';
+import { listFields } from '../recipe/describe.ts';
 import type { AdapterSection } from './recipe-adapter.ts';
 
 /**
@@ -24,7 +25,11 @@ export function targetsOf(targets: AdapterSection['target_modules'], config: Mod
  */
 export function withModelTargets<R extends { adapter: Pick<AdapterSection, 'target_modules'> }>(recipe: R, config: ModelConfig): R {
   if (recipe.adapter.target_modules !== undefined) return recipe;
-  return { ...recipe, adapter: { ...recipe.adapter, target_modules: [...defaultTargets(config)] } };
+  const adapter = { ...recipe.adapter, target_modules: [...defaultTargets(config)] };
+  // in the schema's key order, so recipe.json reads as if the recipe had written the list
+  const keys = listFields().filter((f) => /^adapter\.[^.]+$/.test(f.path)).map((f) => f.path.slice('adapter.'.length));
+  const rank = (k: string) => (keys.includes(k) ? keys.indexOf(k) : keys.length);
+  return { ...recipe, adapter: Object.fromEntries(Object.entries(adapter).sort(([a], [b]) => rank(a) - rank(b))) as typeof adapter };
 }
 
 /** In-layer paths (layer 0's order) selected by `targets`; every target must match something. */
