@@ -22,7 +22,7 @@ import type { InjectOptions } from '../adapters/inject.ts';
 import { limitBlasThreads } from '../backend/index.ts';
 import { fieldError, HiloError } from '../errors.ts';
 import { HOST_MEMORY_BACKENDS } from '../names.ts';
-import { hostValuesOp, type HostValuesImpl } from '../ops/host-values.ts';
+import { hostValuesOp } from '../ops/host-values.ts';
 import type { RawTensorData, WeightStorage } from '../model/causal-lm.ts';
 import type { CausalLM, ModelConfig } from '../model/types.ts';
 import type { Batch } from '../data/batch.ts';
@@ -106,6 +106,11 @@ export function resolveDataParallel(
   }
   return setting;
 }
+
+// the active backend's host values (src/ops/host-values.ts): where start() runs, host memory
+const valuesOf = (t: tf.Tensor) => hostValuesOp.impl().valuesOf(t);
+const addInto = (t: tf.Tensor, parts: Float32Array[]) => hostValuesOp.impl().addInto(t, parts);
+const tensorFrom = (values: Float32Array, shape: number[]) => hostValuesOp.impl().tensorFrom(values, shape);
 
 /** The trainables' layout, in the map's order. */
 export function layoutOf(trainables: Map<string, tf.Variable>): ParamLayout {
@@ -197,8 +202,6 @@ class ReplicaWorker {
 export class Replicas implements GradientSource {
   private readonly params: Float32Array;
   private readonly layout: ParamLayout;
-  /** This thread's backend's way to a tensor's values (host memory, checked by start). */
-  private readonly values: HostValuesImpl = hostValuesOp.impl();
   private version = 0;
   private published = -1;
   private jobs = 0;
@@ -256,7 +259,7 @@ export class Replicas implements GradientSource {
     if (this.published === this.version) return;
     let offset = 0;
     for (const [name, size] of this.layout) {
-      this.params.set(this.values.valuesOf(this.trainables.get(name)!), offset);
+      this.params.set(valuesOf(this.trainables.get(name)!), offset);
       offset += size;
     }
     this.published = this.version;
@@ -288,21 +291,21 @@ export class Replicas implements GradientSource {
     let loss = local.loss;
     for (const a of answers) loss += a.loss;
     // The workers' values are added into this thread's gradient where it is the only holder of
-    // its data (HostValuesImpl.addInto), else copied into tensors and summed by one AddN kernel.
+    // its data (addInto), else copied into tensors and summed by one AddN kernel.
     const grads = new Map<string, tf.Tensor>();
     let offset = 0;
     for (const [name, size] of this.layout) {
       const v = this.trainables.get(name)!;
       const at = offset;
       const own = local.grads[v.name];
-      if (own && this.values.addInto(own, answers.map((_, w) => this.workers[w].grads.subarray(at, at + size)))) {
+      if (own && addInto(own, answers.map((_, w) => this.workers[w].grads.subarray(at, at + size)))) {
         grads.set(name, own);
         delete local.grads[v.name]; // handed on, not disposed below
         offset += size;
         continue;
       }
       grads.set(name, tf.tidy(() => {
-        const theirs = answers.map((_, w) => this.values.tensorFrom(this.workers[w].grads.subarray(at, at + size), v.shape));
+        const theirs = answers.map((_, w) => tensorFrom(this.workers[w].grads.subarray(at, at + size), v.shape));
         const parts = own ? [own, ...theirs] : theirs;
         return parts.length === 0 ? tf.zeros(v.shape) : parts.length === 1 ? parts[0].clone() : tf.addN(parts);
       }));
