@@ -30,6 +30,12 @@ export interface Lapack {
    * holds; `a` is overwritten.
    */
   eigenvalues(a: Float64Array, n: number): Float64Array;
+  /**
+   * The same eigenvalues through the two-stage reduction's steps called one by one (dsytrd_sy2sb
+   * to a band of half-width `kd`, dsytrd_sb2st to tridiagonal, dsterf), so the band width is
+   * ours to choose; null where the library lacks them. `a` is overwritten.
+   */
+  bandEigenvalues: ((a: Float64Array, n: number, kd: number) => Float64Array) | null;
   /** OpenBLAS's process-wide thread count (null for another library): workers set 1. */
   threads: Pick<OpenblasControls, 'getThreads' | 'setThreads'> | null;
   /** The library and the solver, e.g. "libopenblas.so.0, dsyevd_2stage". */
@@ -42,6 +48,16 @@ const ROW_MAJOR = 101;
 const UPPER = 121;
 const NO_TRANS = 111;
 const TRANS = 112;
+
+type Sy2sb = (
+  uplo: string, n: number[], kd: number[], a: Float64Array, lda: number[], ab: Float64Array, ldab: number[], tau: Float64Array,
+  work: Float64Array, lwork: number[], info: Int32Array, luplo: number,
+) => void;
+type Sb2st = (
+  stage1: string, vect: string, uplo: string, n: number[], kd: number[], ab: Float64Array, ldab: number[], d: Float64Array, e: Float64Array,
+  hous: Float64Array, lhous: number[], work: Float64Array, lwork: number[], info: Int32Array, lstage1: number, lvect: number, luplo: number,
+) => void;
+type Sterf = (n: number[], d: Float64Array, e: Float64Array, info: Int32Array) => void;
 
 type Syevd = (
   jobz: string, uplo: string, n: number[], a: Float64Array, lda: number[], w: Float64Array,
@@ -89,6 +105,50 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
     if (info[0] !== 0) throw new Error(`${solver} on a ${n} x ${n} Gram matrix failed (info ${info[0]})`);
     return w;
   };
+  // The two stages one by one, for a band width of our choosing (dsyevd_2stage takes
+  // ilaenv2stage's, 32 in the reference LAPACK without OpenMP).
+  let band: Lapack['bandEigenvalues'] = null;
+  try {
+    const sy2sb = lib.func('void dsytrd_sy2sb_(const char *uplo, int *n, int *kd, void *a, int *lda, void *ab, int *ldab, void *tau, ' +
+      'void *work, int *lwork, void *info, size_t luplo)') as Sy2sb;
+    const sb2st = lib.func('void dsytrd_sb2st_(const char *stage1, const char *vect, const char *uplo, int *n, int *kd, void *ab, ' +
+      'int *ldab, void *d, void *e, void *hous, int *lhous, void *work, int *lwork, void *info, size_t l1, size_t l2, size_t l3)') as Sb2st;
+    const sterf = lib.func('void dsterf_(int *n, void *d, void *e, void *info)') as Sterf;
+    const query = (f: (work: Float64Array, lwork: number[]) => void): Float64Array => {
+      const q = new Float64Array(1);
+      f(q, [-1]);
+      return new Float64Array(Math.max(1, q[0]));
+    };
+    band = (a, n, kd) => {
+      const d = new Float64Array(n);
+      if (n === 0) return d;
+      kd = Math.max(1, Math.min(kd, n - 1));
+      const ldab = kd + 1;
+      const ab = new Float64Array(ldab * n);
+      const tau = new Float64Array(Math.max(1, n - kd));
+      const e = new Float64Array(Math.max(1, n - 1));
+      const check = (what: string) => {
+        if (info[0] !== 0) throw new Error(`${what} on a ${n} x ${n} Gram matrix (band ${kd}) failed (info ${info[0]})`);
+      };
+      const w1 = query((w, l) => sy2sb('L', [n], [kd], a, [n], ab, [ldab], tau, w, l, info, 1));
+      check('dsytrd_sy2sb workspace query');
+      sy2sb('L', [n], [kd], a, [n], ab, [ldab], tau, w1, [w1.length], info, 1);
+      check('dsytrd_sy2sb');
+      const hq = new Float64Array(1);
+      const wq = new Float64Array(1);
+      sb2st('Y', 'N', 'L', [n], [kd], ab, [ldab], d, e, hq, [-1], wq, [-1], info, 1, 1, 1);
+      check('dsytrd_sb2st workspace query');
+      const hous = new Float64Array(Math.max(1, hq[0]));
+      const w2 = new Float64Array(Math.max(1, wq[0]));
+      sb2st('Y', 'N', 'L', [n], [kd], ab, [ldab], d, e, hous, [hous.length], w2, [w2.length], info, 1, 1, 1);
+      check('dsytrd_sb2st');
+      sterf([n], d, e, info);
+      check('dsterf');
+      return d;
+    };
+  } catch {
+    band = null;
+  }
   const gram: Lapack['gram'] = (trans, n, k, a, lda, c, beta) => {
     if (n === 0) return;
     syrk(ROW_MAJOR, UPPER, trans ? TRANS : NO_TRANS, n, k, 1, a, lda, beta, c, n);
@@ -102,6 +162,7 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
     gram,
     gram32,
     eigenvalues,
+    bandEigenvalues: band,
     threads: ob && { getThreads: ob.getThreads, setThreads: ob.setThreads },
     detail: `${file}, ${solver}`,
   };
