@@ -119,27 +119,32 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
       f(q, [-1]);
       return new Float64Array(Math.max(1, q[0]));
     };
+    // Workspaces per (n, kd), one at a time as for dsyevd: fresh memory costs its page faults.
+    let kept: { key: string; ab: Float64Array; tau: Float64Array; e: Float64Array; w1: Float64Array; hous: Float64Array; w2: Float64Array } | null = null;
     band = (a, n, kd) => {
       const d = new Float64Array(n);
       if (n === 0) return d;
       kd = Math.max(1, Math.min(kd, n - 1));
       const ldab = kd + 1;
-      const ab = new Float64Array(ldab * n);
-      const tau = new Float64Array(Math.max(1, n - kd));
-      const e = new Float64Array(Math.max(1, n - 1));
       const check = (what: string) => {
         if (info[0] !== 0) throw new Error(`${what} on a ${n} x ${n} Gram matrix (band ${kd}) failed (info ${info[0]})`);
       };
-      const w1 = query((w, l) => sy2sb('L', [n], [kd], a, [n], ab, [ldab], tau, w, l, info, 1));
-      check('dsytrd_sy2sb workspace query');
+      if (kept?.key !== `${n} ${kd}`) {
+        kept = null;
+        const ab = new Float64Array(ldab * n);
+        const tau = new Float64Array(Math.max(1, n - kd));
+        const e = new Float64Array(Math.max(1, n - 1));
+        const w1 = query((w, l) => sy2sb('L', [n], [kd], a, [n], ab, [ldab], tau, w, l, info, 1));
+        check('dsytrd_sy2sb workspace query');
+        const hq = new Float64Array(1);
+        const wq = new Float64Array(1);
+        sb2st('Y', 'N', 'L', [n], [kd], ab, [ldab], d, e, hq, [-1], wq, [-1], info, 1, 1, 1);
+        check('dsytrd_sb2st workspace query');
+        kept = { key: `${n} ${kd}`, ab, tau, e, w1, hous: new Float64Array(Math.max(1, hq[0])), w2: new Float64Array(Math.max(1, wq[0])) };
+      }
+      const { ab, tau, e, w1, hous, w2 } = kept;
       sy2sb('L', [n], [kd], a, [n], ab, [ldab], tau, w1, [w1.length], info, 1);
       check('dsytrd_sy2sb');
-      const hq = new Float64Array(1);
-      const wq = new Float64Array(1);
-      sb2st('Y', 'N', 'L', [n], [kd], ab, [ldab], d, e, hq, [-1], wq, [-1], info, 1, 1, 1);
-      check('dsytrd_sb2st workspace query');
-      const hous = new Float64Array(Math.max(1, hq[0]));
-      const w2 = new Float64Array(Math.max(1, wq[0]));
       sb2st('Y', 'N', 'L', [n], [kd], ab, [ldab], d, e, hous, [hous.length], w2, [w2.length], info, 1, 1, 1);
       check('dsytrd_sb2st');
       sterf([n], d, e, info);

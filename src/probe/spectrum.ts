@@ -16,9 +16,8 @@ import { gramEigenvalues, type WeightMatrix } from './hill.ts';
 
 /**
  * Buffers a thread keeps from one matrix to the next (the weight, its Gram matrix, the float32
- * block Gram, the widening block). Fresh memory is paid in page faults on first touch, a few ms
- * per MB on the project's machine, which came to several seconds of CPU per Llama-2-7B layer
- * when each matrix allocated its own (docs/performance.md). A buffer only grows; a smaller
+ * block Gram, the widening block). Fresh memory is paid in page faults on first touch, which at
+ * real size cost more CPU than reading and widening the weight (docs/performance.md). A buffer only grows; a smaller
  * request gets a view of its start. Contents are not cleared between requests.
  */
 export class Scratch {

@@ -53,7 +53,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * A 2-D bf16 tensor read into the first half of its float32 buffer and widened in place, from
  * the last value down (float32 i covers bf16 slots 2i and 2i + 1, both already widened): one
  * allocation instead of the bytes and a decoded copy, and typed-array loads rather than
- * readSafetensors' DataView ones, several times faster at real size (docs/performance.md).
+ * readSafetensors' slower DataView ones (docs/performance.md).
  */
 function readBf16(t: StoredTensor, dataStart: number, e: StEntry, scratch?: Scratch): ReadMatrix {
   const [rows, cols] = e.shape;
