@@ -209,7 +209,7 @@ function bandCheck(model: string, bands: number[], reps: number): Array<Record<s
     const w = readMatrix(locate(module));
     const gram = w.dtype === 'BF16' || w.dtype === 'F16' ? lapackGram32(w, lapack) : lapackGram(w, lapack);
     const solvers: Array<[string, (a: Float64Array) => Float64Array]> = [
-      ['dsyevd_2stage', (a) => lapack.eigenvalues(a, n)],
+      ['dsyevd_2stage', (a) => lapack.syevdEigenvalues(a, n)],
       ...bands.map((kd) => [`band ${kd}`, (a: Float64Array) => band(a, n, kd)] as [string, (a: Float64Array) => Float64Array]),
     ];
     const best = new Map<string, number>();

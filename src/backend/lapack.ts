@@ -7,7 +7,10 @@
  * products and then to tridiagonal form by bulge chasing, where the one-stage `dsyevd`
  * reduction spends half its work in matrix-vector products bound by memory bandwidth; on this
  * project's 2-core machine the two-stage solver takes about a third of the time at n = 4096
- * (scripts/bench-results/probe-cpu.json, "solvers"). `dsyevd` is the fallback for an older LAPACK.
+ * (scripts/bench-results/probe-cpu.json, "solvers"). Its two steps are called one by one
+ * (dsytrd_sy2sb to a band, dsytrd_sb2st to tridiagonal, dsterf for the eigenvalues) so the band
+ * width can follow n (eigenBand); the drivers `dsyevd_2stage`, then `dsyevd`, are the fallback
+ * for a library without them.
  *
  * Fortran calls take every argument by reference, and gfortran appends one hidden length per
  * character argument; both are passed.
@@ -26,10 +29,13 @@ export interface Lapack {
    */
   gram32(trans: boolean, n: number, k: number, a: Float32Array, lda: number, c: Float32Array, beta: 0 | 1): void;
   /**
-   * Eigenvalues, ascending, of the symmetric n x n matrix whose upper triangle (row-major) `a`
-   * holds; `a` is overwritten.
+   * Eigenvalues, ascending, of the n x n Gram matrix (symmetric positive semi-definite) whose
+   * upper triangle (row-major) `a` holds; `a` is overwritten. The two-stage reduction's steps
+   * with the band width eigenBand(n) where the library exports them, else syevdEigenvalues.
    */
   eigenvalues(a: Float64Array, n: number): Float64Array;
+  /** The same through LAPACK's driver, dsyevd_2stage (or dsyevd), at its own band width. */
+  syevdEigenvalues(a: Float64Array, n: number): Float64Array;
   /**
    * The same eigenvalues through the two-stage reduction's steps called one by one (dsytrd_sy2sb
    * to a band of half-width `kd`, dsytrd_sb2st to tridiagonal, dsterf), so the band width is
@@ -40,6 +46,16 @@ export interface Lapack {
   threads: Pick<OpenblasControls, 'getThreads' | 'setThreads'> | null;
   /** The library and the solver, e.g. "libopenblas.so.0, dsyevd_2stage". */
   detail: string;
+}
+
+/**
+ * Band half-width of the first reduction stage for an n x n matrix. Wider bands make the first
+ * stage's updates larger BLAS-3 products and the second stage's bulge chasing longer;
+ * ilaenv2stage's 32 is about best to n = 2048, a wider band is faster at n = 4096 on one thread
+ * (scripts/bench-probe.ts --bands; figures in docs/performance.md).
+ */
+export function eigenBand(n: number): number {
+  return n >= 3072 ? 64 : 32;
 }
 
 export type LapackResult = { lapack: Lapack } | { lapack: null; reason: string };
@@ -86,7 +102,7 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
   // Workspace sizes per n, from the solver's own query (lwork = -1).
   const workspace = new Map<number, { work: Float64Array; iwork: Int32Array }>();
   const info = new Int32Array(1);
-  const eigenvalues = (a: Float64Array, n: number): Float64Array => {
+  const syevdEigenvalues = (a: Float64Array, n: number): Float64Array => {
     const w = new Float64Array(n);
     if (n === 0) return w;
     let ws = workspace.get(n);
@@ -154,6 +170,15 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
   } catch {
     band = null;
   }
+  const eigenvalues = (a: Float64Array, n: number): Float64Array => {
+    if (!band) return syevdEigenvalues(a, n);
+    // The drivers scale a matrix whose largest entry (a Gram's is on its diagonal) is outside
+    // about 1e-146..1e146 before reducing it; such a matrix takes the driver.
+    let top = 0;
+    for (let i = 0; i < n; i++) top = Math.max(top, Math.abs(a[i * n + i]));
+    if (top > 0 && (top < 1e-140 || top > 1e140)) return syevdEigenvalues(a, n);
+    return band(a, n, eigenBand(n));
+  };
   const gram: Lapack['gram'] = (trans, n, k, a, lda, c, beta) => {
     if (n === 0) return;
     syrk(ROW_MAJOR, UPPER, trans ? TRANS : NO_TRANS, n, k, 1, a, lda, beta, c, n);
@@ -167,9 +192,10 @@ function bind(koffi: typeof import('koffi'), file: string): Lapack {
     gram,
     gram32,
     eigenvalues,
+    syevdEigenvalues,
     bandEigenvalues: band,
     threads: ob && { getThreads: ob.getThreads, setThreads: ob.setThreads },
-    detail: `${file}, ${solver}`,
+    detail: band ? `${file}, dsytrd_sy2sb + dsytrd_sb2st + dsterf` : `${file}, ${solver}`,
   };
 }
 

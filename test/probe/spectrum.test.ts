@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadLapack } from '../../src/backend/lapack.ts';
+import { eigenBand, loadLapack } from '../../src/backend/lapack.ts';
 import { alphaHillMatrices, alphaHillScores } from '../../src/probe/alpha-hill.ts';
 import { alphaHillFromDir, bytesPerMatrix, fitStored, matrixCost } from '../../src/probe/alpha-hill-dir.ts';
 import { gramEigenvalues, hillAlpha } from '../../src/probe/hill.ts';
@@ -59,7 +59,7 @@ describe('Gram spectra against numpy eigvalsh', () => {
     for (const c of numpy.cases) {
       const n = Math.min(c.rows, c.cols);
       const gram = lapackGram({ rows: c.rows, cols: c.cols, data: c.data }, lapack!);
-      const own = lapack!.eigenvalues(gram.slice(), n);
+      const own = lapack!.syevdEigenvalues(gram.slice(), n);
       expect(lapack!.bandEigenvalues!(gram.slice(), n, 32), c.name).toEqual(own);
       const top = c.eigenvalues[n - 1];
       for (const kd of [3, 8, 64]) {
@@ -68,6 +68,21 @@ describe('Gram spectra against numpy eigvalsh', () => {
         expect(lapack!.bandEigenvalues!(gram.slice(), n, kd), `${c.name} band ${kd}, kept workspace`).toEqual(got);
       }
     }
+  });
+
+  it.skipIf(!lapack?.bandEigenvalues)('eigenvalues() takes the stages at eigenBand(n); a Gram the drivers would scale goes to the driver', () => {
+    expect([eigenBand(2048), eigenBand(4096)]).toEqual([32, 64]);
+    const c = numpy.cases[0];
+    const n = Math.min(c.rows, c.cols);
+    const gram = lapackGram({ rows: c.rows, cols: c.cols, data: c.data }, lapack!);
+    expect(lapack!.eigenvalues(gram.slice(), n)).toEqual(lapack!.bandEigenvalues!(gram.slice(), n, eigenBand(n)));
+    for (const scale of [1e150, 1e-150]) {
+      const scaled = gram.map((x) => x * scale);
+      const got = lapack!.eigenvalues(scaled.slice(), n);
+      expect(got).toEqual(lapack!.syevdEigenvalues(scaled.slice(), n));
+      got.forEach((x, i) => expect(Math.abs(x / scale - c.eigenvalues[i])).toBeLessThan(1e-12 * c.eigenvalues[n - 1]));
+    }
+    expect(lapack!.detail).toMatch(/dsytrd_sy2sb \+ dsytrd_sb2st \+ dsterf$/);
   });
 
   it.skipIf(!lapack)('the LAPACK spectrum is ascending and clamped at 0 (a rank-deficient Gram)', () => {
