@@ -50,9 +50,9 @@ export interface Lapack {
 
 /**
  * Band half-width of the first reduction stage for an n x n matrix. Wider bands make the first
- * stage's updates larger BLAS-3 products and the second stage's bulge chasing longer;
- * ilaenv2stage's 32 is about best to n = 2048, a wider band is faster at n = 4096 on one thread
- * (scripts/bench-probe.ts --bands; figures in docs/performance.md).
+ * stage's updates larger BLAS-3 products and the second stage's bulge chasing longer, so the
+ * total moves little: ilaenv2stage's 32 is about best to n = 2048, 64 slightly faster at
+ * n = 4096 on one thread (scripts/bench-probe.ts --bands; figures in docs/performance.md).
  */
 export function eigenBand(n: number): number {
   return n >= 3072 ? 64 : 32;

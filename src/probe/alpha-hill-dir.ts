@@ -34,7 +34,7 @@ export interface DirProbeOptions {
 }
 
 export interface DirProbeResult extends AlphaHillScores {
-  /** How the eigenvalues were computed, e.g. "LAPACK (libopenblas.so.0, dsyevd_2stage), 2 workers". */
+  /** How the eigenvalues were computed, e.g. "LAPACK (libopenblas.so.0, dsytrd_sy2sb + dsytrd_sb2st + dsterf), 2 workers". */
   engine: string;
 }
 
