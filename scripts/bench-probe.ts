@@ -15,6 +15,10 @@
  *   CPU time is what the phase costs), and the eigenvalues again on all of OpenBLAS's threads.
  * --gram-check: every matrix's alpha from the float32 Gram product (what bf16/f16 weights take)
  *   against the float64 one, on the values rounded to bf16: the largest relative difference.
+ * --bands 32,64,128: for one matrix of each distinct Gram size, the eigensolver's CPU seconds on
+ *   one thread with the first stage's band half-width set (lapack.bandEigenvalues) against
+ *   dsyevd_2stage's own, --reps times interleaved (the fastest of each kept), and the relative
+ *   alpha difference each band width makes.
  * Random-init folders in real shapes: scripts/make-model-shapes.ts.
  */
 import { spawnSync } from 'node:child_process';
@@ -61,6 +65,8 @@ const { values, positionals } = parseArgs({
     workers: { type: 'string', default: String(os.availableParallelism()) },
     breakdown: { type: 'boolean', default: false },
     'gram-check': { type: 'boolean', default: false },
+    bands: { type: 'string' },
+    reps: { type: 'string', default: '2' },
     batches: { type: 'string', default: '4' },
     'batch-size': { type: 'string', default: '8' },
     seq: { type: 'string', default: '128' },
@@ -186,6 +192,46 @@ function gramCheck(model: string): { matrices: number; maxRelAlpha: number; wors
   return out;
 }
 
+/** The eigensolver per band width against dsyevd_2stage, one matrix per Gram size (see --bands). */
+function bandCheck(model: string, bands: number[], reps: number): Array<Record<string, number | string>> {
+  const lapack = loadLapack().lapack;
+  if (!lapack?.bandEigenvalues) throw new Error('--bands needs LAPACK with dsytrd_sy2sb, dsytrd_sb2st and dsterf');
+  const band = lapack.bandEigenvalues;
+  const threads = lapack.threads?.getThreads() ?? 1;
+  lapack.threads?.setThreads(1);
+  const config = readModelConfig(model);
+  const locate = checkpointTensors(model, config);
+  const bySize = new Map<number, string>();
+  for (const m of alphaHillMatrices(config)) if (!bySize.has(Math.min(m.in, m.out))) bySize.set(Math.min(m.in, m.out), m.module);
+  const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+  const out: Array<Record<string, number | string>> = [];
+  for (const [n, module] of bySize) {
+    const w = readMatrix(locate(module));
+    const gram = w.dtype === 'BF16' || w.dtype === 'F16' ? lapackGram32(w, lapack) : lapackGram(w, lapack);
+    const solvers: Array<[string, (a: Float64Array) => Float64Array]> = [
+      ['dsyevd_2stage', (a) => lapack.syevdEigenvalues(a, n)],
+      ...bands.map((kd) => [`band ${kd}`, (a: Float64Array) => band(a, n, kd)] as [string, (a: Float64Array) => Float64Array]),
+    ];
+    const best = new Map<string, number>();
+    const alpha = new Map<string, number>();
+    for (let r = 0; r < reps; r++) {
+      for (const [name, solve] of solvers) {
+        const a = gram.slice();
+        const c = cpu();
+        const eig = solve(a);
+        best.set(name, Math.min(best.get(name) ?? Infinity, cpu() - c));
+        alpha.set(name, hillAlpha(eig.map((x) => Math.max(0, x))).alpha);
+      }
+    }
+    const ref = alpha.get('dsyevd_2stage')!;
+    for (const [name] of solvers) {
+      out.push({ n, module, solver: name, cpuS: best.get(name)!, relAlpha: Math.abs(alpha.get(name)! - ref) / ref });
+    }
+  }
+  lapack.threads?.setThreads(threads);
+  return out;
+}
+
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const pad = (cells: string[], widths: number[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
 function table(head: string[], body: string[][]): string {
@@ -200,10 +246,17 @@ if (values.row) {
   const rows: Array<Row & Measured> = [];
   const breakdowns: Record<string, Array<Record<string, number | string>>> = {};
   const gramChecks: Record<string, ReturnType<typeof gramCheck>> = {};
+  const bandChecks: Record<string, ReturnType<typeof bandCheck>> = {};
   for (const model of positionals.map((p) => path.resolve(p))) {
     if (values['gram-check']) {
       gramChecks[model] = gramCheck(model);
       console.log(`${model}: float32 against float64 Gram product, bf16 values: ${JSON.stringify(gramChecks[model])}`);
+    }
+    if (values.bands) {
+      bandChecks[model] = bandCheck(model, list(values.bands).map(Number), Number(values.reps));
+      console.log(`${model}: eigenvalues by band width, one thread, fastest of ${values.reps}`);
+      console.log(table(['n', 'module', 'solver', 'CPU s', 'rel alpha'],
+        bandChecks[model].map((b) => [String(b.n), String(b.module), String(b.solver), (b.cpuS as number).toFixed(3), (b.relAlpha as number).toExponential(2)])));
     }
     if (values.breakdown) {
       breakdowns[model] = breakdown(model);
@@ -248,6 +301,7 @@ if (values.row) {
       })),
       breakdown: Object.fromEntries(Object.entries(breakdowns).map(([k, v]) => [path.basename(k), v])),
       gramCheck: Object.fromEntries(Object.entries(gramChecks).map(([k, v]) => [path.basename(k), v])),
+      bands: Object.fromEntries(Object.entries(bandChecks).map(([k, v]) => [path.basename(k), v])),
     };
     fs.writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
   }

@@ -16,7 +16,7 @@ import type { ModelConfig } from '../model/types.ts';
 import { alphaHillFromFits, alphaHillMatrices, type AlphaHillMatrix, type AlphaHillScores } from './alpha-hill.ts';
 import { hillAlpha, type HillFit } from './hill.ts';
 import { etaMs, type ProbeProgress } from './progress.ts';
-import { BLOCK_DOUBLES, matrixSpectrum } from './spectrum.ts';
+import { BLOCK_DOUBLES, matrixSpectrum, Scratch } from './spectrum.ts';
 import { checkpointTensors, readMatrix, type StoredTensor } from './weights.ts';
 
 /** Below this much estimated work (matrixCost units, ~1 s on one core) workers cost more than they save. */
@@ -34,7 +34,7 @@ export interface DirProbeOptions {
 }
 
 export interface DirProbeResult extends AlphaHillScores {
-  /** How the eigenvalues were computed, e.g. "LAPACK (libopenblas.so.0, dsyevd_2stage), 2 workers". */
+  /** How the eigenvalues were computed, e.g. "LAPACK (libopenblas.so.0, dsytrd_sy2sb + dsytrd_sb2st + dsterf), 2 workers". */
   engine: string;
 }
 
@@ -70,11 +70,14 @@ export interface SpectrumJob extends StoredTensor {
 
 export type SpectrumReply = { index: number; fit: HillFit } | { index: number; error: string };
 
-/** The fit of one stored matrix (what each worker runs, and this thread without workers). */
-export function fitStored(t: StoredTensor, lapack: Lapack | null): HillFit {
-  const w = readMatrix(t);
+/**
+ * The fit of one stored matrix (what each worker runs, and this thread without workers);
+ * `scratch` carries the buffers over to the thread's next matrix.
+ */
+export function fitStored(t: StoredTensor, lapack: Lapack | null, scratch?: Scratch): HillFit {
+  const w = readMatrix(t, scratch);
   try {
-    return hillAlpha(matrixSpectrum(w, lapack, w.dtype === 'BF16' || w.dtype === 'F16'));
+    return hillAlpha(matrixSpectrum(w, lapack, w.dtype === 'BF16' || w.dtype === 'F16', scratch));
   } catch (e) {
     throw new HiloError(`alpha-hill: ${t.name} in ${t.file}: ${(e as Error).message}`);
   }
@@ -132,7 +135,8 @@ export async function alphaHillFromDir(config: ModelConfig, dir: string, opts: D
   // workers set OpenBLAS's process-wide count to 1 too; onOneThread restores it afterwards
   await onOneThread(lapack, async () => {
     if (workers === 1) {
-      stored.forEach((t, i) => record(i, fitStored(t, lapack)));
+      const scratch = new Scratch(); // dropped with the run
+      stored.forEach((t, i) => record(i, fitStored(t, lapack, scratch)));
     } else {
       const jobs = stored.map((t, index) => ({ ...t, index })).sort((a, b) => costs[b.index] - costs[a.index]);
       await runWorkers(jobs, workers, lapack !== null, record);

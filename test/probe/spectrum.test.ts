@@ -1,14 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadLapack } from '../../src/backend/lapack.ts';
+import { eigenBand, loadLapack } from '../../src/backend/lapack.ts';
 import { alphaHillMatrices, alphaHillScores } from '../../src/probe/alpha-hill.ts';
-import { alphaHillFromDir, bytesPerMatrix, matrixCost } from '../../src/probe/alpha-hill-dir.ts';
+import { alphaHillFromDir, bytesPerMatrix, fitStored, matrixCost } from '../../src/probe/alpha-hill-dir.ts';
 import { gramEigenvalues, hillAlpha } from '../../src/probe/hill.ts';
-import { GRAM32_BLOCK, lapackGram, lapackGram32, lapackGram32Eigenvalues, lapackGramEigenvalues } from '../../src/probe/spectrum.ts';
+import { GRAM32_BLOCK, lapackGram, lapackGram32, lapackGram32Eigenvalues, lapackGramEigenvalues, Scratch } from '../../src/probe/spectrum.ts';
 import { checkpointMatrices, checkpointTensors, readMatrix } from '../../src/probe/weights.ts';
 import { roundTo } from '../../src/ops/stored.ts';
-import { writeSafetensors } from '../../src/model/safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.ts';
 import os from 'node:os';
 import { readModelConfig } from '../../src/model/load.ts';
 import { fixture, ROOT, STORIES260K } from '../helpers/fixtures.ts';
@@ -53,6 +53,36 @@ describe('Gram spectra against numpy eigvalsh', () => {
     expect(fit.tail).toBe(c.fit.tail);
     expect(rel(fit.alpha, c.fit.alpha)).toBeLessThan(1e-9);
     expect(rel(fit.xmin, c.fit.xmin)).toBeLessThan(1e-9);
+  });
+
+  it.skipIf(!lapack?.bandEigenvalues)('the stages one by one: at band 32 (dsyevd_2stage\'s own) the same bits, at other widths within round-off', () => {
+    for (const c of numpy.cases) {
+      const n = Math.min(c.rows, c.cols);
+      const gram = lapackGram({ rows: c.rows, cols: c.cols, data: c.data }, lapack!);
+      const own = lapack!.syevdEigenvalues(gram.slice(), n);
+      expect(lapack!.bandEigenvalues!(gram.slice(), n, 32), c.name).toEqual(own);
+      const top = c.eigenvalues[n - 1];
+      for (const kd of [3, 8, 64]) {
+        const got = lapack!.bandEigenvalues!(gram.slice(), n, kd);
+        got.forEach((x, i) => expect(Math.abs(x - c.eigenvalues[i]), `${c.name} band ${kd}`).toBeLessThan(1e-12 * top));
+        expect(lapack!.bandEigenvalues!(gram.slice(), n, kd), `${c.name} band ${kd}, kept workspace`).toEqual(got);
+      }
+    }
+  });
+
+  it.skipIf(!lapack?.bandEigenvalues)('eigenvalues() takes the stages at eigenBand(n); a Gram the drivers would scale goes to the driver', () => {
+    expect([eigenBand(2048), eigenBand(4096)]).toEqual([32, 64]);
+    const c = numpy.cases[0];
+    const n = Math.min(c.rows, c.cols);
+    const gram = lapackGram({ rows: c.rows, cols: c.cols, data: c.data }, lapack!);
+    expect(lapack!.eigenvalues(gram.slice(), n)).toEqual(lapack!.bandEigenvalues!(gram.slice(), n, eigenBand(n)));
+    for (const scale of [1e150, 1e-150]) {
+      const scaled = gram.map((x) => x * scale);
+      const got = lapack!.eigenvalues(scaled.slice(), n);
+      expect(got).toEqual(lapack!.syevdEigenvalues(scaled.slice(), n));
+      got.forEach((x, i) => expect(Math.abs(x / scale - c.eigenvalues[i])).toBeLessThan(1e-12 * c.eigenvalues[n - 1]));
+    }
+    expect(lapack!.detail).toMatch(/dsytrd_sy2sb \+ dsytrd_sb2st \+ dsterf$/);
   });
 
   it.skipIf(!lapack)('the LAPACK spectrum is ascending and clamped at 0 (a rank-deficient Gram)', () => {
@@ -132,6 +162,19 @@ describe.skipIf(!lapack)('the float32 Gram product of half-precision weights', (
     }
   });
 
+  it('one scratch carried across matrices of different sizes gives each matrix its fresh-buffer Gram, bit for bit', () => {
+    let s = 5;
+    const next = () => ((s = (s * 16807) % 2147483647) / 2147483647 - 0.5);
+    const make = (rows: number, cols: number) => ({ rows, cols, data: roundTo(Float32Array.from({ length: rows * cols }, next), 'bfloat16') });
+    const scratch = new Scratch();
+    for (const w of [make(300, 90), make(40, 50), make(70, 1100), make(90, 300)]) { // large, smaller (a view), wider
+      const n = Math.min(w.rows, w.cols);
+      const upper = (g: Float64Array) => Array.from({ length: n * n }, (_, k) => (k % n >= Math.floor(k / n) ? g[k] : 0));
+      expect(upper(lapackGram32(w, lapack!, 64, scratch))).toEqual(upper(lapackGram32(w, lapack!, 64)));
+      expect(upper(lapackGram(w, lapack!, 500, scratch))).toEqual(upper(lapackGram(w, lapack!, 500)));
+    }
+  });
+
   it('a bfloat16 checkpoint folder takes it; a float32 one keeps the float64 product', async () => {
     const src = STORIES260K;
     const config = readModelConfig(src);
@@ -140,6 +183,21 @@ describe.skipIf(!lapack)('the float32 Gram product of half-precision weights', (
       fs.copyFileSync(path.join(src, 'config.json'), path.join(dir, 'config.json'));
       const matrices = bf16Matrices(src);
       writeSafetensors(path.join(dir, 'model.safetensors'), Object.fromEntries(matrices.map((w) => [`${w.module}.weight`, { shape: [w.rows, w.cols], data: w.data, dtype: 'BF16' as const }])));
+      // bf16 weights are read straight into a float32 buffer and widened in place: the values
+      // readSafetensors decodes, with or without a scratch (a larger buffer's start)
+      const locate = checkpointTensors(dir, config);
+      const scratch = new Scratch();
+      scratch.f32('weight', 4 * config.hiddenSize * config.hiddenSize).fill(7);
+      for (const m of alphaHillMatrices(config).slice(0, 9)) {
+        const t = locate(m.module);
+        const want = readSafetensors(t.file, [t.name]).tensors.get(t.name)!.data;
+        const fresh = readMatrix(t);
+        expect(fresh.dtype).toBe('BF16');
+        expect(fresh.data).toEqual(want);
+        expect(readMatrix(t, scratch).data).toEqual(want);
+        expect(Array.from(want).some((x) => x < 0)).toBe(true);
+        expect(fitStored(t, lapack, scratch)).toEqual(fitStored(t, lapack));
+      }
       const r = await alphaHillFromDir(config, dir, { workers: 1 });
       // BLAS's thread count changes the summation order: "the same" is to 1e-12, far below the
       // float32 product's differences
