@@ -116,8 +116,8 @@ describe('estimateMemory', () => {
   it('a frozen head\'s logits count one chunk of rows (chunkedTokenNll), a trainable head\'s every row', () => {
     // 4 x 128 rows a replica (8 rows over 2 replicas), the 16-row evaluation the larger pass
     const frozen = item(estimateMemory(input('qwen2.5-0.5b', { evalBatch: null })), 'logits');
-    expect(frozen.heapBytes).toBe(3 * chunkRows(151936, 512) * 151936 * 4);
-    expect(frozen.heapBytes).toBeLessThanOrEqual(3 * CHUNK_LOGIT_BYTES);
+    expect(frozen.heapBytes).toBe(2 * chunkRows(151936, 512) * 151936 * 4);
+    expect(frozen.heapBytes).toBeLessThanOrEqual(2 * CHUNK_LOGIT_BYTES);
     const config = normaliseConfig(REAL_SHAPES['qwen2.5-0.5b']);
     const full = item(estimateMemory(input('qwen2.5-0.5b', { evalBatch: null, fullTraining: true, adapters: { trainable: baseParams(config).total, rowFloats: 0 } })), 'logits');
     expect(full.heapBytes).toBe(3 * 512 * 151936 * 4);
