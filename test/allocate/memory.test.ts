@@ -124,6 +124,20 @@ describe('estimateMemory', () => {
   });
 });
 
+describe('estimateMemory against measured peaks', () => {
+  // Peak RSS of `hilo train` with the issue's recipe (bf16 outside the heaps, checkpointing on,
+  // 2 replicas, eval batch 16), measured on this code: scripts/bench-results/real-size.md, the
+  // second 2026-12-05 section. The estimate must never be below a measured peak (it refuses runs
+  // that cannot fit) and should stay within 15% above it.
+  it.each([
+    ['llama-3.2-1b', 4_212_252 * 1024],
+  ])('%s: at most 15%% above the measured %d bytes, never below', (shape, measured) => {
+    const e = estimateMemory(input(shape, { storage: { dtype: 'bfloat16', place: 'host' }, gradientCheckpointing: true }));
+    expect(e.total).toBeGreaterThanOrEqual(measured);
+    expect(e.total).toBeLessThanOrEqual(1.15 * measured);
+  });
+});
+
 describe('memoryAdvice', () => {
   const recipe = { train: { gradient_accumulation_steps: 1 } } as unknown as Recipe;
   it('suggests changes that each fit when re-estimated, keeping the effective batch', () => {
