@@ -131,6 +131,7 @@ describe('estimateMemory against measured peaks', () => {
   // that cannot fit) and should stay within 15% above it.
   it.each([
     ['llama-3.2-1b', 4_212_252 * 1024],
+    ['smollm2-135m', 1_399_364 * 1024],
     ['qwen2.5-0.5b', 2_346_788 * 1024],
     ['qwen2.5-1.5b', 5_281_196 * 1024],
   ])('%s: at most 15%% above the measured %d bytes, never below', (shape, measured) => {
