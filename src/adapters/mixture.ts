@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { FrozenLinearLayer } from '../model/linear.ts';
 import type { ForwardContext, LinearModule } from '../model/types.ts';
 import { routedExpertsOp, type MixtureSpec, type MixtureWeights, type RoutedExpertsImpl, type RoutedOutput } from '../ops/routed-experts.ts';
+import { addSameShape, dropout as lightDropout } from '../ops/tape-light.ts';
 import { selectionFractions } from './routing.ts';
 
 export type { MixtureSpec, MixtureWeights, RouterLossSpec } from '../ops/routed-experts.ts';
@@ -87,13 +88,13 @@ export class MixtureLinear implements LinearModule {
     const experts = this.options.experts ?? routedExpertsOp.impl();
     const seed = ctx?.training && dropout > 0 ? (ctx.dropoutSeed ? ctx.dropoutSeed.next() : this.fallbackSeed++) : 0;
     const out = tf.tidy((): ForwardParts => {
-      const xd = ctx?.training && dropout > 0 ? tf.dropout(x, dropout, undefined, seed) as tf.Tensor2D : x;
+      const xd = ctx?.training && dropout > 0 ? lightDropout(x, dropout, seed) : x;
       // A frozen base's product can go into the fused kernels (withBase); bias added after.
       // (held outside the engine, the base has no kernel tensor: its own op runs, and the delta is added)
       const frozen = this.base instanceof FrozenLinearLayer && this.base.kernel && !this.base.kernel.trainable ? this.base : null;
       const losses = ctx?.training && (balanceCoef > 0 || zLossCoef > 0) ? { balanceCoef, zLossCoef, tokenMask: mask, usage: !!ctx.routerStats } : null;
       const { delta, logits, mask: selected, withBase, aux, usage } = experts(x, xd, this.weights, this.spec, frozen ? (frozen.kernel! as tf.Tensor2D) : null, losses);
-      const y = (withBase ? (frozen!.bias ? tf.add(delta, frozen!.bias) : delta) : tf.add(this.base.forward(x, ctx), delta)) as tf.Tensor2D;
+      const y = (withBase ? (frozen!.bias ? tf.add(delta, frozen!.bias) : delta) : addSameShape(this.base.forward(x, ctx), delta)) as tf.Tensor2D;
       const parts: ForwardParts = { y };
       if (losses) {
         // the op hands out the selection fractions with the losses (off the gradient tape): the usage log

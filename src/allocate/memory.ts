@@ -67,6 +67,16 @@ export const HEAP_F32: FrozenStorage = { dtype: 'float32', place: 'heap' };
  * scripts/bench-memory.ts at 1.9-2.2 on SmolLM2-135M and Qwen2.5-0.5B shapes.
  */
 export const ACTIVATION_SLACK = 2;
+
+/**
+ * A checkpointed layer's recomputation at its peak, as a share of the floats layerFloats and
+ * adapterRowFloats count for it, with the wasm allocator's gaps: the lean backward
+ * (src/ops/recompute.ts) frees each node's saved tensors and gradients once past them, so the
+ * layer's tape and its gradients do not pile up. Measured on a 1-layer Llama-3.2-1B shape at
+ * 4 x 128 tokens (HILO_HEAP_TRACE): 0.81 of them live at the peak, the heap 1.26x its live bytes
+ * (scripts/bench-results/real-size.md).
+ */
+export const RECOMPUTE_SHARE = 1;
 /** Node + tfjs + the wasm module of the main thread, and of each replica worker, before any tensor. */
 export const MAIN_RUNTIME_BYTES = 300 * 2 ** 20;
 export const WORKER_RUNTIME_BYTES = 120 * 2 ** 20;
@@ -179,15 +189,19 @@ function pass(m: MemoryInput, mode: 'train' | 'forward', batch: number): Pass {
     floats = perLayer + c.numLayers * rows * c.hiddenSize;
     detail = `${m.mode === 'train' ? 'evaluation ' : ''}forward: one layer's ${fmt(perLayer * 4)} + ${c.numLayers} layer outputs, ${what}`;
   } else if (m.gradientCheckpointing) {
-    floats = ACTIVATION_SLACK * (c.numLayers * rows * c.hiddenSize + 2 * perLayer);
+    // each layer's input [rows, H], and the gradient flowing back through them, beside one layer's
+    // recomputation with its gradients
+    floats = (c.numLayers + 1) * rows * c.hiddenSize + RECOMPUTE_SHARE * perLayer;
     detail = `training step: each layer's input + one layer recomputed, ${what}`;
   } else {
     floats = ACTIVATION_SLACK * c.numLayers * perLayer;
     detail = `training step: ${c.numLayers} layers x ${fmt(ACTIVATION_SLACK * perLayer * 4)} kept for the backward, ${what}`;
   }
-  // logits [rows, V]; a step also keeps the softmax for the backward and makes its gradient. A
-  // frozen head's come a chunk of rows at a time (src/ops/cross-entropy.ts chunkedTokenNll)
-  const logitCopies = mode === 'train' ? 3 : 2;
+  // logits [rows, V]: a step's forward makes them and the exps it keeps for the backward, whose
+  // recomputation makes the exps again and their gradient (the logits themselves freed: nothing
+  // saved them); a trainable head's whole tape keeps all three. A frozen head's come a chunk of
+  // rows at a time (src/ops/cross-entropy.ts chunkedTokenNll)
+  const logitCopies = mode === 'train' ? (m.fullTraining ? 3 : 2) : 2;
   const logitRows = m.fullTraining ? rows : chunkRows(c.vocabSize, rows);
   return { activations: floats * 4, logits: logitCopies * logitRows * c.vocabSize * 4, logitCopies, rows: logitRows, detail };
 }
@@ -219,15 +233,16 @@ export function estimateMemory(m: MemoryInput): MemoryEstimate {
   const rope = familyOf(c).positions === 'rope' ? 2 * ropeRows * c.headDim * 4 : 0;
   add('RoPE tables', rope, P, true, `cos and sin [${ropeRows}, ${c.headDim}] float32`);
 
-  // trainables: values + gradient in every replica, AdamW moments on the main thread
+  // trainables: values + gradient in every replica, AdamW moments on the main thread, and a
+  // shared buffer per worker (parameters in, its gradients out: src/train/replicas.ts)
   const t = m.adapters.trainable;
   if (m.mode === 'train') {
     const mainBytes = t * 4 * 4;
     items.push({
       name: m.fullTraining ? 'weights + AdamW state' : 'adapters + AdamW state',
-      bytes: mainBytes + (P - 1) * t * 8 + (P > 1 ? P * t * 4 : 0),
+      bytes: mainBytes + (P - 1) * t * 12,
       heapBytes: mainBytes,
-      detail: `${(t / 1e6).toFixed(2)}M trainable: values, gradients, 2 moments (float32)${P > 1 ? '; values + gradients per worker and shared buffers' : ''}`,
+      detail: `${(t / 1e6).toFixed(2)}M trainable: values, gradients, 2 moments (float32)${P > 1 ? '; values + gradients per worker and a shared buffer each' : ''}`,
     });
   } else {
     add('adapters', t * 4, P, true, `${(t / 1e6).toFixed(2)}M values (float32)`);

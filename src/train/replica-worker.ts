@@ -1,7 +1,8 @@
 /**
  * One data-parallel replica, in a worker thread started by src/train/replicas.ts: build the
  * model the spec describes, then for each shard it is sent take the latest parameters from
- * shared memory, compute the shard's weighted gradients and write them to its shared buffer.
+ * its shared buffer (when they changed), compute the shard's weighted gradients and write them
+ * over the parameters there.
  */
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -38,8 +39,9 @@ async function serve(init: ReplicaInit, port: NonNullable<typeof parentPort>): P
   const { model, trainables } = built;
   const { valuesOf, tensorFrom, writableInPlace } = hostValuesOp.impl(); // the backend build() initialised
   const vars = [...trainables.values()];
-  const params = new Float32Array(init.params);
-  const grads = new Float32Array(init.grads);
+  // one buffer both ways: the parameters in when their version changed, the gradients out
+  const params = new Float32Array(init.shared);
+  const grads = params;
   let version = -1;
   send({ type: 'ready', tensors: tf.memory().numTensors });
 

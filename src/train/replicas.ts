@@ -10,9 +10,13 @@
  * larger products over the cores. A replica per core, each on one BLAS thread, keeps every core
  * on the whole step (norms, softmax and gradients too), as torch's intra-op threads do.
  *
- * Shared memory, one Float32Array of every trainable value end to end in a fixed order:
- *   params   written by the main thread after each update, read by every worker
- *   grads[i] written by worker i for its shard, read by the main thread
+ * Shared memory, one Float32Array per worker of every trainable value end to end in a fixed
+ * order, used both ways in turn: the main thread writes the parameters into it after an update,
+ * the worker copies them into its heap at the start of its next job, and at the end of a
+ * gradient job writes its shard's gradients over them, which the main thread adds into its own.
+ * The worker reads parameters only when their version changed, and the main thread writes them
+ * whenever it did, so the gradients left there are never taken for parameters. One buffer, not
+ * a parameter buffer beside a gradient buffer: a float32 copy of the trainables fewer.
  */
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
@@ -70,8 +74,8 @@ export interface ReplicaInit {
   replica: number;
   spec: ReplicaSpec;
   layout: ParamLayout;
-  params: SharedArrayBuffer;
-  grads: SharedArrayBuffer;
+  /** The parameters in (when their version changed), this worker's gradients out. */
+  shared: SharedArrayBuffer;
 }
 
 /** The most replicas `auto` starts (one per core up to this). */
@@ -132,14 +136,15 @@ interface Pending {
 
 class ReplicaWorker {
   readonly worker: Worker;
-  readonly grads: Float32Array;
+  /** Parameters to the worker, its gradients back (ReplicaInit.shared). */
+  readonly shared: Float32Array;
   private pending = new Map<number, Pending>();
   private failure: Error | null = null;
   private ready: Promise<number>;
   tensors = 0;
 
   constructor(readonly index: number, init: ReplicaInit) {
-    this.grads = new Float32Array(init.grads);
+    this.shared = new Float32Array(init.shared);
     // One kernel thread each: the replicas are the parallelism (a threaded wasm pool or a
     // second BLAS thread per replica would only compete for the same cores).
     this.worker = new Worker(WORKER_URL, { workerData: init, env: { ...process.env, HILO_WASM_THREADS: '1' } });
@@ -200,7 +205,6 @@ class ReplicaWorker {
 }
 
 export class Replicas implements GradientSource {
-  private readonly params: Float32Array;
   private readonly layout: ParamLayout;
   private version = 0;
   private published = -1;
@@ -210,10 +214,8 @@ export class Replicas implements GradientSource {
     private readonly model: CausalLM,
     private readonly workers: ReplicaWorker[],
     private readonly trainables: Map<string, tf.Variable>,
-    paramsBuffer: SharedArrayBuffer,
     private readonly checkpointLayers = false,
   ) {
-    this.params = new Float32Array(paramsBuffer);
     this.layout = layoutOf(trainables);
   }
 
@@ -226,11 +228,10 @@ export class Replicas implements GradientSource {
   static async start(model: CausalLM, spec: ReplicaSpec, count: number, trainables: Map<string, tf.Variable>): Promise<Replicas> {
     if (!hostValuesOp.impl().host) throw new HiloError(`data-parallel replicas: backend "${spec.backend}"; allowed: ${HOST_MEMORY_BACKENDS.join(', ')}`);
     const layout = layoutOf(trainables);
-    const params = sharedFloats(layout);
     limitBlasThreads(1); // this thread is replica 0; the workers bind the BLAS after this, at 1 too
     const workers = Array.from({ length: count - 1 }, (_, i) =>
-      new ReplicaWorker(i + 1, { replica: i + 1, spec, layout, params, grads: sharedFloats(layout) }));
-    const replicas = new Replicas(model, workers, trainables, params, spec.checkpointLayers);
+      new ReplicaWorker(i + 1, { replica: i + 1, spec, layout, shared: sharedFloats(layout) }));
+    const replicas = new Replicas(model, workers, trainables, spec.checkpointLayers);
     try {
       await Promise.all(workers.map((w) => w.started()));
     } catch (e) {
@@ -250,6 +251,11 @@ export class Replicas implements GradientSource {
     return this.workers.map((w) => w.tensors);
   }
 
+  /** Float32 values in shared memory: one copy of the trainables per worker. */
+  get sharedFloats(): number {
+    return this.workers.reduce((n, w) => n + w.shared.length, 0);
+  }
+
   /** Mark the main thread's trainables as changed: they are copied out before the next shards. */
   updated(): void {
     this.version += 1;
@@ -259,7 +265,8 @@ export class Replicas implements GradientSource {
     if (this.published === this.version) return;
     let offset = 0;
     for (const [name, size] of this.layout) {
-      this.params.set(valuesOf(this.trainables.get(name)!), offset);
+      const values = valuesOf(this.trainables.get(name)!);
+      for (const w of this.workers) w.shared.set(values, offset);
       offset += size;
     }
     this.published = this.version;
@@ -298,14 +305,14 @@ export class Replicas implements GradientSource {
       const v = this.trainables.get(name)!;
       const at = offset;
       const own = local.grads[v.name];
-      if (own && addInto(own, answers.map((_, w) => this.workers[w].grads.subarray(at, at + size)))) {
+      if (own && addInto(own, answers.map((_, w) => this.workers[w].shared.subarray(at, at + size)))) {
         grads.set(name, own);
         delete local.grads[v.name]; // handed on, not disposed below
         offset += size;
         continue;
       }
       grads.set(name, tf.tidy(() => {
-        const theirs = answers.map((_, w) => tensorFrom(this.workers[w].grads.subarray(at, at + size), v.shape));
+        const theirs = answers.map((_, w) => tensorFrom(this.workers[w].shared.subarray(at, at + size), v.shape));
         const parts = own ? [own, ...theirs] : theirs;
         return parts.length === 0 ? tf.zeros(v.shape) : parts.length === 1 ? parts[0].clone() : tf.addN(parts);
       }));

@@ -6,6 +6,7 @@
  *   loss = weight · (CE over each item's candidates + Σ router losses) data.loss "choices"
  */
 import * as tf from '@tensorflow/tfjs';
+import { leanVariableGrads } from '../ops/recompute.ts';
 import { mixSeed } from '../rng.ts';
 import type { CausalLM, ForwardContext } from '../model/types.ts';
 import { batchTokenNll, countTargets, withRouterLosses } from './forward.ts';
@@ -45,10 +46,13 @@ export async function microBatchGradients(
     checkpointLayers: opts.checkpointLayers,
   };
   const weight = opts.weight ?? 1;
-  const { value, grads } = tf.variableGrads(() => {
+  // tf.variableGrads with a backward that frees each node's output gradients once it is past
+  // them (src/ops/recompute.ts), and its saved tensors too where the layers are checkpointed
+  // (their inputs, the one large thing saved): the same gradients, a lower heap high-water mark
+  const { value, grads } = leanVariableGrads(() => {
     const loss = microBatchLoss(model, micro, ctx);
     return weight === 1 ? loss : (loss.mul(weight) as tf.Scalar);
-  }, vars);
+  }, vars, opts.checkpointLayers === true);
   tf.dispose(ctx.auxLosses); // kept by the routers past the model's tidy; the loss has used them
   const loss = (await value.data())[0];
   value.dispose();

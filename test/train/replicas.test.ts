@@ -168,6 +168,8 @@ describe('Replicas', () => {
     const norm = (grads: Iterable<tf.Tensor>) => globalNormOf([...grads].map((g) => g.dataSync()));
     try {
       expect([single.count, replicas.count]).toEqual([1, 2]);
+      // one float32 copy of the trainables in shared memory per worker: parameters in, gradients out
+      expect(replicas.sharedFloats).toBe([...adapters.variables.values()].reduce((n, v) => n + v.size, 0));
       const micro = microBatch(model.config.vocabSize);
       const before = tf.memory().numTensors;
       const one = await single.gradients(micro, [0]);
@@ -183,6 +185,7 @@ describe('Replicas', () => {
       expect(Math.abs(norm(Object.values(alone.grads)) - whole)).toBeGreaterThan(0.05 * whole);
       tf.dispose([...one.grads.values(), ...two.grads.values(), ...Object.values(alone.grads)]);
       expect(tf.memory().numTensors).toBe(before);
+      // the worker's buffer now holds its gradients: a score with the same parameters must not take them for parameters
       const { batch } = micro;
       expectClose((await replicas.score(batch)).nll, (await single.score(batch)).nll, 1e-4);
     } finally {
