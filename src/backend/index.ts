@@ -89,6 +89,8 @@ async function initWasm(tf: typeof TF, opts: InitOptions): Promise<string> {
   // hilo's SIMD module imports the backend's memory; the threaded build's is shared, which it cannot
   const { memoryImportable, useSimdKernels } = await import('./wasm-simd.ts');
   useSimdKernels(tf, memoryImportable(tf.backend()));
+  // the stored head's cross-entropy needs both the BLAS and the SIMD module's softmax kernels
+  (await import('./wasm-head-nll.ts')).useWasmHeadNll(tf, memoryImportable(tf.backend()), found.blas);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   wasmProducts = found.blas
     ? `native BLAS ${found.blas.detail} (HILO_BLAS)`

@@ -21,7 +21,8 @@ export const FROZEN_LINEAR = 'HiloFrozenLinear';
 export const SCRATCH_FLOATS = 4 * 2 ** 20;
 
 let scratch: Float32Array | null = null;
-function scratchOf(floats: number): Float32Array {
+/** The conversion buffer, grown to `floats` (one per thread: kernels run one at a time). */
+export function scratchOf(floats: number): Float32Array {
   if (!scratch || scratch.length < floats) scratch = new Float32Array(floats);
   return scratch;
 }

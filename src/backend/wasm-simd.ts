@@ -62,6 +62,7 @@ export interface SimdExports {
   xent_stats(logits: number, n: number, v: number, rowMax: number, rowSum: number, e: number): void;
   xent_grad(logits: number, lse: number, target: number, g: number, n: number, v: number, d: number): void;
   xent_grad_kept(e: number, inv: number, target: number, g: number, n: number, v: number, d: number): void;
+  xent_grad_block(logits: number, lse: number, target: number, g: number, n: number, v: number, d: number): void;
   swiglu(g: number, u: number, n: number, h: number): void;
   swiglu_grad(dh: number, g: number, u: number, n: number, dg: number, du: number): void;
   attn_softmax(s: number, mask: number, batch: number, heads: number, q: number, k: number, maskPerBatch: number, scale: number, p: number): void;

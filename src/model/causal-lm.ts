@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { frozenLinear } from '../ops/frozen-linear.ts';
 import { decodeAll, encodeShared, gatherRows, roundTo, type StoredDtype, type StoredMatrix } from '../ops/stored.ts';
-import { chunkedTokenNll, tokenNll } from '../ops/cross-entropy.ts';
+import { chunkedTokenNll, storedHeadNll, tokenNll } from '../ops/cross-entropy.ts';
 import { checkpointed } from './checkpoint-layer.ts';
 import { isMatrix, type WeightSpec } from './family.ts';
 import { FrozenLinearLayer } from './linear.ts';
@@ -190,13 +190,16 @@ export abstract class BaseCausalLM implements CausalLM {
 
   /**
    * Per-token NLL [B·T] of `targets` (shifted; IGNORE_INDEX where nothing counts) for ids [B, T].
-   * A frozen head's logits are made and dropped a chunk of rows at a time (chunkedTokenNll), so
-   * the whole [B·T, V] is never held with its gradient; a trainable head takes the plain path.
+   * A frozen head's logits are made and dropped a chunk at a time (storedHeadNll for a head held
+   * outside the engine, else chunkedTokenNll), so the whole [B·T, V] is never held with its
+   * gradient; a trainable head takes the plain path.
    */
   tokenNll(inputIds: tf.Tensor2D, targets: Int32Array, opts: ForwardOptions = {}): tf.Tensor1D {
     if (this.trainable) {
       return this.run(inputIds, opts, (x) => tokenNll(this.headLogits(x), targets));
     }
+    const stored = this.stored.get(this.headName);
+    if (stored) return this.run(inputIds, opts, (x) => storedHeadNll(x, stored, targets));
     return this.run(inputIds, opts, (x) => chunkedTokenNll(x, (rows) => this.headLogits(rows), targets, this.config.vocabSize));
   }
 

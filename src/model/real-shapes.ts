@@ -19,6 +19,14 @@ const qwen2 = (c: HfConfig): HfConfig => ({
   bos_token_id: 151643, eos_token_id: 151643, tie_word_embeddings: true, use_cache: true, ...c,
 });
 
+// GPT-2's own config.json: Conv1D weights stored [in, out], a learned position table, tied head
+const gpt2 = (c: HfConfig): HfConfig => ({
+  architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', activation_function: 'gelu_new', vocab_size: 50257,
+  n_positions: 1024, n_ctx: 1024, n_inner: null, layer_norm_epsilon: 1e-5, initializer_range: 0.02,
+  attn_pdrop: 0.1, embd_pdrop: 0.1, resid_pdrop: 0.1, bos_token_id: 50256, eos_token_id: 50256,
+  tie_word_embeddings: true, use_cache: true, ...c,
+});
+
 export const REAL_SHAPES: Record<string, HfConfig> = {
   'smollm2-135m': llama({
     vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9,
@@ -54,6 +62,10 @@ export const REAL_SHAPES: Record<string, HfConfig> = {
     num_key_value_heads: 32, max_position_embeddings: 4096, rms_norm_eps: 1e-5,
     tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
   }),
+  gpt2: gpt2({ n_embd: 768, n_layer: 12, n_head: 12 }),
+  'gpt2-medium': gpt2({ n_embd: 1024, n_layer: 24, n_head: 16 }),
+  'gpt2-large': gpt2({ n_embd: 1280, n_layer: 36, n_head: 20 }),
+  'gpt2-xl': gpt2({ n_embd: 1600, n_layer: 48, n_head: 25 }),
   'mistral-7b-v0.1': {
     architectures: ['MistralForCausalLM'], model_type: 'mistral', hidden_act: 'silu', initializer_range: 0.02,
     vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32,

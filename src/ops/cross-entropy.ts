@@ -5,12 +5,16 @@
  * [tokens, vocab] logits (and their gradient) are too large to hold at once.
  *
  * tokenNll is an op: the reference here in tfjs ops, a fused kernel each way where a backend
- * registers one (wasm: src/backend/wasm-ops.ts).
+ * registers one (wasm: src/backend/wasm-ops.ts). storedHeadNll is the frozen LM head and the
+ * cross-entropy as one op, so a backend can take the head a block of vocabulary rows at a time
+ * and read (and convert) each block once for all rows (wasm: src/backend/wasm-head-nll.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { CHUNK_LOGIT_BYTES, chunkRows } from './chunk-rows.ts';
+import { frozenLinear } from './frozen-linear.ts';
 import { recomputeGrads } from './recompute.ts';
 import { defineOp } from './registry.ts';
+import { linearShape, type StoredMatrix } from './stored.ts';
 
 export { CHUNK_LOGIT_BYTES, chunkRows } from './chunk-rows.ts';
 
@@ -103,4 +107,20 @@ export function chunkedTokenNll(h: tf.Tensor2D, head: (rows: tf.Tensor2D) => tf.
     };
   });
   return tf.tidy(() => op(h) as tf.Tensor1D);
+}
+
+/** hidden rows h [N, H], a frozen head held as a StoredMatrix (K [H, V]), targets [N] -> NLL [N]; differentiable in h. */
+export type StoredHeadNllImpl = (h: tf.Tensor2D, head: StoredMatrix, targets: Int32Array) => tf.Tensor1D;
+
+/** The definition: the head's product and tokenNll, a chunk of rows at a time (chunkedTokenNll). */
+export const referenceStoredHeadNll: StoredHeadNllImpl = (h, head, targets) =>
+  chunkedTokenNll(h, (rows) => frozenLinear(rows, head), targets, linearShape(head)[1]);
+
+export const storedHeadNllOp = defineOp<StoredHeadNllImpl>('stored-head-nll', referenceStoredHeadNll);
+
+/** tokenNll(h·K, targets) [N] for a frozen head K held as a StoredMatrix, by the active backend's implementation. */
+export function storedHeadNll(h: tf.Tensor2D, head: StoredMatrix, targets: Int32Array, impl = storedHeadNllOp.impl()): tf.Tensor1D {
+  const [inF] = linearShape(head);
+  if (h.shape[1] !== inF) throw new Error(`storedHeadNll: h has ${h.shape[1]} columns; the head takes ${inF}`);
+  return impl(h, head, targets);
 }

@@ -13,8 +13,9 @@ import { initBackend } from '../../src/backend/index.ts';
 import { normaliseConfig } from '../../src/model/config.ts';
 import { floatsToBf16, floatToBf16 } from '../../src/ops/float16.ts';
 import { randomWeights } from '../../src/model/init.ts';
-import { LLAMA_FAMILY } from '../../src/model/family-llama.ts';
+import { familyOf } from '../../src/model/families.ts';
 import { loadModel } from '../../src/model/load.ts';
+import { LLAMA_FAMILY } from '../../src/model/family-llama.ts';
 import { REAL_SHAPES } from '../../src/model/real-shapes.ts';
 import { readSafetensorsHeader } from '../../src/model/safetensors.ts';
 import { saveRandomModel } from '../../src/model/save.ts';
@@ -93,8 +94,10 @@ describe('REAL_SHAPES', () => {
     ['smollm2-135m', 134_515_008], ['smollm2-360m', 361_821_120], ['qwen2.5-0.5b', 494_032_768],
     ['qwen2.5-1.5b', 1_543_714_304], ['llama-3.2-1b', 1_235_814_400], ['tinyllama-1.1b', 1_100_048_384],
     ['llama-2-7b', 6_738_415_616], ['mistral-7b-v0.1', 7_241_732_096],
+    ['gpt2', 124_439_808], ['gpt2-medium', 354_823_168], ['gpt2-large', 774_030_080], ['gpt2-xl', 1_557_611_200],
   ])('%s has %d parameters', (name, count) => {
-    const specs = LLAMA_FAMILY.weightSpecs(normaliseConfig(REAL_SHAPES[name]));
+    const config = normaliseConfig(REAL_SHAPES[name]);
+    const specs = familyOf(config).weightSpecs(config);
     expect(specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0)).toBe(count);
   });
 

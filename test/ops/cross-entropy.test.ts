@@ -2,12 +2,18 @@
  * The token-nll op (src/ops/cross-entropy.ts): every registered implementation against the
  * reference on the same backend, the per-token NLL (outside a tape and under one) and the
  * logits' gradient, at stories260K's bench shape (8·128 tokens, vocabulary 512) and odd ones
- * with ignored labels; the reference against logsumexp − label logit in doubles.
+ * with ignored labels; the reference against logsumexp − label logit in doubles. The stored-head
+ * op (head product and token-nll as one) likewise: every registration against the reference
+ * (chunked rows through frozenLinear) for each stored dtype, with blocks of the vocabulary that
+ * do not divide it, and with the label in the first, a middle and the last block.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shutdownBackend } from '../../src/backend/index.ts';
-import { chunkedTokenNll, IGNORE_INDEX, tokenNll, tokenNllOp } from '../../src/ops/cross-entropy.ts';
+import { loadBlas } from '../../src/backend/blas.ts';
+import { wasmStoredHeadNll } from '../../src/backend/wasm-head-nll.ts';
+import { chunkedTokenNll, IGNORE_INDEX, referenceStoredHeadNll, storedHeadNll, storedHeadNllOp, tokenNll, tokenNllOp } from '../../src/ops/cross-entropy.ts';
+import { encodeShared, STORED_DTYPES, type StoredMatrix } from '../../src/ops/stored.ts';
 import { expectClose, host, PARITY_BACKENDS, useBackend, valueAndGrads, values } from './parity.ts';
 
 /** [N, V, every k-th label ignored (0: none)]. */
@@ -67,4 +73,36 @@ describe.each(['cpu', ...PARITY_BACKENDS])('token-nll on %s', (backend) => {
     expectClose(chunked, whole, 2e-6, ['nll', 'dh']);
     tf.dispose([h, w]);
   });
+});
+
+/** [N, H, V, vocabulary rows per block of the wasm kernel, every k-th label ignored]. */
+const HEAD_CASES: Array<[number, number, number, number, number]> = [[64, 32, 1000, 96, 0], [13, 17, 301, 7, 4], [1, 8, 50, 50, 0], [9, 5, 11, 1, 2]];
+
+describe.each(['cpu', ...PARITY_BACKENDS])('stored-head-nll on %s', (backend) => {
+  beforeAll(async () => {
+    await useBackend(backend);
+  });
+  afterAll(async () => {
+    if (backend === 'webgpu') await shutdownBackend();
+  });
+
+  it('is registered where the backend takes the head in vocabulary blocks (wasm with a native BLAS)', () => {
+    expect(storedHeadNllOp.registered(backend) !== undefined).toBe(backend === 'wasm' && loadBlas({}).blas !== null);
+  });
+
+  it.each(STORED_DTYPES.flatMap((d) => HEAD_CASES.map((c) => [d, ...c] as const)))(
+    '%s N=%i H=%i V=%i, %i vocabulary rows a block, every %i-th label ignored: nll and dh as the reference',
+    async (dtype, n, hid, v, block, skip) => {
+      const head: StoredMatrix = { dtype, rows: v, cols: hid, layout: 'out-in', bytes: encodeShared(host(v * hid, 42, 0.5), dtype) };
+      const h = tf.tensor2d(host(n * hid, 41), [n, hid]);
+      const y = targetsOf(n, v, skip);
+      if (n > 2) [y[0], y[n - 1]] = [0, v - 1]; // labels in the first and the last block
+      const run = (impl: Parameters<typeof storedHeadNll>[3]) => valueAndGrads((a) => storedHeadNll(a as tf.Tensor2D, head, y, impl), [h]);
+      const want = await run(referenceStoredHeadNll);
+      if (skip) expect(want[0][1]).toBe(0);
+      const impls = backend === 'wasm' && storedHeadNllOp.registered('wasm') ? [storedHeadNllOp.registered('wasm')!, wasmStoredHeadNll(tf, block)] : [];
+      for (const impl of impls) expectClose(await run(impl), want, 2e-5, ['nll', 'dh']);
+      tf.dispose(h);
+    },
+  );
 });

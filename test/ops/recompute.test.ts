@@ -75,9 +75,10 @@ describe('leanVariableGrads', () => {
       expect([...lean.grads.keys()].sort()).toEqual([...tfjs.grads.keys()].sort());
       expect(lean.grads.size).toBe(adapters.variables.size);
       for (const [k, g] of tfjs.grads) expect(lean.grads.get(k), k).toEqual(g);
-      // measured 0.69 plain; 0.81 checkpointed, where both sides recompute each layer with the
-      // lean pass and differ only in the outer one (each layer's saved input freed once it is past)
-      expect(lean.peak).toBeLessThan((checkpointLayers ? 0.88 : 0.8) * tfjs.peak);
+      // measured 0.67 plain; 0.90 checkpointed, where both sides recompute each layer with the
+      // lean pass and differ only in the outer one (each layer's saved input freed once it is
+      // past; the head's logits live only inside the stored-head kernel, on neither tape)
+      expect(lean.peak).toBeLessThan((checkpointLayers ? 0.93 : 0.8) * tfjs.peak);
     });
   }
 });

@@ -135,6 +135,25 @@ void xent_grad(const float *logits, const float *lse, const int *target, const f
   }
 }
 
+/*
+ * Softmax cross-entropy, backward over one block of a row's vocabulary (the LM head taken a
+ * block of its rows at a time): d[i, j] = g[i] · exp(l[i, j] - lse[i]) with lse over the whole
+ * vocabulary, minus g[i] where j is target[i], the label's column within this block (any other
+ * value: the label lies in another block). Rows that do not count come with g[i] = 0. d may be l.
+ */
+EXPORT(xent_grad_block)
+void xent_grad_block(const float *logits, const float *lse, const int *target, const float *g, int n, int v, float *d) {
+  for (int i = 0; i < n; i++) {
+    const float *l = logits + (long)i * v;
+    float *o = d + (long)i * v;
+    int j = 0;
+    const f4 c = splat(lse[i]), gi = splat(g[i]);
+    for (; j + 4 <= v; j += 4) wasm_v128_store(o + j, mul(gi, exp4(sub(wasm_v128_load(l + j), c))));
+    for (; j < v; j++) o[j] = g[i] * exp1(l[j] - lse[i]);
+    if (target[i] >= 0 && target[i] < v) o[target[i]] -= g[i];
+  }
+}
+
 /* sigmoid(x) = 1 / (1 + e^-x) */
 static inline f4 sigmoid4(f4 x) { return wasm_f32x4_div(splat(1.0f), add(splat(1.0f), exp4(wasm_f32x4_neg(x)))); }
 static inline float sigmoid1(float x) { return wasm_f32x4_extract_lane(sigmoid4(splat(x)), 0); }
