@@ -21,6 +21,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { normaliseConfig } from '../src/model/config.ts';
+import { baseParams } from '../src/model/families.ts';
 import { REAL_SHAPES } from '../src/model/real-shapes.ts';
 import { saveRandomModel } from '../src/model/save.ts';
 import { loadTokenizer } from '../src/model/tokenizer.ts';
@@ -40,16 +42,8 @@ const { values, positionals } = parseArgs({
   },
 });
 
-function params(raw: Record<string, unknown>): number {
-  const n = (k: string) => raw[k] as number;
-  const h = n('hidden_size');
-  const d = (raw.head_dim as number | undefined) ?? h / n('num_attention_heads');
-  const q = n('num_attention_heads') * d;
-  const kv = n('num_key_value_heads') * d;
-  const bias = raw.model_type === 'qwen2' ? q + 2 * kv : 0;
-  const layer = 2 * h * q + 2 * h * kv + 3 * h * n('intermediate_size') + 2 * h + bias;
-  return n('vocab_size') * h * (raw.tie_word_embeddings ? 1 : 2) + n('num_hidden_layers') * layer + h;
-}
+// as the memory estimate counts them: every tensor of the family's layout, tied embeddings once
+const params = (raw: Record<string, unknown>): number => baseParams(normaliseConfig(raw)).total;
 
 if (values.list || positionals.length === 0) {
   for (const [name, raw] of Object.entries(REAL_SHAPES)) {
@@ -74,6 +68,7 @@ for (const name of positionals) {
     throw new Error(`${name}: tokenizer ${values.tokenizer} has ids up to ${tok.vocabSize - 1}, beyond vocab_size ${published.vocab_size}`);
   }
   // special-token ids must be the tokenizer's, not those of the real model's tokenizer
+  if (values['as-llama'] && published.model_type === 'gpt2') throw new Error(`--as-llama: ${name} is a GPT-2, not a Llama-like shape`);
   const asLlama = values['as-llama'] ? { architectures: ['LlamaForCausalLM'], model_type: 'llama' } : {};
   const raw = { ...published, ...asLlama, torch_dtype: TORCH_DTYPE[dtype], bos_token_id: tok.bosId, eos_token_id: tok.eosId, ...(tok.padId === null ? {} : { pad_token_id: tok.padId }) };
   const dir = path.join(values.out, values['as-llama'] ? `${name}-llama` : name);
