@@ -1,7 +1,7 @@
 /**
  * The stored-head cross-entropy op (src/ops/cross-entropy.ts's storedHeadNll) on the wasm
  * backend with a native BLAS and hilo's SIMD module: the LM head [V, H] is taken a block of
- * vocabulary rows at a time, each block converted once into the frozen linear's scratch buffer
+ * vocabulary rows at a time, each block converted once as the frozen linear converts its blocks
  * (src/backend/wasm-frozen.ts) and multiplied by all N hidden rows. The reference instead takes
  * a chunk of rows at a time through the whole head, so it converts every block of a 2-byte head
  * once per chunk, and each product has a few hundred rows where this one has all of them.
@@ -18,9 +18,9 @@ import type * as TF from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CHUNK_LOGIT_BYTES } from '../ops/chunk-rows.ts';
 import { referenceStoredHeadNll, storedHeadNllOp, type StoredHeadNllImpl } from '../ops/cross-entropy.ts';
-import { decodeRows, type StoredMatrix } from '../ops/stored.ts';
+import type { StoredMatrix } from '../ops/stored.ts';
 import type { Blas } from './blas.ts';
-import { SCRATCH_FLOATS, scratchOf } from './wasm-frozen.ts';
+import { heapRowBlocks, jsRows, SCRATCH_FLOATS, type RowSource } from './wasm-frozen.ts';
 import { offset, simdFor, simdOrNull } from './wasm-simd.ts';
 
 export const HEAD_NLL = 'HiloHeadNll';
@@ -37,12 +37,13 @@ export function headBlockRows(V: number, H: number, N: number): number {
   return Math.max(1, Math.min(V, Math.floor(SCRATCH_FLOATS / H), Math.floor(CHUNK_LOGIT_BYTES / (4 * Math.max(1, N)))));
 }
 
-/** Rows v0..v1 of the stored head as float32 [v1-v0, H]: a view of a float32 head, else converted into the scratch. */
-function headRows(w: StoredMatrix, v0: number, v1: number): Float32Array {
-  if (w.dtype === 'float32') return new Float32Array(w.bytes, 4 * v0 * w.cols, (v1 - v0) * w.cols);
-  const buf = scratchOf((v1 - v0) * w.cols);
-  decodeRows(w, v0, v1, buf);
-  return buf;
+/**
+ * Rows v0..v1 of the stored head as float32 [v1-v0, H]: a view of a float32 head, else converted
+ * (in the heap where heapRowBlocks applies, made before any heap view is taken). dispose() after.
+ */
+function headRows(wasm: BackendWasm, w: StoredMatrix, block: number): { rows: RowSource; dispose(): void } {
+  if (w.dtype === 'float32') return { rows: (v0, v1) => new Float32Array(w.bytes, 4 * v0 * w.cols, (v1 - v0) * w.cols), dispose: () => {} };
+  return heapRowBlocks(wasm, w, Math.min(block, w.rows)) ?? { rows: jsRows(w), dispose: () => {} };
 }
 
 type Info = TF.TensorInfo;
@@ -61,6 +62,7 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
       const lse = wasm.makeOutput([N], 'float32');
       const logits = wasm.makeOutput([N, Math.min(block, V)], 'float32'); // scratch, freed below
       const stats = wasm.makeOutput([2, N], 'float32'); // each block's row max, then Σ exp
+      const head = headRows(wasm, w, block);
       try {
         // views after the allocations: malloc may grow the heap and detach older views
         const hv = wasm.typedArrayFromHeap(h) as Float32Array;
@@ -74,7 +76,7 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
         for (let v0 = 0; v0 < V; v0 += block) {
           const v1 = Math.min(V, v0 + block);
           const vb = v1 - v0;
-          blas.sgemm(false, true, N, vb, H, hv, H, headRows(w, v0, v1), H, lv, vb); // [N, vb] = h·blockᵀ
+          blas.sgemm(false, true, N, vb, H, hv, H, head.rows(v0, v1), H, lv, vb); // [N, vb] = h·blockᵀ
           simd.xent_stats(offset(wasm, logits), N, vb, offset(wasm, stats), offset(wasm, stats) + 4 * N, 0);
           for (let i = 0; i < N; i++) {
             const m = sv[i];
@@ -94,6 +96,7 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
           out[i] = y[i] < 0 ? 0 : lo[i] - picked[i];
         }
       } finally {
+        head.dispose();
         wasm.disposeData(logits.dataId);
         wasm.disposeData(stats.dataId);
       }
@@ -116,6 +119,7 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
       const logits = wasm.makeOutput([N, Math.min(block, V)], 'float32'); // logits, then their gradient in place
       const g = wasm.makeOutput([N], 'float32'); // each row's weight: dy, 0 where it does not count
       const rel = wasm.makeOutput([N], 'int32'); // the label's column within the block
+      const head = headRows(wasm, w, block);
       try {
         const hv = wasm.typedArrayFromHeap(h) as Float32Array;
         const lv = wasm.typedArrayFromHeap(logits) as Float32Array;
@@ -129,13 +133,14 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
         for (let v0 = 0; v0 < V; v0 += block) {
           const v1 = Math.min(V, v0 + block);
           const vb = v1 - v0;
-          const rows = headRows(w, v0, v1);
+          const rows = head.rows(v0, v1);
           blas.sgemm(false, true, N, vb, H, hv, H, rows, H, lv, vb);
           for (let i = 0; i < N; i++) rv[i] = y[i] < 0 ? -1 : y[i] - v0;
           simd.xent_grad_block(offset(wasm, logits), offset(wasm, lse), offset(wasm, rel), offset(wasm, g), N, vb, offset(wasm, logits));
           blas.sgemm(false, false, N, H, vb, lv, vb, rows, H, dv, H, { beta: v0 === 0 ? 0 : 1 }); // dh += dlogits·block
         }
       } finally {
+        head.dispose();
         wasm.disposeData(logits.dataId);
         wasm.disposeData(g.dataId);
         wasm.disposeData(rel.dataId);

@@ -77,6 +77,7 @@ export interface SimdExports {
   narrow_mm_nt(d: number, wT: number, n: number, k: number, e: number, dx: number): void;
   gate_columns(src: number, lds: number, out: number, ldo: number, gates: number, rows: number, er: number, r: number, scale: number, h: number, dg: number): void;
   copy_block(dst: number, ldd: number, src: number, lds: number, rows: number, cols: number): void;
+  widen_bf16(src: number, dst: number, n: number): void;
   route_topk(l: number, ldl: number, n: number, e: number, k: number, p: number, m: number, gates: number, total: number): void;
   gates_grad(dg: number, p: number, gates: number, m: number, total: number, extra: number, n: number, e: number, dl: number, ldl: number): void;
   router_aux_stats(l: number, ldl: number, m: number, p: number, w: number, n: number, e: number, cb: number, cz: number, work: number, out: number): void;

@@ -9,7 +9,9 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBlas } from '../../src/backend/blas.ts';
 import { initBackend } from '../../src/backend/index.ts';
-import { storedProduct } from '../../src/backend/wasm-frozen.ts';
+import { heapRowBlocks, storedProduct } from '../../src/backend/wasm-frozen.ts';
+import { useSimdKernels } from '../../src/backend/wasm-simd.ts';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { frozenLinearOp, frozenLinear, referenceFrozenLinear, type FrozenLinearImpl } from '../../src/ops/frozen-linear.ts';
 import { decodeAll, encodeShared, gatherRows, linearShape, STORED_DTYPES, type StoredDtype, type StoredMatrix } from '../../src/ops/stored.ts';
 import { floatToBf16, floatToHalf, halfToFloat } from '../../src/ops/float16.ts';
@@ -110,6 +112,55 @@ describe.skipIf(!blas)('frozenLinear on wasm with a native BLAS, against the ref
         const d = blocks.reduce((m, v, i) => Math.max(m, Math.abs(v - whole[i])), 0);
         expect(d, `${layout} back=${back}`).toBeLessThan(1e-5);
       }
+    }
+  });
+
+  it('widens bf16 row blocks in the heap exactly as decodeRows does, at any row offset and odd lengths', () => {
+    const w = matrix(11, 13, 'bfloat16', 'out-in', 4); // 13 columns: blocks of 1-3 rows end off the 8-value SIMD step
+    const all = decodeAll(w);
+    const heap = heapRowBlocks(tf.backend() as BackendWasm, w, 3)!;
+    expect(heap).not.toBeNull();
+    try {
+      for (const [r0, r1] of [[0, 3], [1, 2], [5, 8], [10, 11], [2, 4]]) {
+        expect(Array.from(heap.rows(r0, r1)), `rows ${r0}..${r1}`).toEqual(Array.from(all.subarray(r0 * 13, r1 * 13)));
+      }
+      expect(() => heap.rows(0, 4)).toThrow(/4 rows for a scratch of 3/);
+    } finally {
+      heap.dispose();
+    }
+    expect(heapRowBlocks(tf.backend() as BackendWasm, matrix(3, 5, 'float16', 'out-in'), 3)).toBeNull(); // f16 stays in JS
+  });
+
+  it('gives the same products through heap row blocks as through decodeRows (both directions, both layouts)', () => {
+    const N = 5;
+    const [inF, outF] = [29, 19];
+    for (const layout of ['out-in', 'in-out'] as const) {
+      const w = layout === 'out-in' ? matrix(outF, inF, 'bfloat16', layout, 6) : matrix(inF, outF, 'bfloat16', layout, 6);
+      for (const back of [false, true]) {
+        const [A, C] = back ? [outF, inF] : [inF, outF];
+        const a = values(N * A, 12);
+        const js = new Float32Array(N * C);
+        storedProduct(blas!, a, N, w, back, js, 3 * w.cols);
+        const heap = heapRowBlocks(tf.backend() as BackendWasm, w, 3)!;
+        try {
+          const viaHeap = new Float32Array(N * C).fill(NaN);
+          storedProduct(blas!, a, N, w, back, viaHeap, 3 * w.cols, heap.rows);
+          expect(Array.from(viaHeap), `${layout} back=${back}`).toEqual(Array.from(js)); // same floats into the same sgemm calls
+        } finally {
+          heap.dispose();
+        }
+      }
+    }
+  });
+
+  it('keeps bf16 in JS when the SIMD module is off, with the same result', () => {
+    const w = matrix(7, 9, 'bfloat16', 'out-in', 8);
+    useSimdKernels(tf, false);
+    try {
+      expect(heapRowBlocks(tf.backend() as BackendWasm, w, 7)).toBeNull();
+      check(frozenLinearOp.registered('wasm')!, ['bfloat16', 'out-in', 4, 9, 7]);
+    } finally {
+      useSimdKernels(tf, true);
     }
   });
 });
