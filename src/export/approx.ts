@@ -50,12 +50,22 @@ export function relativeLogitError(batches: readonly Batch[], reference: Forward
 /** At most this many held-out sequences are scored: enough for a stable ratio, cheap on big models. */
 export const MAX_HELD_OUT = 64;
 
-/** The recipe's eval split (its test split when there is none), in order, as eval batches. */
-export function heldOutBatches(recipe: Recipe): { batches: Batch[]; split: 'eval' | 'test'; sequences: number } {
+/** Bytes of the float32 logits of one held-out batch at most (each scored batch holds a few such tensors). */
+export const HELD_OUT_LOGIT_BYTES = 256 * 2 ** 20;
+
+/**
+ * The recipe's eval split (its test split when there is none), in order, as eval batches: of
+ * train.eval_batch_size sequences, fewer where a batch's [B, T, vocabSize] logits would pass
+ * HELD_OUT_LOGIT_BYTES (at 151,936 words, 16 x 128 tokens of them are 1.2 GB: several such
+ * tensors would not fit the wasm heap).
+ */
+export function heldOutBatches(recipe: Recipe, vocabSize = 0): { batches: Batch[]; split: 'eval' | 'test'; sequences: number } {
   const tok = loadTokenizer(recipe.model.path);
   const enc = encodeDataset(loadDataset(recipe.data, path.resolve(recipe.output_dir), recipe.seed), tok, recipe.data);
   const split = enc.eval.length > 0 ? 'eval' : 'test';
   const seqs = (split === 'eval' ? enc.eval : enc.test).slice(0, MAX_HELD_OUT);
   if (seqs.length === 0) throw new HiloError("export: the recipe's data has no eval or test split to measure the approximation error on");
-  return { batches: [...evalBatches(seqs, recipe.train.eval_batch_size, padIdOf(tok))], split, sequences: seqs.length };
+  const longest = seqs.reduce((m, s) => Math.max(m, s.inputIds.length), 1);
+  const fits = Math.max(1, Math.floor(HELD_OUT_LOGIT_BYTES / (4 * longest * Math.max(1, vocabSize))));
+  return { batches: [...evalBatches(seqs, Math.min(recipe.train.eval_batch_size, fits), padIdOf(tok))], split, sequences: seqs.length };
 }

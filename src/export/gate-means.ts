@@ -8,6 +8,7 @@ import type { MixtureLinear } from '../adapters/mixture.ts';
 import { routeTokens } from '../adapters/routing.ts';
 import type { Batch } from '../data/batch.ts';
 import type { CausalLM, ForwardContext, LinearModule } from '../model/types.ts';
+import { IGNORE_INDEX } from '../ops/cross-entropy.ts';
 
 /** Mixture module path -> mean gate per expert over the real (unpadded) tokens it saw. */
 export type GateMeans = Map<string, number[]>;
@@ -47,7 +48,9 @@ export function measureGateMeans(model: CausalLM, adapters: Adapters, batches: r
       tf.tidy(() => {
         const mask = tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen]);
         const ctx: ForwardContext = { training: false, auxLosses: [], tokenMask: tf.reshape(mask, [-1]) as tf.Tensor1D };
-        model.forward(tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32'), { attentionMask: mask, ctx }); // [B, T, V], dropped
+        // only the routing is wanted: tokenNll with nothing counted runs the layers without the
+        // whole [B, T, V] logits (a real vocabulary's are ~0.6 GB at 8 x 128)
+        model.tokenNll(tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32'), new Int32Array(b.batchSize * b.seqLen).fill(IGNORE_INDEX), { attentionMask: mask, ctx });
       });
     }
   } finally {

@@ -87,7 +87,7 @@ async function writeFolded(format: 'peft' | 'merged', src: ExportSource, model: 
   const log = opts.log ?? (() => {});
   const { gates, calibration } = await gatesFor(src, model, adapters, opts.calibration, log);
   const peft: PeftExport = peftFromAdapters(adapters, model.config, src.recipe.model.path, gates);
-  const held = heldOutBatches(src.recipe);
+  const held = heldOutBatches(src.recipe, model.config.vocabSize);
   log(`measuring the logit error on ${held.sequences} ${held.split} sequences`);
   const moe = forwardWith(model, new Map(adapters.layers));
   let error: LogitError;
@@ -114,10 +114,12 @@ async function writeFolded(format: 'peft' | 'merged', src: ExportSource, model: 
     fs.writeFileSync(path.join(tmp, 'adapter_config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
     fs.writeFileSync(path.join(tmp, 'adapter_model.safetensors'), encodeSafetensors(peftTensors(peft.modules)));
   } else {
-    const merged = buildModel(model.config, mergedTensors(model, peft.modules), { source: 'merged export' });
+    const tensors = mergedTensors(model, peft.modules);
+    // held the way the base is (outside the engine, in its dtype, when it is): buildModel shares those bytes
+    const merged = buildModel(model.config, new Map(tensors), { source: 'merged export', storage: model.storage });
     try {
       error = relativeLogitError(held.batches, moe, (ids, mask) => merged.forward(ids, { attentionMask: mask }));
-      await saveModel(merged, tmp, { tokenizerFrom: src.recipe.model.path, metadata: { hilo: 'merged' } });
+      await saveModel(tensors, tmp, { config: model.config, tokenizerFrom: src.recipe.model.path, metadata: { hilo: 'merged' } });
     } finally {
       merged.dispose();
     }

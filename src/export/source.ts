@@ -99,7 +99,8 @@ export function loadTrained(model: CausalLM, src: ExportSource): Adapters {
 
 /** The base model with the trained adapters in place (the caller disposes both). */
 export async function openSource(src: ExportSource): Promise<{ model: CausalLM; adapters: Adapters }> {
-  const model = await loadModel(src.recipe.model.path, { check: checkModelLoad });
+  // in the dtype the run trained on (model.dtype): a merged export is that model plus its adapters
+  const model = await loadModel(src.recipe.model.path, { check: checkModelLoad, dtype: src.recipe.model.dtype });
   try {
     return { model, adapters: loadTrained(model, src) };
   } catch (e) {

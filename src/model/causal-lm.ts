@@ -218,6 +218,30 @@ export abstract class BaseCausalLM implements CausalLM {
     return out;
   }
 
+  /**
+   * Base weights in HF names and layouts as host data, without the engine: a matrix held outside
+   * it as its stored bytes (shared, not copied), the rest read back as float32. What saveModel
+   * and the merged export take, so a model larger than the wasm heap goes through neither.
+   */
+  hostTensors(): Map<string, AnyTensorData> {
+    const out = new Map<string, AnyTensorData>();
+    for (const s of this.specs) {
+      const st = this.stored.get(s.name);
+      if (st) {
+        out.set(s.name, { shape: s.shape, dtype: st.dtype, bytes: st.bytes }); // the stored layout is HF's
+        continue;
+      }
+      const v = this.weights.get(s.name)!;
+      const t = s.layout === 'linear' ? tf.transpose(v) : v;
+      try {
+        out.set(s.name, { shape: s.shape, data: (t.dataSync() as Float32Array).slice() }); // a copy: the cpu backend hands out its own
+      } finally {
+        if (t !== v) t.dispose();
+      }
+    }
+    return out;
+  }
+
   /** The weights held outside the engine in HF names and layouts: what replicas share (src/train/replicas.ts). */
   sharedTensors(): Map<string, RawTensorData> {
     const out = new Map<string, RawTensorData>();

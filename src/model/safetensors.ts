@@ -354,9 +354,25 @@ export class SafetensorsFileWriter {
   write(name: string, t: StTensorInput): void {
     const want = this.layout.get(name);
     if (!want) throw fail(this.file, `tensor "${name}" is not in the layout`);
-    if (this.written.has(name)) throw fail(this.file, `tensor "${name}" written twice`);
     if (want.shape.join(',') !== t.shape.join(',')) throw fail(this.file, `tensor "${name}": shape [${t.shape.join(', ')}], layout says [${want.shape.join(', ')}]`);
-    const { bytes } = encode(name, { ...t, dtype: want.dtype });
+    this.put(name, encode(name, { ...t, dtype: want.dtype }).bytes);
+  }
+
+  /**
+   * A tensor already in the layout's dtype, as little-endian bytes (a held bf16 matrix as it lies
+   * in memory: nothing decoded or copied). Only where the machine is little-endian.
+   */
+  writeBytes(name: string, bytes: Uint8Array): void {
+    const want = this.layout.get(name);
+    if (!want) throw fail(this.file, `tensor "${name}" is not in the layout`);
+    const size = numel(want.shape) * ITEM_BYTES[want.dtype];
+    if (bytes.length !== size) throw fail(this.file, `tensor "${name}": ${bytes.length} bytes, its [${want.shape.join(', ')}] ${want.dtype} needs ${size}`);
+    if (!LITTLE_ENDIAN) throw fail(this.file, `tensor "${name}": raw bytes on a big-endian machine`);
+    this.put(name, bytes);
+  }
+
+  private put(name: string, bytes: Uint8Array): void {
+    if (this.written.has(name)) throw fail(this.file, `tensor "${name}" written twice`);
     let done = 0;
     while (done < bytes.length) done += fs.writeSync(this.fd, bytes, done, bytes.length - done, this.starts.get(name)! + done);
     this.written.add(name);

@@ -5,6 +5,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { StoredMatrix } from '../ops/stored.ts';
+import type { AnyTensorData, WeightStorage } from './causal-lm.ts';
 
 export type Arch = 'llama' | 'gpt2';
 
@@ -110,14 +111,18 @@ export interface CausalLM {
   readonly modules: Map<string, LinearModule>;
   /** The frozen base modules as loaded (never replaced), by HF module path. */
   readonly baseModules: Map<string, FrozenLinear>;
+  /** Where and in which dtype the frozen weights are held. */
+  readonly storage: WeightStorage;
   /** All base weights by HF tensor name (non-trainable variables, in the model's own layouts). */
   readonly weights: Map<string, tf.Variable>;
   /** Logits [B, T, vocab] for int32 ids [B, T]. */
   forward(inputIds: tf.Tensor2D, opts?: ForwardOptions): tf.Tensor3D;
   /** Per-token NLL [B·T] of shifted `targets` (-100: not counted), without holding every logit at once. */
   tokenNll(inputIds: tf.Tensor2D, targets: Int32Array, opts?: ForwardOptions): tf.Tensor1D;
-  /** Base weights as HF tensors (original names, layouts and shapes) for saving. */
+  /** Base weights as HF tensors (original names, layouts and shapes) on the engine. */
   hfTensors(): Map<string, tf.Tensor>;
+  /** Base weights as host data in HF names and layouts (held matrices as their stored bytes): for saving. */
+  hostTensors(): Map<string, AnyTensorData>;
   dispose(): void;
 }
 

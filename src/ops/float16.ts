@@ -14,9 +14,12 @@ export function halfToFloat(h: number): number {
 }
 
 /** float32 -> float16 bits, round to nearest even (as torch's .half()). */
+const ONE_F32 = new Float32Array(1);
+const ONE_U32 = new Uint32Array(ONE_F32.buffer);
+
 export function floatToHalf(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0];
+  ONE_F32[0] = x; // a shared cell, not two arrays a value: encoding a matrix calls this millions of times
+  const u = ONE_U32[0];
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;
@@ -49,10 +52,9 @@ export function floatToBf16(x: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-/** float32 array -> bfloat16 bits, element-wise as floatToBf16 but without a per-value allocation. */
-export function floatsToBf16(src: Float32Array): Uint16Array {
+/** float32 array -> bfloat16 bits (into `out` when given), element-wise as floatToBf16 but without a per-value allocation. */
+export function floatsToBf16<T extends Uint16Array<ArrayBufferLike> = Uint16Array<ArrayBuffer>>(src: Float32Array, out: T = new Uint16Array(src.length) as T): T {
   const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  const out = new Uint16Array(src.length);
   for (let i = 0; i < u.length; i++) {
     const x = u[i];
     // x + 0x8000 stays below 2^32 for every non-NaN pattern, so >>> never sees a wrapped sum
