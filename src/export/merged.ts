@@ -2,9 +2,9 @@
  * The merged export: the base model's HF tensors with every adapted module's ΔW (PEFT's
  * get_delta_weight, delta.ts) added to its weight, ready to be built or saved as a plain model.
  */
-import type { AnyTensorData } from '../model/causal-lm.ts';
+import { floatsOf, type AnyTensorData } from '../model/causal-lm.ts';
 import type { CausalLM } from '../model/types.ts';
-import { decodeAll, encodeShared } from '../ops/stored.ts';
+import { encodeShared } from '../ops/stored.ts';
 import { addDelta, loraDeltaWeight } from './delta.ts';
 import type { PeftModule } from './peft.ts';
 
@@ -22,8 +22,7 @@ export function mergedTensors(model: CausalLM, modules: readonly PeftModule[]): 
     const base = model.baseModules.get(m.path);
     if (!w || !base || w.shape.length !== 2 || ('data' in w && !(w.data instanceof Float32Array))) throw new Error(`internal: no float weight ${name} to merge into`);
     const shape: [number, number] = [w.shape[0], w.shape[1]];
-    const data = 'data' in w ? (w.data as Float32Array) : decodeAll({ dtype: w.dtype, rows: shape[0], cols: shape[1], layout: 'out-in', bytes: w.bytes });
-    const merged = addDelta({ shape, data }, loraDeltaWeight(m.A, m.B, m.scaling, base.hfLayout === 'conv1d')).data;
+    const merged = addDelta({ shape, data: floatsOf(w) }, loraDeltaWeight(m.A, m.B, m.scaling, base.hfLayout === 'conv1d')).data;
     out.set(name, 'data' in w ? { shape: w.shape, data: merged } : { shape: w.shape, dtype: w.dtype, bytes: encodeShared(merged, w.dtype) });
   }
   return out;

@@ -282,7 +282,7 @@ function checked(s: WeightSpec, t: AnyTensorData | undefined, source: string): A
 }
 
 /** A tensor's values as float32 (raw bytes decoded: exact). */
-function floatsOf(t: AnyTensorData): Float32Array {
+export function floatsOf(t: AnyTensorData): Float32Array {
   if ('data' in t) return t.data as Float32Array;
   const n = t.shape.reduce((a, b) => a * b, 1);
   return decodeAll({ dtype: t.dtype, rows: 1, cols: n, layout: 'in-out', bytes: t.bytes });

@@ -12,8 +12,8 @@ import * as tf from '@tensorflow/tfjs';
 import { HiloError } from '../errors.ts';
 import { requireCheckpointFiles } from './checkpoint-files.ts';
 import { frozenLinearOp } from '../ops/frozen-linear.ts';
-import { bytesPerValue, decodeAll, type StoredDtype } from '../ops/stored.ts';
-import type { AnyTensorData, HfTensorData, BaseCausalLM, ModelOptions, RawTensorData, WeightStorage } from './causal-lm.ts';
+import type { StoredDtype } from '../ops/stored.ts';
+import { floatsOf, type AnyTensorData, type HfTensorData, type BaseCausalLM, type ModelOptions, type RawTensorData, type WeightStorage } from './causal-lm.ts';
 import { familyOf, isMatrix } from './families.ts';
 import { readModelConfig } from './folder.ts';
 import { GPT2LMHeadModel } from './gpt2.ts';
@@ -97,7 +97,7 @@ export function readCheckpointBytes(dir: string, skip: ReadonlySet<string> = new
 /** Every tensor of the checkpoint in `dir`, decoded to float32 / int32. */
 export function readCheckpoint(dir: string): Map<string, HfTensorData> {
   const out = new Map<string, HfTensorData>();
-  for (const [name, t] of readCheckpointBytes(dir)) out.set(name, 'data' in t ? t : { shape: t.shape, data: decodeAll({ dtype: t.dtype, rows: 1, cols: t.bytes.byteLength / bytesPerValue(t.dtype), layout: 'in-out', bytes: t.bytes }) });
+  for (const [name, t] of readCheckpointBytes(dir)) out.set(name, 'data' in t ? t : { shape: t.shape, data: floatsOf(t) });
   return out;
 }
 

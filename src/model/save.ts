@@ -10,8 +10,8 @@ import { HiloError } from '../errors.ts';
 import { normaliseConfig, toHfConfig } from './config.ts';
 import { familyOf } from './families.ts';
 import { randomWeightStream } from './init.ts';
-import { decodeAll, type StoredDtype } from '../ops/stored.ts';
-import type { AnyTensorData, RawTensorData } from './causal-lm.ts';
+import type { StoredDtype } from '../ops/stored.ts';
+import { floatsOf, type AnyTensorData, type RawTensorData } from './causal-lm.ts';
 import { SafetensorsFileWriter, type StLayoutEntry, type StTensorInput, type StWriteDtype } from './safetensors.ts';
 import { writeFileAtomic } from '../files.ts';
 import type { CausalLM, ModelConfig } from './types.ts';
@@ -77,8 +77,7 @@ export async function saveModel(source: CausalLM | Map<string, tf.Tensor | AnyTe
 function writeTensor(writer: SafetensorsFileWriter, entry: StLayoutEntry, t: AnyTensorData | StTensorInput): void {
   if (!('bytes' in t)) return writer.write(entry.name, t);
   if (ST_OF[t.dtype] === entry.dtype) return writer.writeBytes(entry.name, new Uint8Array(t.bytes));
-  const n = t.shape.reduce((a, b) => a * b, 1);
-  writer.write(entry.name, { shape: t.shape, data: decodeAll({ dtype: t.dtype, rows: 1, cols: n, layout: 'in-out', bytes: t.bytes }) });
+  writer.write(entry.name, { shape: t.shape, data: floatsOf(t) });
 }
 
 /**

@@ -13,12 +13,13 @@ export function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
-/** float32 -> float16 bits, round to nearest even (as torch's .half()). */
+/** One float32's bits, read through a shared cell rather than two new arrays a value (matrices call these per element). */
 const ONE_F32 = new Float32Array(1);
 const ONE_U32 = new Uint32Array(ONE_F32.buffer);
 
+/** float32 -> float16 bits, round to nearest even (as torch's .half()). */
 export function floatToHalf(x: number): number {
-  ONE_F32[0] = x; // a shared cell, not two arrays a value: encoding a matrix calls this millions of times
+  ONE_F32[0] = x;
   const u = ONE_U32[0];
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
@@ -47,7 +48,8 @@ export function floatToHalf(x: number): number {
 
 /** float32 -> bfloat16 bits, round to nearest even (as torch's .bfloat16()). */
 export function floatToBf16(x: number): number {
-  const u = new Uint32Array(new Float32Array([x]).buffer)[0];
+  ONE_F32[0] = x;
+  const u = ONE_U32[0];
   if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff; // keep NaN a NaN
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }

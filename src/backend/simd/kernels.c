@@ -597,13 +597,9 @@ void gate_columns(const float *src, int lds, float *out, int ldo, const float *g
 }
 
 /*
- * dst[i, 0..cols) = src[i, 0..cols) for `rows` rows, each matrix with its own leading dimension:
- * puts blocks side by side ([A | Wr], [dh | dl]) and takes them apart again.
- */
-/*
  * bfloat16 -> float32 over n values: a bf16 is a float32's top half. The frozen products
  * (src/backend/wasm-frozen.ts) copy a block of stored rows into the heap and widen it here,
- * ~3.5x the rate of the JS loop. In place when src is the upper half of dst's 4n bytes
+ * several values an instruction where decodeRows' JS loop does one. In place when src is the upper half of dst's 4n bytes
  * (src = dst + 2n bytes): each step loads 8 values before it stores them, and its stores end
  * at or below where the loads still to come begin.
  */
@@ -619,6 +615,10 @@ void widen_bf16(const unsigned short *src, unsigned *dst, int n) {
   for (; i < n; i++) dst[i] = (unsigned)src[i] << 16;
 }
 
+/*
+ * dst[i, 0..cols) = src[i, 0..cols) for `rows` rows, each matrix with its own leading dimension:
+ * puts blocks side by side ([A | Wr], [dh | dl]) and takes them apart again.
+ */
 EXPORT(copy_block)
 void copy_block(float *dst, int ldd, const float *src, int lds, int rows, int cols) {
   for (int i = 0; i < rows; i++) {
