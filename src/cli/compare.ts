@@ -44,8 +44,12 @@ export const command: CommandModule = {
       const cell = grid.cells[k];
       if (!cell) throw new HiloError(`--cell: got ${k}; allowed: 0 to ${grid.cells.length - 1} (the grid's cells)`);
       // Started by --jobs: when that process is gone (killed), stop rather than run on unwatched.
-      if (process.channel) {
-        process.channel.unref();
+      // It may be gone already: a grid killed while this process was starting closed the channel
+      // before this listener existed (Node then drops process.channel and emits nothing more),
+      // so the grid says so in the environment rather than through the channel alone.
+      if (process.env.HILO_CELL_WATCHED === '1') {
+        if (!process.connected) process.exit(137);
+        process.channel?.unref();
         process.on('disconnect', () => process.exit(137));
       }
       const { runCell } = await import('../compare/run.ts');

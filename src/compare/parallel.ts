@@ -19,8 +19,11 @@ import { durationText, metricDigits, runRow } from './summary.ts';
 /** How to start one cell's process: the executable, its arguments and extra environment. */
 export type CellCommand = (cell: Cell) => { file: string; args: string[]; env?: Record<string, string> };
 
-/** Environment of every cell process: one thread each (the cores are shared out by cells instead). */
-export const CELL_ENV = { HILO_WASM_THREADS: '1', HILO_DATA_PARALLEL: '1', OPENBLAS_NUM_THREADS: '1' } as const;
+/**
+ * Environment of every cell process: one thread each (the cores are shared out by cells instead),
+ * and HILO_CELL_WATCHED, which tells the cell that a grid process holds its IPC channel.
+ */
+export const CELL_ENV = { HILO_WASM_THREADS: '1', HILO_DATA_PARALLEL: '1', OPENBLAS_NUM_THREADS: '1', HILO_CELL_WATCHED: '1' } as const;
 
 export interface ParallelOptions {
   jobs: number;

@@ -101,6 +101,7 @@ describe('hilo compare resume', () => {
     expect(cellProcesses(path.join(dir, 'par'))).toEqual([]);
     // The cells running at the kill stopped with it: none went on to write results (an orphan would).
     const written = SEEDS.map((s) => resultsFile(dir, 'par', s)).filter((f) => fs.existsSync(f)).map((f) => fs.statSync(f).mtimeMs);
+    console.log("DBG killedAt", killedAt, SEEDS.map((s) => fs.existsSync(resultsFile(dir, "par", s)) ? [s, fs.statSync(resultsFile(dir, "par", s)).mtimeMs - killedAt, readJson(resultsFile(dir, "par", s)).stopped] : [s, null]), dir);
     expect(written.filter((t) => t > killedAt + 1000)).toEqual([]);
     const done = SEEDS.filter((s) => finished(resultsFile(dir, 'par', s)));
     expect(done.length).toBeGreaterThanOrEqual(1);
