@@ -28,6 +28,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { Blas } from './blas.ts';
 import { offset, simdOrNull } from './wasm-simd.ts';
 import { useWasmRouted } from './wasm-routed.ts';
+import { fromAttrs } from './kernel-attrs.ts';
 
 export const EXPERTS_FORWARD = 'HiloExpertsForward';
 export const EXPERTS_BACKWARD = 'HiloExpertsBackward';
@@ -118,7 +119,7 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { xd, A, B, x, W } = inputs as { xd: Info; A: Info; B: Info; x?: Info; W?: Info };
-      const { rank, scale } = attrs as unknown as ExpertsAttrs;
+      const { rank, scale } = fromAttrs<ExpertsAttrs>(attrs);
       const [N, inF] = xd.shape;
       const [ER, out] = B.shape;
       const D = wasm.makeOutput([N, out], 'float32');
@@ -149,7 +150,7 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { dD, xd, A, B, gated, W } = inputs as { dD: Info; xd: Info; A: Info; B: Info; gated: Info; W?: Info };
-      const { rank, scale, sameRows } = attrs as unknown as ExpertsAttrs;
+      const { rank, scale, sameRows } = fromAttrs<ExpertsAttrs>(attrs);
       const [N, inF] = xd.shape;
       const [ER, out] = B.shape;
       const dx = W ? wasm.makeOutput([N, inF], 'float32') : null; // the base's rows
@@ -215,7 +216,7 @@ function routedOutKernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { h, gates, B, x, W } = inputs as { h: Info; gates: Info; B: Info; x?: Info; W?: Info };
-      const { rank, scale } = attrs as unknown as ExpertsAttrs;
+      const { rank, scale } = fromAttrs<ExpertsAttrs>(attrs);
       const [N, ER] = h.shape;
       const out = B.shape[1];
       const gated = wasm.makeOutput([N, ER], 'float32');
@@ -237,7 +238,7 @@ function routedGateGradKernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { dD, B, h, gates } = inputs as { dD: Info; B: Info; h: Info; gates: Info };
-      const { rank, scale } = attrs as unknown as ExpertsAttrs;
+      const { rank, scale } = fromAttrs<ExpertsAttrs>(attrs);
       const [N, ER] = h.shape;
       const out = B.shape[1];
       const dh = wasm.makeOutput([N, ER], 'float32');
@@ -361,7 +362,7 @@ function routedTopKForwardKernel(blas: Blas): TF.KernelConfig {
       const wasm = backend as BackendWasm;
       const simd = simdOrNull(wasm)!;
       const { x, A, Wr, B, xd, W, tokens } = inputs as Record<string, Info> & { xd?: Info; W?: Info; tokens?: Info };
-      const { rank, scale, k, balanceCoef, zLossCoef } = attrs as unknown as RoutedTopKAttrs;
+      const { rank, scale, k, balanceCoef, zLossCoef } = fromAttrs<RoutedTopKAttrs>(attrs);
       const { N, inF, ER, E, C, out } = routedShapes(x, A, Wr, B);
       const at = (t: Info) => offset(wasm, t);
       const hl = wasm.makeOutput([N, C], 'float32');
@@ -410,7 +411,7 @@ function routedTopKBackwardKernel(blas: Blas): TF.KernelConfig {
       const simd = simdOrNull(wasm)!;
       const { hl, route, stats, tokens, ...rest } = inputs as Record<string, Info> & { tokens?: Info };
       const t = rest as unknown as RoutedTensors;
-      const { rank, scale, balanceCoef, zLossCoef, dy } = attrs as unknown as RoutedTopKAttrs;
+      const { rank, scale, balanceCoef, zLossCoef, dy } = fromAttrs<RoutedTopKAttrs>(attrs);
       const { N, ER, E, C, out } = routedShapes(t.x, t.A, t.Wr, t.B);
       const at = (i: Info) => offset(wasm, i);
       const dhl = wasm.makeOutput([N, C], 'float32');

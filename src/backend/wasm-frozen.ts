@@ -17,6 +17,7 @@ import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { decodeRows, type StoredMatrix } from '../ops/stored.ts';
 import type { Blas } from './blas.ts';
 import { offset, simdOrNull } from './wasm-simd.ts';
+import { fromAttrs, toAttrs } from './kernel-attrs.ts';
 
 export const FROZEN_LINEAR = 'HiloFrozenLinear';
 
@@ -111,7 +112,7 @@ function kernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { a } = inputs as { a: TF.TensorInfo };
-      const { w, back } = attrs as unknown as FrozenAttrs;
+      const { w, back } = fromAttrs<FrozenAttrs>(attrs);
       const [N, width] = a.shape;
       const [inF, outF] = w.layout === 'out-in' ? [w.cols, w.rows] : [w.rows, w.cols];
       if (width !== (back ? outF : inF)) throw new Error(`${FROZEN_LINEAR}: input has ${width} columns for a [${inF}, ${outF}] weight${back ? ' (backward)' : ''}`);
@@ -137,6 +138,6 @@ export function useWasmFrozenLinear(tf: typeof TF, on: boolean, blas: Blas | nul
   }
   tf.registerKernel(kernel(blas));
   const run = (a: TF.Tensor2D, w: StoredMatrix, back: boolean) =>
-    tf.engine().runKernel(FROZEN_LINEAR, { a }, { w, back } as unknown as TF.NamedAttrMap) as TF.Tensor2D;
+    tf.engine().runKernel(FROZEN_LINEAR, { a }, toAttrs({ w, back })) as TF.Tensor2D;
   frozenLinearOp.register('wasm', { forward: (x, w) => run(x, w, false), backward: (dy, w) => run(dy, w, true) });
 }

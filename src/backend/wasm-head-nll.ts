@@ -22,6 +22,7 @@ import type { StoredMatrix } from '../ops/stored.ts';
 import type { Blas } from './blas.ts';
 import { heapRowBlocks, jsRows, SCRATCH_FLOATS, type RowSource } from './wasm-frozen.ts';
 import { offset, simdFor, simdOrNull } from './wasm-simd.ts';
+import { fromAttrs, toAttrs } from './kernel-attrs.ts';
 
 export const HEAD_NLL = 'HiloHeadNll';
 export const HEAD_NLL_GRAD = 'HiloHeadNllGrad';
@@ -55,7 +56,7 @@ function forwardKernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { h, targets } = inputs as { h: Info; targets: Info };
-      const { w, block } = attrs as unknown as HeadAttrs;
+      const { w, block } = fromAttrs<HeadAttrs>(attrs);
       const [N, H] = h.shape;
       const V = w.rows;
       const nll = wasm.makeOutput([N], 'float32');
@@ -112,7 +113,7 @@ function backwardKernel(blas: Blas): TF.KernelConfig {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = backend as BackendWasm;
       const { dy, h, lse, targets } = inputs as { dy: Info; h: Info; lse: Info; targets: Info };
-      const { w, block } = attrs as unknown as HeadAttrs;
+      const { w, block } = fromAttrs<HeadAttrs>(attrs);
       const [N, H] = h.shape;
       const V = w.rows;
       const dh = wasm.makeOutput([N, H], 'float32');
@@ -156,7 +157,7 @@ export function wasmStoredHeadNll(tf: typeof TF, block?: number): StoredHeadNllI
     // a head stored [H, V] has its vocabulary in columns: no row blocks; and the SIMD module
     // may be off (useSimdKernels(tf, false)), as the other kernels' SIMD parts then are
     if (w.layout !== 'out-in' || !simdOrNull(tf.backend() as BackendWasm)) return referenceStoredHeadNll(h, w, targets);
-    const attrs = { w, block: block ?? headBlockRows(w.rows, w.cols, h.shape[0]) } as unknown as TF.NamedAttrMap;
+    const attrs = toAttrs({ w, block: block ?? headBlockRows(w.rows, w.cols, h.shape[0]) });
     const op = tf.customGrad((...args: Array<TF.Tensor | TF.GradSaveFunc>) => {
       const hs = args[0] as TF.Tensor2D;
       const save = args[1] as TF.GradSaveFunc;

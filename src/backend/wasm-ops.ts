@@ -18,6 +18,7 @@ import {
   SOFTMAX_XENT, SOFTMAX_XENT_GRAD, SWIGLU, SWIGLU_GRAD,
 } from './wasm-simd.ts';
 import { ADAMW_KERNEL, adamwKernelAttrs, SUM_SQUARES_KERNEL } from './webgpu-adamw.ts';
+import { toAttrs } from './kernel-attrs.ts';
 
 /** RMSNorm in one pass each way; the forward also hands the backward each row's r [N]. */
 const rmsNorm = (tf: typeof TF): RmsNormImpl => (x, weight, eps) => {
@@ -136,7 +137,7 @@ const adamw = (tf: typeof TF): AdamWImpl => (p, g, m, v, h) => {
   const attrs = adamwKernelAttrs(h);
   const wasm = tf.backend() as unknown as BackendWasm;
   if (g.dtype === 'float32' && [p, m, v].every(writableInPlace) && adamwInPlace(wasm, p, g, m, v, attrs)) return;
-  const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, attrs as unknown as TF.NamedAttrMap) as TF.Tensor[];
+  const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, toAttrs(attrs)) as TF.Tensor[];
   m.assign(m1);
   v.assign(v1);
   p.assign(p1);

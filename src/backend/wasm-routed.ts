@@ -15,6 +15,7 @@ import {
   type ExpertsAttrs, type RoutedTopKAttrs,
 } from './wasm-experts.ts';
 import { hasSimdKernel, ROUTE_GATES_GRAD_SIMD, ROUTE_TOPK } from './wasm-simd.ts';
+import { toAttrs } from './kernel-attrs.ts';
 
 /** The fused forms' output: fractions as the losses' pass left them, the usage tensor made by the caller. */
 type FusedOutput = Omit<RoutedOutput, 'withBase' | 'usage'> & { fractions?: Float32Array };
@@ -26,7 +27,7 @@ type FusedOutput = Omit<RoutedOutput, 'withBase' | 'usage'> & { fractions?: Floa
  */
 function fusedExperts(xd: tf.Tensor2D, loraA: tf.Tensor2D, loraB: tf.Tensor2D, spec: MixtureSpec, base: FusedBase | null): tf.Tensor2D {
   const sameRows = base !== null && base.x === xd;
-  const attrs = { rank: spec.rank, scale: spec.scale, sameRows } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
+  const attrs = toAttrs<ExpertsAttrs>({ rank: spec.rank, scale: spec.scale, sameRows });
   // The op's inputs, in the order of the backward kernel's outputs: the base's rows when they are
   // not xd, then xd, A and B. W is frozen: closed over, not differentiated.
   const ins: tf.Tensor2D[] = [...(base && !sameRows ? [base.x] : []), xd, loraA, loraB];
@@ -90,7 +91,7 @@ function routedExperts(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec:
   const [N] = x.shape;
   const E = spec.experts;
   const same = xd === x;
-  const attrs = { rank: spec.rank, scale: spec.scale } satisfies ExpertsAttrs as unknown as tf.NamedAttrMap;
+  const attrs = toAttrs<ExpertsAttrs>({ rank: spec.rank, scale: spec.scale });
   const { loraA: A, loraB: B } = w;
   const Wr = w.router!;
   const inputs: tf.NamedTensorMap = { x, A, B, Wr, ...(same ? {} : { xd }) };
@@ -185,7 +186,7 @@ function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mi
     inputs: { x, A, B, Wr, ...(same ? {} : { xd }) },
     forwardFunc: (_backend: unknown, save: tf.GradSaveFunc) => {
       const ins = { x, A, Wr, B, ...rows, ...(tokens ? { tokens } : {}) };
-      const [D, gated, hl, route, stats, aux] = tf.engine().runKernel(ROUTED_TOPK_FORWARD, ins, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      const [D, gated, hl, route, stats, aux] = tf.engine().runKernel(ROUTED_TOPK_FORWARD, ins, toAttrs(attrs)) as tf.Tensor[];
       fractions = valuesOf(stats).slice(0, E);
       save([gated, hl, route, stats, x, ...(same ? [] : [xd]), ...(tokens ? [tokens] : []), ...transient]);
       return [D, aux];
@@ -201,7 +202,7 @@ function routedTopK(x: tf.Tensor2D, xd: tf.Tensor2D, w: MixtureWeights, spec: Mi
         ...(xds ? { xd: xds } : {}), ...(kernel ? { W: kernel } : {}), ...(toks ? { tokens: toks } : {}),
       };
       const dy = dys[1].dataSync()[0];
-      const grads = tf.engine().runKernel(ROUTED_TOPK_BACKWARD, back, { ...attrs, dy } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      const grads = tf.engine().runKernel(ROUTED_TOPK_BACKWARD, back, toAttrs({ ...attrs, dy })) as tf.Tensor[];
       // in the kernel's order: dx, dxd (rows of their own), dA, dB, dWr
       const names = same ? ['x', 'A', 'B', 'Wr'] : ['x', 'xd', 'A', 'B', 'Wr'];
       return Object.fromEntries(names.map((n, j) => [n, () => grads[j]]));

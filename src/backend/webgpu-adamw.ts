@@ -17,6 +17,7 @@ import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 import { adamwOp, stepConstants, type AdamWHyper } from '../ops/adamw.ts';
 import { sumSquaresOp } from '../ops/clip.ts';
 import { f32, i32, ThreadProgram, type WebGPUUtil } from './webgpu-programs.ts';
+import { fromAttrs, toAttrs } from './kernel-attrs.ts';
 
 export const ADAMW_KERNEL = 'HiloAdamW';
 export const SUM_SQUARES_KERNEL = 'HiloSumSquares';
@@ -96,7 +97,7 @@ export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
     backendName: 'webgpu',
     kernelFunc: (args) => {
       const { p, g, m, v } = args.inputs as Record<'p' | 'g' | 'm' | 'v', TF.TensorInfo>;
-      const a = args.attrs as unknown as AdamWKernelAttrs;
+      const a = fromAttrs<AdamWKernelAttrs>(args.attrs);
       const backend = args.backend as WebGPUBackend;
       for (const [name, t] of [['g', g], ['m', m], ['v', v]] as const) {
         if (t.dtype !== 'float32' || t.shape.join() !== p.shape.join()) {
@@ -121,7 +122,7 @@ export function installAdamW(tf: typeof TF, util: WebGPUUtil): void {
     },
   });
   adamwOp.register('webgpu', (p, g, m, v, h) => {
-    const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, adamwKernelAttrs(h) as unknown as TF.NamedAttrMap) as TF.Tensor[];
+    const [p1, m1, v1] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, toAttrs(adamwKernelAttrs(h))) as TF.Tensor[];
     m.assign(m1);
     v.assign(v1);
     p.assign(p1);

@@ -26,6 +26,7 @@ import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { bytesPerValue, type StoredMatrix } from '../ops/stored.ts';
 import { deviceLimit, formatBytes } from './limits.ts';
 import { i32 } from './webgpu-programs.ts';
+import { fromAttrs, toAttrs } from './kernel-attrs.ts';
 
 export const FROZEN_LINEAR_WEBGPU = 'HiloFrozenLinear';
 
@@ -260,13 +261,13 @@ export function installFrozenLinear(tf: typeof TF): void {
       kernelName: FROZEN_LINEAR_WEBGPU,
       backendName: 'webgpu',
       kernelFunc: ({ inputs, backend, attrs }) => {
-        const { w, back } = attrs as unknown as FrozenAttrs;
+        const { w, back } = fromAttrs<FrozenAttrs>(attrs);
         return product(backend as WebGPUBackend, (inputs as { a: TF.TensorInfo }).a, w, back, concat);
       },
     });
     installed = true;
   }
   const run = (a: TF.Tensor2D, w: StoredMatrix, back: boolean) =>
-    tf.engine().runKernel(FROZEN_LINEAR_WEBGPU, { a }, { w, back } as unknown as TF.NamedAttrMap) as TF.Tensor2D;
+    tf.engine().runKernel(FROZEN_LINEAR_WEBGPU, { a }, toAttrs({ w, back })) as TF.Tensor2D;
   frozenLinearOp.register('webgpu', { forward: (x, w) => run(x, w, false), backward: (dy, w) => run(dy, w, true) });
 }

@@ -19,6 +19,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { referenceRouterGates, routerGatesOp, selectionMask, type RouterGatesImpl, type RoutingOptions } from '../ops/router-gates.ts';
 import { referenceRouterLosses, routerLossesOp, type RouterLossesImpl } from '../ops/router-losses.ts';
 import { f32, i32, ThreadProgram, type WebGPUUtil as Util } from './webgpu-programs.ts';
+import { fromAttrs, toAttrs } from './kernel-attrs.ts';
 
 /** Experts per router the programs handle (their per-row arrays are this long). */
 export const MAX_FUSED_EXPERTS = 32;
@@ -236,7 +237,7 @@ export function installRouterKernels(tf: typeof TF, util: Util): void {
     tf.registerKernel({
       kernelName,
       backendName: 'webgpu',
-      kernelFunc: (args) => kernelFunc(args.inputs as Record<string, TF.TensorInfo>, args.attrs as unknown as Record<string, number>, args.backend as WebGPUBackend),
+      kernelFunc: (args) => kernelFunc(args.inputs as Record<string, TF.TensorInfo>, fromAttrs<Record<string, number>>(args.attrs), args.backend as WebGPUBackend),
     });
   const dims = (logits: TF.TensorInfo) => {
     const [N, E] = logits.shape;
@@ -284,14 +285,14 @@ function gatesOnGpu(tf: typeof TF): RouterGatesImpl {
     select(logits, routing) {
       const E = logits.shape[1];
       if (routing.strategy === 'dense' || E > MAX_FUSED_EXPERTS) return referenceRouterGates.select(logits, routing);
-      const attrs = routeAttrs(routing, E, 0, 0) as unknown as TF.NamedAttrMap;
+      const attrs = toAttrs(routeAttrs(routing, E, 0, 0));
       return selectionMask(logits, (l) => tf.engine().runKernel(ROUTE_MASK, { logits: l }, attrs) as TF.Tensor2D);
     },
     spread(logits, routing, rank, scale) {
       const E = logits.shape[1];
       if (E > MAX_FUSED_EXPERTS) return referenceRouterGates.spread(logits, routing, rank, scale);
       const mask = gates.select(logits, routing);
-      const attrs = routeAttrs(routing, E, rank, scale) as unknown as TF.NamedAttrMap;
+      const attrs = toAttrs(routeAttrs(routing, E, rank, scale));
       const op = tf.customGrad((...args) => {
         const l = args[0] as TF.Tensor2D;
         (args[1] as TF.GradSaveFunc)([l, mask]);
@@ -310,7 +311,7 @@ function gatesOnGpu(tf: typeof TF): RouterGatesImpl {
 function lossesOnGpu(tf: typeof TF): RouterLossesImpl {
   return (logits, mask, opts) => {
     if (logits.shape[1] > MAX_FUSED_EXPERTS) return referenceRouterLosses(logits, mask, opts);
-    const attrs = { balanceCoef: opts.balanceCoef, zLossCoef: opts.zLossCoef } satisfies AuxAttrs as unknown as TF.NamedAttrMap;
+    const attrs = toAttrs<AuxAttrs>({ balanceCoef: opts.balanceCoef, zLossCoef: opts.zLossCoef });
     const op = tf.customGrad((...args) => {
       const l = args[0] as TF.Tensor2D;
       const save = args[1] as TF.GradSaveFunc;
