@@ -23,6 +23,7 @@ import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from 
 import { withStderrSilenced } from './stderr.ts';
 import { installAdamW } from './webgpu-adamw.ts';
 import { installFrozenLinear } from './webgpu-frozen.ts';
+import { installLayerNorm } from './webgpu-layer-norm.ts';
 import { installRmsNorm } from './webgpu-norm.ts';
 import { installRouterKernels } from './webgpu-router.ts';
 import { installIntTranspose } from './webgpu-transpose.ts';
@@ -231,6 +232,7 @@ export async function initWebgpu(
   installAdamW(tf, mod.webgpu_util);
   installRouterKernels(tf, mod.webgpu_util);
   installRmsNorm(tf, mod.webgpu_util);
+  installLayerNorm(tf, mod.webgpu_util);
   installFrozenLinear(tf);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {
