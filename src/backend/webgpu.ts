@@ -26,6 +26,7 @@ import { installFrozenLinear } from './webgpu-frozen.ts';
 import { installLayerNorm } from './webgpu-layer-norm.ts';
 import { installRmsNorm } from './webgpu-norm.ts';
 import { installRouterKernels } from './webgpu-router.ts';
+import { installTokenNll } from './webgpu-token-nll.ts';
 import { installIntTranspose } from './webgpu-transpose.ts';
 
 export const WEBGPU_APT =
@@ -233,6 +234,7 @@ export async function initWebgpu(
   installRouterKernels(tf, mod.webgpu_util);
   installRmsNorm(tf, mod.webgpu_util);
   installLayerNorm(tf, mod.webgpu_util);
+  installTokenNll(tf, mod.webgpu_util);
   installFrozenLinear(tf);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {

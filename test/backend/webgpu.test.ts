@@ -17,6 +17,7 @@ import { HiloError } from '../../src/errors.ts';
 import { AdamW, adamwUpdate } from '../../src/train/adamw.ts';
 import { clipByGlobalNorm, globalNormOf } from '../../src/train/clip.ts';
 import { layerNorm, rmsNorm } from '../../src/model/ops.ts';
+import { IGNORE_INDEX, tokenNll } from '../../src/ops/cross-entropy.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
 if (noAdapter) console.warn(`\n*** SKIPPING webgpu tests: ${noAdapter}\n`);
@@ -317,6 +318,20 @@ describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'a
     expect(all.kernels.filter((k) => k.startsWith('HiloLayerNorm')).sort()).toEqual(['HiloLayerNormGpu', 'HiloLayerNormGpuDb', 'HiloLayerNormGpuDw', 'HiloLayerNormGpuDx']);
     expect(all.programs - frozen.programs).toBe(3); // dw: the rows' (μ, r), then its column sums; db: a column sum
     tf.dispose([x, up, w, b]);
+  });
+
+  it('runs the token NLL as one program each way', async () => {
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    const logits = rand([9, 1031], 80, 6) as tf.Tensor2D;
+    const y = Int32Array.from({ length: 9 }, (_, i) => (i === 4 ? IGNORE_INDEX : (i * 113) % 1031));
+    const forward = await programsOf(() => tokenNll(logits, y));
+    expect(forward.kernels).toContain('HiloTokenNll');
+    expect(forward.programs).toBe(1);
+    const grad = await programsOf(() => tf.grad((l: tf.Tensor) => tokenNll(l as tf.Tensor2D, y).sum())(logits));
+    expect(grad.kernels.filter((k) => k.startsWith('HiloTokenNll'))).toEqual(['HiloTokenNll', 'HiloTokenNllGrad']);
+    expect(grad.programs).toBe(4); // the NLL each way, the sum and its gradient's multiply
+    logits.dispose();
   });
 
   it('refuses a tensor above the adapter binding limit instead of returning zeros', async () => {
