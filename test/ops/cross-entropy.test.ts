@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shutdownBackend } from '../../src/backend/index.ts';
 import { loadBlas } from '../../src/backend/blas.ts';
 import { wasmStoredHeadNll } from '../../src/backend/wasm-head-nll.ts';
-import { chunkedTokenNll, IGNORE_INDEX, referenceStoredHeadNll, storedHeadNll, storedHeadNllOp, tokenNll, tokenNllOp } from '../../src/ops/cross-entropy.ts';
+import { CHUNK_LOGIT_BYTES, chunkedTokenNll, chunkRows, IGNORE_INDEX, referenceStoredHeadNll, storedHeadNll, storedHeadNllOp, tokenNll, tokenNllOp } from '../../src/ops/cross-entropy.ts';
 import { encodeShared, STORED_DTYPES, type StoredMatrix } from '../../src/ops/stored.ts';
 import { expectClose, host, PARITY_BACKENDS, useBackend, valueAndGrads, values } from './parity.ts';
 
@@ -90,6 +90,13 @@ describe.each(['cpu', ...PARITY_BACKENDS])('token-nll on %s', (backend) => {
     const chunked = await valueAndGrads((a) => chunkedTokenNll(a as tf.Tensor2D, head, y, v, 10 * v * 4), [h]); // 10 rows a chunk
     expectClose(chunked, whole, 2e-6, ['nll', 'dh']);
     tf.dispose([h, w]);
+  });
+});
+
+describe('the chunk of logits', () => {
+  it('binds whole on any WebGPU device: at most 128 MiB, the least maxStorageBufferBindingSize an adapter may offer', () => {
+    expect(CHUNK_LOGIT_BYTES).toBeLessThanOrEqual(128 * 2 ** 20);
+    for (const vocab of [37, 512, 32000, 151936]) expect(chunkRows(vocab, 64 * 2048) * vocab * 4, `vocab ${vocab}`).toBeLessThanOrEqual(CHUNK_LOGIT_BYTES);
   });
 });
 
