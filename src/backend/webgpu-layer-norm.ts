@@ -83,7 +83,7 @@ const statsProgram = (util: WebGPUUtil, N: number, H: number) =>
  * Column sums of [N, H] `term`s, one thread per column, in blocks of 64 rows: a block's sum,
  * then the sum of blocks, so float32 error grows with 64 + N/64 rather than N.
  */
-const columnSumProgram = (util: WebGPUUtil, inputs: string[], N: number, H: number, key: string, term: string) =>
+const columnSumProgram = (util: WebGPUUtil, inputs: string[], H: number, key: string, term: string) =>
   new ThreadProgram(util, inputs, [H], H, 'threads : i32, N : i32,', key, `
     let H = uniforms.threads;
     var total = 0.0;
@@ -95,11 +95,11 @@ const columnSumProgram = (util: WebGPUUtil, inputs: string[], N: number, H: numb
     setOutputAtIndex(index, total);
   `);
 
-const dwProgram = (util: WebGPUUtil, N: number, H: number) =>
-  columnSumProgram(util, ['Dy', 'X', 'S'], N, H, 'hilo_layer_norm_dw', 'Dy[i * H + index] * (X[i * H + index] - S[2 * i]) * S[2 * i + 1]');
+const dwProgram = (util: WebGPUUtil, H: number) =>
+  columnSumProgram(util, ['Dy', 'X', 'S'], H, 'hilo_layer_norm_dw', 'Dy[i * H + index] * (X[i * H + index] - S[2 * i]) * S[2 * i + 1]');
 
-const dbProgram = (util: WebGPUUtil, N: number, H: number) =>
-  columnSumProgram(util, ['Dy'], N, H, 'hilo_layer_norm_db', 'Dy[i * H + index]');
+const dbProgram = (util: WebGPUUtil, H: number) =>
+  columnSumProgram(util, ['Dy'], H, 'hilo_layer_norm_db', 'Dy[i * H + index]');
 
 /** A kernel's inputs by name: some of x, dy [N, H] and w, b [H]. */
 type Inputs = Record<'x' | 'dy' | 'w' | 'b', TF.TensorInfo>;
@@ -138,11 +138,11 @@ export function installLayerNorm(tf: typeof TF, util: WebGPUUtil): void {
   kernel(LAYER_NORM_GPU_DX, (b, { dy, x, w }, N, H, eps) => b.runWebGPUProgram(dxProgram(util, N, H), [dy, x, w], 'float32', [i32(N), i32(H), f32(eps)]));
   kernel(LAYER_NORM_GPU_DW, (b, { dy, x }, N, H, eps) => {
     const s = b.runWebGPUProgram(statsProgram(util, N, H), [x], 'float32', [i32(N), i32(H), f32(eps)]);
-    const dw = b.runWebGPUProgram(dwProgram(util, N, H), [dy, x, s], 'float32', [i32(H), i32(N)]);
+    const dw = b.runWebGPUProgram(dwProgram(util, H), [dy, x, s], 'float32', [i32(H), i32(N)]);
     b.disposeData(s.dataId);
     return dw;
   });
-  kernel(LAYER_NORM_GPU_DB, (b, { dy }, N, H) => b.runWebGPUProgram(dbProgram(util, N, H), [dy], 'float32', [i32(H), i32(N)]));
+  kernel(LAYER_NORM_GPU_DB, (b, { dy }, N, H) => b.runWebGPUProgram(dbProgram(util, H), [dy], 'float32', [i32(H), i32(N)]));
   tf.registerGradient({
     kernelName: LAYER_NORM_GPU,
     inputsToSave: ['x', 'w'],
