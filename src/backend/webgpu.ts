@@ -23,8 +23,10 @@ import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from 
 import { withStderrSilenced } from './stderr.ts';
 import { installAdamW } from './webgpu-adamw.ts';
 import { installFrozenLinear } from './webgpu-frozen.ts';
+import { installLayerNorm } from './webgpu-layer-norm.ts';
 import { installRmsNorm } from './webgpu-norm.ts';
 import { installRouterKernels } from './webgpu-router.ts';
+import { installTokenNll } from './webgpu-token-nll.ts';
 import { installIntTranspose } from './webgpu-transpose.ts';
 
 export const WEBGPU_APT =
@@ -231,6 +233,8 @@ export async function initWebgpu(
   installAdamW(tf, mod.webgpu_util);
   installRouterKernels(tf, mod.webgpu_util);
   installRmsNorm(tf, mod.webgpu_util);
+  installLayerNorm(tf, mod.webgpu_util);
+  installTokenNll(tf, mod.webgpu_util);
   installFrozenLinear(tf);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {

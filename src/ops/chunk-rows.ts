@@ -3,7 +3,11 @@
  * numbers, so the memory estimate (src/allocate/memory.ts) reads the same fact without tfjs.
  */
 
-/** Bytes of float32 logits one chunk of chunkedTokenNll makes (with the kernel's saved exps, twice that). */
+/**
+ * Bytes of float32 logits one chunk of chunkedTokenNll makes (with the kernel's saved exps, twice
+ * that). At most 128 MiB, the least maxStorageBufferBindingSize WebGPU lets an adapter offer, so
+ * a chunk's logits and their gradient bind whole on any GPU (src/backend/webgpu-token-nll.ts).
+ */
 export const CHUNK_LOGIT_BYTES = 64 * 2 ** 20;
 
 /** Rows per chunk for a vocabulary of `vocab`: all `rows` when their logits fit in CHUNK_LOGIT_BYTES. */

@@ -5,9 +5,10 @@
  * [tokens, vocab] logits (and their gradient) are too large to hold at once.
  *
  * tokenNll is an op: the reference here in tfjs ops, a fused kernel each way where a backend
- * registers one (wasm: src/backend/wasm-ops.ts). storedHeadNll is the frozen LM head and the
- * cross-entropy as one op, so a backend can take the head a block of vocabulary rows at a time
- * and read (and convert) each block once for all rows (wasm: src/backend/wasm-head-nll.ts).
+ * registers one (wasm: src/backend/wasm-ops.ts; webgpu: src/backend/webgpu-token-nll.ts).
+ * storedHeadNll is the frozen LM head and the cross-entropy as one op, so a backend can take the
+ * head a block of vocabulary rows at a time and read (and convert) each block once for all rows
+ * (wasm: src/backend/wasm-head-nll.ts; elsewhere the reference, whose tokenNll is the backend's).
  */
 import * as tf from '@tensorflow/tfjs';
 import { CHUNK_LOGIT_BYTES, chunkRows } from './chunk-rows.ts';

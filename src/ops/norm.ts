@@ -1,8 +1,8 @@
 /**
  * RMSNorm and LayerNorm over the last axis of rows x [N, H], named once here with their
  * references in plain tfjs ops; backends register faster versions (webgpu: RMSNorm as one GPU
- * program each way, src/backend/webgpu-norm.ts; wasm: both as one SIMD pass each way,
- * src/backend/wasm-ops.ts).
+ * program each way, src/backend/webgpu-norm.ts, LayerNorm as one forward and one per gradient,
+ * src/backend/webgpu-layer-norm.ts; wasm: both as one SIMD pass each way, src/backend/wasm-ops.ts).
  *
  * The ops cover hilo's case, a frozen float32 weight (base weights never train), where only x
  * gets a gradient. A trainable weight (full-parameter training) takes autodiff through the

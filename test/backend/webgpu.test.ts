@@ -16,7 +16,8 @@ import { DEFAULT_SUBMIT_BATCH, MAX_SUBMIT_BATCH, noAdapterReason, openAdapter, s
 import { HiloError } from '../../src/errors.ts';
 import { AdamW, adamwUpdate } from '../../src/train/adamw.ts';
 import { clipByGlobalNorm, globalNormOf } from '../../src/train/clip.ts';
-import { rmsNorm } from '../../src/model/ops.ts';
+import { layerNorm, rmsNorm } from '../../src/model/ops.ts';
+import { IGNORE_INDEX, tokenNll } from '../../src/ops/cross-entropy.ts';
 
 const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
 if (noAdapter) console.warn(`\n*** SKIPPING webgpu tests: ${noAdapter}\n`);
@@ -124,6 +125,27 @@ describe('webgpu submit batch (HILO_WEBGPU_SUBMIT_BATCH)', () => {
     }
   });
 });
+
+/** The kernels f runs and the GPU programs they dispatch (Reshape and Identity dispatch none; a fused kernel may dispatch several). */
+async function programsOf(f: () => tf.Tensor | tf.Tensor[]): Promise<{ kernels: string[]; programs: number }> {
+  const gpu = tf.backend() as unknown as { runWebGPUProgram: (...a: unknown[]) => unknown };
+  const run = gpu.runWebGPUProgram;
+  let programs = 0;
+  gpu.runWebGPUProgram = function (this: unknown, ...a: unknown[]) {
+    programs++;
+    return run.apply(this, a);
+  };
+  try {
+    const info = await tf.profile(async () => {
+      const out = f();
+      await Promise.all([out].flat().map((t) => t.data()));
+      tf.dispose(out);
+    });
+    return { kernels: info.kernels.map((k) => k.name), programs };
+  } finally {
+    delete (gpu as { runWebGPUProgram?: unknown }).runWebGPUProgram;
+  }
+}
 
 describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'adapter found'})`, () => {
   afterAll(async () => {
@@ -278,6 +300,38 @@ describe.skipIf(!!noAdapter)(`webgpu (skipped when no adapter: ${noAdapter || 'a
       const worst = Math.max(...w.map((v, i) => Math.abs(got[k][i] - v) / Math.max(1, Math.abs(v))));
       expect(worst, ['y', 'loss', 'dx'][k]).toBeLessThan(1e-5);
     });
+  });
+
+  it('runs LayerNorm as one program forward; backward, dx alone for frozen weights, dw and db only where they train', async () => {
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    const [x, up] = [rand([37, 48], 70, 3), rand([37, 48], 71)];
+    const w = tf.variable(rand([48], 72) as tf.Tensor1D, false); // frozen, as hilo's base weights
+    const b = tf.variable(rand([48], 73) as tf.Tensor1D, false);
+    const loss = (xs: tf.Tensor, ws = w as tf.Tensor, bs = b as tf.Tensor) => layerNorm(xs as tf.Tensor2D, ws as tf.Tensor1D, bs as tf.Tensor1D, 1e-5).mul(up).sum();
+    const forward = await programsOf(() => layerNorm(x as tf.Tensor2D, w, b, 1e-5));
+    expect(forward.kernels).toEqual(['HiloLayerNormGpu']);
+    expect(forward.programs).toBe(1);
+    const frozen = await programsOf(() => tf.grad(loss)(x));
+    expect(frozen.kernels.filter((k) => k.startsWith('HiloLayerNorm'))).toEqual(['HiloLayerNormGpu', 'HiloLayerNormGpuDx']);
+    const all = await programsOf(() => tf.grads((xs: tf.Tensor, ws: tf.Tensor, bs: tf.Tensor) => loss(xs, ws, bs))([x, w, b]));
+    expect(all.kernels.filter((k) => k.startsWith('HiloLayerNorm')).sort()).toEqual(['HiloLayerNormGpu', 'HiloLayerNormGpuDb', 'HiloLayerNormGpuDw', 'HiloLayerNormGpuDx']);
+    expect(all.programs - frozen.programs).toBe(3); // dw: the rows' (μ, r), then its column sums; db: a column sum
+    tf.dispose([x, up, w, b]);
+  });
+
+  it('runs the token NLL as one program each way', async () => {
+    await initBackend('webgpu');
+    tf.env().set('WEBGPU_CPU_FORWARD', false);
+    const logits = rand([9, 1031], 80, 6) as tf.Tensor2D;
+    const y = Int32Array.from({ length: 9 }, (_, i) => (i === 4 ? IGNORE_INDEX : (i * 113) % 1031));
+    const forward = await programsOf(() => tokenNll(logits, y));
+    expect(forward.kernels).toContain('HiloTokenNll');
+    expect(forward.programs).toBe(1);
+    const grad = await programsOf(() => tf.grad((l: tf.Tensor) => tokenNll(l as tf.Tensor2D, y).sum())(logits));
+    expect(grad.kernels.filter((k) => k.startsWith('HiloTokenNll'))).toEqual(['HiloTokenNll', 'HiloTokenNllGrad']);
+    expect(grad.programs).toBe(4); // the NLL each way, the sum and its gradient's multiply
+    logits.dispose();
   });
 
   it('refuses a tensor above the adapter binding limit instead of returning zeros', async () => {
