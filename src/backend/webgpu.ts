@@ -22,6 +22,7 @@ import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from './limits.ts';
 import { withStderrSilenced } from './stderr.ts';
 import { installAdamW } from './webgpu-adamw.ts';
+import { installAttention } from './webgpu-attention.ts';
 import { installFrozenLinear } from './webgpu-frozen.ts';
 import { installRmsNorm } from './webgpu-norm.ts';
 import { installRouterKernels } from './webgpu-router.ts';
@@ -231,6 +232,7 @@ export async function initWebgpu(
   installAdamW(tf, mod.webgpu_util);
   installRouterKernels(tf, mod.webgpu_util);
   installRmsNorm(tf, mod.webgpu_util);
+  installAttention(tf, mod.webgpu_util);
   installFrozenLinear(tf);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {

@@ -1,0 +1,392 @@
+/**
+ * The attention core (src/ops/attention.ts) on webgpu as tiled GPU programs in the manner of
+ * FlashAttention-2: the [Tq, Tk] scores and probabilities are never stored, forward or backward.
+ * The reference runs several tfjs kernels each way over [B, H, Tq, Tk] tensors, which at
+ * Llama-2-7B's 8 x 512 tokens and 32 heads are 256 MiB each, twice a lavapipe storage binding.
+ *
+ *   forward   one workgroup per 64 query rows of one (batch, kv head): the rows are the group's
+ *             query heads stacked, row r = t·G + g, so the K/V tiles a workgroup stages in shared
+ *             memory serve every query head of the group and K/V are never repeated. An online
+ *             softmax over key tiles: the running max m, l = Σ exp(x − m) and Σ p·v rescaled once a
+ *             tile. Writes Y = out [B·Tq, H·d] followed by each row's (m, 1/l) [B·Tq·H, 2]: a program
+ *             has one output, so the out the op returns is a slice of Y, and the backward reads the
+ *             statistics and O from Y. (m, 1/l) rather than the logsumexp m + log l: for a row whose
+ *             scores are all ≈ −1e9 that sum rounds to m in f32, and exp(x − lse) would be 1, not 1/Tk.
+ *   backward  D = rowsum(dO ⊙ O) per row (one thread a row), then with P = exp(x − m)/l, x = scale·q·k + mask,
+ *             recomputed tile by tile and dS = P ⊙ (dP − D), dP = dO·vᵀ:
+ *               dq = scale · dS·K     one thread per query row, K/V tiles shared (as forward)
+ *               dk = scale · dSᵀ·Q    one thread per key row, Q/dO tiles of the group's query
+ *               dv = Pᵀ·dO            rows shared, summed over the group's heads as they come
+ *             dk and dv are separate programs (dv needs no dP): a packed [dk; dv] output would be
+ *             twice k's size, at 7B the whole 128 MiB binding.
+ * The mask is read as given ([B or 1, 1, Tq, Tk], additive) and gets no gradient. A row whose keys
+ * are all masked by a large finite value (the model's −1e9) attends evenly, as the reference's
+ * softmax does; one whose keys are all −inf gives zeros where the reference gives NaN.
+ * Arithmetic is f32 throughout. `probs` stays the reference's: only tests call it.
+ */
+import type * as TF from '@tensorflow/tfjs';
+import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import { attentionOp, referenceAttention, referenceProbs, type AttentionCore } from '../ops/attention.ts';
+import { f32, i32, ThreadProgram, type WebGPUUtil } from './webgpu-programs.ts';
+
+export const ATTENTION = 'HiloAttention';
+export const ATTENTION_GRAD = 'HiloAttentionGrad';
+
+/** Threads per workgroup: query rows (forward, dq) or key rows (dk, dv) each. */
+const WG = 64;
+/** Shared memory a program stages tiles in, in f32s: WebGPU's guaranteed 16 KiB. */
+const SHARED_FLOATS = 4096;
+/** Head dims the programs take: each thread holds up to three rows of d in registers. */
+export const MAX_HEAD_DIM = 256;
+
+/** Keys a forward/dq tile holds: K and V tiles of d each. */
+export const keyTile = (d: number) => Math.max(1, Math.min(WG, Math.floor(SHARED_FLOATS / (2 * d))));
+/** Query rows a dk/dv tile holds: Q and dO tiles of d each, and each row's m, 1/l and D. */
+export const queryTile = (d: number) => Math.max(1, Math.min(WG, Math.floor(SHARED_FLOATS / (2 * d + 3))));
+
+/** Uniforms of the tiled programs, in this order (uniformData). */
+const UNIFORMS = 'B : i32, Tq : i32, Tk : i32, H : i32, KV : i32, maskB : i32, statsAt : i32, scale : f32,';
+
+interface Dims {
+  b: number;
+  tq: number;
+  tk: number;
+  h: number;
+  kv: number;
+  d: number;
+  maskB: number;
+}
+
+const uniformData = (s: Dims, scale: number) =>
+  [i32(s.b), i32(s.tq), i32(s.tk), i32(s.h), i32(s.kv), i32(s.maskB), i32(s.b * s.tq * s.h * s.d), f32(scale)];
+
+/**
+ * WGSL every tiled program starts with: this workgroup's flat index (tfjs may spread a long
+ * dispatch over y and z), and a query row's place. Row r of (batch b, kv head) is query t = r / G
+ * of head kvh·G + r % G; its q, O, dO rows start at rowAt(...)·d, its m and 1/l at statsAt + 2·rowAt(...).
+ */
+const COMMON = `
+  fn flatWorkgroup() -> i32 {
+    return i32(workgroupId.x + workgroupId.y * numWorkgroups.x + workgroupId.z * numWorkgroups.x * numWorkgroups.y);
+  }
+  fn rowAt(b : i32, kvh : i32, r : i32, G : i32) -> i32 {
+    return (b * uniforms.Tq + r / G) * uniforms.H + kvh * G + r % G;
+  }
+  fn maskRow(b : i32, t : i32) -> i32 {
+    return (select(0, b, uniforms.maskB > 1) * uniforms.Tq + t) * uniforms.Tk;
+  }
+`;
+
+/** A program of `groups` workgroups of WG threads, each staging tiles in shared memory. */
+class TileProgram implements WebGPUProgram {
+  workgroupSize: [number, number, number] = [WG, 1, 1];
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  readonly uniforms = UNIFORMS;
+
+  constructor(
+    readonly variableNames: string[],
+    readonly outputShape: number[],
+    groups: number,
+    readonly shaderKey: string,
+    private readonly code: string,
+  ) {
+    this.dispatch = [groups, 1, 1];
+  }
+
+  getUserCode(): string {
+    return `${COMMON}${this.code}`;
+  }
+}
+
+/** K and V rows s0.. of (b, kvh) into kt, vt (zeros past Tk); the caller puts barriers round it. */
+const LOAD_KEYS = `
+  fn loadKeys(b : i32, kvh : i32, s0 : i32, live : bool) {
+    for (var i = i32(localIndex); i < BC * HD; i += ${WG}) {
+      let s = s0 + i / HD;
+      var kx = 0.0;
+      var vx = 0.0;
+      if (live && s < uniforms.Tk) {
+        let o = ((b * uniforms.Tk + s) * uniforms.KV + kvh) * HD + i % HD;
+        kx = K[o];
+        vx = V[o];
+      }
+      kt[i] = kx;
+      vt[i] = vx;
+    }
+  }
+`;
+
+/** Query-side programs (forward, dq): this thread's row and the loop over key tiles around `tile`. */
+const queryRows = (d: number, before: string, tile: string, after: string) => {
+  const bc = keyTile(d);
+  return `
+  const HD = ${d};
+  const BC = ${bc};
+  var<workgroup> kt : array<f32, ${bc * d}>;
+  var<workgroup> vt : array<f32, ${bc * d}>;
+  ${LOAD_KEYS}
+  fn main(index : i32) {
+    let G = uniforms.H / uniforms.KV;
+    let rows = G * uniforms.Tq;
+    let tiles = (rows + ${WG} - 1) / ${WG};
+    let wg = flatWorkgroup();
+    let bk = wg / tiles;
+    let r = (wg % tiles) * ${WG} + i32(localIndex);
+    let live = bk < uniforms.B * uniforms.KV;
+    let valid = live && r < rows;
+    let b = bk / uniforms.KV;
+    let kvh = bk % uniforms.KV;
+    let row = rowAt(b, kvh, r, G);
+    let mo = maskRow(b, r / G);
+    ${before}
+    for (var s0 = 0; s0 < uniforms.Tk; s0 += BC) {
+      workgroupBarrier();
+      loadKeys(b, kvh, s0, live);
+      workgroupBarrier();
+      if (valid) {
+        let n = min(BC, uniforms.Tk - s0);
+        ${tile}
+      }
+    }
+    if (valid) {
+      ${after}
+    }
+  }
+`;
+};
+
+/** out, m and 1/l: the online softmax, rescaling l and acc once a key tile. */
+const forwardProgram = (s: Dims) => new TileProgram(['Q', 'K', 'V', 'Mask'], [s.b * s.tq * s.h * (s.d + 2)],
+  s.b * s.kv * Math.ceil((s.h / s.kv) * s.tq / WG), `hilo_attention_${s.d}`, queryRows(s.d, `
+    var qr : array<f32, HD>;
+    var acc : array<f32, HD>;
+    if (valid) { for (var c = 0; c < HD; c++) { qr[c] = Q[row * HD + c]; } }
+    var m = -3.402823e38;
+    var l = 0.0;
+  `, `
+    var sc : array<f32, BC>;
+    var mt = m;
+    for (var j = 0; j < n; j++) {
+      var qk = 0.0;
+      for (var c = 0; c < HD; c++) { qk += qr[c] * kt[j * HD + c]; }
+      sc[j] = qk * uniforms.scale + Mask[mo + s0 + j];
+      mt = max(mt, sc[j]);
+    }
+    let alpha = exp(m - mt);
+    l *= alpha;
+    for (var c = 0; c < HD; c++) { acc[c] *= alpha; }
+    for (var j = 0; j < n; j++) {
+      let p = exp(sc[j] - mt);
+      l += p;
+      for (var c = 0; c < HD; c++) { acc[c] += p * vt[j * HD + c]; }
+    }
+    m = mt;
+  `, `
+    // no key at all (every one −inf): zeros, and 1/l = 0 makes every recomputed p 0
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var c = 0; c < HD; c++) { setOutputAtIndex(row * HD + c, acc[c] * inv); }
+    setOutputAtIndex(uniforms.statsAt + 2 * row, m);
+    setOutputAtIndex(uniforms.statsAt + 2 * row + 1, inv);
+  `));
+
+/** D = rowsum(dO ⊙ O) per (token, head) row, O read from Y. */
+const deltaProgram = (util: WebGPUUtil, rows: number) =>
+  new ThreadProgram(util, ['Dy', 'Y'], [rows], rows, 'threads : i32, HD : i32,', 'hilo_attention_delta', `
+    var s = 0.0;
+    for (var c = 0; c < uniforms.HD; c++) { s += Dy[index * uniforms.HD + c] * Y[index * uniforms.HD + c]; }
+    setOutputAtIndex(index, s);
+  `);
+
+/** dq = scale · Σ_s P (dP − D) k_s over key tiles. */
+const dqProgram = (s: Dims) => new TileProgram(['Q', 'K', 'V', 'Mask', 'Y', 'Dd', 'Dy'], [s.b, s.tq, s.h, s.d],
+  s.b * s.kv * Math.ceil((s.h / s.kv) * s.tq / WG), `hilo_attention_dq_${s.d}`, queryRows(s.d, `
+    var qr : array<f32, HD>;
+    var gr : array<f32, HD>;
+    var acc : array<f32, HD>;
+    var m = 0.0;
+    var inv = 0.0;
+    var delta = 0.0;
+    if (valid) {
+      for (var c = 0; c < HD; c++) { qr[c] = Q[row * HD + c]; gr[c] = Dy[row * HD + c]; }
+      m = Y[uniforms.statsAt + 2 * row];
+      inv = Y[uniforms.statsAt + 2 * row + 1];
+      delta = Dd[row];
+    }
+  `, `
+    for (var j = 0; j < n; j++) {
+      var qk = 0.0;
+      var dp = 0.0;
+      for (var c = 0; c < HD; c++) { qk += qr[c] * kt[j * HD + c]; dp += gr[c] * vt[j * HD + c]; }
+      let ds = exp(qk * uniforms.scale + Mask[mo + s0 + j] - m) * inv * (dp - delta);
+      for (var c = 0; c < HD; c++) { acc[c] += ds * kt[j * HD + c]; }
+    }
+  `, `
+    for (var c = 0; c < HD; c++) { setOutputAtIndex(row * HD + c, acc[c] * uniforms.scale); }
+  `));
+
+/**
+ * dk (wantDk) or dv: one thread per key row s of (b, kv head), over tiles of the group's query
+ * rows (q and dO rows, their m, 1/l and D staged in shared memory).
+ */
+const keyRowsProgram = (s: Dims, wantDk: boolean) => {
+  const d = s.d;
+  const br = queryTile(d);
+  return new TileProgram(wantDk ? ['Q', 'K', 'V', 'Mask', 'Y', 'Dd', 'Dy'] : ['Q', 'K', 'Mask', 'Y', 'Dy'], [s.b, s.tk, s.kv, d],
+    s.b * s.kv * Math.ceil(s.tk / WG), `hilo_attention_${wantDk ? 'dk' : 'dv'}_${d}`, `
+  const HD = ${d};
+  const BR = ${br};
+  var<workgroup> qt : array<f32, ${br * d}>;
+  var<workgroup> gt : array<f32, ${br * d}>;
+  var<workgroup> mt : array<f32, ${br}>;
+  var<workgroup> it : array<f32, ${br}>;
+  ${wantDk ? `var<workgroup> dt : array<f32, ${br}>;` : ''}
+  fn main(index : i32) {
+    let G = uniforms.H / uniforms.KV;
+    let rows = G * uniforms.Tq;
+    let tiles = (uniforms.Tk + ${WG} - 1) / ${WG};
+    let wg = flatWorkgroup();
+    let bk = wg / tiles;
+    let s = (wg % tiles) * ${WG} + i32(localIndex);
+    let live = bk < uniforms.B * uniforms.KV;
+    let valid = live && s < uniforms.Tk;
+    let b = bk / uniforms.KV;
+    let kvh = bk % uniforms.KV;
+    let ko = ((b * uniforms.Tk + s) * uniforms.KV + kvh) * HD;
+    var kr : array<f32, HD>;
+    var acc : array<f32, HD>;
+    ${wantDk ? 'var vr : array<f32, HD>;' : ''}
+    if (valid) {
+      for (var c = 0; c < HD; c++) { kr[c] = K[ko + c]; ${wantDk ? 'vr[c] = V[ko + c];' : ''} }
+    }
+    for (var r0 = 0; r0 < rows; r0 += BR) {
+      workgroupBarrier();
+      for (var i = i32(localIndex); i < BR * HD; i += ${WG}) {
+        let r = r0 + i / HD;
+        var qx = 0.0;
+        var gx = 0.0;
+        if (live && r < rows) {
+          let o = rowAt(b, kvh, r, G) * HD + i % HD;
+          qx = Q[o];
+          gx = Dy[o];
+        }
+        qt[i] = qx;
+        gt[i] = gx;
+      }
+      for (var i = i32(localIndex); i < BR; i += ${WG}) {
+        var mx = 0.0;
+        var ix = 0.0;
+        ${wantDk ? 'var dx = 0.0;' : ''}
+        if (live && r0 + i < rows) {
+          let row = rowAt(b, kvh, r0 + i, G);
+          mx = Y[uniforms.statsAt + 2 * row];
+          ix = Y[uniforms.statsAt + 2 * row + 1];
+          ${wantDk ? 'dx = Dd[row];' : ''}
+        }
+        mt[i] = mx;
+        it[i] = ix;
+        ${wantDk ? 'dt[i] = dx;' : ''}
+      }
+      workgroupBarrier();
+      if (valid) {
+        let n = min(BR, rows - r0);
+        for (var i = 0; i < n; i++) {
+          var qk = 0.0;
+          ${wantDk ? 'var dp = 0.0;' : ''}
+          for (var c = 0; c < HD; c++) { qk += qt[i * HD + c] * kr[c]; ${wantDk ? 'dp += gt[i * HD + c] * vr[c];' : ''} }
+          let p = exp(qk * uniforms.scale + Mask[maskRow(b, (r0 + i) / G) + s] - mt[i]) * it[i];
+          ${wantDk
+            ? 'let ds = p * (dp - dt[i]);\n          for (var c = 0; c < HD; c++) { acc[c] += ds * qt[i * HD + c]; }'
+            : 'for (var c = 0; c < HD; c++) { acc[c] += p * gt[i * HD + c]; }'}
+        }
+      }
+    }
+    if (valid) {
+      for (var c = 0; c < HD; c++) { setOutputAtIndex(ko + c, acc[c]${wantDk ? ' * uniforms.scale' : ''}); }
+    }
+  }
+`);
+};
+
+/** The shapes of a call, or null where the programs do not take it (the reference runs). */
+function dimsOf(q: TF.TensorInfo, k: TF.TensorInfo, v: TF.TensorInfo, mask: TF.TensorInfo): Dims | null {
+  if ([q, k, v, mask].some((t) => t.dtype !== 'float32' || t.shape.length !== 4)) return null;
+  const [b, tq, h, d] = q.shape;
+  const [kb, tk, kv, kd] = k.shape;
+  const [mb, m1, mq, mk] = mask.shape;
+  const fits = kb === b && kd === d && v.shape.every((x, i) => x === k.shape[i]) && h % kv === 0 && d <= MAX_HEAD_DIM &&
+    (mb === 1 || mb === b) && m1 === 1 && mq === tq && mk === tk;
+  return fits ? { b, tq, tk, h, kv, d, maskB: mb } : null;
+}
+
+type Inputs = Record<string, TF.TensorInfo>;
+
+function dimsOrThrow({ q, k, v, mask }: Inputs, kernel: string): Dims {
+  const s = dimsOf(q, k, v, mask);
+  if (!s) {
+    throw new Error(`${kernel}: takes float32 q [B, Tq, H, d<=${MAX_HEAD_DIM}], k, v [B, Tk, KV, d] (KV dividing H), ` +
+      `mask [B or 1, 1, Tq, Tk]; got q [${q.shape}], k [${k.shape}], v [${v.shape}], mask [${mask.shape}]`);
+  }
+  return s;
+}
+
+let installed = false;
+
+/**
+ * Register HiloAttention {q, k, v, mask} -> Y (out, then each row's m and 1/l) and HiloAttentionGrad
+ * {dy, q, k, v, mask, y} -> [dq, dk, dv] for webgpu, and the attention op's webgpu version.
+ */
+export function installAttention(tf: typeof TF, util: WebGPUUtil): void {
+  if (installed) return;
+  tf.registerKernel({
+    kernelName: ATTENTION,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const s = dimsOrThrow(inputs as Inputs, ATTENTION);
+      const { q, k, v, mask } = inputs as Inputs;
+      return (backend as WebGPUBackend).runWebGPUProgram(forwardProgram(s), [q, k, v, mask], 'float32', uniformData(s, attrs!.scale as number));
+    },
+  });
+  tf.registerKernel({
+    kernelName: ATTENTION_GRAD,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const s = dimsOrThrow(inputs as Inputs, ATTENTION_GRAD);
+      const gpu = backend as WebGPUBackend;
+      const { dy, q, k, v, mask, y } = inputs as Inputs;
+      const u = uniformData(s, attrs!.scale as number);
+      const rows = s.b * s.tq * s.h;
+      const delta = gpu.runWebGPUProgram(deltaProgram(util, rows), [dy, y], 'float32', [i32(rows), i32(s.d)]);
+      const dq = gpu.runWebGPUProgram(dqProgram(s), [q, k, v, mask, y, delta, dy], 'float32', u);
+      const dk = gpu.runWebGPUProgram(keyRowsProgram(s, true), [q, k, v, mask, y, delta, dy], 'float32', u);
+      const dv = gpu.runWebGPUProgram(keyRowsProgram(s, false), [q, k, mask, y, dy], 'float32', u);
+      gpu.disposeData(delta.dataId);
+      return [dq, dk, dv];
+    },
+  });
+  attentionOp.register('webgpu', { attend: fusedAttention(tf), probs: referenceProbs });
+  installed = true;
+}
+
+/** The op's core as HiloAttention forward and HiloAttentionGrad backward; the reference where they do not fit. */
+function fusedAttention(tf: typeof TF): AttentionCore {
+  return (q, k, v, mask, scale) => {
+    const s = dimsOf(q, k, v, mask);
+    if (!s) return referenceAttention.attend(q, k, v, mask, scale);
+    const n = s.b * s.tq;
+    const op = tf.customGrad((...args) => {
+      const [qs, ks, vs] = args.slice(0, 3) as TF.Tensor4D[];
+      const y = tf.engine().runKernel(ATTENTION, { q: qs, k: ks, v: vs, mask }, { scale }) as TF.Tensor1D; // [N·H·d + 2·N·H]
+      // the mask is saved too: a backward that frees as it goes may have dropped the caller's
+      (args[3] as TF.GradSaveFunc)([qs, ks, vs, mask, y]);
+      return {
+        value: tf.slice(y, 0, n * s.h * s.d).reshape([n, s.h * s.d]) as TF.Tensor2D, // [B·Tq, H·d]
+        gradFunc: (dy: TF.Tensor, saved: TF.Tensor[]) => {
+          const [qq, kk, vv, m, yy] = saved;
+          return tf.engine().runKernel(ATTENTION_GRAD, { dy, q: qq, k: kk, v: vv, mask: m, y: yy }, { scale }) as TF.Tensor[];
+        },
+      };
+    });
+    return op(q, k, v) as TF.Tensor2D;
+  };
+}
