@@ -62,9 +62,9 @@ describe('the op table', () => {
     }
   });
 
-  it.skipIf(!!noAdapter)('webgpu registers its RMSNorm, AdamW and Σ g² as it starts', async () => {
+  it.skipIf(!!noAdapter)('webgpu registers its RMSNorm, attention, AdamW and Σ g² as it starts', async () => {
     await useBackend('webgpu');
-    for (const name of ['rms-norm', 'adamw', 'sum-squares']) expect(backendsOf(name), name).toContain('webgpu');
-    for (const name of ['attention', 'token-nll']) expect(backendsOf(name), name).not.toContain('webgpu');
+    for (const name of ['rms-norm', 'attention', 'adamw', 'sum-squares']) expect(backendsOf(name), name).toContain('webgpu');
+    for (const name of ['token-nll']) expect(backendsOf(name), name).not.toContain('webgpu');
   });
 });
