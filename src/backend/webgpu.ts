@@ -22,6 +22,7 @@ import { frozenLinearOp } from '../ops/frozen-linear.ts';
 import { assertFitsDevice, formatBytes, setDeviceLimit, type DeviceLimit } from './limits.ts';
 import { withStderrSilenced } from './stderr.ts';
 import { installAdamW } from './webgpu-adamw.ts';
+import { installAttention } from './webgpu-attention.ts';
 import { installFrozenLinear } from './webgpu-frozen.ts';
 import { installLayerNorm } from './webgpu-layer-norm.ts';
 import { installRmsNorm } from './webgpu-norm.ts';
@@ -235,6 +236,7 @@ export async function initWebgpu(
   installRmsNorm(tf, mod.webgpu_util);
   installLayerNorm(tf, mod.webgpu_util);
   installTokenNll(tf, mod.webgpu_util);
+  installAttention(tf, mod.webgpu_util);
   installFrozenLinear(tf);
 
   class GuardedWebGPUBackend extends mod.WebGPUBackend {

@@ -2,8 +2,9 @@
  * The attention ops (src/ops/attention.ts): the grouped attention core, its probabilities alone,
  * and the rotary embedding. Every registered implementation against the reference on the same
  * backend, forward and every input's gradient, at stories260K's bench shape (8 x 128 tokens,
- * 8 heads on 4 kv heads of 8) and odd ones (padding, a past, one token); and the reference core
- * against attention written out per head in doubles.
+ * 8 heads on 4 kv heads of 8) and odd ones (padding on either side, a past, one token, odd T,
+ * Qwen2.5-0.5B's 7 query heads a kv head of 64); and the reference core against attention
+ * written out per head in doubles.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,16 +12,23 @@ import { shutdownBackend } from '../../src/backend/index.ts';
 import { halfSwap, ropeTables } from '../../src/model/llama.ts';
 import { additiveMask } from '../../src/model/ops.ts';
 import { attentionOp, attentionProbs, groupedAttention, rotary, rotaryOp } from '../../src/ops/attention.ts';
-import { expectClose, host, PARITY_BACKENDS, useBackend, valueAndGrads, worst } from './parity.ts';
+import { expectClose, host, PARITY_BACKENDS, seeded, useBackend, valueAndGrads, worst } from './parity.ts';
 
-/** [B, T, heads, kv heads, d, past, padded keys of row 0]. */
+/** [B, T, heads, kv heads, d, past, padded keys of row 0: its last n, or with -n its first n]. */
 type Case = [number, number, number, number, number, number, number];
 const CASES: Case[] = [
   [8, 128, 8, 4, 8, 0, 0], // the bench
   [3, 7, 6, 2, 5, 0, 2], // grouped, odd sizes, right padding
   [2, 1, 4, 4, 4, 5, 1], // one new token over a past of 5, one padded key
   [1, 9, 3, 3, 6, 2, 0],
+  [1, 1, 2, 1, 8, 0, 0], // one query, one key
+  [2, 37, 4, 2, 16, 0, -5], // odd T, left padding: row 0's first 5 queries see no key at all
+  [2, 37, 14, 2, 64, 0, 3], // Qwen2.5-0.5B's heads: 7 query heads a kv head of 64
+  [1, 70, 2, 2, 128, 0, -2], // Llama-2-7B's head dim, more keys than a tile and rows than a workgroup
 ];
+
+/** Whether key s of batch row r is padding. */
+const padded = (r: number, s: number, keys: number, pad: number) => r === 0 && (pad >= 0 ? s >= keys - pad : s < -pad);
 
 /** q, k, v and the additive mask of a case (the mask as the model makes it). */
 function inputs([b, t, h, kv, d, past, pad]: Case) {
@@ -28,12 +36,16 @@ function inputs([b, t, h, kv, d, past, pad]: Case) {
   const q = tf.tensor4d(host(b * t * h * d, 11, 2), [b, t, h, d]);
   const k = tf.tensor4d(host(b * keys * kv * d, 12, 2), [b, keys, kv, d]);
   const v = tf.tensor4d(host(b * keys * kv * d, 13), [b, keys, kv, d]);
-  const allowed = Array.from({ length: b * keys }, (_, i) => (i < keys && i >= keys - pad ? 0 : 1)); // row 0's last `pad` keys
+  const allowed = Array.from({ length: b * keys }, (_, i) => (padded(Math.floor(i / keys), i % keys, keys, pad) ? 0 : 1));
   const mask = tf.tidy(() => additiveMask(b, t, tf.tensor2d(allowed, [b, keys]), past));
   return { q, k, v, mask };
 }
 
-/** Attention per batch row, head and query in doubles: softmax over allowed keys of scale·q·k, then Σ p·v. */
+/**
+ * Attention per batch row, head and query in doubles: softmax over allowed keys of scale·q·k, then
+ * Σ p·v; a query that may see no key gets the mean of every v, as the model's −1e9 mask makes
+ * all its scores equal in float32.
+ */
 function attentionJs([b, t, h, kv, d, past, pad]: Case, scale: number): Float64Array {
   const keys = past + t;
   const [q, k, v] = [host(b * t * h * d, 11, 2), host(b * keys * kv * d, 12, 2), host(b * keys * kv * d, 13)];
@@ -42,8 +54,10 @@ function attentionJs([b, t, h, kv, d, past, pad]: Case, scale: number): Float64A
     for (let hh = 0; hh < h; hh++) {
       const g = Math.floor(hh / (h / kv));
       for (let i = 0; i < t; i++) {
-        const seen = Array.from({ length: keys }, (_, s) => s <= past + i && !(r === 0 && s >= keys - pad));
-        const logits = seen.map((ok, s) => {
+        const allowed = Array.from({ length: keys }, (_, s) => s <= past + i && !padded(r, s, keys, pad));
+        const none = !allowed.some((ok) => ok);
+        const logits = allowed.map((ok, s) => {
+          if (none) return 0;
           if (!ok) return -Infinity;
           let dot = 0;
           for (let c = 0; c < d; c++) dot += q[((r * t + i) * h + hh) * d + c] * k[((r * keys + s) * kv + g) * d + c];
@@ -71,8 +85,8 @@ describe.each(['cpu', ...PARITY_BACKENDS])('attention ops on %s', (backend) => {
     if (backend === 'webgpu') await shutdownBackend();
   });
 
-  it('registers its versions where it has them (wasm: the SIMD softmax and rotation)', () => {
-    expect(attentionOp.registered(backend) !== undefined).toBe(backend === 'wasm');
+  it('registers its versions where it has them (wasm: the SIMD softmax and rotation; webgpu: the tiled core)', () => {
+    expect(attentionOp.registered(backend) !== undefined).toBe(backend !== 'cpu');
     expect(rotaryOp.registered(backend) !== undefined).toBe(backend === 'wasm');
   });
 
@@ -85,6 +99,21 @@ describe.each(['cpu', ...PARITY_BACKENDS])('attention ops on %s', (backend) => {
     if (backend === 'cpu') expectClose(want.slice(0, 1), [Float32Array.from(attentionJs(c, scale))], 1e-5, ['reference output']);
     const fast = attentionOp.registered(backend);
     if (fast) expectClose(await run(fast), want, 1e-5, ['out', 'dq', 'dk', 'dv']);
+    tf.dispose([q, k, v, mask]);
+  });
+
+  it.skipIf(backend !== 'webgpu')('core with queries whose every key is −inf: zeros and zero gradients there (the reference gives NaN), the other rows as the reference', async () => {
+    const q = seeded([1, 3, 2, 4], 21) as tf.Tensor4D;
+    const [k, v] = [seeded([1, 3, 1, 4], 22) as tf.Tensor4D, seeded([1, 3, 1, 4], 23) as tf.Tensor4D];
+    const mask = tf.tensor4d([-Infinity, -Infinity, -Infinity, 0, -Infinity, -Infinity, 0, 0, -Infinity], [1, 1, 3, 3]); // query 0 sees nothing
+    const run = (impl = attentionOp.reference) =>
+      valueAndGrads((a, b, d) => groupedAttention(a as tf.Tensor4D, b as tf.Tensor4D, d as tf.Tensor4D, mask, 0.5, impl), [q, k, v]);
+    const [want, got] = [await run(), await run(attentionOp.registered(backend))];
+    expect(want[0].subarray(0, 8).every(Number.isNaN)).toBe(true);
+    expect(got[0].subarray(0, 8).every((x) => x === 0)).toBe(true); // query 0, both heads
+    expect(got[1].subarray(0, 8).every((x) => x === 0)).toBe(true); // its dq
+    expect(worst(got[0].subarray(8), want[0].subarray(8))).toBeLessThan(1e-5);
+    for (const g of got.slice(1)) expect(g.every(Number.isFinite)).toBe(true);
     tf.dispose([q, k, v, mask]);
   });
 

@@ -62,9 +62,8 @@ describe('the op table', () => {
     }
   });
 
-  it.skipIf(!!noAdapter)('webgpu registers its norms, token NLL, AdamW and Σ g² as it starts', async () => {
+  it.skipIf(!!noAdapter)('webgpu registers its norms, attention, token NLL, AdamW and Σ g² as it starts', async () => {
     await useBackend('webgpu');
-    for (const name of ['rms-norm', 'layer-norm', 'token-nll', 'adamw', 'sum-squares']) expect(backendsOf(name), name).toContain('webgpu');
-    for (const name of ['attention']) expect(backendsOf(name), name).not.toContain('webgpu');
+    for (const name of ['rms-norm', 'layer-norm', 'attention', 'token-nll', 'adamw', 'sum-squares']) expect(backendsOf(name), name).toContain('webgpu');
   });
 });
