@@ -3,7 +3,7 @@
  *
  *   npx tsx scripts/bench-real-size.ts [--backend webgpu] (--shape qwen2.5-0.5b | --model DIR)...
  *       [--batch 8] [--seq 512] [--rows moe,forward] [--steps 3] [--warmup 1] [--dtype bfloat16]
- *       [--checkpoint] [--json FILE]
+ *       [--checkpoint] [--layers N] [--json FILE]
  *
  * --shape NAME builds a frozen model of src/model/real-shapes.ts's config (or `tiny`, bench-train's
  * random Llama, for a smoke run) in memory, its weight
@@ -16,6 +16,9 @@
  * top-2, alpha 16; forward, frozen forward + CE. The batch is random token ids, all labelled.
  * Each row prints {shape, row, batch, seq, steps, step_ms (median), tokens_per_s, load_s,
  * first_step_s, loss, trainable, peak_rss_mib, tf_mib} as a JSON line (and appends it to --json).
+ * --layers N keeps a --shape's first N decoder layers: every tensor at its real size (the
+ * embedding, the head, each projection), so a small device (lavapipe) can check that a shape's
+ * tensors bind and its step runs, without the whole model's memory or time.
  * scripts/device-real-size.sh runs it on a GPU machine beside PyTorch's rows.
  */
 import fs from 'node:fs';
@@ -49,6 +52,7 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string', default: '1' },
     dtype: { type: 'string', default: 'bfloat16' },
     checkpoint: { type: 'boolean', default: false },
+    layers: { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -69,6 +73,7 @@ const rows = opt.rows!.split(',').filter(Boolean);
 for (const r of rows) if (!(ROWS as readonly string[]).includes(r)) throw new HiloError(`--rows: got "${r}"; allowed: ${ROWS.join(', ')}`);
 if (!(STORED_DTYPES as readonly string[]).includes(opt.dtype!)) throw new HiloError(`--dtype: got "${opt.dtype}"; allowed: ${STORED_DTYPES.join(' | ')}`);
 const DTYPE = opt.dtype as StoredDtype;
+const LAYERS = opt.layers === undefined ? null : whole('layers', opt.layers, 1);
 /** The real shapes, and `tiny` (scripts/bench-train.ts's random Llama) for a smoke run of the scripts. */
 const SHAPES: Record<string, Record<string, unknown>> = {
   ...REAL_SHAPES,
@@ -179,7 +184,7 @@ async function runRow(name: string, model: CausalLM, row: (typeof ROWS)[number],
 async function main(): Promise<void> {
   const info = await initBackend(opt.backend as 'webgpu');
   console.error(`backend ${info.name}: ${info.detail}; batch ${B} x ${T}, ${WARMUP} warm-up + ${STEPS} timed steps`);
-  const sources = [...opt.shape!.map((s) => ({ name: s, make: async () => shapeModel(normaliseConfig(SHAPES[s])) })),
+  const sources = [...opt.shape!.map((s) => ({ name: LAYERS ? `${s} (first ${LAYERS} layers)` : s, make: async () => shapeModel(normaliseConfig(LAYERS ? { ...SHAPES[s], num_hidden_layers: LAYERS } : SHAPES[s])) })),
     ...opt.model!.map((d) => ({ name: d, make: () => loadModel(d) }))];
   let failed = false;
   for (const src of sources) {
