@@ -76,7 +76,7 @@ const binomCdf = (n: number, k: number) => {
  * The interval [x(k), x(n+1-k)] of the sorted values that covers the median with probability
  * >= 95% (the widest k with P(Bin(n, 1/2) <= k - 1) <= 2.5%), and that probability.
  */
-export function medianInterval(xs: number[]): { lo: number; hi: number; coverage: number } {
+function medianInterval(xs: number[]): { lo: number; hi: number; coverage: number } {
   const s = [...xs].sort((a, b) => a - b);
   const n = s.length;
   let k = 1;

@@ -10,19 +10,17 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { injectAdapters } from '../../src/adapters/inject.ts';
 import type { AdapterPlan } from '../../src/adapters/plan.ts';
-import { initBackend, shutdownBackend } from '../../src/backend/index.ts';
-import { openAdapter } from '../../src/backend/webgpu.ts';
+import { shutdownBackend } from '../../src/backend/index.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { IGNORE_INDEX } from '../../src/ops/cross-entropy.ts';
 import { shiftedLabels } from '../../src/train/loss.ts';
 import { fixture } from '../helpers/fixtures.ts';
+import { noAdapter, useBackend, worst } from '../ops/parity.ts';
 
 const dir = fixture('models/tiny-gpt2');
 const ref = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as {
   input_ids: number[][]; attention_mask: number[][]; logits: number[][][]; loss: number;
 };
-const noAdapter = await openAdapter().then(() => '', (e: Error) => e.message);
-if (noAdapter) console.warn(`\n*** SKIPPING tiny-gpt2 on webgpu: ${noAdapter}\n`);
 
 const [B, T] = [ref.input_ids.length, ref.input_ids[0].length];
 /** HF's labels for the batch: the ids, IGNORE_INDEX on padding; shifted as the loss takes them. */
@@ -58,22 +56,15 @@ async function probe(): Promise<{ logits: Float32Array; loss: number; grads: Map
   }
 }
 
-const worst = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let w = 0;
-  for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
-  return w;
-};
-
 describe.skipIf(!!noAdapter)('tiny-gpt2 on webgpu', () => {
   afterAll(async () => {
     await shutdownBackend();
   });
 
   it("gives PyTorch's logits and loss, and wasm's LoRA gradients, with its norms and NLL as hilo's programs", async () => {
-    await initBackend('wasm');
+    await useBackend('wasm');
     const want = await probe();
-    await initBackend('webgpu');
-    tf.env().set('WEBGPU_CPU_FORWARD', false); // every op on the GPU
+    await useBackend('webgpu'); // every op on the GPU
     const before = tf.memory().numTensors;
     let got = want;
     const info = await tf.profile(async () => {
